@@ -1,0 +1,198 @@
+"""Geometric models shared by RANSAC (matching) and the global solver.
+
+One small interface, as in mpicbg: a model knows its minimum number of matches
+and fits a 4x4 affine (x, y, z frame, see :mod:`rhapso_core.transforms`) that maps
+points ``p`` onto points ``q`` in the weighted least-squares sense::
+
+    argmin_T  sum_i  w_i * || T(p_i) - q_i ||^2
+
+Every fit is batched: ``fit_batch(p, q, w)`` takes ``(B, N, 3)`` point sets and
+returns ``(B, 4, 4)`` affines, so RANSAC fits thousands of minimal samples in one
+call. A sample whose points do not determine the model (collinear for rigid,
+coplanar for affine) gives an all-NaN affine rather than an exception, so a
+batch never fails as a whole; :meth:`Model.fit` raises :class:`IllDefinedFit`.
+
+The interpolated model is BigStitcher's ``InterpolatedAffineModel3D``: fit both
+models on the same matches and blend entry-wise, ``(1 - lambda) * A + lambda * B``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+__all__ = [
+    "IllDefinedFit",
+    "Model",
+    "TranslationModel",
+    "RigidModel",
+    "AffineModel",
+    "InterpolatedModel",
+    "make_model",
+    "residuals",
+]
+
+# Relative size of the smallest singular value below which a fit is ill-defined.
+_DEGENERATE = 1e-9
+
+
+class IllDefinedFit(ValueError):
+    """The matches do not determine the model (too few, or degenerate geometry)."""
+
+
+def _prepare(p: np.ndarray, q: np.ndarray, w: np.ndarray | None):
+    p = np.asarray(p, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    if p.ndim == 2:
+        p, q = p[None], q[None]
+    if p.shape != q.shape or p.shape[-1] != 3:
+        raise ValueError(f"point sets must both be (B, N, 3); got {p.shape} and {q.shape}")
+    if w is None:
+        w = np.ones(p.shape[:2])
+    else:
+        w = np.broadcast_to(np.asarray(w, dtype=np.float64), p.shape[:2])
+    wsum = w.sum(axis=1)
+    safe = np.where(wsum > 0, wsum, 1.0)
+    pc = np.einsum("bn,bnk->bk", w, p) / safe[:, None]
+    qc = np.einsum("bn,bnk->bk", w, q) / safe[:, None]
+    return p, q, w, pc, qc, wsum
+
+
+def _assemble(linear: np.ndarray, pc: np.ndarray, qc: np.ndarray) -> np.ndarray:
+    out = np.zeros((linear.shape[0], 4, 4))
+    out[:, :3, :3] = linear
+    out[:, :3, 3] = qc - np.einsum("bij,bj->bi", linear, pc)
+    out[:, 3, 3] = 1.0
+    return out
+
+
+@dataclass(frozen=True)
+class Model:
+    """Base class: subclasses implement :meth:`fit_batch`."""
+
+    name: str = "model"
+    min_matches: int = 1
+
+    def fit_batch(self, p: np.ndarray, q: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def fit(self, p: np.ndarray, q: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+        """Fit one model to ``(N, 3)`` matches; raise :class:`IllDefinedFit` if impossible."""
+        p = np.asarray(p, dtype=np.float64)
+        if p.shape[0] < self.min_matches:
+            raise IllDefinedFit(
+                f"{self.name} model needs at least {self.min_matches} matches, got {p.shape[0]}"
+            )
+        out = self.fit_batch(p[None], np.asarray(q, dtype=np.float64)[None], None if w is None else np.asarray(w)[None])[0]
+        if not np.all(np.isfinite(out)):
+            raise IllDefinedFit(f"{self.name} model is ill-defined by these {p.shape[0]} matches")
+        return out
+
+
+@dataclass(frozen=True)
+class TranslationModel(Model):
+    name: str = "translation"
+    min_matches: int = 1
+
+    def fit_batch(self, p, q, w=None):
+        p, q, w, pc, qc, wsum = _prepare(p, q, w)
+        out = _assemble(np.broadcast_to(np.eye(3), (p.shape[0], 3, 3)).copy(), pc, qc)
+        out[wsum <= 0] = np.nan
+        return out
+
+
+@dataclass(frozen=True)
+class RigidModel(Model):
+    """Rotation + translation (Kabsch / Horn, reflections excluded)."""
+
+    name: str = "rigid"
+    min_matches: int = 3
+
+    def fit_batch(self, p, q, w=None):
+        p, q, w, pc, qc, wsum = _prepare(p, q, w)
+        dp = p - pc[:, None]
+        dq = q - qc[:, None]
+        h = np.einsum("bn,bni,bnj->bij", w, dp, dq)
+        u, s, vt = np.linalg.svd(h)
+        d = np.sign(np.linalg.det(np.einsum("bji,bkj->bik", vt, u)))
+        d = np.where(d == 0, 1.0, d)
+        diag = np.zeros((p.shape[0], 3, 3))
+        diag[:, 0, 0] = 1.0
+        diag[:, 1, 1] = 1.0
+        diag[:, 2, 2] = d
+        rot = np.einsum("bji,bjk,blk->bil", vt, diag, u)
+        out = _assemble(rot, pc, qc)
+        # Collinear points leave the rotation about their line free.
+        bad = (s[:, 1] <= _DEGENERATE * np.maximum(s[:, 0], 1e-300)) | (wsum <= 0)
+        out[bad] = np.nan
+        return out
+
+
+@dataclass(frozen=True)
+class AffineModel(Model):
+    name: str = "affine"
+    min_matches: int = 4
+
+    def fit_batch(self, p, q, w=None):
+        p, q, w, pc, qc, wsum = _prepare(p, q, w)
+        dp = p - pc[:, None]
+        dq = q - qc[:, None]
+        cov_pp = np.einsum("bn,bni,bnj->bij", w, dp, dp)
+        cov_qp = np.einsum("bn,bni,bnj->bij", w, dq, dp)
+        s = np.linalg.svd(cov_pp, compute_uv=False)
+        bad = (s[:, 2] <= _DEGENERATE * np.maximum(s[:, 0], 1e-300)) | (wsum <= 0)
+        cov_pp[bad] = np.eye(3)
+        linear = np.linalg.solve(cov_pp.transpose(0, 2, 1), cov_qp.transpose(0, 2, 1)).transpose(0, 2, 1)
+        out = _assemble(linear, pc, qc)
+        out[bad] = np.nan
+        return out
+
+
+@dataclass(frozen=True)
+class InterpolatedModel(Model):
+    """``(1 - lam) * main + lam * regularizer``, fitted on the same matches (BigStitcher's)."""
+
+    main: Model = AffineModel()
+    regularizer: Model = RigidModel()
+    lam: float = 0.1
+    name: str = "interpolated"
+    min_matches: int = 4
+
+    def __post_init__(self):
+        if not 0.0 <= self.lam <= 1.0:
+            raise ValueError(f"lambda must be in [0, 1], got {self.lam}")
+        object.__setattr__(self, "min_matches", max(self.main.min_matches, self.regularizer.min_matches))
+        object.__setattr__(self, "name", f"{self.main.name}+{self.regularizer.name}(lambda={self.lam:g})")
+
+    def fit_batch(self, p, q, w=None):
+        a = self.main.fit_batch(p, q, w)
+        if self.lam == 0.0:
+            return a
+        b = self.regularizer.fit_batch(p, q, w)
+        return (1.0 - self.lam) * a + self.lam * b
+
+
+ModelKind = Literal["translation", "rigid", "affine"]
+
+
+def make_model(kind: ModelKind, lam: float = 0.0, regularizer: ModelKind = "rigid") -> Model:
+    """The model for a stage parameter: ``kind`` regularised toward ``regularizer`` by ``lam``."""
+    base = {"translation": TranslationModel(), "rigid": RigidModel(), "affine": AffineModel()}
+    if kind not in base:
+        raise ValueError(f"unknown model '{kind}' (expected translation, rigid or affine)")
+    if lam == 0.0 or kind == regularizer:
+        return base[kind]
+    return InterpolatedModel(main=base[kind], regularizer=base[regularizer], lam=lam)
+
+
+def residuals(affine: np.ndarray, p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Distances ``|T(p) - q|`` for one ``(4, 4)`` or a batch ``(B, 4, 4)`` of affines."""
+    a = np.asarray(affine, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    if a.ndim == 2:
+        return np.linalg.norm(p @ a[:3, :3].T + a[:3, 3] - q, axis=-1)
+    moved = np.einsum("bij,nj->bni", a[:, :3, :3], p) + a[:, None, :3, 3]
+    return np.linalg.norm(moved - q[None], axis=-1)
