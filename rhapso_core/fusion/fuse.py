@@ -1,0 +1,144 @@
+"""Fuse one output block from the views that overlap it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from rhapso_core import transforms as tf
+from rhapso_core.fusion.geometry import FusionView, OutputGrid, output_to_view, view_voxel_size
+from rhapso_core.fusion.kernels import COVER_EPS, MODES, accumulate_view, finalize
+from rhapso_core.fusion.params import FusionParams
+from rhapso_core.image_source import Box, box_is_empty, clip_box
+
+__all__ = ["fuse_block", "fuse_block_float", "choose_level", "source_box"]
+
+_DTYPE_MAX = {"uint8": 255.0, "uint16": 65535.0}
+
+
+def choose_level(view: FusionView, grid: OutputGrid) -> int:
+    """The coarsest pyramid level whose factor is <= output voxel / view voxel on every axis.
+
+    Parameters
+    ----------
+    view : FusionView
+    grid : OutputGrid
+
+    Returns
+    -------
+    int
+        Level index (0 when no coarser level fits, e.g. output finer than the view).
+    """
+    ratio_xyz = grid.voxel_size_xyz / view_voxel_size(view)
+    best, best_prod = 0, 1
+    for lv in range(view.source.n_levels):
+        f_xyz = np.asarray(view.source.level_factors(lv)[::-1], dtype=np.float64)
+        if np.all(f_xyz <= ratio_xyz * (1 + 1e-6)) and np.prod(f_xyz) > best_prod:
+            best, best_prod = lv, np.prod(f_xyz)
+    return best
+
+
+def _block_view_range(out_box_zyx: Box, m_out_to_view: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """View-voxel (x, y, z) bounding box of the block's output voxel centres."""
+    (k0, k1), (j0, j1), (i0, i1) = out_box_zyx
+    corners = tf.box_corners([i0, j0, k0], [i1 - 1, j1 - 1, k1 - 1])
+    pts = tf.apply(m_out_to_view, corners)
+    return pts.min(axis=0), pts.max(axis=0)
+
+
+def source_box(
+    out_box_zyx: Box, grid: OutputGrid, view: FusionView, level: int
+) -> Box | None:
+    """Level-voxel box (z, y, x) a block needs from a view, or None if they do not overlap.
+
+    The block's corners are mapped output -> view -> level; the box is padded by one
+    voxel for trilinear interpolation (and rounding) and clipped to the level.
+    """
+    m = output_to_view(grid, view)
+    vmin, vmax = _block_view_range(out_box_zyx, m)
+    size = np.asarray(view.size_xyz, dtype=np.float64)
+    if np.any(vmax < -COVER_EPS) or np.any(vmin > size - 1 + COVER_EPS):
+        return None
+    f = np.asarray(view.source.level_factors(level)[::-1], dtype=np.float64)
+    lmin = (vmin - (f - 1) / 2) / f
+    lmax = (vmax - (f - 1) / 2) / f
+    lo = np.floor(lmin).astype(np.int64) - 1
+    hi = np.ceil(lmax).astype(np.int64) + 2
+    box = clip_box(tuple(zip(lo[::-1], hi[::-1])), view.source.level_shape(level))  # type: ignore[arg-type]
+    if box_is_empty(box):
+        return None
+    return box
+
+
+def fuse_block_float(
+    out_box_zyx: Box, grid: OutputGrid, views: Sequence[FusionView], params: FusionParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """Accumulate all views into one block; returns ``(acc_a, acc_b)`` float32 (z, y, x).
+
+    See :func:`rhapso_core.fusion.kernels.finalize` for the meaning; ``acc_b > 0``
+    marks voxels covered by at least one view.
+    """
+    shape = tuple(int(b - a) for a, b in out_box_zyx)
+    acc_a = np.zeros(shape, np.float32)
+    acc_b = np.zeros(shape, np.float32)
+    if 0 in shape:
+        return acc_a, acc_b
+    mode = MODES[params.overlap_strategy]
+    start = np.array([a for a, _ in out_box_zyx], np.int64)
+    brange = np.asarray(params.blending_range, np.float64)
+    bborder = np.asarray(params.blending_border, np.float64)
+    for view in sorted(views, key=lambda v: v.view_id):
+        level = choose_level(view, grid)
+        box = source_box(out_box_zyx, grid, view, level)
+        if box is None:
+            continue
+        src = np.ascontiguousarray(view.source.read(box, level))
+        if src.dtype.kind not in "uif" or src.dtype == np.float16:
+            src = src.astype(np.float32)
+        m = output_to_view(grid, view)[:3, :]
+        accumulate_view(
+            acc_a, acc_b, start, np.ascontiguousarray(m),
+            np.asarray(view.size_xyz, np.float64), src,
+            np.array([a for a, _ in box], np.int64),
+            np.asarray(view.source.level_factors(level)[::-1], np.float64),
+            np.asarray(view.source.level_shape(level), np.int64),
+            brange, bborder, mode,
+        )
+        del src
+    return acc_a, acc_b
+
+
+def fuse_block(
+    out_box_zyx: Box, grid: OutputGrid, views: Sequence[FusionView], params: FusionParams
+) -> np.ndarray:
+    """Fuse the views into one output block.
+
+    Parameters
+    ----------
+    out_box_zyx : Box
+        Half-open output voxel box ((z0, z1), (y0, y1), (x0, x1)).
+    grid : OutputGrid
+        Output geometry (origin, voxel size, shape).
+    views : sequence of FusionView
+        All views (those not overlapping the block are skipped without reading);
+        combined in ascending ``view_id`` order.
+    params : FusionParams
+        ``overlap_strategy``, ``blending_range``, ``blending_border``,
+        ``output_dtype``, ``intensity_range`` are used.
+
+    Returns
+    -------
+    ndarray (z, y, x) of ``params.output_dtype``
+        Voxels covered by no view are 0. Each view is read once, from the pyramid
+        level matching the output resolution (:func:`choose_level`), only the sub-box
+        the block needs (:func:`source_box`), and sampled trilinearly.
+    """
+    acc_a, acc_b = fuse_block_float(out_box_zyx, grid, views, params)
+    dtype = np.dtype(params.output_dtype)
+    out = np.empty(acc_a.shape, dtype)
+    lo, hi = (float(v) for v in params.intensity_range)
+    is_int = dtype.kind == "u"
+    finalize(acc_a, acc_b, out, MODES[params.overlap_strategy], lo, hi,
+             _DTYPE_MAX.get(params.output_dtype, 0.0), is_int)
+    return out

@@ -1,0 +1,230 @@
+"""Numba kernels: trilinear sampling of one view into a block's accumulators.
+
+Why a custom kernel rather than ``scipy.ndimage.map_coordinates``: the output->view
+map is affine, so the source coordinate of each output voxel is a row base plus
+``i * step``; no coordinate arrays (3 float64 per voxel) are materialised, the
+blending weight and the overlap rule are applied in the same pass, and voxels
+outside the view are skipped per row. Determinism across block sizes: coordinates
+are always evaluated as ``t + k * c_z + j * c_y`` (per row) ``+ i * c_x`` from
+*absolute* output indices, so a voxel gets bit-identical coordinates whichever block
+computes it; views are always visited in the same (ascending id) order.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+__all__ = ["MODES", "accumulate_view", "finalize", "trilinear_sample"]
+
+MODES = {"avg": 0, "avg_blend": 1, "max": 2, "lowest_view_wins": 3, "closest_pixel_wins": 4}
+
+# A voxel whose view coordinate lies this far (view voxels) outside [0, n - 1] still
+# counts as covered: absorbs rounding of the composed world/view affines.
+COVER_EPS = 1e-4
+# Floor of an avg_blend weight, so voxels where every covering view has weight 0
+# (a view's outermost plane) get the plain mean instead of 0; it shifts a blend with
+# any view of weight >= 1e-3 by less than 1e-9 relative.
+W_FLOOR = 1e-12
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _interp(src, lz, ly, lx, oz, oy, ox, nz, ny, nx):
+    # Clamp into the level's voxel-centre range [0, n - 1] (edge extension for the
+    # half voxel between a coarse level's first centre and the view's edge).
+    lz = min(max(lz, 0.0), nz - 1.0)
+    ly = min(max(ly, 0.0), ny - 1.0)
+    lx = min(max(lx, 0.0), nx - 1.0)
+    z0 = min(int(math.floor(lz)), max(nz - 2, 0))
+    y0 = min(int(math.floor(ly)), max(ny - 2, 0))
+    x0 = min(int(math.floor(lx)), max(nx - 2, 0))
+    fz = lz - z0
+    fy = ly - y0
+    fx = lx - x0
+    z1 = min(z0 + 1, nz - 1) - oz
+    y1 = min(y0 + 1, ny - 1) - oy
+    x1 = min(x0 + 1, nx - 1) - ox
+    z0 -= oz
+    y0 -= oy
+    x0 -= ox
+    c00 = src[z0, y0, x0] * (1.0 - fx) + src[z0, y0, x1] * fx
+    c01 = src[z0, y1, x0] * (1.0 - fx) + src[z0, y1, x1] * fx
+    c10 = src[z1, y0, x0] * (1.0 - fx) + src[z1, y0, x1] * fx
+    c11 = src[z1, y1, x0] * (1.0 - fx) + src[z1, y1, x1] * fx
+    c0 = c00 * (1.0 - fy) + c01 * fy
+    c1 = c10 * (1.0 - fy) + c11 * fy
+    return c0 * (1.0 - fz) + c1 * fz
+
+
+# BigStitcher's blending profile (cos((1 - r) * pi) + 1) / 2 == sin(pi r / 2)^2 tabulated on
+# [0, 1] and interpolated linearly: at most 6e-7 from the exact value, and about 3x
+# cheaper than a cosine per voxel and axis (most voxels of a thin tile lie in some ramp).
+_LUT_N = 1024
+BLEND_LUT = np.sin(np.linspace(0.0, 1.0, _LUT_N + 1) * (np.pi / 2)) ** 2
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _axis_weight(v, n, border, inv_rng):
+    dist = min(v - border, (n - 1.0) - v - border)
+    if dist <= 0.0:
+        return 0.0
+    t = dist * inv_rng * _LUT_N
+    if t >= _LUT_N:
+        return 1.0
+    k = int(t)
+    f = t - k
+    return BLEND_LUT[k] + (BLEND_LUT[k + 1] - BLEND_LUT[k]) * f
+
+
+@numba.njit(cache=True, nogil=True)
+def accumulate_view(
+    acc_a, acc_b, block_start_zyx, m_out_to_view, size_xyz,
+    src, src_off_zyx, level_f_xyz, level_shape_zyx, blend_range_xyz, blend_border_xyz, mode,
+):
+    """Add one view's contribution to a block's accumulators (in place).
+
+    Parameters
+    ----------
+    acc_a, acc_b : (Z, Y, X) float32
+        Accumulators of the block (their meaning depends on ``mode``, see ``finalize``).
+    block_start_zyx : (3,) int64
+        Absolute output voxel index of ``acc[0, 0, 0]``.
+    m_out_to_view : (3, 4) float64
+        Output voxel (x, y, z, 1) -> view voxel (x, y, z), level 0.
+    size_xyz : (3,) float64
+        View size (x, y, z) at level 0 (voxels).
+    src : (z, y, x) array
+        Source sub-box read from the chosen pyramid level.
+    src_off_zyx : (3,) int64
+        Level voxel index of ``src[0, 0, 0]``.
+    level_f_xyz : (3,) float64
+        The level's downsampling factor (x, y, z).
+    level_shape_zyx : (3,) int64
+        The level's full shape.
+    blend_range_xyz, blend_border_xyz : (3,) float64
+        Cosine ramp width and zero border (view voxels, level 0).
+    mode : int
+        Index from ``MODES``.
+    """
+    Z, Y, X = acc_a.shape
+    k0, j0, i0 = block_start_zyx[0], block_start_zyx[1], block_start_zyx[2]
+    oz, oy, ox = src_off_zyx[0], src_off_zyx[1], src_off_zyx[2]
+    nz, ny, nx = level_shape_zyx[0], level_shape_zyx[1], level_shape_zyx[2]
+    fx, fy, fz = level_f_xyz[0], level_f_xyz[1], level_f_xyz[2]
+    hx, hy, hz = (fx - 1.0) / 2.0, (fy - 1.0) / 2.0, (fz - 1.0) / 2.0
+    # Pyramid factors are small integers; their reciprocals are exact for powers of two.
+    gx, gy, gz = 1.0 / fx, 1.0 / fy, 1.0 / fz
+    # A zero blending range means no ramp: weight 1 right after the border.
+    irx = 1.0 / blend_range_xyz[0] if blend_range_xyz[0] > 0 else np.inf
+    iry = 1.0 / blend_range_xyz[1] if blend_range_xyz[1] > 0 else np.inf
+    irz = 1.0 / blend_range_xyz[2] if blend_range_xyz[2] > 0 else np.inf
+    sx, sy, sz = size_xyz[0], size_xyz[1], size_xyz[2]
+    cx0, cx1, cx2 = m_out_to_view[0, 0], m_out_to_view[1, 0], m_out_to_view[2, 0]
+    lo = -COVER_EPS
+    for bz in range(Z):
+        k = float(k0 + bz)
+        for by in range(Y):
+            j = float(j0 + by)
+            # Row base from absolute indices: identical for every block containing the row.
+            r0 = m_out_to_view[0, 3] + k * m_out_to_view[0, 2] + j * m_out_to_view[0, 1]
+            r1 = m_out_to_view[1, 3] + k * m_out_to_view[1, 2] + j * m_out_to_view[1, 1]
+            r2 = m_out_to_view[2, 3] + k * m_out_to_view[2, 2] + j * m_out_to_view[2, 1]
+            # The block-local x range where the row can be inside the view (widened by
+            # one voxel; the per-voxel test below decides).
+            a = 0.0
+            b = float(X - 1)
+            ok = True
+            for r, c, n in ((r0, cx0, sx), (r1, cx1, sy), (r2, cx2, sz)):
+                if c == 0.0:
+                    if r < lo or r > n - 1.0 + COVER_EPS:
+                        ok = False
+                else:
+                    t1 = (lo - r) / c - i0
+                    t2 = (n - 1.0 + COVER_EPS - r) / c - i0
+                    if t1 > t2:
+                        t1, t2 = t2, t1
+                    a = max(a, math.floor(t1) - 1.0)
+                    b = min(b, math.ceil(t2) + 1.0)
+            if not ok or b < a:
+                continue
+            for bx in range(int(a), int(b) + 1):
+                i = float(i0 + bx)
+                vx = r0 + i * cx0
+                vy = r1 + i * cx1
+                vz = r2 + i * cx2
+                if (vx < lo or vy < lo or vz < lo or vx > sx - 1.0 + COVER_EPS
+                        or vy > sy - 1.0 + COVER_EPS or vz > sz - 1.0 + COVER_EPS):
+                    continue
+                val = _interp(src, (vz - hz) * gz, (vy - hy) * gy, (vx - hx) * gx,
+                              oz, oy, ox, nz, ny, nx)
+                if mode == 1:
+                    w = (_axis_weight(vx, sx, blend_border_xyz[0], irx)
+                         * _axis_weight(vy, sy, blend_border_xyz[1], iry)
+                         * _axis_weight(vz, sz, blend_border_xyz[2], irz))
+                    w = max(w, W_FLOOR)
+                    acc_a[bz, by, bx] += w * val
+                    acc_b[bz, by, bx] += w
+                elif mode == 0:
+                    acc_a[bz, by, bx] += val
+                    acc_b[bz, by, bx] += 1.0
+                elif mode == 2:
+                    if acc_b[bz, by, bx] == 0.0 or val > acc_a[bz, by, bx]:
+                        acc_a[bz, by, bx] = val
+                        acc_b[bz, by, bx] = 1.0
+                elif mode == 3:
+                    if acc_b[bz, by, bx] == 0.0:
+                        acc_a[bz, by, bx] = val
+                        acc_b[bz, by, bx] = 1.0
+                else:
+                    d = min(min(vx, sx - 1.0 - vx), min(vy, sy - 1.0 - vy), min(vz, sz - 1.0 - vz))
+                    # acc_b stores distance + 1 so that 0 still means "not covered".
+                    d = max(d, 0.0) + 1.0
+                    if d > acc_b[bz, by, bx]:
+                        acc_a[bz, by, bx] = val
+                        acc_b[bz, by, bx] = d
+
+
+@numba.njit(cache=True, nogil=True)
+def finalize(acc_a, acc_b, out, mode, lo, hi, max_value, is_int):
+    """Turn accumulators into output values (in place into ``out``).
+
+    Covered voxels (``acc_b > 0``) get ``acc_a / acc_b`` (avg modes) or ``acc_a``; for
+    integer outputs ``(v - lo) / (hi - lo) * max_value`` clipped to ``[0, max_value]``
+    and rounded half to even; voxels covered by no view are 0.
+    """
+    Z, Y, X = acc_a.shape
+    span = hi - lo
+    for z in range(Z):
+        for y in range(Y):
+            for x in range(X):
+                b = acc_b[z, y, x]
+                if b <= 0.0:
+                    out[z, y, x] = 0
+                    continue
+                v = float(acc_a[z, y, x])
+                if mode <= 1:
+                    v = v / float(b)
+                if is_int:
+                    v = (v - lo) / span * max_value
+                    v = min(max(v, 0.0), max_value)
+                    out[z, y, x] = np.rint(v)
+                else:
+                    out[z, y, x] = v
+
+
+def trilinear_sample(volume_zyx: np.ndarray, coords_zyx: np.ndarray) -> np.ndarray:
+    """Sample ``volume`` at ``(3, N)`` coordinates (z, y, x) with the fusion kernel's
+    trilinear interpolation (edge-clamped). Exposed for tests and benchmarks."""
+    return _sample_points(np.ascontiguousarray(volume_zyx), np.asarray(coords_zyx, np.float64))
+
+
+@numba.njit(cache=True)
+def _sample_points(vol, coords):
+    n = coords.shape[1]
+    out = np.empty(n, np.float64)
+    nz, ny, nx = vol.shape
+    for p in range(n):
+        out[p] = _interp(vol, coords[0, p], coords[1, p], coords[2, p], 0, 0, 0, nz, ny, nx)
+    return out

@@ -1,0 +1,67 @@
+"""Fuse blocks into a zarr array (level 0 of the OME-Zarr), resumably.
+
+See :mod:`rhapso_core.fusion.resume` for the completion rule (per-block markers written
+after the data).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import zarr
+
+from rhapso_core.fusion.blocks import plan_blocks, write_unit
+from rhapso_core.fusion.fuse import fuse_block
+from rhapso_core.fusion.geometry import FusionView, OutputGrid
+from rhapso_core.fusion.params import FusionParams
+from rhapso_core.fusion.resume import write_blocks
+from rhapso_core.image_source import Box
+
+__all__ = ["fuse_to_zarr"]
+
+
+def fuse_to_zarr(
+    views: Sequence[FusionView],
+    grid: OutputGrid,
+    params: FusionParams,
+    out_array_level0: zarr.Array,
+    blocks: Sequence[Box] | None = None,
+    skip_existing: bool = True,
+) -> list[Box]:
+    """Fuse blocks of the output into a zarr array (level 0 of the OME-Zarr).
+
+    Parameters
+    ----------
+    views : sequence of FusionView
+    grid : OutputGrid
+        Must have the array's shape.
+    params : FusionParams
+    out_array_level0 : zarr.Array
+        Destination, shape ``grid.shape_zyx``, dtype ``params.output_dtype``.
+    blocks : sequence of Box, optional
+        The blocks this call owns (e.g. one work unit from
+        :func:`rhapso_core.fusion.plan_work_units`); default: all blocks of
+        ``params.block_size`` aligned to the array's chunks (or shards).
+    skip_existing : bool, default True
+        Skip blocks already marked done (see :class:`BlockMarkers`).
+
+    Returns
+    -------
+    list of Box
+        Blocks fused by this call.
+    """
+    arr = out_array_level0
+    if tuple(arr.shape) != tuple(grid.shape_zyx):
+        raise ValueError(
+            f"output array shape {tuple(arr.shape)} differs from the fusion grid {grid.shape_zyx}"
+        )
+    if np.dtype(arr.dtype) != np.dtype(params.output_dtype):
+        raise ValueError(
+            f"output array dtype {arr.dtype} differs from output_dtype {params.output_dtype}"
+        )
+    if blocks is None:
+        blocks = plan_blocks(grid.shape_zyx, params.block_size[::-1], write_unit(arr))
+    return write_blocks(
+        arr, blocks, lambda box: fuse_block(box, grid, views, params), skip_existing
+    )

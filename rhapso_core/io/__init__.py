@@ -1,0 +1,33 @@
+"""Image I/O: lazy multiscale readers (OME-Zarr, zarr, TIFF) and OME-Zarr writers.
+
+Every reader returns a :class:`MultiscaleImage`, an
+:class:`~rhapso_core.image_source.ImageSource` with physical geometry. Paths
+are local or ``s3://`` (see :mod:`rhapso_core.io.uri`).
+"""
+
+from .downsample import downsample_mean, downsampled_shape
+from .errors import ImageIOError
+from .multiscale import MultiscaleImage
+from .ome_zarr_writer import LevelInfo, OmeZarrWriter, create_ome_zarr, write_ome_zarr
+from .open import infer_kind, open_image
+from .uri import atomic_write_bytes, fs_for, is_s3, join_uri, normalize_uri
+from .zarr_source import image_from_zarr
+
+__all__ = [
+    "ImageIOError",
+    "MultiscaleImage",
+    "open_image",
+    "infer_kind",
+    "image_from_zarr",
+    "create_ome_zarr",
+    "write_ome_zarr",
+    "OmeZarrWriter",
+    "LevelInfo",
+    "downsample_mean",
+    "downsampled_shape",
+    "atomic_write_bytes",
+    "fs_for",
+    "is_s3",
+    "join_uri",
+    "normalize_uri",
+]

@@ -1,0 +1,60 @@
+"""Mean downsampling by integer factors, keeping partial edge blocks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["downsample_mean", "downsampled_shape"]
+
+
+def downsampled_shape(shape_zyx: Sequence[int], factors_zyx: Sequence[int]) -> tuple[int, ...]:
+    """``ceil(shape / factor)`` per axis, so edge voxels are never dropped."""
+    return tuple(-(-int(n) // int(f)) for n, f in zip(shape_zyx, factors_zyx))
+
+
+def downsample_mean(array: np.ndarray, factors: Sequence[int]) -> np.ndarray:
+    """Mean of each ``factors``-sized block; a partial edge block averages only the voxels it has.
+
+    Not ``skimage.transform.downscale_local_mean``: it pads edge blocks with
+    ``cval`` and divides by the full block size, which darkens the last plane,
+    row and column of every level.
+
+    Parameters
+    ----------
+    array : ndarray
+        Any rank (usually (z, y, x)); left unchanged.
+    factors : sequence of int
+        Integer factor per axis (>= 1).
+
+    Returns
+    -------
+    ndarray
+        Shape ``ceil(array.shape / factors)``, same dtype as ``array``
+        (integers rounded half to even and clipped to the dtype's range).
+    """
+    a = np.asarray(array)
+    f = tuple(int(k) for k in factors)
+    if len(f) != a.ndim or min(f) < 1:
+        raise ValueError(f"factors {factors} must be one integer >= 1 per axis of a {a.ndim}-D array")
+    if all(k == 1 for k in f):
+        return a.copy()
+    out_shape = downsampled_shape(a.shape, f)
+    pad = [(0, o * k - n) for o, k, n in zip(out_shape, f, a.shape)]
+    work = np.pad(a.astype(np.float64, copy=False), pad)
+    blocks = work.reshape([x for o, k in zip(out_shape, f) for x in (o, k)])
+    sums = blocks.sum(axis=tuple(range(1, 2 * a.ndim, 2)))
+    # Voxels per block: full factor inside, the remainder on the last block of each axis.
+    counts = np.ones(out_shape)
+    for ax, (o, k, n) in enumerate(zip(out_shape, f, a.shape)):
+        c = np.full(o, float(k))
+        c[-1] = n - (o - 1) * k
+        counts = counts * c.reshape([-1 if i == ax else 1 for i in range(a.ndim)])
+    mean = sums / counts
+    if np.issubdtype(a.dtype, np.integer):
+        info = np.iinfo(a.dtype)
+        return np.clip(np.rint(mean), info.min, info.max).astype(a.dtype)
+    if a.dtype == np.bool_:
+        return mean >= 0.5
+    return mean.astype(a.dtype)

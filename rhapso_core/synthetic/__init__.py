@@ -1,0 +1,64 @@
+"""Synthetic tiled acquisitions with exact ground truth, and the accuracy score.
+
+A specimen (analytic: blobs, fibres, background; or a user-given volume) is imaged
+by a grid of overlapping tiles whose true poses differ from the nominal stage
+positions by a seeded error. :func:`write_dataset` writes the tiles as OME-Zarr, a
+BigStitcher XML with the nominal poses and a ground-truth JSON; :func:`score`
+measures how close a solved registration comes to the truth.
+
+Frames: specimen lengths are micrometres (x, y, z); each view's affines map view
+voxels (x, y, z, voxel centres on integers) to the XML world frame, whose unit is
+``SyntheticParams.world_unit_um`` (by default the finest voxel size, BigStitcher's
+convention).
+
+Example
+-------
+>>> from rhapso_core.synthetic import SyntheticParams, write_dataset, score   # doctest: +SKIP
+>>> paths = write_dataset("out/synth", SyntheticParams(grid=(3, 2, 1)))       # doctest: +SKIP
+>>> # ... detect, match, solve into out/synth/solved.xml ...
+>>> print(score(paths.ground_truth, "out/synth/solved.xml").summary())         # doctest: +SKIP
+"""
+
+from rhapso_core.synthetic.geometry import TileSpec, tile_grid
+from rhapso_core.synthetic.params import SyntheticParams
+from rhapso_core.synthetic.render import acquire_tile, apply_camera_noise, render_tile, tile_affine_um
+from rhapso_core.synthetic.scoring import Score, ScoreError, ViewError, sample_points, score, solved_affines
+from rhapso_core.synthetic.specimen import (
+    AnalyticSpecimen,
+    VolumeSpecimen,
+    load_blobs_csv,
+    load_tiff_planes,
+    make_specimen,
+    save_blobs_csv,
+)
+from rhapso_core.synthetic.truth import GroundTruth, ViewBlobs, ViewTruth, view_blob_centres
+from rhapso_core.synthetic.write import DatasetPaths, pyramid_steps, write_dataset
+
+__all__ = [
+    "SyntheticParams",
+    "TileSpec",
+    "tile_grid",
+    "AnalyticSpecimen",
+    "VolumeSpecimen",
+    "make_specimen",
+    "load_tiff_planes",
+    "save_blobs_csv",
+    "load_blobs_csv",
+    "render_tile",
+    "apply_camera_noise",
+    "acquire_tile",
+    "tile_affine_um",
+    "GroundTruth",
+    "ViewTruth",
+    "ViewBlobs",
+    "view_blob_centres",
+    "Score",
+    "ViewError",
+    "ScoreError",
+    "score",
+    "sample_points",
+    "solved_affines",
+    "write_dataset",
+    "DatasetPaths",
+    "pyramid_steps",
+]

@@ -1,0 +1,140 @@
+"""Parameters of a synthetic tiled acquisition (specimen, tile grid, camera, output)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from rhapso_core.params import StageParams
+
+__all__ = ["SyntheticParams"]
+
+_Count = Annotated[int, Field(ge=1, le=64)]
+_TileVox = Annotated[int, Field(ge=8, le=8192)]
+_VoxUm = Annotated[float, Field(gt=0.0, le=1000.0)]
+_Jitter = Annotated[float, Field(ge=0.0, le=200.0)]
+_Chunk = Annotated[int, Field(ge=8, le=4096)]
+_PosUm = Annotated[float, Field(gt=0.0, le=1.0e4)]
+_Photons = Annotated[float, Field(ge=0.0, le=6.0e4)]
+
+
+def _check_range(name: str, lo_hi: tuple[float, float]) -> None:
+    if lo_hi[0] > lo_hi[1]:
+        raise ValueError(f"{name}: minimum {lo_hi[0]} exceeds maximum {lo_hi[1]}")
+
+
+class SyntheticParams(StageParams):
+    """A tiled acquisition of an analytic (or user-given) specimen.
+
+    Axis order of every ``*_xyz`` field is x, y, z. Lengths of the specimen are in
+    micrometres (um); tile geometry in view voxels; intensities in photons.
+    """
+
+    # --- tile grid -------------------------------------------------------------------
+    grid: tuple[_Count, _Count, _Count] = Field(
+        (3, 2, 1), description="Number of tiles along x, y, z (tiles)."
+    )
+    tile_size_xyz: tuple[_TileVox, _TileVox, _TileVox] = Field(
+        (256, 256, 64), description="Tile size along x, y, z (view voxels)."
+    )
+    overlap: float = Field(
+        0.12, ge=0.0, le=0.5, description="Nominal overlap of neighbouring tiles (fraction of the tile size)."
+    )
+    voxel_size_xyz: tuple[_VoxUm, _VoxUm, _VoxUm] = Field(
+        (0.5, 0.5, 2.0), description="Voxel size along x, y, z (um)."
+    )
+    world_unit: Literal["finest_voxel", "um"] = Field(
+        "finest_voxel",
+        description=(
+            "Unit of the XML world frame: 'finest_voxel' (BigStitcher's convention: the calibration "
+            "transform divides voxel sizes by the smallest one) or 'um'."
+        ),
+    )
+
+    # --- true pose of each tile relative to its nominal stage position ----------------
+    jitter_voxels: tuple[_Jitter, _Jitter, _Jitter] = Field(
+        (3.0, 3.0, 1.0),
+        description="Stage error: tile centre displaced uniformly within +-jitter along x, y, z (view voxels).",
+    )
+    rotation_deg: float = Field(
+        0.0, ge=0.0, le=10.0, description="Tile rotation about its centre: random axis, angle uniform in +-value (degrees)."
+    )
+    scale_jitter: float = Field(
+        0.0, ge=0.0, le=0.1, description="Per-axis tile scale error uniform in +-value (fraction)."
+    )
+    shear: float = Field(
+        0.0, ge=0.0, le=0.1, description="Tile shear: xy, xz, yz entries uniform in +-value (fraction)."
+    )
+
+    # --- specimen ----------------------------------------------------------------------
+    blob_count: int | None = Field(
+        None, ge=0, le=2_000_000, description="Number of nucleus-like blobs; None uses blob_density (blobs)."
+    )
+    blob_density: float = Field(
+        300.0, ge=0.0, le=1.0e5, description="Blobs per 10^6 um^3 of specimen when blob_count is None (1 / um^3 * 1e6)."
+    )
+    blob_sigma_um: tuple[_PosUm, _PosUm] = Field(
+        (1.5, 3.0), description="Range of blob Gaussian sigma, uniform (um)."
+    )
+    blob_amplitude: tuple[_Photons, _Photons] = Field(
+        (300.0, 3000.0), description="Range of blob peak brightness, log-uniform (photons)."
+    )
+    fibre_count: int = Field(20, ge=0, le=100_000, description="Number of fibres (tubes along smooth curves).")
+    fibre_sigma_um: tuple[_PosUm, _PosUm] = Field(
+        (0.6, 1.2), description="Range of fibre cross-section Gaussian sigma, uniform (um)."
+    )
+    fibre_length_um: tuple[_PosUm, _PosUm] = Field(
+        (60.0, 300.0), description="Range of fibre length, uniform (um)."
+    )
+    fibre_amplitude: tuple[_Photons, _Photons] = Field(
+        (100.0, 600.0), description="Range of fibre peak brightness, uniform (photons)."
+    )
+    background: float = Field(100.0, ge=0.0, le=6.0e4, description="Mean background level (photons).")
+    background_modulation: float = Field(
+        0.3, ge=0.0, le=0.95, description="Peak relative modulation of the background by low-frequency cosines (fraction)."
+    )
+    margin_um: float = Field(
+        20.0, ge=0.0, le=1.0e4, description="Specimen extends this far beyond the union of tiles (um)."
+    )
+
+    # --- camera --------------------------------------------------------------------------
+    noise: bool = Field(True, description="Add Poisson photon noise and Gaussian read noise.")
+    read_noise: float = Field(2.0, ge=0.0, le=1000.0, description="Gaussian read noise sigma (counts).")
+    gain: float = Field(1.0, gt=0.0, le=100.0, description="Camera gain (counts per photon).")
+    camera_offset: float = Field(100.0, ge=0.0, le=30000.0, description="Camera baseline added to every voxel (counts).")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="Seed of every random choice; same seed gives identical bytes.")
+
+    # --- user-given volume ------------------------------------------------------------------
+    interpolation_order: int = Field(
+        1, ge=0, le=3, description="Spline order used to sample a user-given volume at tile voxels (0-3)."
+    )
+
+    # --- output ----------------------------------------------------------------------------
+    n_levels: int = Field(3, ge=1, le=10, description="Pyramid levels written per tile (levels).")
+    ngff_version: Literal["0.4", "0.5"] = Field("0.4", description="OME-NGFF version of the tile images.")
+    chunk_size_xyz: tuple[_Chunk, _Chunk, _Chunk] = Field(
+        (128, 128, 64), description="Zarr chunk shape along x, y, z (voxels)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SyntheticParams":
+        _check_range("blob_sigma_um", self.blob_sigma_um)
+        _check_range("blob_amplitude", self.blob_amplitude)
+        _check_range("fibre_sigma_um", self.fibre_sigma_um)
+        _check_range("fibre_length_um", self.fibre_length_um)
+        _check_range("fibre_amplitude", self.fibre_amplitude)
+        for axis, (j, n, g) in enumerate(zip(self.jitter_voxels, self.tile_size_xyz, self.grid)):
+            width = self.overlap * n
+            # Jitter of two neighbours adds up; beyond the overlap width tiles could lose contact.
+            if g > 1 and 2.0 * j >= width:
+                raise ValueError(
+                    f"jitter_voxels[{axis}]={j} is too large for an overlap of {width:g} voxels "
+                    f"(need 2 * jitter < overlap * tile_size_xyz[{axis}])"
+                )
+        return self
+
+    @property
+    def world_unit_um(self) -> float:
+        """Length of one XML world unit (um)."""
+        return min(self.voxel_size_xyz) if self.world_unit == "finest_voxel" else 1.0

@@ -1,0 +1,91 @@
+"""Repository-wide shared test fixtures (keep this file to fixtures only)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import pytest
+
+
+@dataclass(frozen=True)
+class MotoS3:
+    """A running moto S3 server with one empty bucket.
+
+    ``storage_options`` are complete s3fs options (credentials + endpoint) that
+    work whether or not ``AWS_ENDPOINT_URL`` is set. s3fs instance caches are
+    cleared when the server starts and stops; a test that changes AWS_* variables
+    should add ``"skip_instance_cache": True`` to the options it builds.
+    """
+
+    endpoint_url: str
+    bucket: str
+    key: str
+    secret: str
+    region: str
+    storage_options: dict = field(default_factory=dict)
+
+    def uri(self, *parts: str) -> str:
+        """``s3://<bucket>/<parts joined with />``."""
+        return "/".join([f"s3://{self.bucket}", *(p.strip("/") for p in parts if p)])
+
+
+def _clear_s3fs_cache() -> None:
+    # s3fs caches filesystem instances per argument set: one made before the
+    # endpoint changed would keep talking to the old endpoint.
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture(scope="session")
+def moto_s3():
+    """Start moto's S3 server on 127.0.0.1 (free port), point AWS_* at it, create a bucket.
+
+    The environment is restored and the server stopped at the end of the session.
+    """
+    pytest.importorskip("moto.server", reason="moto[server] is not installed")
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    key, secret, region = "testing-key", "testing-secret", "us-east-1"
+    mp = pytest.MonkeyPatch()
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CONFIG_FILE",
+                "AWS_SHARED_CREDENTIALS_FILE"):
+        mp.delenv(var, raising=False)
+    mp.setenv("AWS_ACCESS_KEY_ID", key)
+    mp.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    mp.setenv("AWS_DEFAULT_REGION", region)
+    mp.setenv("AWS_ENDPOINT_URL", endpoint)
+    _clear_s3fs_cache()
+    bucket = "rhapso-test-" + uuid.uuid4().hex[:8]
+    try:
+        boto3.client(
+            "s3", endpoint_url=endpoint, aws_access_key_id=key, aws_secret_access_key=secret, region_name=region
+        ).create_bucket(Bucket=bucket)
+        yield MotoS3(
+            endpoint_url=endpoint,
+            bucket=bucket,
+            key=key,
+            secret=secret,
+            region=region,
+            storage_options={
+                "key": key,
+                "secret": secret,
+                "client_kwargs": {"endpoint_url": endpoint, "region_name": region},
+            },
+        )
+    finally:
+        _clear_s3fs_cache()
+        mp.undo()
+        server.stop()
+
+
+@pytest.fixture
+def s3_prefix(moto_s3) -> str:
+    """A fresh ``s3://`` prefix in the moto bucket for one test."""
+    return moto_s3.uri("t-" + uuid.uuid4().hex[:12])
