@@ -1,0 +1,71 @@
+"""All parameters of a run, nested by stage (the shape of a parameter file).
+
+Stage sections use the seed's names (see each stage's params module). A flat
+Rhapso-style file is accepted too: :mod:`rhapso_core.param_files` routes each key
+to the stages that have it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from rhapso_core.detection import DetectionParams
+from rhapso_core.fusion import FusionParams
+from rhapso_core.matching import MatchingParams
+from rhapso_core.params import StageParams
+from rhapso_core.solver import SolverParams
+from rhapso_core.synthetic.params import SyntheticParams
+
+RoundKind = Literal["translation", "rigid", "affine"]
+
+
+class AlignmentParams(StageParams):
+    """How the alignment flow chains its rounds."""
+
+    rounds: list[RoundKind] = Field(
+        default_factory=lambda: ["rigid", "affine"],
+        min_length=1,
+        description="Match + solve rounds in order; each uses this model for RANSAC and the solver "
+        "(affine rounds regularise toward rigid with matching/solver lambda_value). Default rigid then affine.",
+    )
+    pair_mode: Literal["overlapping", "all"] = Field(
+        "overlapping", description="Match views whose boxes overlap under current registrations, or all pairs."
+    )
+    group_by: list[Literal["channel", "illumination", "tile", "angle"]] = Field(
+        default_factory=list,
+        description="Only pair views that share these attributes (e.g. ['channel'] matches within a channel).",
+    )
+    split_affine: bool = Field(False, description="After the affine round, split views and run split-affine.")
+
+
+class RuntimeParams(StageParams):
+    """Where and how wide the tasks run."""
+
+    ray_address: str | None = Field(
+        None, description="Ray cluster address ('ray://head:10001' or 'auto'); None starts a local Ray."
+    )
+    num_cpus: int | None = Field(None, ge=1, description="CPU cap for a local Ray (cores); None: all cores.")
+    object_store_memory_gb: float | None = Field(None, gt=0, description="Local Ray object store (GiB).")
+    use_ray: bool = Field(True, description="False runs tasks in threads of the flow process (debugging).")
+
+
+class PipelineParams(StageParams):
+    detection: DetectionParams = Field(default_factory=DetectionParams)
+    matching: MatchingParams = Field(default_factory=MatchingParams)
+    solver: SolverParams = Field(default_factory=SolverParams)
+    alignment: AlignmentParams = Field(default_factory=AlignmentParams)
+    fusion: FusionParams = Field(default_factory=FusionParams)
+    runtime: RuntimeParams = Field(default_factory=RuntimeParams)
+    synthetic: SyntheticParams = Field(
+        default_factory=SyntheticParams, description="The generated dataset of `rhapso demo` and `rhapso synth`."
+    )
+
+    def round_params(self, kind: RoundKind) -> tuple[MatchingParams, SolverParams]:
+        """Matching and solver parameters of one alignment round."""
+        lam_m = self.matching.lambda_value if kind == "affine" else 0.0
+        lam_s = self.solver.lambda_value if kind == "affine" else 0.0
+        m = self.matching.model_copy(update={"model": kind, "lambda_value": lam_m})
+        s = self.solver.model_copy(update={"model": kind, "lambda_value": lam_s})
+        return m, s

@@ -1,0 +1,100 @@
+"""Parameters of the interest-point detection stage (names follow the seed's detection table)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from rhapso_core.params import StageParams
+
+__all__ = ["DetectionParams", "MAX_MOVES", "GAUSS_TRUNCATE", "IMAGE_SIGMA"]
+
+# Sub-voxel localisation may shift the integer peak at most this many times (ImgLib2's
+# SubpixelLocalization default); it also sets part of the chunk halo.
+MAX_MOVES = 4
+# Gaussian kernels are sampled to radius ceil(GAUSS_TRUNCATE * sigma) (scipy's default),
+# wider than ImgLib2's ~3 sigma so the DoG is accurate to < 1e-4 of the blob contrast.
+GAUSS_TRUNCATE = 4.0
+# Blur already present in a sampled image (BigStitcher's "image sigma").
+IMAGE_SIGMA = 0.5
+
+
+class DetectionParams(StageParams):
+    """Difference-of-Gaussian interest-point detection.
+
+    Units: ``dsxy``/``dsz`` are integer factors relative to full resolution;
+    ``sigma`` and ``median_filter`` are in voxels of the *downsampled working grid*
+    (isotropic there, as BigStitcher does); ``combine_distance`` is in full-resolution
+    view voxels; ``threshold`` is a DoG value of the normalised image
+    ``(I - min_intensity) / (max_intensity - min_intensity)``.
+    """
+
+    label: str = Field("beads", min_length=1, description="interest-point label stored per view")
+    dsxy: int = Field(
+        2, ge=1, le=256,
+        description="downsampling factor in x and y before detection (integer, full-res voxels per "
+        "working voxel); read from the coarsest pyramid level that divides it, rest averaged in memory",
+    )
+    dsz: int = Field(
+        1, ge=1, le=256,
+        description="downsampling factor in z before detection (integer); as dsxy",
+    )
+    min_intensity: float | None = Field(
+        None,
+        description="intensity mapped to 0 before the DoG (image units); None: the view's minimum, "
+        "taken from its coarsest pyramid level so every chunk uses the same value",
+    )
+    max_intensity: float | None = Field(
+        None,
+        description="intensity mapped to 1 before the DoG (image units); None: the view's maximum "
+        "(coarsest pyramid level)",
+    )
+    median_filter: int = Field(
+        0, ge=0, le=64,
+        description="XY background subtraction radius r (working-grid voxels): the image minus its "
+        "median over a (2r+1) x (2r+1) XY window, as Rhapso 0.4.5; 0 = off",
+    )
+    sigma: float = Field(
+        1.8, gt=0.5, le=50,
+        description="DoG scale (working-grid voxels); Gaussians sqrt(s^2-0.5^2) and "
+        "sqrt((s*2^(1/4))^2-0.5^2)",
+    )
+    threshold: float = Field(
+        0.008, gt=0,
+        description="minimum |DoG| of a fitted peak (normalised intensity); candidates need threshold/3",
+    )
+    peak_type: Literal["max", "min", "both"] = Field(
+        "max", description="detect DoG maxima (bright blobs), minima (dark blobs) or both"
+    )
+    combine_distance: float = Field(
+        0.5, ge=0,
+        description="detections closer than this are merged, the strongest |DoG| kept "
+        "(full-resolution view voxels); 0 = off",
+    )
+    max_spots: int = Field(
+        0, ge=0,
+        description="cap on points per view, or per overlap box in overlap_only mode (count); "
+        "spatially balanced; 0 = no cap",
+    )
+    chunks_per_bound: int = Field(
+        1, ge=1, le=100_000,
+        description="number of chunks each region (view or overlap box) is split into, in total "
+        "(as Rhapso 0.4.5: repeated halving of the longest axis); each chunk is one task",
+    )
+    overlap_only: bool = Field(
+        False, description="detect only inside the boxes where the view overlaps other views"
+    )
+
+    @model_validator(mode="after")
+    def _check_range(self):
+        lo, hi = self.min_intensity, self.max_intensity
+        if lo is not None and hi is not None and not hi > lo:
+            raise ValueError(
+                f"max_intensity ({hi}) must be greater than min_intensity ({lo})"
+            )
+        return self
+
+    def factors_zyx(self) -> tuple[int, int, int]:
+        """Requested total downsampling factor (z, y, x)."""
+        return (int(self.dsz), int(self.dsxy), int(self.dsxy))

@@ -1,0 +1,86 @@
+"""Detection over a dataset: plan chunk tasks per view, run one chunk, merge and store a view."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rhapso_core.detection import (
+    ChunkTask,
+    DetectionParams,
+    InterestPoints,
+    combine_close,
+    detect_chunk,
+    merge_points,
+    plan_detection,
+)
+from rhapso_core.pipeline.dataset import load_dataset, open_view, overlap_boxes_in_view, view_geometry
+from rhapso_core.pointstore import PointStore
+from rhapso_core.spimdata import ViewId
+
+
+@dataclass(frozen=True)
+class ViewDetectionPlan:
+    """The chunk tasks of one view, with its resolved parameters (a small record)."""
+
+    view: ViewId
+    params: DetectionParams
+    regions_xyz: tuple[tuple[tuple[float, ...], ...], ...]
+    tasks: tuple[ChunkTask, ...]
+
+
+def plan_views(xml_uri: str, params: DetectionParams, views=None, storage_options=None) -> list[ViewDetectionPlan]:
+    """One plan per view: pyramid level, in-memory factor, intensity range, chunks."""
+    sd = load_dataset(xml_uri, storage_options)
+    views = sd.views() if views is None else [tuple(v) for v in views]
+    geometry = view_geometry(sd) if params.overlap_only else None
+    plans = []
+    for v in views:
+        source = open_view(sd, v, storage_options)
+        boxes = overlap_boxes_in_view(geometry, v) if geometry is not None else None
+        plan = plan_detection(source, params, overlap_boxes_xyz=boxes)
+        regions = tuple(tuple(tuple(float(x) for x in row) for row in np.asarray(r)) for r in plan.regions_xyz)
+        plans.append(ViewDetectionPlan(v, plan.params, regions, tuple(plan.tasks)))
+    return plans
+
+
+def run_chunk(xml_uri: str, view: ViewId, task: ChunkTask, params: DetectionParams, storage_options=None) -> InterestPoints:
+    """Detect the points of one chunk of one view (full-resolution view voxels, x y z)."""
+    sd = load_dataset(xml_uri, storage_options)
+    source = open_view(sd, tuple(view), storage_options)
+    return detect_chunk(source, task.level, task.in_memory_factor, task.core_box, params)
+
+
+def merge_view(plan: ViewDetectionPlan, parts: list[InterestPoints]) -> InterestPoints:
+    """Combine close points and cap per region, then across regions; ids 0..N-1 in position order."""
+    per_region: list[list[InterestPoints]] = [[] for _ in plan.regions_xyz]
+    for task, pts in zip(plan.tasks, parts):
+        per_region[task.region_index].append(pts)
+    merged = [
+        merge_points(p, plan.params, np.asarray(reg), renumber=False)
+        for p, reg in zip(per_region, plan.regions_xyz)
+    ]
+    pts = InterestPoints.concat(merged) if merged else InterestPoints.empty()
+    if len(merged) > 1:
+        pts = combine_close(pts, plan.params.combine_distance)
+    return pts.sorted_by_position().renumbered()
+
+
+def store_view(store_uri: str, plan: ViewDetectionPlan, points: InterestPoints, storage_options=None) -> int:
+    """Write one view's points (replacing earlier ones); returns the count."""
+    store = PointStore(store_uri, storage_options=storage_options, mode="a")
+    store.write_points(
+        plan.view, plan.params.label, points.ids, points.loc_xyz, points.intensity, points.dog,
+        params=detection_params_string(plan.params),
+    )
+    return len(points)
+
+
+def detection_params_string(p: DetectionParams) -> str:
+    """BigStitcher-style one-line description of how the points were found."""
+    return (
+        f"DOG (rhapso-service) s={p.sigma} t={p.threshold} type={p.peak_type} "
+        f"ds={p.dsxy},{p.dsxy},{p.dsz} median={p.median_filter} "
+        f"min={p.min_intensity} max={p.max_intensity}"
+    )

@@ -1,0 +1,86 @@
+"""Matching over a dataset: which pairs, and one pair's correspondences into the point store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rhapso_core import transforms
+from rhapso_core.matching import MatchingParams, match_points, select_pairs
+from rhapso_core.pipeline.dataset import load_dataset, view_geometry
+from rhapso_core.pointstore import PointStore
+from rhapso_core.spimdata import ViewId
+
+
+@dataclass(frozen=True)
+class PairRecord:
+    """QC record of one matched pair (small; no point arrays)."""
+
+    view_a: ViewId
+    view_b: ViewId
+    label: str
+    n_points_a: int
+    n_points_b: int
+    n_candidates: int
+    n_inliers: int
+    rms: float
+    status: str
+    reason: str
+    model: tuple[float, ...] | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict:
+        return {
+            "view_a": list(self.view_a), "view_b": list(self.view_b), "label": self.label,
+            "n_points_a": self.n_points_a, "n_points_b": self.n_points_b,
+            "n_candidates": self.n_candidates, "n_inliers": self.n_inliers,
+            "rms": None if not np.isfinite(self.rms) else self.rms, "status": self.status,
+            "reason": self.reason, "model": None if self.model is None else list(self.model),
+        }
+
+
+def plan_pairs(
+    xml_uri: str, pair_mode: str = "overlapping", group_by=(), storage_options=None
+) -> list[tuple[ViewId, ViewId]]:
+    """Pairs to match: boxes overlapping under the current registrations (or all), same timepoint."""
+    sd = load_dataset(xml_uri, storage_options)
+    geometry = view_geometry(sd)
+    attributes = {v: dict(sd.setup_of(v).attributes) for v in geometry}
+    pairs = select_pairs(
+        geometry, mode=pair_mode, group_by=tuple(group_by), attributes=attributes,
+    )
+    return [(tuple(p.a), tuple(p.b)) for p in pairs]
+
+
+def match_pair(
+    xml_uri: str, store_uri: str, view_a: ViewId, view_b: ViewId, label: str,
+    params: MatchingParams, storage_options=None,
+) -> PairRecord:
+    """Match two views' stored points in world coordinates; store the correspondences."""
+    sd = load_dataset(xml_uri, storage_options)
+    view_a, view_b = tuple(view_a), tuple(view_b)
+    geometry = view_geometry(sd, [view_a, view_b])
+    store = PointStore(store_uri, storage_options=storage_options, mode="a")
+    pa = store.read_points(view_a, label)
+    pb = store.read_points(view_b, label)
+    wa = transforms.apply(geometry[view_a][0], pa.loc_xyz)
+    wb = transforms.apply(geometry[view_b][0], pb.loc_xyz)
+    lo_a, hi_a = transforms.view_bounding_box(*geometry[view_a])
+    lo_b, hi_b = transforms.view_bounding_box(*geometry[view_b])
+    box = np.stack([np.maximum(lo_a, lo_b), np.minimum(hi_a, hi_b)])
+    result = match_points(wa, wb, params, box=box)
+    idx_a = result.idx_a if result.status == "ok" else np.zeros(0, np.int64)
+    idx_b = result.idx_b if result.status == "ok" else np.zeros(0, np.int64)
+    store.write_correspondences(
+        view_a, view_b, label, idx_a, idx_b,
+        params=f"{params.model} lambda={params.lambda_value} max_epsilon={params.max_epsilon}",
+    )
+    return PairRecord(
+        view_a, view_b, label, int(result.n_points_a), int(result.n_points_b),
+        int(result.n_candidates), int(result.n_inliers), float(result.rms), result.status,
+        result.reason, None if result.model is None else tuple(transforms.to_xml_values(result.model)),
+    )

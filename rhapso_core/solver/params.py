@@ -1,0 +1,119 @@
+"""Parameters of the global solve (names as in the seed's solver table)."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from rhapso_core.params import StageParams
+
+__all__ = ["SolverParams"]
+
+
+class SolverParams(StageParams):
+    """Global optimisation parameters (BigStitcher defaults).
+
+    ``solver="auto"`` picks the direct sparse solver for ``translation`` and
+    ``affine`` (exact least squares, fast for thousands of tiles) and the
+    iterative mpicbg-style optimiser for ``rigid`` (not linear, so no direct
+    solve). Both give the same answer where both apply (see the tests).
+    """
+
+    model: Literal["translation", "rigid", "affine"] = Field(
+        "affine", description="Transformation model of every view's correction (translation, rigid or affine)."
+    )
+    lambda_value: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Regularisation of the affine model toward rigid: each fit is (1 - lambda) * affine + lambda * rigid "
+            "(unitless, 0..1; default 0.1; ignored for translation and rigid)."
+        ),
+    )
+    relative_threshold: float = Field(
+        3.5,
+        gt=0.0,
+        description="Iterative link removal: not converged while mean tile error * this < max tile error (unitless; default 3.5).",
+    )
+    absolute_threshold: float = Field(
+        7.0,
+        gt=0.0,
+        description="Iterative link removal: not converged while the mean tile error exceeds this (world units, normally voxels; default 7.0).",
+    )
+    min_matches: int = Field(
+        3, ge=1, description="Links with fewer matches than this are ignored (matches per link; default 3)."
+    )
+    damp: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="Iterative optimiser: fraction of each new tile fit applied per iteration (unitless, (0, 1]; default 1.0).",
+    )
+    max_iterations: int = Field(
+        10000, ge=1, description="Iterative optimiser: upper bound on iterations (default 10,000)."
+    )
+    max_allowed_error: float = Field(
+        math.inf,
+        ge=0.0,
+        description="Iterative optimiser: do not stop on a plateau while the mean error exceeds this (world units; default inf).",
+    )
+    max_plateauwidth: int = Field(
+        200,
+        ge=1,
+        description="Iterative optimiser: the error history window (iterations) whose slope must be below 1e-4 to stop (default 200).",
+    )
+    method: Literal["one_round", "iterative", "two_round"] = Field(
+        "iterative",
+        description=(
+            "Outlier handling: one_round (solve once), iterative (drop the worst link until the relative / absolute "
+            "thresholds hold), two_round (iterative, then place unconnected groups by their metadata overlaps)."
+        ),
+    )
+    solver: Literal["auto", "iterative", "sparse"] = Field(
+        "auto",
+        description="auto: sparse for translation / affine, iterative for rigid; iterative: mpicbg TileConfiguration; sparse: direct least squares.",
+    )
+    fixed_views: list[tuple[int, int]] | None = Field(
+        None,
+        description="Views (timepoint, setup) whose registration is kept; default: the first view of each timepoint.",
+    )
+    label_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="Weight multiplying the matches of each interest point label (unitless, >= 0; labels not listed: 1.0).",
+    )
+
+    @field_validator("label_weights")
+    @classmethod
+    def _weights_non_negative(cls, v: dict[str, float]) -> dict[str, float]:
+        for label, w in v.items():
+            if not (math.isfinite(w) and w >= 0):
+                raise ValueError(f"label_weights[{label!r}] must be finite and >= 0, got {w}")
+        return v
+
+    @model_validator(mode="after")
+    def _sparse_needs_linear_model(self) -> "SolverParams":
+        if self.solver == "sparse" and (self.model == "rigid" or (self.model == "affine" and self.lambda_value >= 1.0)):
+            raise ValueError(
+                "solver='sparse' supports translation and affine with lambda_value < 1; use solver='iterative' for rigid"
+            )
+        return self
+
+    def resolved_solver(self) -> str:
+        """The solver actually used: ``"sparse"`` or ``"iterative"``."""
+        if self.solver != "auto":
+            return self.solver
+        nonlinear = self.model == "rigid" or (self.model == "affine" and self.lambda_value >= 1.0)
+        return "iterative" if nonlinear else "sparse"
+
+    def effective_lambda(self) -> float:
+        """Lambda as applied: only the affine model is regularised (toward rigid)."""
+        return self.lambda_value if self.model == "affine" else 0.0
+
+    def transform_name(self) -> str:
+        """Name of the ViewTransform the integrator prepends, e.g. ``rhapso affine solve (lambda=0.10)``."""
+        if self.model == "affine":
+            return f"rhapso affine solve (lambda={self.lambda_value:.2f})"
+        return f"rhapso {self.model} solve"
