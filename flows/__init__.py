@@ -1,0 +1,1 @@
+"""Prefect flows: alignment, fusion, stitch (both) and discovery of new datasets."""

@@ -1,0 +1,109 @@
+"""Alignment: detect -> (match + solve) per round (rigid, then affine by default)."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+from prefect_ray.context import remote_options
+
+from flows import artifacts
+from flows.layout import alignment_layout, check_not_input, default_aligned_xml
+from flows.params import resolve
+from flows.runtime import ray_session, stage_runner
+from rhapso_core.config import PipelineParams
+from rhapso_core.detection import DetectionParams
+from rhapso_core.io import fs_for
+from rhapso_core.matching import MatchingParams
+from rhapso_core.pipeline.dataset import xml_digest
+from rhapso_core.pointstore import PointStore, export_n5
+from rhapso_core.solver import SolverParams
+from tasks import detection as detection_tasks
+from tasks import matching as matching_tasks
+from tasks import solving as solving_tasks
+from tasks.policies import ray_hints
+
+
+@flow(name="detection", log_prints=True)
+def detection_stage(xml: str, store: str, params: DetectionParams) -> dict:
+    """One task per chunk of every view; one merge-and-store task per view."""
+    sha = xml_digest(xml)
+    plans = detection_tasks.plan_detection(xml, sha, params)
+    stored = []
+    for plan in plans:
+        parts = []
+        for chunk in plan.tasks:
+            with remote_options(**ray_hints(detection_tasks.chunk_memory_bytes(chunk))):
+                parts.append(detection_tasks.detect_chunk.submit(xml, sha, plan.view, chunk, plan.params))
+        stored.append((plan.view, detection_tasks.store_points.submit(store, plan, parts)))
+    counts = {view: fut.result() for view, fut in stored}
+    artifacts.points_table(counts, params.label)
+    return {f"{v[0]}/{v[1]}": n for v, n in counts.items()}
+
+
+@flow(name="match-and-solve", flow_run_name="match-and-solve-{round_name}", log_prints=True)
+def match_and_solve_stage(
+    xml: str, store: str, label: str, matching: MatchingParams, solver: SolverParams,
+    out_xml: str, round_name: str, pair_mode: str = "overlapping", group_by: list[str] | None = None,
+) -> dict:
+    """One task per view pair, then the global solve writing ``out_xml``."""
+    logger = get_run_logger()
+    pairs = matching_tasks.plan_pairs(xml, pair_mode, list(group_by or []))
+    futures = [matching_tasks.match_pair.submit(xml, store, a, b, label, matching) for a, b in pairs]
+    records = [f.result() for f in futures]
+    ok = sum(r.ok for r in records)
+    logger.info("%s round: %d of %d pairs matched", round_name, ok, len(records))
+    n_views = len({v for r in records for v in (r.view_a, r.view_b)})
+    if ok < n_views - 1:
+        logger.warning(
+            "%s round: only %d pairs matched for %d views: some views cannot be placed by matches "
+            "(see the matching table; lower detection.threshold or raise the overlap)", round_name, ok, n_views)
+    artifacts.pairs_table(records, round_name)
+    result = solving_tasks.solve_round(xml, store, label, solver, out_xml)
+    artifacts.solver_table(result, round_name)
+    return {"xml": out_xml, "pairs": len(records), "pairs_matched": ok,
+            "final_error": result["report"].get("final_error"), "transform": result["transform_name"]}
+
+
+def run_alignment(xml: str, out: str, p: PipelineParams) -> dict:
+    """The alignment stages in order (inside a flow run and a Ray session)."""
+    check_not_input(out, xml, "output XML")
+    layout = alignment_layout(out)
+    runner = stage_runner(p.runtime)
+    label = p.detection.label
+    summary = {"input": xml, "output": out, "store": layout["store"]}
+    summary["detection"] = detection_stage.with_options(task_runner=runner)(xml, layout["store"], p.detection)
+    current = xml
+    rounds = []
+    for i, kind in enumerate(p.alignment.rounds, start=1):
+        m, s = p.round_params(kind)
+        target = out if i == len(p.alignment.rounds) else layout["round_xml"].format(index=i, kind=kind)
+        fs, path = fs_for(target)
+        fs.makedirs(fs._parent(path), exist_ok=True)
+        rounds.append(
+            match_and_solve_stage.with_options(task_runner=stage_runner(p.runtime))(
+                current, layout["store"], label, m, s, target, kind,
+                p.alignment.pair_mode, list(p.alignment.group_by),
+            )
+        )
+        current = target
+    summary["rounds"] = rounds
+    export_n5(PointStore(layout["store"]), layout["n5"], labels=[label], on_invalid="skip")
+    summary["n5"] = layout["n5"]
+    artifacts.output_note("Alignment", [f"input: {xml}", f"solved XML: {out}",
+                                        f"interest points: {layout['store']} (BigStitcher: {layout['n5']})"],
+                          key="alignment-output")
+    return summary
+
+
+@flow(name="alignment", log_prints=True)
+def alignment(
+    xml: str,
+    out: str | None = None,
+    params: PipelineParams | None = None,
+    params_file: str | None = None,
+    overrides: list[str] | None = None,
+) -> dict:
+    """Align a BigStitcher dataset: the solved XML goes to ``out`` (default ``<xml stem>.aligned.xml``)."""
+    p = resolve(params, params_file, overrides)
+    out = out or default_aligned_xml(xml)
+    with ray_session(p.runtime):
+        return run_alignment(xml, out, p)

@@ -1,0 +1,60 @@
+"""QC artifacts attached to flow runs (tables a person reads in the Prefect UI)."""
+
+from __future__ import annotations
+
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+
+def _key(text: str) -> str:
+    # Artifact keys allow lowercase letters, digits and dashes only.
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:60]
+
+
+def points_table(counts: dict, label: str) -> None:
+    rows = [{"timepoint": v[0], "setup": v[1], "label": label, "points": n} for v, n in sorted(counts.items())]
+    create_table_artifact(rows, key="detection-points-per-view", description="Interest points per view")
+
+
+def pairs_table(records: list, round_name: str) -> None:
+    rows = []
+    for r in records:
+        d = r.to_dict()
+        rows.append({
+            "view a": f"{d['view_a'][0]}/{d['view_a'][1]}", "view b": f"{d['view_b'][0]}/{d['view_b'][1]}",
+            "points a": d["n_points_a"], "points b": d["n_points_b"], "candidates": d["n_candidates"],
+            "inliers": d["n_inliers"], "rms": None if d["rms"] is None else round(d["rms"], 3),
+            "status": d["status"],
+        })
+    create_table_artifact(rows, key=_key(f"matching-{round_name}"), description=f"Matches per pair ({round_name} round)")
+
+
+def solver_table(result: dict, round_name: str) -> None:
+    """Per-link residuals before/after and per-tile errors of one solve."""
+    rep = result.get("report", {})
+    links = [
+        {"a": f"{l['a']['timepoint']}/{l['a']['setup']}", "b": f"{l['b']['timepoint']}/{l['b']['setup']}",
+         "matches": l["n_matches"], "mean before": _round(l["mean_before"]), "mean after": _round(l["mean_after"]),
+         "max after": _round(l["max_after"]), "status": l["status"]}
+        for l in rep.get("links", [])
+    ]
+    if links:
+        create_table_artifact(links, key=_key(f"solver-{round_name}-links"), description=f"Per-link residuals ({round_name})")
+    tiles = [{"timepoint": t["timepoint"], "setup": t["setup"], "error": _round(t["error"])} for t in rep.get("tile_errors", [])]
+    if tiles:
+        create_table_artifact(tiles, key=_key(f"solver-{round_name}-tiles"), description=f"Per-tile error ({round_name})")
+    removed = rep.get("removed_links") or []
+    md = [f"### Solve ({round_name}): {result.get('transform_name')}", "", "| item | value |", "|---|---|"]
+    for k in ("final_error", "max_error", "iterations", "converged", "method", "solver"):
+        md.append(f"| {k} | {rep.get(k)} |")
+    md.append(f"| links used | {result.get('n_links')} |")
+    md += ["", f"Removed links: {len(removed)}"]
+    md += [f"- {r['a']['setup']} - {r['b']['setup']} ({r['label']})" for r in removed[:50]]
+    create_markdown_artifact("\n".join(md), key=_key(f"solver-{round_name}"), description=f"Solver summary ({round_name})")
+
+
+def _round(v):
+    return None if v is None else round(float(v), 4)
+
+
+def output_note(title: str, lines: list[str], key: str) -> None:
+    create_markdown_artifact("\n".join([f"### {title}", ""] + [f"- {ln}" for ln in lines]), key=_key(key))

@@ -1,0 +1,51 @@
+"""Fusion: fuse blocks -> multiscale pyramid, into an OME-Zarr."""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect_ray.context import remote_options
+
+from flows import artifacts
+from flows.params import resolve
+from flows.runtime import ray_session, stage_runner
+from rhapso_core.config import PipelineParams
+from rhapso_core.fusion import FusionParams
+from tasks import fusion as fusion_tasks
+from tasks.policies import ray_hints
+
+
+@flow(name="fuse", log_prints=True)
+def fusion_stage(xml: str, out: str, params: FusionParams, overwrite: bool = False) -> dict:
+    """One task per work unit of chunk-aligned blocks, then the pyramid."""
+    plan = fusion_tasks.plan_fusion(xml, out, params, overwrite)
+    futures = []
+    for i in range(len(plan.units)):
+        with remote_options(**ray_hints(fusion_tasks.unit_memory_bytes(plan, i))):
+            futures.append(fusion_tasks.fuse_unit.submit(xml, plan, i, params))
+    written = sum(f.result() for f in futures)
+    levels = fusion_tasks.build_levels(out, params)
+    return {"output": out, "shape_zyx": list(plan.shape_zyx), "blocks_written": written,
+            "units": len(plan.units), "levels_added": levels}
+
+
+def run_fusion(xml: str, out: str, p: PipelineParams, overwrite: bool = False) -> dict:
+    summary = fusion_stage.with_options(task_runner=stage_runner(p.runtime))(xml, out, p.fusion, overwrite)
+    artifacts.output_note("Fusion", [f"input: {xml}", f"fused OME-Zarr: {out}",
+                                     f"shape (z, y, x): {summary['shape_zyx']}",
+                                     f"blocks written this run: {summary['blocks_written']}"], key="fusion-output")
+    return summary
+
+
+@flow(name="fusion", log_prints=True)
+def fusion(
+    xml: str,
+    out: str,
+    params: PipelineParams | None = None,
+    params_file: str | None = None,
+    overrides: list[str] | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """Fuse the views of an (aligned) dataset into an OME-Zarr at ``out``."""
+    p = resolve(params, params_file, overrides)
+    with ray_session(p.runtime):
+        return run_fusion(xml, out, p, overwrite)

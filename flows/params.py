@@ -1,0 +1,39 @@
+"""How a flow run gets its parameters: a model, a parameter file, overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rhapso_core import param_files
+from rhapso_core.config import PipelineParams
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def resolve(
+    params: PipelineParams | dict | None = None,
+    params_file: str | None = None,
+    overrides: list[str] | None = None,
+) -> PipelineParams:
+    """Defaults < ``params_file`` (nested or seed-style flat YAML) < ``params`` < ``overrides``.
+
+    A relative ``params_file`` is looked up from the working directory, then from
+    the project root (deployment presets such as ``deployments/presets/prod.yml``).
+    """
+    data: dict = {}
+    source = "parameters"
+    if params_file:
+        path = Path(params_file)
+        if not path.exists() and (PROJECT_ROOT / path).exists():
+            path = PROJECT_ROOT / path
+        source = str(path)
+        data = param_files.nest(param_files.read_yaml(path), PipelineParams, source)
+    if params is not None:
+        given = params.model_dump(exclude_unset=True) if isinstance(params, PipelineParams) else dict(params)
+        for key, value in given.items():
+            if isinstance(value, dict) and isinstance(data.get(key), dict):
+                data[key] = {**data[key], **value}
+            else:
+                data[key] = value
+    data = param_files.apply_overrides(data, overrides or [])
+    return param_files.build(PipelineParams, data, source)

@@ -1,0 +1,100 @@
+"""Where flows run: the Prefect API they report to and the Ray cluster their tasks use.
+
+Two traps shape this module (see ../shared/notes/prefect-ray-facts.md):
+
+* With no ``PREFECT_API_URL``, every process that touches Prefect starts its own
+  temporary API server, so each Ray worker would start one (about 3x slower).
+  :func:`prefect_api` therefore starts *one* local API server for the driver and
+  exports its URL, which Prefect ships to the Ray workers with the other settings.
+* Ray 2.60 enables token authentication by default; a local cluster started by
+  us does not need it, so it is disabled unless the user set ``RAY_AUTH_MODE``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+
+from rhapso_core.config import RuntimeParams
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def prefect_api() -> Iterator[str | None]:
+    """Make sure a real Prefect API serves this process and the workers it starts.
+
+    Uses ``PREFECT_API_URL`` when set (a server, Prefect Cloud, or a test harness);
+    otherwise starts a local API server on a free loopback port backed by the
+    profile's database (so the runs stay visible in ``prefect server start``'s UI
+    afterwards) and stops it on exit.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    current = PREFECT_API_URL.value()
+    if current:
+        yield current
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    server.start()
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            os.environ["PREFECT_API_URL"] = server.api_url
+            try:
+                yield server.api_url
+            finally:
+                # Ship buffered run logs before the server they go to stops.
+                from prefect.logging.handlers import APILogWorker
+
+                APILogWorker.drain_all(timeout=10)
+                os.environ.pop("PREFECT_API_URL", None)
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def ray_session(runtime: RuntimeParams) -> Iterator[None]:
+    """Start (or join) Ray once for a whole flow run; its stage subflows reuse it.
+
+    Prefect's Ray task runner reuses an initialised Ray and leaves it running,
+    so initialising here lets every stage share one local Ray (or one cluster
+    connection) instead of starting one per stage.
+    """
+    if not runtime.use_ray:
+        yield
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True}
+    if runtime.ray_address:
+        kwargs["address"] = runtime.ray_address
+    else:
+        if runtime.num_cpus:
+            kwargs["num_cpus"] = runtime.num_cpus
+        if runtime.object_store_memory_gb:
+            kwargs["object_store_memory"] = int(runtime.object_store_memory_gb * 1024**3)
+    log.info("starting Ray (%s)", runtime.ray_address or "local")
+    ray.init(**kwargs)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def stage_runner(runtime: RuntimeParams):
+    """Task runner for a stage subflow inside :func:`ray_session`."""
+    if not runtime.use_ray:
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=runtime.num_cpus or os.cpu_count())
+    from prefect_ray import RayTaskRunner
+
+    return RayTaskRunner()

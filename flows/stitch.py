@@ -1,0 +1,40 @@
+"""Stitch: alignment, then fusion of the aligned dataset."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+
+from prefect import flow
+
+from flows.alignment import run_alignment
+from flows.fusion import run_fusion
+from flows.params import resolve
+from flows.runtime import ray_session
+from rhapso_core.config import PipelineParams
+from rhapso_core.io import is_s3
+
+
+def stitch_outputs(out_dir: str, xml: str) -> tuple[str, str]:
+    join = posixpath.join if is_s3(out_dir) else os.path.join
+    stem = posixpath.basename(xml)
+    stem = stem[:-4] if stem.endswith(".xml") else stem
+    return join(out_dir, f"{stem}.aligned.xml"), join(out_dir, "fused.ome.zarr")
+
+
+@flow(name="stitch", log_prints=True)
+def stitch(
+    xml: str,
+    out: str,
+    params: PipelineParams | None = None,
+    params_file: str | None = None,
+    overrides: list[str] | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """Align ``xml`` and fuse the result; everything is written under the folder ``out``."""
+    p = resolve(params, params_file, overrides)
+    aligned, fused = stitch_outputs(out, xml)
+    with ray_session(p.runtime):
+        a = run_alignment(xml, aligned, p)
+        f = run_fusion(aligned, fused, p, overwrite)
+    return {"alignment": a, "fusion": f, "aligned_xml": aligned, "fused": fused}

@@ -1,0 +1,41 @@
+"""Detection tasks: plan per dataset, detect per chunk (cached), merge and store per view."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from rhapso_core.detection import ChunkTask, DetectionParams, InterestPoints
+from rhapso_core.pipeline import detect
+from tasks.policies import CACHE_POLICY, RETRY_DELAYS, retry_transient
+
+
+@task(name="plan-detection", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
+def plan_detection(xml_uri: str, xml_sha256: str, params: DetectionParams) -> list[detect.ViewDetectionPlan]:
+    return detect.plan_views(xml_uri, params)
+
+
+@task(
+    name="detect-chunk",
+    task_run_name="detect-t{view[0]}-s{view[1]}",
+    retries=3,
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_condition_fn=retry_transient,
+    cache_policy=CACHE_POLICY,
+    persist_result=True,
+)
+def detect_chunk(xml_uri: str, xml_sha256: str, view: tuple[int, int], chunk: ChunkTask, params: DetectionParams) -> InterestPoints:
+    return detect.run_chunk(xml_uri, view, chunk, params)
+
+
+@task(name="store-points", task_run_name="store-points-t{plan.view[0]}-s{plan.view[1]}",
+      retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
+def store_points(store_uri: str, plan: detect.ViewDetectionPlan, parts: list[InterestPoints]) -> int:
+    return detect.store_view(store_uri, plan, detect.merge_view(plan, parts))
+
+
+def chunk_memory_bytes(chunk: ChunkTask, halo: int = 16) -> float:
+    """About 6x the chunk's float32 working set (the detection benchmark's bound)."""
+    n = 1
+    for a, b in chunk.core_box:
+        n *= (b - a) + 2 * halo
+    return 6 * 4 * n
