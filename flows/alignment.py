@@ -31,10 +31,11 @@ def detection_stage(xml: str, store: str, params: DetectionParams) -> dict:
     for plan in plans:
         parts = []
         for chunk in plan.tasks:
-            with remote_options(**ray_hints(detection_tasks.chunk_memory_bytes(chunk))):
+            with remote_options(**ray_hints(detection_tasks.chunk_memory_bytes(chunk, plan.params))):
                 parts.append(detection_tasks.detect_chunk.submit(xml, sha, plan.view, chunk, plan.params))
         stored.append((plan.view, detection_tasks.store_points.submit(store, plan, parts)))
-    counts = {view: fut.result() for view, fut in stored}
+    results = artifacts.wait_with_progress([fut for _, fut in stored], "views detected")
+    counts = {view: n for (view, _), n in zip(stored, results)}
     artifacts.points_table(counts, params.label)
     return {f"{v[0]}/{v[1]}": n for v, n in counts.items()}
 
@@ -48,7 +49,7 @@ def match_and_solve_stage(
     logger = get_run_logger()
     pairs = matching_tasks.plan_pairs(xml, pair_mode, list(group_by or []))
     futures = [matching_tasks.match_pair.submit(xml, store, a, b, label, matching) for a, b in pairs]
-    records = [f.result() for f in futures]
+    records = artifacts.wait_with_progress(futures, f"pairs matched ({round_name})")
     ok = sum(r.ok for r in records)
     logger.info("%s round: %d of %d pairs matched", round_name, ok, len(records))
     n_views = len({v for r in records for v in (r.view_a, r.view_b)})

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 
 
 def _key(text: str) -> str:
@@ -58,3 +63,28 @@ def _round(v):
 
 def output_note(title: str, lines: list[str], key: str) -> None:
     create_markdown_artifact("\n".join([f"### {title}", ""] + [f"- {ln}" for ln in lines]), key=_key(key))
+
+
+class Progress:
+    """A progress artifact (0-100 %) updated as a stage's task futures finish."""
+
+    def __init__(self, total: int, what: str):
+        self.total = max(int(total), 1)
+        self.done = 0
+        self.what = what
+        self.id = create_progress_artifact(0.0, description=f"{what}: 0 of {total}")
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        pct = 100.0 * min(self.done, self.total) / self.total
+        update_progress_artifact(self.id, pct, description=f"{self.what}: {self.done} of {self.total}")
+
+
+def wait_with_progress(futures: list, what: str) -> list:
+    """Results of ``futures`` in order, reporting progress as they complete."""
+    from prefect.futures import as_completed
+
+    progress = Progress(len(futures), what)
+    for _ in as_completed(futures):
+        progress.advance()
+    return [f.result() for f in futures]

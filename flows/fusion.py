@@ -22,7 +22,7 @@ def fusion_stage(xml: str, out: str, params: FusionParams, overwrite: bool = Fal
     for i in range(len(plan.units)):
         with remote_options(**ray_hints(fusion_tasks.unit_memory_bytes(plan, i))):
             futures.append(fusion_tasks.fuse_unit.submit(xml, plan, i, params))
-    written = sum(f.result() for f in futures)
+    written = sum(artifacts.wait_with_progress(futures, "fusion work units"))
     levels = fusion_tasks.build_levels(out, params)
     return {"output": out, "shape_zyx": list(plan.shape_zyx), "blocks_written": written,
             "units": len(plan.units), "levels_added": levels}

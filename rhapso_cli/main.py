@@ -144,13 +144,25 @@ def cmd_detect(args) -> int:
     from flows.alignment import detection_stage
     from flows.layout import alignment_layout
     from flows.runtime import prefect_api, ray_session, stage_runner
+    from rhapso_core.pipeline.detect import write_detected_xml
+    from rhapso_core.pointstore import PointStore, export_n5
 
     p = _params(args)
     _preflight(args.xml)
-    store = args.store or alignment_layout(args.xml)["store"]
+    if args.out:
+        if os.path.abspath(args.out) == os.path.abspath(args.xml):
+            raise CliError(f"{args.out}: --out is the input XML; outputs never overwrite inputs")
+        _check_out_free(args.out, args.overwrite)
+    layout = alignment_layout(args.out or args.xml)
+    store = args.store or layout["store"]
     with prefect_api(), ray_session(p.runtime):
-        _print({"store": store, "points": detection_stage.with_options(task_runner=stage_runner(p.runtime))(
-            args.xml, store, p.detection)})
+        counts = detection_stage.with_options(task_runner=stage_runner(p.runtime))(args.xml, store, p.detection)
+    result = {"store": store, "points": counts}
+    if args.out:
+        result["xml"] = write_detected_xml(args.xml, store, p.detection.label, args.out)
+        export_n5(PointStore(store), layout["n5"], labels=[p.detection.label], on_invalid="skip")
+        result["n5"] = layout["n5"]
+    _print(result)
     return 0
 
 
@@ -279,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("detect", help="one stage: interest-point detection")
     p.add_argument("xml")
-    p.add_argument("--store", help="point store (default: interestpoints.zarr beside the XML)")
+    p.add_argument("--out", help="write a copy of the XML listing the points (and interestpoints.n5 beside it)")
+    p.add_argument("--store", help="point store (default: interestpoints.zarr beside --out, else beside the XML)")
     _common(p)
     p.set_defaults(func=cmd_detect)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import task
 
 from rhapso_core.detection import ChunkTask, DetectionParams, InterestPoints
+from rhapso_core.detection.view import chunk_halo
 from rhapso_core.pipeline import detect
 from tasks.policies import CACHE_POLICY, RETRY_DELAYS, retry_transient
 
@@ -33,9 +34,9 @@ def store_points(store_uri: str, plan: detect.ViewDetectionPlan, parts: list[Int
     return detect.store_view(store_uri, plan, detect.merge_view(plan, parts))
 
 
-def chunk_memory_bytes(chunk: ChunkTask, halo: int = 16) -> float:
-    """About 6x the chunk's float32 working set (the detection benchmark's bound)."""
+def chunk_memory_bytes(chunk: ChunkTask, params: DetectionParams) -> float:
+    """About 6x the float32 size of the chunk read with its halo (the detection benchmark's bound)."""
     n = 1
-    for a, b in chunk.core_box:
-        n *= (b - a) + 2 * halo
+    for (a, b), h in zip(chunk.core_box, chunk_halo(params)):
+        n *= (b - a) + 2 * h
     return 6 * 4 * n

@@ -16,8 +16,8 @@ from rhapso_core.detection import (
     plan_detection,
 )
 from rhapso_core.pipeline.dataset import load_dataset, open_view, overlap_boxes_in_view, view_geometry
-from rhapso_core.pointstore import PointStore
-from rhapso_core.spimdata import ViewId
+from rhapso_core.pointstore import PointStore, view_interest_points_entries
+from rhapso_core.spimdata import InterestPointsFile, SpimData, ViewId, save_xml
 
 
 @dataclass(frozen=True)
@@ -84,3 +84,21 @@ def detection_params_string(p: DetectionParams) -> str:
         f"ds={p.dsxy},{p.dsxy},{p.dsz} median={p.median_filter} "
         f"min={p.min_intensity} max={p.max_intensity}"
     )
+
+
+def attach_interest_points(sd: SpimData, store_uri: str, label: str, storage_options=None) -> SpimData:
+    """``sd`` with ``ViewInterestPoints`` entries for every view the store holds points of."""
+    store = PointStore(store_uri, storage_options=storage_options, mode="r")
+    entries = view_interest_points_entries(store, label)
+    if not entries:
+        return sd
+    return sd.with_interest_points(
+        [InterestPointsFile(e.timepoint, e.setup, e.label, e.params, e.path) for e in entries]
+    )
+
+
+def write_detected_xml(xml_uri: str, store_uri: str, label: str, out_xml: str, storage_options=None) -> str:
+    """A copy of the input XML listing the detected points (the input is never modified)."""
+    sd = attach_interest_points(load_dataset(xml_uri, storage_options), store_uri, label, storage_options)
+    save_xml(sd, out_xml, storage_options=storage_options)
+    return out_xml

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from rhapso_core import transforms
 from rhapso_core.pipeline.dataset import load_dataset, view_geometry
-from rhapso_core.pointstore import PointStore, view_interest_points_entries
+from rhapso_core.pipeline.detect import attach_interest_points
+from rhapso_core.pointstore import PointStore
 from rhapso_core.solver import Link, SolverParams, solve
-from rhapso_core.spimdata import InterestPointsFile, save_xml
+from rhapso_core.spimdata import save_xml
 
 
 def solve_dataset(
@@ -36,12 +37,7 @@ def solve_dataset(
     out = sd
     for view in sorted(result.corrections):
         out = out.with_prepended_transform(view, result.transform_name, result.corrections[view])
-    entries = view_interest_points_entries(store, label)
-    if entries:
-        files = [
-            InterestPointsFile(e.timepoint, e.setup, e.label, e.params, e.path) for e in entries
-        ]
-        out = out.with_interest_points(files)
+    out = attach_interest_points(out, store_uri, label, storage_options)
     save_xml(out, out_xml, storage_options=storage_options)
     report = result.to_dict()
     report["transform_name"] = result.transform_name

@@ -137,3 +137,24 @@ def test_score_of_nominal_positions(dataset):
     # The XML holds nominal stage positions: its error is the jitter, and equals the nominal figure.
     assert s["rms_voxels"] == pytest.approx(s["nominal_rms_voxels"], rel=1e-9)
     assert s["rms_voxels"] > 0.5
+
+
+def test_detect_writes_xml_with_interest_points_and_n5(dataset, tmp_path):
+    from rhapso_core.pipeline.preflight import check_dataset
+    from rhapso_core.pointstore import PointStore, read_n5
+
+    out = tmp_path / "detected" / "detected.xml"
+    before = (dataset / "dataset.xml").read_bytes()
+    rc = main(["detect", str(dataset / "dataset.xml"), "--out", str(out), "--no-ray"])
+    assert rc == 0
+    assert (dataset / "dataset.xml").read_bytes() == before, "input XML modified"
+    sd = check_dataset(str(out))  # written elsewhere, still finds its images
+    entries = {(f.timepoint, f.setup, f.label): f.path for f in sd.interest_points}
+    assert set(entries) == {(0, s, "beads") for s in range(4)}
+    store = PointStore(str(out.parent / "interestpoints.zarr"))
+    n5 = read_n5(str(out.parent / "interestpoints.n5"))
+    for v in sd.views():
+        pts = store.read_points(v, "beads")
+        assert len(pts.ids) > 0
+        exported = n5.points[(v, "beads")]
+        assert (exported.ids == pts.ids).all() and abs(exported.loc_xyz - pts.loc_xyz).max() == 0
