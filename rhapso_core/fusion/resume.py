@@ -71,6 +71,7 @@ def write_blocks(
     blocks: Sequence[Box],
     compute: Callable[[Box], np.ndarray],
     skip_existing: bool = True,
+    mark: bool = True,
 ) -> list[Box]:
     """Compute and write blocks with one chunk-aligned write each, then mark them done.
 
@@ -84,6 +85,8 @@ def write_blocks(
         Produces a block's data.
     skip_existing : bool, default True
         Skip blocks whose marker exists.
+    mark : bool, default True
+        Write a marker after each block (False for one-shot writes that never resume).
 
     Returns
     -------
@@ -99,6 +102,7 @@ def write_blocks(
             continue
         data = compute(box)
         array[tuple(slice(a, b) for a, b in box)] = data
-        markers.mark_done(box)
+        if mark:
+            markers.mark_done(box)
         done.append(box)
     return done

@@ -179,16 +179,17 @@ class OmeZarrWriter:
             box = tuple((0, n) for n in cur.shape_zyx)
         lo = [max(0, int(a)) // b * b for (a, _), b in zip(box, block)]
         hi = [min(int(e), n) for (_, e), n in zip(box, cur.shape_zyx)]
-        src = self._arrays[level - 1]
-        for z in range(lo[0], hi[0], block[0]):
-            for y in range(lo[1], hi[1], block[1]):
-                for x in range(lo[2], hi[2], block[2]):
-                    t0 = (z, y, x)
-                    t1 = tuple(min(t + b, n) for t, b, n in zip(t0, block, cur.shape_zyx))
-                    s0 = tuple(t * s for t, s in zip(t0, step))
-                    s1 = tuple(min(t * s, n) for t, s, n in zip(t1, step, prev.shape_zyx))
-                    data = np.asarray(src[tuple(slice(a, b) for a, b in zip(s0, s1))])
-                    self.write(level, t0, downsample_mean(data, step))
+        blocks = [
+            tuple((t, min(t + b, n)) for t, b, n in zip((z, y, x), block, cur.shape_zyx))
+            for z in range(lo[0], hi[0], block[0])
+            for y in range(lo[1], hi[1], block[1])
+            for x in range(lo[2], hi[2], block[2])
+        ]
+        # One implementation of block-wise mean downsampling: the multiscale stage's.
+        from rhapso_core.multiscale.downsample import downsample_level
+
+        downsample_level(self._arrays[level - 1], self._arrays[level], step, blocks=blocks,
+                         skip_existing=False, mark=False)
 
     def build_pyramid(self) -> None:
         """Fill levels 1.. from level 0, one level after the other."""

@@ -116,6 +116,7 @@ def downsample_level(
     blocks: Sequence[Box] | None = None,
     skip_existing: bool = True,
     target_block_size_mb: float = 256.0,
+    mark: bool = True,
 ) -> list[Box]:
     """Compute ``dst`` (level ``l + 1``) from ``src`` (level ``l``) by mean downsampling.
 
@@ -134,6 +135,8 @@ def downsample_level(
         :class:`rhapso_core.fusion.resume.BlockMarkers`).
     target_block_size_mb : float, default 256
         Used only when ``blocks`` is None.
+    mark : bool, default True
+        Leave per-block completion markers (False for one-shot pyramids, e.g. input tiles).
 
     Returns
     -------
@@ -157,4 +160,4 @@ def downsample_level(
         data = np.asarray(src[tuple(slice(a, b) for a, b in sb)])
         return mean_downsample(data, factor_zyx, dst.dtype)
 
-    return write_blocks(dst, blocks, compute, skip_existing)
+    return write_blocks(dst, blocks, compute, skip_existing, mark=mark)
