@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
 
 from rhapso_core.io import is_s3
 
 
 def _dirname(uri: str) -> str:
-    return posixpath.dirname(uri.rstrip("/")) if is_s3(uri) else __import__("os").path.dirname(
-        __import__("os").path.abspath(uri))
+    return posixpath.dirname(uri.rstrip("/")) if is_s3(uri) else os.path.dirname(os.path.abspath(uri))
 
 
 def _join(base: str, *parts: str) -> str:
-    return posixpath.join(base, *parts) if is_s3(base) else __import__("os").path.join(base, *parts)
+    return posixpath.join(base, *parts) if is_s3(base) else os.path.join(base, *parts)
 
 
 def default_aligned_xml(xml: str) -> str:
@@ -38,9 +38,7 @@ def alignment_layout(out_xml: str) -> dict[str, str]:
 
 
 def check_not_input(out: str, xml: str, what: str) -> None:
-    import os
-
-    if not is_s3(out) and not is_s3(xml) and os.path.abspath(out) == os.path.abspath(xml):
-        raise ValueError(f"{what} '{out}' is the input XML: outputs never overwrite inputs")
-    if out == xml:
+    """Refuse an output that is the input: outputs never overwrite inputs."""
+    same = out == xml or (not is_s3(out) and not is_s3(xml) and os.path.abspath(out) == os.path.abspath(xml))
+    if same:
         raise ValueError(f"{what} '{out}' is the input XML: outputs never overwrite inputs")
