@@ -18,6 +18,7 @@ from rhapso_core.pointstore import PointStore, export_n5
 from rhapso_core.solver import SolverParams
 from tasks import detection as detection_tasks
 from tasks import matching as matching_tasks
+from tasks import qc as qc_tasks
 from tasks import solving as solving_tasks
 from tasks.policies import ray_hints
 
@@ -61,10 +62,11 @@ def match_and_solve_stage(
     result = solving_tasks.solve_round(xml, store, label, solver, out_xml)
     artifacts.solver_table(result, round_name)
     return {"xml": out_xml, "pairs": len(records), "pairs_matched": ok,
-            "final_error": result["report"].get("final_error"), "transform": result["transform_name"]}
+            "final_error": result["report"].get("final_error"), "transform": result["transform_name"],
+            "pair_records": [r.to_dict() for r in records], "solver_report": result}
 
 
-def run_alignment(xml: str, out: str, p: PipelineParams) -> dict:
+def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground_truth: str | None = None) -> dict:
     """The alignment stages in order (inside a flow run and a Ray session)."""
     check_not_input(out, xml, "output XML")
     layout = alignment_layout(out)
@@ -89,6 +91,13 @@ def run_alignment(xml: str, out: str, p: PipelineParams) -> dict:
     summary["rounds"] = rounds
     export_n5(PointStore(layout["store"]), layout["n5"], labels=[label], on_invalid="skip")
     summary["n5"] = layout["n5"]
+    if qc:
+        last = rounds[-1]
+        summary["qc"] = qc_tasks.qc_report(
+            xml, out, layout["store"], label, last["pair_records"], last["solver_report"],
+            ground_truth=ground_truth,
+        )
+        artifacts.qc_note(summary["qc"])
     artifacts.output_note("Alignment", [f"input: {xml}", f"solved XML: {out}",
                                         f"interest points: {layout['store']} (BigStitcher: {layout['n5']})"],
                           key="alignment-output")
@@ -102,9 +111,14 @@ def alignment(
     params: PipelineParams | None = None,
     params_file: str | None = None,
     overrides: list[str] | None = None,
+    ground_truth: str | None = None,
 ) -> dict:
-    """Align a BigStitcher dataset: the solved XML goes to ``out`` (default ``<xml stem>.aligned.xml``)."""
+    """Align a BigStitcher dataset: the solved XML goes to ``out`` (default ``<xml stem>.aligned.xml``).
+
+    A QC report (``qc_report.html``) is written beside it; with ``ground_truth``
+    (a synthetic dataset's) it also scores the alignment.
+    """
     p = resolve(params, params_file, overrides)
     out = out or default_aligned_xml(xml)
     with ray_session(p.runtime):
-        return run_alignment(xml, out, p)
+        return run_alignment(xml, out, p, ground_truth=ground_truth)

@@ -88,3 +88,14 @@ def wait_with_progress(futures: list, what: str) -> list:
     for _ in as_completed(futures):
         progress.advance()
     return [f.result() for f in futures]
+
+
+def qc_note(qc: dict) -> None:
+    """The QC verdict, its reasons and thresholds, and where the HTML report is."""
+    md = [f"### QC verdict: {qc['verdict'].upper()}", "", f"Report: `{qc['report_uri']}`"]
+    if qc.get("neuroglancer_url"):
+        md.append(f"[Open in Neuroglancer]({qc['neuroglancer_url']})")
+    md += ["", "| level | stage | reason |", "|---|---|---|"]
+    md += [f"| {r['level']} | {r['stage']} | {r['message']} |" for r in qc.get("reasons", [])]
+    md += ["", "Thresholds: " + ", ".join(f"{k}={v}" for k, v in (qc.get("thresholds") or {}).items())]
+    create_markdown_artifact("\n".join(md), key="qc-report", description="QC verdict and report location")

@@ -7,12 +7,14 @@ import posixpath
 
 from prefect import flow
 
+from flows import artifacts
 from flows.alignment import run_alignment
 from flows.fusion import run_fusion
 from flows.params import resolve
 from flows.runtime import ray_session
 from rhapso_core.config import PipelineParams
 from rhapso_core.io import is_s3
+from tasks import qc as qc_tasks
 
 
 def stitch_outputs(out_dir: str, xml: str) -> tuple[str, str]:
@@ -30,11 +32,21 @@ def stitch(
     params_file: str | None = None,
     overrides: list[str] | None = None,
     overwrite: bool = False,
+    ground_truth: str | None = None,
 ) -> dict:
-    """Align ``xml`` and fuse the result; everything is written under the folder ``out``."""
+    """Align ``xml`` and fuse the result; everything is written under the folder ``out``.
+
+    The QC report (``qc_report.html`` beside the aligned XML) covers detection,
+    matching, the solve and the fused image; with ``ground_truth`` it also scores
+    the alignment.
+    """
     p = resolve(params, params_file, overrides)
     aligned, fused = stitch_outputs(out, xml)
     with ray_session(p.runtime):
-        a = run_alignment(xml, aligned, p)
+        a = run_alignment(xml, aligned, p, qc=False)
         f = run_fusion(aligned, fused, p, overwrite)
-    return {"alignment": a, "fusion": f, "aligned_xml": aligned, "fused": fused}
+        last = a["rounds"][-1]
+        qc = qc_tasks.qc_report(xml, aligned, a["store"], p.detection.label, last["pair_records"],
+                                last["solver_report"], fused=fused, ground_truth=ground_truth)
+        artifacts.qc_note(qc)
+    return {"alignment": a, "fusion": f, "aligned_xml": aligned, "fused": fused, "qc": qc}

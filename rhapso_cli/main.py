@@ -189,6 +189,20 @@ def cmd_match_solve(args, solve_only: bool = False) -> int:
     return 0
 
 
+def cmd_qc(args) -> int:
+    from flows.layout import alignment_layout
+    from rhapso_core.qc import build_report
+
+    p = _params(args)
+    store = args.store or alignment_layout(args.solved)["store"]
+    result = build_report(
+        args.input, args.solved, store, p.detection.label, fused_uri=args.fused,
+        ground_truth=args.ground_truth, out_html=args.out, params=p.qc,
+    )
+    _print({k: result[k] for k in ("verdict", "reasons", "report_uri", "neuroglancer_url")})
+    return 0 if result["verdict"] != "fail" or not args.strict else 1
+
+
 def cmd_multiscale(args) -> int:
     from rhapso_core.pipeline.fuse import build_levels
 
@@ -220,13 +234,15 @@ def cmd_demo(args) -> int:
             xml, truth = str(paths.xml), str(paths.ground_truth)
     _preflight(xml)
     with prefect_api():
-        result = stitch(xml, str(out / "stitched"), params=p, overwrite=args.overwrite)
+        result = stitch(xml, str(out / "stitched"), params=p, overwrite=args.overwrite, ground_truth=truth)
     summary = {
         "dataset": xml,
         "aligned_xml": result["aligned_xml"],
         "fused": result["fused"],
         "interest_points": result["alignment"]["store"],
         "pairs_matched": [f"{r['pairs_matched']}/{r['pairs']}" for r in result["alignment"]["rounds"]],
+        "qc_verdict": result["qc"]["verdict"],
+        "qc_report": result["qc"]["report_uri"],
     }
     if truth:
         s = score(truth, result["aligned_xml"])
@@ -310,6 +326,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("zarr")
     _common(p, runtime=False)
     p.set_defaults(func=cmd_multiscale)
+
+    p = sub.add_parser("qc", help="QC metrics and a self-contained HTML report of a run's outputs")
+    p.add_argument("solved", help="the solved XML")
+    p.add_argument("--input", required=True, help="the XML before alignment (nominal positions)")
+    p.add_argument("--store", help="point store (default: interestpoints.zarr beside the solved XML)")
+    p.add_argument("--fused", help="fused OME-Zarr, for the seam and projection figures")
+    p.add_argument("--ground-truth", help="ground truth of a synthetic dataset, for the score table")
+    p.add_argument("--out", help="report file (default: qc_report.html beside the solved XML)")
+    p.add_argument("--strict", action="store_true", help="exit 1 when the verdict is fail")
+    _common(p, runtime=False)
+    p.set_defaults(func=cmd_qc)
 
     p = sub.add_parser("score", help="alignment error of a solved XML against ground truth")
     p.add_argument("ground_truth")

@@ -15,6 +15,7 @@ from rhapso_core.detection import DetectionParams
 from rhapso_core.fusion import FusionParams
 from rhapso_core.matching import MatchingParams
 from rhapso_core.params import StageParams
+from rhapso_core.qc import QCParams
 from rhapso_core.solver import SolverParams
 from rhapso_core.synthetic.params import SyntheticParams
 
@@ -58,6 +59,7 @@ class PipelineParams(StageParams):
     alignment: AlignmentParams = Field(default_factory=AlignmentParams)
     fusion: FusionParams = Field(default_factory=FusionParams)
     runtime: RuntimeParams = Field(default_factory=RuntimeParams)
+    qc: QCParams = Field(default_factory=QCParams)
     synthetic: SyntheticParams = Field(
         default_factory=SyntheticParams, description="The generated dataset of `rhapso demo` and `rhapso synth`."
     )

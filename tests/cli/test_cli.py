@@ -158,3 +158,16 @@ def test_detect_writes_xml_with_interest_points_and_n5(dataset, tmp_path):
         assert len(pts.ids) > 0
         exported = n5.points[(v, "beads")]
         assert (exported.ids == pts.ids).all() and abs(exported.loc_xyz - pts.loc_xyz).max() == 0
+
+
+def test_qc_command_reports_on_outputs(dataset, tmp_path):
+    """`rhapso qc` on a detected (unsolved) copy: the report exists and names its verdict."""
+    out = tmp_path / "d" / "detected.xml"
+    assert main(["detect", str(dataset / "dataset.xml"), "--out", str(out), "--no-ray"]) == 0
+    res = run_cli("qc", str(out), "--input", str(dataset / "dataset.xml"),
+                  "--ground-truth", str(dataset / "ground_truth.json"))
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["verdict"] in ("pass", "warn", "fail")
+    html = Path(summary["report_uri"]).read_text()
+    assert summary["verdict"].upper() in html.upper()

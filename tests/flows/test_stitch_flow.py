@@ -49,7 +49,8 @@ def test_stitch_on_local_ray(prefect_harness, small_dataset, tmp_path):
     from flows.stitch import stitch
 
     out = tmp_path / "out"
-    result = stitch(str(small_dataset.xml), str(out), overrides=["runtime.num_cpus=2"])
+    result = stitch(str(small_dataset.xml), str(out), overrides=["runtime.num_cpus=2"],
+                    ground_truth=str(small_dataset.ground_truth))
 
     # Alignment accuracy against ground truth (rigid gauge): within 0.5 voxel RMS,
     # and at least 5x better than the nominal stage positions.
@@ -67,7 +68,14 @@ def test_stitch_on_local_ray(prefect_harness, small_dataset, tmp_path):
     assert img.read(((0, img.level_shape(0)[0]), (0, 64), (0, 64))).any()
 
     keys = _artifact_keys()
-    assert {"detection-points-per-view", "matching-rigid", "solver-affine", "fusion-output"} <= keys, keys
+    assert {"detection-points-per-view", "matching-rigid", "solver-affine", "fusion-output", "qc-report"} <= keys, keys
+
+    # The QC report is computed from this run's outputs and sits beside the aligned XML.
+    from pathlib import Path
+
+    html = Path(result["qc"]["report_uri"])
+    assert html.exists() and html.parent == Path(result["aligned_xml"]).parent
+    assert result["qc"]["verdict"] in ("pass", "warn"), result["qc"]["reasons"]
 
 
 def test_rerun_skips_cached_detection(prefect_harness, small_dataset, tmp_path):

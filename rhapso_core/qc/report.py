@@ -1,0 +1,277 @@
+"""One QC report per run: every metric recomputed from the run's outputs, one self-contained HTML file.
+
+Inputs are the run's artefacts (URIs, local or ``s3://``): the input XML (nominal
+registrations), the solved XML, the interest-point store and label, optionally
+the matching pair records and the solver report (small dicts the stages
+return), the fused OME-Zarr and, for synthetic data, the ground truth.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import posixpath
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from rhapso_core import transforms
+from rhapso_core.io import atomic_write_bytes, is_s3, open_image
+from rhapso_core.pipeline.dataset import open_view, view_geometry
+from rhapso_core.pointstore import PointStore
+from rhapso_core.qc import pictures as pics
+from rhapso_core.qc.detection import detection_metrics, detection_picture
+from rhapso_core.qc.fusion import level_to_world, overlap_ncc_table, seam_visibility
+from rhapso_core.qc.html import render_report
+from rhapso_core.qc.matching import matching_metrics
+from rhapso_core.qc.params import QCParams
+from rhapso_core.qc.sampling import choose_level, read_level
+from rhapso_core.qc.solver import link_residuals, loop_closure, pair_models, solver_metrics, tile_layout_picture
+from rhapso_core.qc.verdict import verdict as judge
+from rhapso_core.spimdata import load_xml
+
+__all__ = ["REPORT_NAME", "compute_metrics", "build_report", "default_report_uri"]
+
+REPORT_NAME = "qc_report.html"
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (np.bool_, bool)):
+        return bool(x)
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(float(x)) else None
+    return x
+
+
+def default_report_uri(solved_xml: str) -> str:
+    """``qc_report.html`` in the solved XML's folder (local path or ``s3://``)."""
+    s = str(solved_xml)
+    if is_s3(s) or "://" in s:
+        return posixpath.join(posixpath.dirname(s), REPORT_NAME)
+    return os.path.join(os.path.dirname(os.path.abspath(s)), REPORT_NAME)
+
+
+def _same_content(sd, a, b) -> bool:
+    # Overlaps of different channels / illuminations need not look alike: NCC only within one.
+    sa, sb = sd.setup_of(a), sd.setup_of(b)
+    return sa.channel == sb.channel and sa.illumination == sb.illumination
+
+
+def compute_metrics(
+    input_xml: str,
+    solved_xml: str,
+    store_uri: str,
+    label: str = "beads",
+    *,
+    pair_records: Sequence[Mapping] | None = None,
+    solver_report: Mapping | None = None,
+    fused_uri: str | None = None,
+    ground_truth: str | os.PathLike | None = None,
+    params: QCParams | None = None,
+    storage_options: dict | None = None,
+    pictures: bool = True,
+) -> tuple[dict, dict]:
+    """Every QC metric of a run, and its pictures.
+
+    Parameters
+    ----------
+    input_xml : str
+        The XML the run started from (nominal registrations; detection and matching ran on it).
+    solved_xml : str
+        The XML written by the solve.
+    store_uri : str
+        Interest-point store (``interestpoints.zarr``).
+    label : str
+        Interest-point label.
+    pair_records : list of dict, optional
+        ``PairRecord.to_dict()`` of every matched pair (candidates, RANSAC status).
+    solver_report : dict, optional
+        ``solve_dataset``'s return value (or ``SolveResult.to_dict()``).
+    fused_uri : str, optional
+        Fused OME-Zarr (seam visibility and a projection).
+    ground_truth : path, optional
+        ``ground_truth.json`` of a synthetic dataset (adds the accuracy score).
+    params : QCParams, optional
+        Sizes read and thresholds; defaults when None.
+    storage_options : dict, optional
+        s3fs options.
+    pictures : bool
+        Also draw the pictures (PNG data URIs).
+
+    Returns
+    -------
+    (metrics, pictures)
+        JSON-able metric sections and a dict of data URIs.
+    """
+    p = params or QCParams()
+    sd_in = load_xml(input_xml, storage_options)
+    sd_out = load_xml(solved_xml, storage_options)
+    views = [v for v in sd_out.views() if v in set(sd_in.views())]
+    geom_in = view_geometry(sd_in, views)
+    geom_out = view_geometry(sd_out, views)
+    before = {v: g[0] for v, g in geom_in.items()}
+    after = {v: g[0] for v, g in geom_out.items()}
+    sizes = {v: g[1] for v, g in geom_in.items()}
+
+    store = PointStore(store_uri, storage_options=storage_options, mode="r")
+    points = {v: store.read_points(v, label).loc_xyz for v in views if store.has_points(v, label)}
+    matches_voxel, matches_world = {}, {}
+    for c in store.read_all_correspondences(label, on_invalid="skip"):
+        a, b = c.view_a, c.view_b
+        if a not in points or b not in points or len(c.idx_a) == 0:
+            continue
+        pa, pb = points[a][c.idx_a], points[b][c.idx_b]
+        matches_voxel[(a, b)] = (pa, pb)
+        matches_world[(a, b)] = (transforms.apply(before[a], pa), transforms.apply(before[b], pb))
+
+    metrics: dict[str, Any] = {"views": [list(v) for v in views], "label": label}
+    out_pics: dict[str, Any] = {}
+
+    metrics["detection"] = detection_metrics(points, geom_in, p.coverage_grid)
+    if pictures and p.max_pictured_views:
+        gallery = []
+        for v in views[: p.max_pictured_views]:
+            png = detection_picture(open_view(sd_in, v, storage_options), points.get(v, np.zeros((0, 3))),
+                                    max_voxels=p.max_read_voxels, max_side=p.picture_size,
+                                    caption=f"t{v[0]} s{v[1]}: {len(points.get(v, ()))} pts")
+            gallery.append((pics.data_uri(png), f"timepoint {v[0]} setup {v[1]}"))
+        out_pics["detection"] = gallery
+
+    mat = matching_metrics(matches_world, pair_records, min_inliers=p.min_inliers,
+                           min_inlier_ratio=p.min_inlier_ratio, min_overlap_points=p.min_overlap_points)
+    residuals = mat.pop("residuals")
+    metrics["matching"] = mat
+    if pictures and residuals.size:
+        out_pics["residuals"] = pics.data_uri(pics.histogram_picture(
+            residuals, size=(p.picture_size + 120, 160), xlabel="world units"))
+
+    links = link_residuals(matches_voxel, before, after)
+    sol = solver_metrics(links, views, solver_report)
+    metrics["solver"] = sol
+    centroids = {k: (pa.mean(axis=0, keepdims=True) + pb.mean(axis=0, keepdims=True)) / 2.0
+                 for k, (pa, pb) in matches_world.items()}
+    metrics["loops"] = loop_closure(pair_models(matches_world, p.loop_model), centroids)
+    if pictures and views:
+        out_pics["layout"] = pics.data_uri(tile_layout_picture(geom_out, sol["tiles"], sol["links"],
+                                                               size=p.picture_size + 120))
+
+    sources = {v: open_view(sd_in, v, storage_options) for v in views}
+    pairs = [(a, b) for i, a in enumerate(views) for b in views[i + 1:]
+             if a[0] == b[0] and _same_content(sd_in, a, b)]
+    pairs = [(a, b) for a, b in pairs if _overlap_any(geom_in, geom_out, a, b)]
+    fusion: dict[str, Any] = {"ncc": overlap_ncc_table(sources, sizes, before, after, pairs=pairs,
+                                                       n_samples=p.ncc_samples, max_voxels=p.max_read_voxels)}
+    if fused_uri is not None:
+        fusion["seam"], fused_png = _fused(fused_uri, sd_out, geom_out, p, storage_options, pictures)
+        if fused_png is not None:
+            out_pics["fused"] = pics.data_uri(fused_png)
+    metrics["fusion"] = fusion
+
+    if ground_truth is not None:
+        from rhapso_core.synthetic.scoring import score
+
+        gauge = "affine" if (sol.get("model") == "affine") else "rigid"
+        metrics["truth"] = score(ground_truth, sd_out, gauge=gauge).to_dict()
+    return _jsonable(metrics), out_pics
+
+
+def _overlap_any(g0, g1, a, b) -> bool:
+    for g in (g0, g1):
+        lo_a, hi_a = transforms.view_bounding_box(*g[a])
+        lo_b, hi_b = transforms.view_bounding_box(*g[b])
+        if np.all(np.minimum(hi_a, hi_b) > np.maximum(lo_a, lo_b)):
+            return True
+    return False
+
+
+def _fused(fused_uri, sd_out, geom_out, p: QCParams, storage_options, pictures: bool):
+    import zarr
+
+    from rhapso_core.pipeline.fuse import GRID_ATTR
+
+    img = open_image(fused_uri, storage_options=storage_options)
+    level = choose_level(img, p.max_read_voxels)
+    data = read_level(img, level)
+    grid = zarr.open_group(fused_uri, mode="r", storage_options=storage_options).attrs.asdict().get(GRID_ATTR)
+    if grid is not None:
+        origin, voxel = grid["origin_xyz"], grid["voxel_size_xyz"]
+        fused_views = [tuple(v) for v in grid["views"]]
+    else:  # fused elsewhere: assume its NGFF geometry is the world frame (no per-world scaling known)
+        origin, voxel = img.origin_zyx[::-1], img.voxel_size_zyx[::-1]
+        fused_views = list(geom_out)
+    to_world = level_to_world(origin, voxel, img.level_factors(level))
+    geometry = {v: geom_out[v] for v in fused_views if v in geom_out}
+    seam = seam_visibility(data, to_world, geometry, p.seam_width)
+    seam["level"] = int(level)
+    png = pics.mip_picture(data.max(axis=0), None, p.picture_size + 120) if pictures else None
+    return seam, png
+
+
+def build_report(
+    input_xml: str,
+    solved_xml: str,
+    store_uri: str,
+    label: str = "beads",
+    *,
+    pair_records: Sequence[Mapping] | None = None,
+    solver_report: Mapping | None = None,
+    fused_uri: str | None = None,
+    ground_truth: str | os.PathLike | None = None,
+    out_html: str | None = None,
+    params: QCParams | None = None,
+    neuroglancer_base_url: str | None = None,
+    neuroglancer_serve_root: str | None = None,
+    title: str = "Rhapso QC report",
+    storage_options: dict | None = None,
+) -> dict:
+    """Compute every QC metric of a run, judge it, and write one self-contained HTML report.
+
+    Parameters
+    ----------
+    input_xml, solved_xml, store_uri, label, pair_records, solver_report, fused_uri, ground_truth, params, storage_options
+        See :func:`compute_metrics`.
+    out_html : str, optional
+        Where to write the page; default ``qc_report.html`` next to ``solved_xml``.
+    neuroglancer_base_url, neuroglancer_serve_root : str, optional
+        For local data: the HTTP URL serving ``neuroglancer_serve_root`` (see
+        :func:`rhapso_core.qc.neuroglancer.serve_for_neuroglancer`); the report then links a
+        Neuroglancer view. Data on S3 gets a link without them.
+    title : str
+        Page heading.
+
+    Returns
+    -------
+    dict
+        ``verdict`` ("pass" / "warn" / "fail"), ``reasons``, ``thresholds``, ``report_uri``,
+        ``neuroglancer_url`` (or None) and ``metrics`` (JSON-able).
+    """
+    p = params or QCParams()
+    metrics, pictures = compute_metrics(
+        input_xml, solved_xml, store_uri, label, pair_records=pair_records, solver_report=solver_report,
+        fused_uri=fused_uri, ground_truth=ground_truth, params=p, storage_options=storage_options,
+    )
+    v = judge(metrics, p)
+    ng = None
+    if neuroglancer_base_url is not None or is_s3(str(solved_xml)):
+        from rhapso_core.qc.neuroglancer import NeuroglancerError, neuroglancer_link
+
+        try:
+            ng = neuroglancer_link(solved_xml, fused_uri, base_url=neuroglancer_base_url,
+                                   serve_root=neuroglancer_serve_root, storage_options=storage_options)
+        except NeuroglancerError:
+            ng = None
+    meta = {"input XML": input_xml, "solved XML": solved_xml, "interest points": f"{store_uri} (label {label})",
+            "fused image": fused_uri, "ground truth": None if ground_truth is None else str(ground_truth)}
+    page = render_report(metrics, v, pictures, meta, neuroglancer=ng, title=title)
+    uri = out_html or default_report_uri(solved_xml)
+    written = atomic_write_bytes(uri, page.encode("utf-8"), storage_options)
+    return {**v, "report_uri": written, "neuroglancer_url": ng, "metrics": metrics}
