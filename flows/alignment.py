@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import posixpath
+
 from prefect import flow, get_run_logger
 from prefect_ray.context import remote_options
 
@@ -11,14 +14,16 @@ from flows.params import resolve
 from flows.runtime import ray_session, stage_runner
 from rhapso_core.config import PipelineParams
 from rhapso_core.detection import DetectionParams
-from rhapso_core.io import fs_for
+from rhapso_core.io import fs_for, is_s3
 from rhapso_core.matching import MatchingParams
 from rhapso_core.pipeline.dataset import xml_digest
 from rhapso_core.pointstore import PointStore, export_n5
 from rhapso_core.solver import SolverParams
+from rhapso_core.split import SplitParams
 from tasks import detection as detection_tasks
 from tasks import matching as matching_tasks
 from tasks import qc as qc_tasks
+from tasks import split as split_tasks
 from tasks import solving as solving_tasks
 from tasks.policies import ray_hints
 
@@ -66,6 +71,36 @@ def match_and_solve_stage(
             "pair_records": [r.to_dict() for r in records], "solver_report": result}
 
 
+@flow(name="split-affine", log_prints=True)
+def split_affine_stage(
+    xml: str, store: str, label: str, split: SplitParams, matching: MatchingParams, solver: SolverParams,
+    out_xml: str, work: str,
+) -> dict:
+    """Split views into sub-views, match sub-views of different tiles, solve real + fake matches."""
+    logger = get_run_logger()
+    join = posixpath.join if is_s3(work) else os.path.join
+    split_xml, split_store = join(work, "split.xml"), join(work, "split.interestpoints.zarr")
+    res = split_tasks.split(xml, split_xml, split, store, split_store)
+    parent = {int(k): v for k, v in res["parent_of"].items()}
+    pairs = [(a, b) for a, b in matching_tasks.plan_pairs(split_xml, "overlapping", [])
+             if parent[a[1]] != parent[b[1]]]  # pieces of one tile are tied by the fake matches
+    futures = [matching_tasks.match_pair.submit(split_xml, split_store, a, b, label, matching) for a, b in pairs]
+    records = artifacts.wait_with_progress(futures, "pairs matched (split-affine)")
+    ok = sum(r.ok for r in records)
+    logger.info("split-affine: %d sub-views, %d of %d pairs matched, %d fake points",
+                len(parent), ok, len(records), res["fake_points"])
+    artifacts.pairs_table(records, "split-affine")
+    weights = {**solver.label_weights, **res["label_weights"]}
+    solver = solver.model_copy(update={"model": "affine", "label_weights": weights})
+    result = split_tasks.solve_split(split_xml, split_store, [label, split.fake_label], solver, out_xml)
+    artifacts.solver_table(result, "split-affine")
+    return {"xml": out_xml, "split_xml": split_xml, "store": split_store, "labels": [label, split.fake_label],
+            "pairs": len(records),
+            "pairs_matched": ok, "final_error": result["report"].get("final_error"),
+            "transform": result["transform_name"], "pair_records": [r.to_dict() for r in records],
+            "solver_report": result}
+
+
 def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground_truth: str | None = None) -> dict:
     """The alignment stages in order (inside a flow run and a Ray session)."""
     check_not_input(out, xml, "output XML")
@@ -76,9 +111,10 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
     summary["detection"] = detection_stage.with_options(task_runner=runner)(xml, layout["store"], p.detection)
     current = xml
     rounds = []
+    n_rounds = len(p.alignment.rounds) + (1 if p.alignment.split_affine else 0)
     for i, kind in enumerate(p.alignment.rounds, start=1):
         m, s = p.round_params(kind)
-        target = out if i == len(p.alignment.rounds) else layout["round_xml"].format(index=i, kind=kind)
+        target = out if i == n_rounds else layout["round_xml"].format(index=i, kind=kind)
         fs, path = fs_for(target)
         fs.makedirs(fs._parent(path), exist_ok=True)
         rounds.append(
@@ -88,20 +124,35 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
             )
         )
         current = target
+    if p.alignment.split_affine:
+        m, s = p.round_params("affine")
+        rounds.append(split_affine_stage.with_options(task_runner=stage_runner(p.runtime))(
+            current, layout["store"], label, p.split, m, s, out, layout["work"]))
     summary["rounds"] = rounds
     export_n5(PointStore(layout["store"]), layout["n5"], labels=[label], on_invalid="skip")
     summary["n5"] = layout["n5"]
     if qc:
-        last = rounds[-1]
-        summary["qc"] = qc_tasks.qc_report(
-            xml, out, layout["store"], label, last["pair_records"], last["solver_report"],
-            ground_truth=ground_truth,
-        )
-        artifacts.qc_note(summary["qc"])
+        summary["qc"] = run_qc(xml, summary, label, ground_truth=ground_truth)
     artifacts.output_note("Alignment", [f"input: {xml}", f"solved XML: {out}",
                                         f"interest points: {layout['store']} (BigStitcher: {layout['n5']})"],
                           key="alignment-output")
     return summary
+
+
+def run_qc(xml: str, summary: dict, label: str, fused: str | None = None, ground_truth: str | None = None) -> dict:
+    """QC of an alignment (and its fusion) from the run's outputs, published as an artifact."""
+    last = summary["rounds"][-1]
+    if "split_xml" in last:
+        # A split solve is compared with the split dataset it started from (the same views);
+        # its sub-views have no ground truth of their own.
+        qc_input, store, ground_truth = last["split_xml"], last["store"], None
+    else:
+        qc_input, store = xml, summary["store"]
+    labels = last.get("labels", [label])
+    qc = qc_tasks.qc_report(qc_input, summary["output"], store, labels, last["pair_records"],
+                            last["solver_report"], fused=fused, ground_truth=ground_truth)
+    artifacts.qc_note(qc)
+    return qc
 
 
 @flow(name="alignment", log_prints=True)

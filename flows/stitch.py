@@ -7,14 +7,12 @@ import posixpath
 
 from prefect import flow
 
-from flows import artifacts
-from flows.alignment import run_alignment
+from flows.alignment import run_alignment, run_qc
 from flows.fusion import run_fusion
 from flows.params import resolve
 from flows.runtime import ray_session
 from rhapso_core.config import PipelineParams
 from rhapso_core.io import is_s3
-from tasks import qc as qc_tasks
 
 
 def stitch_outputs(out_dir: str, xml: str) -> tuple[str, str]:
@@ -45,8 +43,5 @@ def stitch(
     with ray_session(p.runtime):
         a = run_alignment(xml, aligned, p, qc=False)
         f = run_fusion(aligned, fused, p, overwrite)
-        last = a["rounds"][-1]
-        qc = qc_tasks.qc_report(xml, aligned, a["store"], p.detection.label, last["pair_records"],
-                                last["solver_report"], fused=fused, ground_truth=ground_truth)
-        artifacts.qc_note(qc)
+        qc = run_qc(xml, a, p.detection.label, fused=fused, ground_truth=ground_truth)
     return {"alignment": a, "fusion": f, "aligned_xml": aligned, "fused": fused, "qc": qc}

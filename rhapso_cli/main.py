@@ -203,6 +203,23 @@ def cmd_qc(args) -> int:
     return 0 if result["verdict"] != "fail" or not args.strict else 1
 
 
+def cmd_split(args) -> int:
+    from flows.layout import alignment_layout
+    from rhapso_core.split import split_dataset
+
+    p = _params(args)
+    _preflight(args.xml)
+    if os.path.abspath(args.out) == os.path.abspath(args.xml):
+        raise CliError(f"{args.out}: --out is the input XML; outputs never overwrite inputs")
+    _check_out_free(args.out, args.overwrite)
+    store = args.store or alignment_layout(args.xml)["store"]
+    from rhapso_core.io import fs_for
+
+    fs, path = fs_for(store)
+    _print(split_dataset(args.xml, args.out, p.split, store_uri=store if fs.exists(path) else None).to_dict())
+    return 0
+
+
 def cmd_multiscale(args) -> int:
     from rhapso_core.pipeline.fuse import build_levels
 
@@ -321,6 +338,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", choices=["translation", "rigid", "affine"], default="affine")
         _common(p)
         p.set_defaults(func=lambda a, so=solve_only: cmd_match_solve(a, so))
+
+    p = sub.add_parser("split", help="one stage: split every view into overlapping sub-views (split layout XML)")
+    p.add_argument("xml")
+    p.add_argument("--out", required=True, help="split XML (its point store goes beside it)")
+    p.add_argument("--store", help="interest points to carry over (default: interestpoints.zarr beside the XML, if any)")
+    _common(p, runtime=False)
+    p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("multiscale", help="one stage: add pyramid levels to an OME-Zarr image")
     p.add_argument("zarr")

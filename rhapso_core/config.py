@@ -17,6 +17,7 @@ from rhapso_core.matching import MatchingParams
 from rhapso_core.params import StageParams
 from rhapso_core.qc import QCParams
 from rhapso_core.solver import SolverParams
+from rhapso_core.split import SplitParams
 from rhapso_core.synthetic.params import SyntheticParams
 
 RoundKind = Literal["translation", "rigid", "affine"]
@@ -38,7 +39,11 @@ class AlignmentParams(StageParams):
         default_factory=list,
         description="Only pair views that share these attributes (e.g. ['channel'] matches within a channel).",
     )
-    split_affine: bool = Field(False, description="After the affine round, split views and run split-affine.")
+    split_affine: bool = Field(
+        False,
+        description="After the last round, split every view into sub-views (parameters in `split`) and solve "
+        "them affine, tied by fake correspondences: for deep tiles that one affine cannot fit.",
+    )
 
 
 class RuntimeParams(StageParams):
@@ -60,6 +65,7 @@ class PipelineParams(StageParams):
     fusion: FusionParams = Field(default_factory=FusionParams)
     runtime: RuntimeParams = Field(default_factory=RuntimeParams)
     qc: QCParams = Field(default_factory=QCParams)
+    split: SplitParams = Field(default_factory=SplitParams, description="Split-dataset / split-affine (alignment.split_affine).")
     synthetic: SyntheticParams = Field(
         default_factory=SyntheticParams, description="The generated dataset of `rhapso demo` and `rhapso synth`."
     )

@@ -10,7 +10,7 @@ from tasks.policies import RETRY_DELAYS, retry_transient
 
 @task(name="qc-report", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
 def qc_report(
-    input_xml: str, solved_xml: str, store: str, label: str, pair_records: list[dict] | None = None,
+    input_xml: str, solved_xml: str, store: str, label: str | list[str], pair_records: list[dict] | None = None,
     solver_report: dict | None = None, fused: str | None = None, ground_truth: str | None = None,
     out_html: str | None = None,
 ) -> dict:

@@ -2,44 +2,64 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rhapso_core import transforms
 from rhapso_core.pipeline.dataset import load_dataset, view_geometry
 from rhapso_core.pipeline.detect import attach_interest_points
 from rhapso_core.pointstore import PointStore
 from rhapso_core.solver import Link, SolverParams, solve
-from rhapso_core.spimdata import save_xml
+from rhapso_core.spimdata import SpimData, ViewId, save_xml
+
+
+def links_for_labels(sd: SpimData, store: PointStore, labels: Sequence[str], geometry=None) -> list[Link]:
+    """Solver links of every usable stored pair of each label, in world coordinates under ``sd``.
+
+    ``geometry`` is :func:`view_geometry`'s mapping (computed when None). Pairs that are
+    interrupted, stale or empty are left out; views the XML does not list are ignored.
+    """
+    geometry = view_geometry(sd) if geometry is None else geometry
+    links = []
+    for label in labels:
+        points: dict[ViewId, object] = {}
+        for c in store.read_all_correspondences(label, on_invalid="skip"):
+            if c.view_a not in geometry or c.view_b not in geometry or len(c.idx_a) == 0:
+                continue
+            for v in (c.view_a, c.view_b):
+                if v not in points:
+                    points[v] = store.read_points(v, label).loc_xyz
+            pa = transforms.apply(geometry[c.view_a][0], points[c.view_a][c.idx_a])
+            pb = transforms.apply(geometry[c.view_b][0], points[c.view_b][c.idx_b])
+            links.append(Link(c.view_a, c.view_b, pa, pb, label=label))
+    return links
 
 
 def solve_dataset(
-    xml_uri: str, store_uri: str, label: str, params: SolverParams, out_xml: str,
-    interest_points_path: str | None = None, storage_options=None,
+    xml_uri: str, store_uri: str, labels: str | Sequence[str], params: SolverParams, out_xml: str,
+    storage_options=None,
 ) -> dict:
     """Solve, prepend the correction to every view's registration, write ``out_xml``.
 
-    The XML also gets ``ViewInterestPoints`` entries for the store's views.
-    Returns the solver report as a JSON-able dict (with ``transform_name``).
+    ``labels``: one label, or several solved together (a split-affine solve uses the
+    matched label and the split's fake label, weighted by ``params.label_weights``).
+    The XML also gets ``ViewInterestPoints`` entries for the store's views. Returns the
+    solver result as a JSON-able dict with ``transform_name``, ``n_links`` (total) and
+    ``n_links_by_label``.
     """
+    labels = [labels] if isinstance(labels, str) else list(labels)
     sd = load_dataset(xml_uri, storage_options)
     geometry = view_geometry(sd)
     store = PointStore(store_uri, storage_options=storage_options, mode="r")
-    points = {}
-    links = []
-    for c in store.read_all_correspondences(label, on_invalid="skip"):
-        if c.view_a not in geometry or c.view_b not in geometry or len(c.idx_a) == 0:
-            continue
-        for v in (c.view_a, c.view_b):
-            if v not in points:
-                points[v] = store.read_points(v, label).loc_xyz
-        pa = transforms.apply(geometry[c.view_a][0], points[c.view_a][c.idx_a])
-        pb = transforms.apply(geometry[c.view_b][0], points[c.view_b][c.idx_b])
-        links.append(Link(c.view_a, c.view_b, pa, pb, label=label))
+    links = links_for_labels(sd, store, labels, geometry)
     result = solve(links, params, views=geometry)
     out = sd
     for view in sorted(result.corrections):
         out = out.with_prepended_transform(view, result.transform_name, result.corrections[view])
-    out = attach_interest_points(out, store_uri, label, storage_options)
+    for label in labels:
+        out = attach_interest_points(out, store_uri, label, storage_options)
     save_xml(out, out_xml, storage_options=storage_options)
     report = result.to_dict()
     report["transform_name"] = result.transform_name
     report["n_links"] = len(links)
+    report["n_links_by_label"] = {lab: sum(1 for k in links if k.label == lab) for lab in labels}
     return report

@@ -8,6 +8,8 @@ return), the fused OME-Zarr and, for synthetic data, the ground truth.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import math
 import os
 import posixpath
@@ -70,7 +72,7 @@ def compute_metrics(
     input_xml: str,
     solved_xml: str,
     store_uri: str,
-    label: str = "beads",
+    label: str | Sequence[str] = "beads",
     *,
     pair_records: Sequence[Mapping] | None = None,
     solver_report: Mapping | None = None,
@@ -90,8 +92,10 @@ def compute_metrics(
         The XML written by the solve.
     store_uri : str
         Interest-point store (``interestpoints.zarr``).
-    label : str
-        Interest-point label.
+    label : str or sequence of str
+        Interest-point label, or several: the first is the detected and matched one
+        (detection and matching figures); links of all of them enter the solver figures
+        (a split-affine solve's fake correspondences).
     pair_records : list of dict, optional
         ``PairRecord.to_dict()`` of every matched pair (candidates, RANSAC status).
     solver_report : dict, optional
@@ -123,15 +127,30 @@ def compute_metrics(
     sizes = {v: g[1] for v, g in geom_in.items()}
 
     store = PointStore(store_uri, storage_options=storage_options, mode="r")
+    # Detection and matching are about the main (first) label; the solve may also have
+    # used others (a split's fake correspondences), so links are read for every label.
+    labels = [label] if isinstance(label, str) else list(label)
+    label = labels[0]
     points = {v: store.read_points(v, label).loc_xyz for v in views if store.has_points(v, label)}
-    matches_voxel, matches_world = {}, {}
-    for c in store.read_all_correspondences(label, on_invalid="skip"):
-        a, b = c.view_a, c.view_b
-        if a not in points or b not in points or len(c.idx_a) == 0:
-            continue
-        pa, pb = points[a][c.idx_a], points[b][c.idx_b]
-        matches_voxel[(a, b)] = (pa, pb)
-        matches_world[(a, b)] = (transforms.apply(before[a], pa), transforms.apply(before[b], pb))
+    matches_voxel, matches_world, matched_world_main = {}, {}, {}
+    for lab in labels:
+        lab_points = points if lab == label else {
+            v: store.read_points(v, lab).loc_xyz for v in views if store.has_points(v, lab)}
+        for c in store.read_all_correspondences(lab, on_invalid="skip"):
+            a, b = c.view_a, c.view_b
+            if a not in lab_points or b not in lab_points or len(c.idx_a) == 0:
+                continue
+            pa, pb = lab_points[a][c.idx_a], lab_points[b][c.idx_b]
+            wa, wb = transforms.apply(before[a], pa), transforms.apply(before[b], pb)
+            if lab == label:
+                matched_world_main[(a, b)] = (wa, wb)
+            if (a, b) in matches_voxel:
+                pa = np.concatenate([matches_voxel[(a, b)][0], pa])
+                pb = np.concatenate([matches_voxel[(a, b)][1], pb])
+                wa = np.concatenate([matches_world[(a, b)][0], wa])
+                wb = np.concatenate([matches_world[(a, b)][1], wb])
+            matches_voxel[(a, b)] = (pa, pb)
+            matches_world[(a, b)] = (wa, wb)
 
     metrics: dict[str, Any] = {"views": [list(v) for v in views], "label": label}
     out_pics: dict[str, Any] = {}
@@ -146,7 +165,7 @@ def compute_metrics(
             gallery.append((pics.data_uri(png), f"timepoint {v[0]} setup {v[1]}"))
         out_pics["detection"] = gallery
 
-    mat = matching_metrics(matches_world, pair_records, min_inliers=p.min_inliers,
+    mat = matching_metrics(matched_world_main, pair_records, min_inliers=p.min_inliers,
                            min_inlier_ratio=p.min_inlier_ratio, min_overlap_points=p.min_overlap_points)
     residuals = mat.pop("residuals")
     metrics["matching"] = mat
@@ -220,7 +239,7 @@ def build_report(
     input_xml: str,
     solved_xml: str,
     store_uri: str,
-    label: str = "beads",
+    label: str | Sequence[str] = "beads",
     *,
     pair_records: Sequence[Mapping] | None = None,
     solver_report: Mapping | None = None,
