@@ -62,9 +62,30 @@ def cmd_synth(args) -> int:
         extra.append(f"synthetic.seed={args.seed}")
     p = _params(args, extra)
     _check_out_free(os.path.join(args.out_dir, "dataset.xml"), args.overwrite)
-    paths = write_dataset(args.out_dir, p.synthetic, overwrite=args.overwrite)
+    specimen = _volume_specimen(args, p.synthetic) if args.volume else None
+    paths = write_dataset(args.out_dir, p.synthetic, specimen=specimen, overwrite=args.overwrite)
     _print({"xml": str(paths.xml), "ground_truth": str(paths.ground_truth), "images": str(paths.images_root)})
     return 0
+
+
+def _volume_specimen(args, params):
+    """A user's real volume (TIFF planes folder, TIFF stack or OME-Zarr) to cut into tiles."""
+    from rhapso_core.io import open_image
+    from rhapso_core.synthetic.specimen import VolumeSpecimen
+
+    img = open_image(args.volume)
+    shape = img.level_shape(0)
+    data = img.read(((0, shape[0]), (0, shape[1]), (0, shape[2])))
+    if args.volume_voxel_size:
+        try:
+            voxel = tuple(float(v) for v in args.volume_voxel_size.split(","))
+        except ValueError:
+            voxel = ()
+        if len(voxel) != 3:
+            raise CliError(f"--volume-voxel-size '{args.volume_voxel_size}': expected three numbers z,y,x (um)")
+    else:
+        voxel = tuple(img.voxel_size_zyx)
+    return VolumeSpecimen.centred_on_grid(data, voxel, params)
 
 
 def _parse_grid(text: str) -> list[str]:
@@ -301,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir")
     p.add_argument("--grid", help="tile grid NxMxK (default 3x2x1)")
     p.add_argument("--seed", type=int)
+    p.add_argument("--volume", help="image a real volume instead of the analytic specimen "
+                   "(folder of TIFF planes, TIFF stack or OME-Zarr)")
+    p.add_argument("--volume-voxel-size", metavar="Z,Y,X", help="the volume's voxel size in um (default: its metadata)")
     _common(p, runtime=False)
     p.set_defaults(func=cmd_synth)
 

@@ -171,3 +171,22 @@ def test_qc_command_reports_on_outputs(dataset, tmp_path):
     assert summary["verdict"] in ("pass", "warn", "fail")
     html = Path(summary["report_uri"]).read_text()
     assert summary["verdict"].upper() in html.upper()
+
+
+def test_synth_from_a_real_volume(tmp_path):
+    """The real mouse-brain crop cut into tiles: level 0 of a tile is a crop of the specimen."""
+    planes = SHARED / "fixtures" / "real" / "cellfinder_crop_planes" / "ch0"
+    if not planes.exists():
+        pytest.skip("../shared/fixtures/real/cellfinder_crop_planes is not present")
+    out = tmp_path / "real"
+    rc = main(["synth", str(out), "--grid", "2x2", "--volume", str(planes), "--volume-voxel-size", "5,2,2",
+               "--set", "synthetic.voxel_size_xyz=[2,2,5]", "--set", "synthetic.tile_size_xyz=[256,200,24]",
+               "--set", "synthetic.n_levels=2", "--set", "synthetic.noise=false"])
+    assert rc == 0
+    from rhapso_core.io import open_image
+    from rhapso_core.spimdata import load_xml
+
+    sd = load_xml(out / "dataset.xml")
+    img = open_image(sd.image_location((0, 0)).uri, dataset=sd.image_location((0, 0)).dataset)
+    tile = img.read(((0, 24), (0, 200), (0, 256)))
+    assert tile.std() > 0, "tiles must carry the specimen's texture"
