@@ -4,7 +4,9 @@ A specimen (analytic: blobs, fibres, background; or a user-given volume) is imag
 by a grid of overlapping tiles whose true poses differ from the nominal stage
 positions by a seeded error. :func:`write_dataset` writes the tiles as OME-Zarr, a
 BigStitcher XML with the nominal poses and a ground-truth JSON; :func:`score`
-measures how close a solved registration comes to the truth.
+measures how close a solved registration comes to the truth. Tiles may also carry a
+smooth non-affine warp along z (``warp_amplitude_voxels``); :func:`overlap_consistency`
+then measures how well overlapping tiles agree, for plain and split XMLs.
 
 Frames: specimen lengths are micrometres (x, y, z); each view's affines map view
 voxels (x, y, z, voxel centres on integers) to the XML world frame, whose unit is
@@ -19,6 +21,7 @@ Example
 >>> print(score(paths.ground_truth, "out/synth/solved.xml").summary())         # doctest: +SKIP
 """
 
+from rhapso_core.synthetic.consistency import OverlapConsistency, PairConsistency, overlap_consistency
 from rhapso_core.synthetic.geometry import TileSpec, tile_grid
 from rhapso_core.synthetic.params import SyntheticParams
 from rhapso_core.synthetic.render import acquire_tile, apply_camera_noise, render_tile, tile_affine_um
@@ -32,6 +35,7 @@ from rhapso_core.synthetic.specimen import (
     save_blobs_csv,
 )
 from rhapso_core.synthetic.truth import GroundTruth, ViewBlobs, ViewTruth, view_blob_centres
+from rhapso_core.synthetic.warp import WarpError, ZWarp
 from rhapso_core.synthetic.write import DatasetPaths, pyramid_steps, write_dataset
 
 __all__ = [
@@ -58,6 +62,11 @@ __all__ = [
     "score",
     "sample_points",
     "solved_affines",
+    "overlap_consistency",
+    "OverlapConsistency",
+    "PairConsistency",
+    "ZWarp",
+    "WarpError",
     "write_dataset",
     "DatasetPaths",
     "pyramid_steps",

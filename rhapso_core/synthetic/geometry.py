@@ -5,7 +5,8 @@ whose unit is ``world_unit_um`` micrometres (see :class:`SyntheticParams.world_u
 A microscope writes the nominal pose as two BigStitcher ``ViewTransform``\\ s,
 ``[Translation to Regular Grid, calibration]``; the true pose additionally moves
 the tile centre by the stage error and, optionally, rotates / scales / shears the
-tile about its centre.
+tile about its centre and distorts it by a smooth z-dependent shift
+(:class:`~rhapso_core.synthetic.warp.ZWarp`, applied to view voxels before the affine).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from rhapso_core import transforms as tf
 from rhapso_core.synthetic.params import SyntheticParams
+from rhapso_core.synthetic.warp import ZWarp
 
 __all__ = ["TileSpec", "tile_grid", "grid_extent_um", "rotation_matrix", "seed_sequence"]
 
@@ -24,6 +26,7 @@ __all__ = ["TileSpec", "tile_grid", "grid_extent_um", "rotation_matrix", "seed_s
 STREAM_SPECIMEN = 0
 STREAM_GEOMETRY = 1
 STREAM_NOISE = 2
+STREAM_WARP = 3
 
 
 def seed_sequence(seed: int, *key: int) -> np.random.SeedSequence:
@@ -55,6 +58,9 @@ class TileSpec:
         The pose the specimen is actually imaged with (view voxel -> world, xyz).
     jitter_world : (3,) ndarray
         Displacement of the tile centre, true minus nominal (world units).
+    warp : ZWarp or None
+        Non-affine distortion of the view voxels (None: none); the true mapping of
+        view voxel ``v`` is ``true_affine @ warp.apply(v)`` (see :meth:`voxel_to_world`).
     """
 
     setup: int
@@ -66,6 +72,12 @@ class TileSpec:
     nominal_affine: np.ndarray
     true_affine: np.ndarray
     jitter_world: np.ndarray
+    warp: ZWarp | None = None
+
+    def voxel_to_world(self, points_xyz: np.ndarray) -> np.ndarray:
+        """Exact world positions (world units) of view voxels ``(N, 3)`` (xyz), warp included."""
+        p = np.asarray(points_xyz, dtype=np.float64).reshape(-1, 3)
+        return tf.apply(self.true_affine, p if self.warp is None else self.warp.apply(p))
 
     @property
     def name(self) -> str:
@@ -106,7 +118,8 @@ def tile_grid(params: SyntheticParams) -> list[TileSpec]:
     params : SyntheticParams
         Uses ``grid``, ``tile_size_xyz``, ``overlap``, ``voxel_size_xyz``, ``world_unit``,
         ``jitter_voxels`` (view voxels), ``rotation_deg`` (degrees), ``scale_jitter``,
-        ``shear`` (fractions) and ``seed``.
+        ``shear`` (fractions), ``warp_amplitude_voxels`` (view voxels), ``warp_periods``
+        and ``seed``.
 
     Returns
     -------
@@ -121,6 +134,9 @@ def tile_grid(params: SyntheticParams) -> list[TileSpec]:
     step_world = _step_voxels(params) * vox / unit
     jitter_world_max = np.asarray(params.jitter_voxels, dtype=np.float64) * vox / unit
     rng = np.random.default_rng(seed_sequence(params.seed, STREAM_GEOMETRY))
+    # The warp draws from its own stream so the poses of datasets without a warp stay as they were.
+    warp_rng = np.random.default_rng(seed_sequence(params.seed, STREAM_WARP))
+    warp_amp = np.asarray(params.warp_amplitude_voxels, dtype=np.float64)
 
     nx, ny, nz = params.grid
     tiles: list[TileSpec] = []
@@ -134,6 +150,8 @@ def tile_grid(params: SyntheticParams) -> list[TileSpec]:
                 angle = np.deg2rad(rng.uniform(-1.0, 1.0) * params.rotation_deg)
                 scale = 1.0 + rng.uniform(-1.0, 1.0, 3) * params.scale_jitter
                 shear = rng.uniform(-1.0, 1.0, 3) * params.shear
+                warp_phase = warp_rng.uniform(0.0, 2.0 * np.pi)
+                warp_sign = warp_rng.choice([-1.0, 1.0], 3)
 
                 stage = np.array([i, j, k], dtype=np.float64) * step_world
                 nominal = tf.translation(stage) @ calib
@@ -153,6 +171,8 @@ def tile_grid(params: SyntheticParams) -> list[TileSpec]:
                         nominal_affine=nominal,
                         true_affine=true,
                         jitter_world=jitter,
+                        warp=ZWarp(warp_amp * warp_sign, params.warp_periods, warp_phase, float(size[2]))
+                        if np.any(warp_amp > 0) else None,
                     )
                 )
     return tiles

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from rhapso_core.params import StageParams
+from rhapso_core.synthetic.warp import max_z_slope
 
 __all__ = ["SyntheticParams"]
 
@@ -17,6 +18,7 @@ _Jitter = Annotated[float, Field(ge=0.0, le=200.0)]
 _Chunk = Annotated[int, Field(ge=8, le=4096)]
 _PosUm = Annotated[float, Field(gt=0.0, le=1.0e4)]
 _Photons = Annotated[float, Field(ge=0.0, le=6.0e4)]
+_WarpVox = Annotated[float, Field(ge=0.0, le=1000.0)]
 
 
 def _check_range(name: str, lo_hi: tuple[float, float]) -> None:
@@ -65,6 +67,18 @@ class SyntheticParams(StageParams):
     )
     shear: float = Field(
         0.0, ge=0.0, le=0.1, description="Tile shear: xy, xz, yz entries uniform in +-value (fraction)."
+    )
+
+    warp_amplitude_voxels: tuple[_WarpVox, _WarpVox, _WarpVox] = Field(
+        (0.0, 0.0, 0.0),
+        description=(
+            "Smooth non-affine tile distortion: view voxel v is imaged at true_affine(v + a * s * sin(2 pi "
+            "warp_periods v_z / depth + phase)), amplitude a along x, y, z (view voxels; default 0 = off); "
+            "phase and sign s are drawn per tile."
+        ),
+    )
+    warp_periods: float = Field(
+        1.0, gt=0.0, le=100.0, description="Sine periods of the warp over the tile depth (periods; default 1)."
     )
 
     # --- specimen ----------------------------------------------------------------------
@@ -124,14 +138,27 @@ class SyntheticParams(StageParams):
         _check_range("fibre_sigma_um", self.fibre_sigma_um)
         _check_range("fibre_length_um", self.fibre_length_um)
         _check_range("fibre_amplitude", self.fibre_amplitude)
-        for axis, (j, n, g) in enumerate(zip(self.jitter_voxels, self.tile_size_xyz, self.grid)):
+        for axis, (j, w, n, g) in enumerate(
+            zip(self.jitter_voxels, self.warp_amplitude_voxels, self.tile_size_xyz, self.grid)
+        ):
             width = self.overlap * n
-            # Jitter of two neighbours adds up; beyond the overlap width tiles could lose contact.
-            if g > 1 and 2.0 * j >= width:
+            # Jitter (and warp) of two neighbours adds up; beyond the overlap width tiles could lose contact.
+            if g > 1 and w == 0 and 2.0 * j >= width:
                 raise ValueError(
                     f"jitter_voxels[{axis}]={j} is too large for an overlap of {width:g} voxels "
                     f"(need 2 * jitter < overlap * tile_size_xyz[{axis}])"
                 )
+            if g > 1 and 2.0 * (j + w) >= width:
+                raise ValueError(
+                    f"jitter_voxels[{axis}] + warp_amplitude_voxels[{axis}] = {j + w:g} is too large for an overlap "
+                    f"of {width:g} voxels (need 2 * (jitter + warp amplitude) < overlap * tile_size_xyz[{axis}])"
+                )
+        slope = max_z_slope(self.warp_amplitude_voxels[2], self.warp_periods, self.tile_size_xyz[2])
+        if slope >= 1.0:
+            raise ValueError(
+                f"warp_amplitude_voxels[2]={self.warp_amplitude_voxels[2]:g} with warp_periods={self.warp_periods:g} "
+                f"over {self.tile_size_xyz[2]} planes folds the stack (need 2 pi periods a_z / tile depth < 1)"
+            )
         return self
 
     @property

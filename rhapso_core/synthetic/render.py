@@ -1,4 +1,9 @@
-"""Render a tile: evaluate the specimen at the tile's voxel positions, then add camera noise."""
+"""Render a tile: evaluate the specimen at the tile's voxel positions, then add camera noise.
+
+A warped tile (:class:`~rhapso_core.synthetic.warp.ZWarp`) shifts each z plane as a
+whole, so every plane is still an affine image of the specimen: it is rendered
+plane by plane with that plane's affine, which keeps the analytic kernels exact.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from rhapso_core.synthetic import _kernels
 from rhapso_core.synthetic.geometry import STREAM_NOISE, TileSpec, seed_sequence
 from rhapso_core.synthetic.params import SyntheticParams
 from rhapso_core.synthetic.specimen import AnalyticSpecimen, VolumeSpecimen
+from rhapso_core.synthetic.warp import ZWarp
 
 __all__ = ["render_tile", "apply_camera_noise", "tile_affine_um", "acquire_tile"]
 
@@ -26,7 +32,25 @@ def tile_affine_um(tile: TileSpec, params: SyntheticParams, which: str = "true")
     return tf.scaling([params.world_unit_um] * 3) @ affine
 
 
-def _render_analytic(spec: AnalyticSpecimen, affine_um: np.ndarray, shape_zyx: tuple[int, int, int]) -> np.ndarray:
+def _render_analytic(
+    spec: AnalyticSpecimen, affine_um: np.ndarray, shape_zyx: tuple[int, int, int], warp: ZWarp | None = None
+) -> np.ndarray:
+    if warp is None:
+        return _render_analytic_affine(spec, affine_um, shape_zyx)
+    # Plane z of a warped tile: voxel (x, y) sits at affine @ (x + s_x, y + s_y, z + s_z),
+    # i.e. an affine image of the plane with a shifted origin.
+    nz, ny, nx = shape_zyx
+    out = np.empty(shape_zyx, dtype=np.float32)
+    z = np.arange(nz, dtype=np.float64)
+    origin = warp.shift(z)
+    origin[:, 2] += z
+    for k in range(nz):
+        plane = affine_um @ tf.translation(origin[k])
+        out[k : k + 1] = _render_analytic_affine(spec, plane, (1, ny, nx))
+    return out
+
+
+def _render_analytic_affine(spec: AnalyticSpecimen, affine_um: np.ndarray, shape_zyx: tuple[int, int, int]) -> np.ndarray:
     lin = np.ascontiguousarray(affine_um[:3, :3], dtype=np.float64)
     t = np.ascontiguousarray(affine_um[:3, 3], dtype=np.float64)
     inv_lin = np.ascontiguousarray(np.linalg.inv(lin))
@@ -61,7 +85,9 @@ def _render_analytic(spec: AnalyticSpecimen, affine_um: np.ndarray, shape_zyx: t
     return out
 
 
-def _render_volume(spec: VolumeSpecimen, affine_um: np.ndarray, shape_zyx: tuple[int, int, int], order: int) -> np.ndarray:
+def _render_volume(
+    spec: VolumeSpecimen, affine_um: np.ndarray, shape_zyx: tuple[int, int, int], order: int, warp: ZWarp | None = None
+) -> np.ndarray:
     # view voxel (xyz) -> volume voxel (xyz), then to (z, y, x) for map_coordinates.
     to_vol = tf.scaling(1.0 / np.asarray(spec.voxel_size_xyz)) @ tf.translation(-np.asarray(spec.origin_um)) @ affine_um
     m = tf.xyz_to_zyx(to_vol)
@@ -74,6 +100,9 @@ def _render_volume(spec: VolumeSpecimen, affine_um: np.ndarray, shape_zyx: tuple
         z1 = min(z0 + step, nz)
         zz = np.broadcast_to(np.arange(z0, z1, dtype=np.float64)[:, None, None], (z1 - z0, ny, nx))
         vox = np.stack([zz, np.broadcast_to(grid_yx[0], zz.shape), np.broadcast_to(grid_yx[1], zz.shape)])
+        if warp is not None:
+            shift_zyx = warp.shift(np.arange(z0, z1, dtype=np.float64))[:, ::-1]  # (planes, 3) z y x
+            vox = vox + shift_zyx.T[:, :, None, None]
         coords = np.einsum("ij,j...->i...", m[:3, :3], vox) + m[:3, 3].reshape(3, 1, 1, 1)
         out[z0:z1] = ndimage.map_coordinates(
             data, coords, order=order, mode="constant", cval=0.0, prefilter=False, output=np.float32
@@ -86,6 +115,7 @@ def render_tile(
     affine_um: np.ndarray,
     size_xyz: Sequence[int],
     interpolation_order: int = 1,
+    warp: ZWarp | None = None,
 ) -> np.ndarray:
     """Noise-free image (photons) of ``specimen`` seen by a tile.
 
@@ -99,6 +129,9 @@ def render_tile(
         Tile size (view voxels, x y z).
     interpolation_order : int, default 1
         Spline order used to sample a :class:`VolumeSpecimen` (ignored for analytic ones).
+    warp : ZWarp, optional
+        Non-affine distortion: voxel ``v`` shows the specimen at ``affine_um @ warp.apply(v)``.
+        None (default): none.
 
     Returns
     -------
@@ -108,9 +141,9 @@ def render_tile(
     shape_zyx = (int(size_xyz[2]), int(size_xyz[1]), int(size_xyz[0]))
     affine_um = np.asarray(affine_um, dtype=np.float64)
     if isinstance(specimen, AnalyticSpecimen):
-        return _render_analytic(specimen, affine_um, shape_zyx)
+        return _render_analytic(specimen, affine_um, shape_zyx, warp)
     if isinstance(specimen, VolumeSpecimen):
-        return _render_volume(specimen, affine_um, shape_zyx, int(interpolation_order))
+        return _render_volume(specimen, affine_um, shape_zyx, int(interpolation_order), warp)
     raise TypeError(f"specimen must be AnalyticSpecimen or VolumeSpecimen, got {type(specimen).__name__}")
 
 
@@ -154,7 +187,7 @@ def apply_camera_noise(
 def acquire_tile(
     specimen: AnalyticSpecimen | VolumeSpecimen, tile: TileSpec, params: SyntheticParams
 ) -> np.ndarray:
-    """The uint16 (z, y, x) image a camera records of ``tile`` at its true pose (seeded per tile)."""
-    clean = render_tile(specimen, tile_affine_um(tile, params), tile.size_xyz, params.interpolation_order)
+    """The uint16 (z, y, x) image a camera records of ``tile`` at its true pose and warp (seeded per tile)."""
+    clean = render_tile(specimen, tile_affine_um(tile, params), tile.size_xyz, params.interpolation_order, tile.warp)
     rng = np.random.default_rng(seed_sequence(params.seed, STREAM_NOISE, tile.setup)) if params.noise else None
     return apply_camera_noise(clean, rng, params.read_noise, params.gain, params.camera_offset)

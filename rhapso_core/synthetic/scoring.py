@@ -3,7 +3,9 @@
 For every view, sample points are taken in its voxel frame: the 8 corners of the
 tile (``[0, size - 1]`` per axis) and the centre of each region it overlaps another
 view in (from the true poses). Each point is mapped to the world by the solved and
-by the true view voxel -> world affine. A registration is only defined up to a
+by the true view voxel -> world mapping (affine, or warped: :meth:`ViewTruth.voxel_to_world`;
+for warped tiles :func:`~rhapso_core.synthetic.consistency.overlap_consistency` is the
+more telling figure). A registration is only defined up to a
 global transform (the gauge: which tile is fixed, or where the solver put the
 whole), so the best single transform ``G`` of the gauge's kind mapping the solved
 world positions onto the true ones is fitted over all points
@@ -113,7 +115,7 @@ def sample_points(truth: GroundTruth) -> dict[tuple[int, int], np.ndarray]:
         others = [b for b in range(len(views)) if b != a and overlaps[a, b]]
         if others:
             world = centres[a, others]
-            corners = np.vstack([corners, tf.apply(tf.invert(v.true_affine), world)])
+            corners = np.vstack([corners, v.world_to_voxel(world)])
         out[v.view_id] = corners
     return out
 
@@ -190,7 +192,7 @@ def _errors(
     gauge: str,
 ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     solved_w = [tf.apply(affines[v.view_id], pts[v.view_id]) for v in views]
-    true_w = [tf.apply(v.true_affine, pts[v.view_id]) for v in views]
+    true_w = [v.voxel_to_world(pts[v.view_id]) for v in views]
     g = _fit_gauge(gauge, np.vstack(solved_w), np.vstack(true_w))
     per_view = [np.linalg.norm(tf.apply(g, s) - t, axis=1) for s, t in zip(solved_w, true_w)]
     return g, per_view, np.concatenate(per_view)

@@ -12,6 +12,9 @@ Stored as one JSON file (``ground_truth.json``) next to the dataset's XML::
 
 Affines are 4x4 row-major nested lists mapping view voxel (x, y, z) to the XML world
 frame, whose unit is ``world_unit_um`` micrometres. Paths are relative to the JSON file.
+A view of a warped dataset also holds ``"warp": {"amplitude_xyz": [...], "periods": k,
+"phase": rad, "depth": voxels}`` (:class:`~rhapso_core.synthetic.warp.ZWarp`); its true
+mapping is then ``true_affine @ warp(v)``, see :meth:`ViewTruth.voxel_to_world`.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import numpy as np
 
 from rhapso_core import transforms as tf
 from rhapso_core.synthetic.geometry import TileSpec
+from rhapso_core.synthetic.warp import WarpError, ZWarp
 
 __all__ = ["ViewTruth", "GroundTruth", "GroundTruthError", "ViewBlobs", "view_blob_centres", "FORMAT"]
 
@@ -42,7 +46,7 @@ class GroundTruthError(ValueError):
 
 @dataclass(frozen=True)
 class ViewTruth:
-    """One view's true and nominal pose (affines: view voxel xyz -> world units)."""
+    """One view's true and nominal pose (affines: view voxel xyz -> world units), and its warp if any."""
 
     timepoint: int
     setup: int
@@ -54,10 +58,21 @@ class ViewTruth:
     grid_index: tuple[int, int, int] = (0, 0, 0)
     jitter_world: np.ndarray = field(default_factory=lambda: np.zeros(3))
     image: str | None = None
+    warp: ZWarp | None = None
 
     @property
     def view_id(self) -> tuple[int, int]:
         return (self.timepoint, self.setup)
+
+    def voxel_to_world(self, points_xyz: np.ndarray) -> np.ndarray:
+        """Exact true world positions (world units) of view voxels ``(N, 3)`` (xyz), warp included."""
+        p = np.asarray(points_xyz, dtype=np.float64).reshape(-1, 3)
+        return tf.apply(self.true_affine, p if self.warp is None else self.warp.apply(p))
+
+    def world_to_voxel(self, world_xyz: np.ndarray) -> np.ndarray:
+        """View voxels ``(N, 3)`` (xyz) that image world points (world units); inverse of :meth:`voxel_to_world`."""
+        u = tf.apply(tf.invert(self.true_affine), np.asarray(world_xyz, dtype=np.float64).reshape(-1, 3))
+        return u if self.warp is None else self.warp.invert(u)
 
     @classmethod
     def from_tile(cls, tile: TileSpec, timepoint: int = 0, image: str | None = None) -> "ViewTruth":
@@ -72,10 +87,11 @@ class ViewTruth:
             grid_index=tile.grid_index,
             jitter_world=np.array(tile.jitter_world),
             image=image,
+            warp=tile.warp,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "timepoint": self.timepoint,
             "setup": self.setup,
             "name": self.name,
@@ -87,6 +103,9 @@ class ViewTruth:
             "jitter_world": np.asarray(self.jitter_world).tolist(),
             "image": self.image,
         }
+        if self.warp is not None:  # absent for unwarped views, so older files stay as they were
+            d["warp"] = self.warp.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "ground truth") -> "ViewTruth":
@@ -106,7 +125,10 @@ class ViewTruth:
                 grid_index=tuple(int(v) for v in d.get("grid_index", (0, 0, 0))),  # type: ignore[arg-type]
                 jitter_world=np.asarray(d.get("jitter_world", (0.0, 0.0, 0.0)), dtype=np.float64),
                 image=d.get("image"),
+                warp=None if d.get("warp") is None else ZWarp.from_dict(d["warp"], f"{where}: view {d.get('setup')} warp"),
             )
+        except WarpError as exc:
+            raise GroundTruthError(str(exc)) from None
         except KeyError as exc:
             raise GroundTruthError(f"{where}: a view lacks the field {exc.args[0]!r}") from None
 
@@ -238,7 +260,7 @@ def view_blob_centres(
     Parameters
     ----------
     view : ViewTruth
-        The view, with its true affine (view voxel -> world units).
+        The view, with its true affine (view voxel -> world units) and warp.
     world_unit_um : float
         Length of one world unit (um).
     centres_um, sigma_um, amplitude : ndarray
@@ -249,8 +271,11 @@ def view_blob_centres(
     min_amplitude : float, default 0
         Keep only blobs at least this bright (photons).
     """
-    to_view = tf.invert(tf.scaling([world_unit_um] * 3) @ view.true_affine)
-    c = tf.apply(to_view, np.asarray(centres_um, dtype=np.float64).reshape(-1, 3))
+    centres_um = np.asarray(centres_um, dtype=np.float64).reshape(-1, 3)
+    if view.warp is None:
+        c = tf.apply(tf.invert(tf.scaling([world_unit_um] * 3) @ view.true_affine), centres_um)
+    else:
+        c = view.world_to_voxel(centres_um / world_unit_um)
     margin = np.broadcast_to(np.asarray(margin_voxels, dtype=np.float64), (3,))
     hi = np.asarray(view.size_xyz, dtype=np.float64) - 1.0 - margin
     inside = np.all((c >= margin) & (c <= hi), axis=1) & (np.asarray(amplitude) >= min_amplitude)
