@@ -20,17 +20,29 @@ def fusion_stage(xml: str, out: str, params: FusionParams, overwrite: bool = Fal
     plan = fusion_tasks.plan_fusion(xml, out, params, overwrite)
     futures = []
     for i in range(len(plan.units)):
-        with remote_options(**ray_hints(fusion_tasks.unit_memory_bytes(plan, i))):
+        with remote_options(**ray_hints(fusion_tasks.unit_memory_bytes(plan, i, params))):
             futures.append(fusion_tasks.fuse_unit.submit(xml, plan, i, params))
     written = sum(artifacts.wait_with_progress(futures, "fusion work units"))
     levels = fusion_tasks.build_levels(out, params)
-    return {"output": out, "shape_zyx": list(plan.shape_zyx), "blocks_written": written,
+    xml_out = fusion_tasks.fused_xml(out, fused_xml_path(out))
+    return {"output": out, "xml": xml_out, "shape_zyx": list(plan.shape_zyx), "blocks_written": written,
             "units": len(plan.units), "levels_added": levels}
+
+
+def fused_xml_path(out: str) -> str:
+    """``.../fused.ome.zarr`` -> ``.../fused.xml`` beside it."""
+    stem = out.rstrip("/")
+    for suffix in (".ome.zarr", ".zarr"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    return stem + ".xml"
 
 
 def run_fusion(xml: str, out: str, p: PipelineParams, overwrite: bool = False) -> dict:
     summary = fusion_stage.with_options(task_runner=stage_runner(p.runtime))(xml, out, p.fusion, overwrite)
     artifacts.output_note("Fusion", [f"input: {xml}", f"fused OME-Zarr: {out}",
+                                     f"BigStitcher XML of the fused image: {summary['xml']}",
                                      f"shape (z, y, x): {summary['shape_zyx']}",
                                      f"blocks written this run: {summary['blocks_written']}"], key="fusion-output")
     return summary

@@ -6,6 +6,7 @@ from prefect import task
 
 from rhapso_core.fusion import FusionParams
 from rhapso_core.pipeline import fuse
+from rhapso_core.pipeline.fused_xml import write_fused_xml
 from tasks.policies import RETRY_DELAYS, retry_transient
 
 
@@ -21,17 +22,32 @@ def fuse_unit(xml_uri: str, plan: fuse.FusionPlan, unit_index: int, params: Fusi
     return fuse.fuse_unit(xml_uri, plan, unit_index, params)
 
 
+@task(name="fused-xml", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
+def fused_xml(out_uri: str, xml_out: str) -> str:
+    """A BigStitcher XML opening the fused image in the input's world frame."""
+    write_fused_xml(out_uri, xml_out)
+    return xml_out
+
+
 @task(name="multiscale", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
 def build_levels(out_uri: str, params: FusionParams) -> list[str]:
     return fuse.build_levels(out_uri, params)
 
 
-def unit_memory_bytes(plan: fuse.FusionPlan, unit_index: int, n_views_overlapping: int = 4) -> float:
-    """Output block (float32 accumulators) plus the sources it reads, per work unit."""
-    n = 0
+def unit_memory_bytes(plan: fuse.FusionPlan, unit_index: int, params: FusionParams) -> float:
+    """The largest block's accumulators and output (about 10 bytes per voxel) plus one view's
+    source box at a time (float32, grown by the content-based filters' margin when used)."""
+    import numpy as np
+
+    from rhapso_core.fusion.content import halo_voxels
+
+    margin = (0, 0, 0)
+    if params.overlap_strategy == "content_based":
+        margin = halo_voxels(np.asarray(params.content_sigma1[::-1]), np.asarray(params.content_sigma2[::-1]))
+    worst = 0.0
     for box in plan.units[unit_index]:
-        v = 1
-        for a, b in box:
-            v *= b - a
-        n = max(n, v)
-    return n * 4 * (3 + n_views_overlapping)
+        sides = [b - a for a, b in box]
+        out = float(sides[0] * sides[1] * sides[2])
+        src = float((sides[0] + 2 * margin[0] + 2) * (sides[1] + 2 * margin[1] + 2) * (sides[2] + 2 * margin[2] + 2))
+        worst = max(worst, 10 * out + 4 * 3 * src)
+    return worst

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rhapso_core import transforms as tf
+from rhapso_core.fusion.content import content_weights, grow_box, halo_voxels, level_sigmas
 from rhapso_core.fusion.geometry import FusionView, OutputGrid, output_to_view, view_voxel_size
 from rhapso_core.fusion.kernels import COVER_EPS, MODES, accumulate_view, finalize
 from rhapso_core.fusion.params import FusionParams
@@ -15,6 +16,8 @@ from rhapso_core.image_source import Box, box_is_empty, clip_box
 __all__ = ["fuse_block", "fuse_block_float", "choose_level", "source_box"]
 
 _DTYPE_MAX = {"uint8": 255.0, "uint16": 65535.0}
+# Stand-in for the content weights in modes that do not use them (the kernel ignores it).
+_NO_WEIGHTS = np.zeros((1, 1, 1), np.float32)
 
 
 def choose_level(view: FusionView, grid: OutputGrid) -> int:
@@ -77,7 +80,10 @@ def fuse_block_float(
     """Accumulate all views into one block; returns ``(acc_a, acc_b)`` float32 (z, y, x).
 
     See :func:`rhapso_core.fusion.kernels.finalize` for the meaning; ``acc_b > 0``
-    marks voxels covered by at least one view.
+    marks voxels covered by at least one view. For ``content_based`` each view's box is
+    grown by the filters' halo (:mod:`rhapso_core.fusion.content`) and its weights are
+    computed on it, so a block needs about ``(block + 6 (sigma1 + sigma2))^3`` level voxels
+    of source (plus two float32 copies) per view at a time.
     """
     shape = tuple(int(b - a) for a, b in out_box_zyx)
     acc_a = np.zeros(shape, np.float32)
@@ -93,19 +99,26 @@ def fuse_block_float(
         box = source_box(out_box_zyx, grid, view, level)
         if box is None:
             continue
+        shape_l = view.source.level_shape(level)
+        weights = _NO_WEIGHTS
+        if params.overlap_strategy == "content_based":
+            s1, s2 = level_sigmas(view, level, params)
+            box = grow_box(box, halo_voxels(s1, s2), shape_l)
         src = np.ascontiguousarray(view.source.read(box, level))
         if src.dtype.kind not in "uif" or src.dtype == np.float16:
             src = src.astype(np.float32)
+        if params.overlap_strategy == "content_based":
+            weights = content_weights(src, s1, s2)
         m = output_to_view(grid, view)[:3, :]
         accumulate_view(
             acc_a, acc_b, start, np.ascontiguousarray(m),
             np.asarray(view.size_xyz, np.float64), src,
             np.array([a for a, _ in box], np.int64),
             np.asarray(view.source.level_factors(level)[::-1], np.float64),
-            np.asarray(view.source.level_shape(level), np.int64),
-            brange, bborder, mode,
+            np.asarray(shape_l, np.int64),
+            brange, bborder, mode, weights,
         )
-        del src
+        del src, weights
     return acc_a, acc_b
 
 
@@ -125,7 +138,8 @@ def fuse_block(
         combined in ascending ``view_id`` order.
     params : FusionParams
         ``overlap_strategy``, ``blending_range``, ``blending_border``,
-        ``output_dtype``, ``intensity_range`` are used.
+        ``output_dtype``, ``intensity_range`` are used, and for ``content_based``
+        ``content_sigma1``, ``content_sigma2``, ``content_adjust_anisotropy``.
 
     Returns
     -------

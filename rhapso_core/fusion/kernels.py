@@ -19,7 +19,10 @@ import numpy as np
 
 __all__ = ["MODES", "accumulate_view", "finalize", "trilinear_sample"]
 
-MODES = {"avg": 0, "avg_blend": 1, "max": 2, "lowest_view_wins": 3, "closest_pixel_wins": 4}
+MODES = {
+    "avg": 0, "avg_blend": 1, "max": 2, "lowest_view_wins": 3, "closest_pixel_wins": 4,
+    "content_based": 5,
+}
 
 # A voxel whose view coordinate lies this far (view voxels) outside [0, n - 1] still
 # counts as covered: absorbs rounding of the composed world/view affines.
@@ -82,6 +85,7 @@ def _axis_weight(v, n, border, inv_rng):
 def accumulate_view(
     acc_a, acc_b, block_start_zyx, m_out_to_view, size_xyz,
     src, src_off_zyx, level_f_xyz, level_shape_zyx, blend_range_xyz, blend_border_xyz, mode,
+    wsrc,
 ):
     """Add one view's contribution to a block's accumulators (in place).
 
@@ -107,6 +111,10 @@ def accumulate_view(
         Cosine ramp width and zero border (view voxels, level 0).
     mode : int
         Index from ``MODES``.
+    wsrc : (z, y, x) float32
+        ``content_based`` only: the view's content weights on the same box as ``src``
+        (:func:`rhapso_core.fusion.content.content_weights`), interpolated like ``src``;
+        other modes ignore it (pass any 3D float32 array).
     """
     Z, Y, X = acc_a.shape
     k0, j0, i0 = block_start_zyx[0], block_start_zyx[1], block_start_zyx[2]
@@ -159,10 +167,13 @@ def accumulate_view(
                     continue
                 val = _interp(src, (vz - hz) * gz, (vy - hy) * gy, (vx - hx) * gx,
                               oz, oy, ox, nz, ny, nx)
-                if mode == 1:
+                if mode == 1 or mode == 5:
                     w = (_axis_weight(vx, sx, blend_border_xyz[0], irx)
                          * _axis_weight(vy, sy, blend_border_xyz[1], iry)
                          * _axis_weight(vz, sz, blend_border_xyz[2], irz))
+                    if mode == 5:
+                        w *= _interp(wsrc, (vz - hz) * gz, (vy - hy) * gy, (vx - hx) * gx,
+                                     oz, oy, ox, nz, ny, nx)
                     w = max(w, W_FLOOR)
                     acc_a[bz, by, bx] += w * val
                     acc_b[bz, by, bx] += w
@@ -190,7 +201,8 @@ def accumulate_view(
 def finalize(acc_a, acc_b, out, mode, lo, hi, max_value, is_int):
     """Turn accumulators into output values (in place into ``out``).
 
-    Covered voxels (``acc_b > 0``) get ``acc_a / acc_b`` (avg modes) or ``acc_a``; for
+    Covered voxels (``acc_b > 0``) get ``acc_a / acc_b`` (avg, avg_blend, content_based)
+    or ``acc_a``; for
     integer outputs ``(v - lo) / (hi - lo) * max_value`` clipped to ``[0, max_value]``
     and rounded half to even; voxels covered by no view are 0.
     """
@@ -204,7 +216,7 @@ def finalize(acc_a, acc_b, out, mode, lo, hi, max_value, is_int):
                     out[z, y, x] = 0
                     continue
                 v = float(acc_a[z, y, x])
-                if mode <= 1:
+                if mode <= 1 or mode == 5:
                     v = v / float(b)
                 if is_int:
                     v = (v - lo) / span * max_value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -11,7 +12,9 @@ from rhapso_core.params import StageParams
 
 __all__ = ["FusionParams", "OVERLAP_STRATEGIES"]
 
-OVERLAP_STRATEGIES = ("avg", "avg_blend", "max", "lowest_view_wins", "closest_pixel_wins")
+OVERLAP_STRATEGIES = (
+    "avg", "avg_blend", "max", "lowest_view_wins", "closest_pixel_wins", "content_based"
+)
 
 IntTriple = tuple[int, int, int]
 FloatTriple = tuple[float, float, float]
@@ -53,12 +56,13 @@ class FusionParams(StageParams):
         "uint16", description="data type of the fused image"
     )
     overlap_strategy: Literal[
-        "avg", "avg_blend", "max", "lowest_view_wins", "closest_pixel_wins"
+        "avg", "avg_blend", "max", "lowest_view_wins", "closest_pixel_wins", "content_based"
     ] = Field(
         "avg_blend",
         description="how overlapping views combine: avg (mean), avg_blend (BigStitcher cosine "
         "blending), max, lowest_view_wins (lowest view id), closest_pixel_wins (largest "
-        "distance to the view's own edge)",
+        "distance to the view's own edge), content_based (avg_blend weights times each "
+        "view's local contrast, BigStitcher's content-based fusion; favours the sharper view)",
     )
     blending_range: FloatTriple = Field(
         (40.0, 40.0, 40.0),
@@ -67,6 +71,25 @@ class FusionParams(StageParams):
     blending_border: FloatTriple = Field(
         (0.0, 0.0, 0.0),
         description="zero-weight margin (x, y, z) at a view's edge before the ramp (view voxels)",
+    )
+    content_sigma1: FloatTriple = Field(
+        (20.0, 20.0, 20.0),
+        description="content_based only: sigma (x, y, z) of the Gaussian subtracted from each "
+        "view to isolate its detail, I - G_sigma1 * I (view voxels, level 0; BigStitcher's "
+        "default 20)",
+    )
+    content_sigma2: FloatTriple = Field(
+        (40.0, 40.0, 40.0),
+        description="content_based only: sigma (x, y, z) of the Gaussian averaging the squared "
+        "detail into the local-contrast weight G_sigma2 * (I - G_sigma1 * I)^2 (view voxels, "
+        "level 0; BigStitcher's default 40). Each block reads a halo of about "
+        "3 * (sigma1 + sigma2) view voxels per side, so large sigmas want smaller blocks",
+    )
+    content_adjust_anisotropy: bool = Field(
+        True,
+        description="content_based only: divide each axis's sigma by that axis's voxel length "
+        "relative to the view's finest axis (BigStitcher's default), so the filters are "
+        "isotropic in world; False uses the sigmas as given in view voxels",
     )
     voxel_size: FloatTriple | None = Field(
         None,
@@ -98,7 +121,10 @@ class FusionParams(StageParams):
         default_factory=MultiscaleParams, description="pyramid levels added after fusion"
     )
 
-    @field_validator("blending_range", "blending_border", "voxel_size", mode="before")
+    @field_validator(
+        "blending_range", "blending_border", "voxel_size", "content_sigma1", "content_sigma2",
+        mode="before",
+    )
     @classmethod
     def _broadcast(cls, v, info):
         if v is None:
@@ -117,6 +143,13 @@ class FusionParams(StageParams):
     def _non_negative(cls, v, info):
         if any(c < 0 for c in v):
             raise ValueError(f"{info.field_name} must be >= 0 (view voxels), got {v}")
+        return v
+
+    @field_validator("content_sigma1", "content_sigma2")
+    @classmethod
+    def _positive_sigma(cls, v, info):
+        if any(not (math.isfinite(c) and c > 0) for c in v):
+            raise ValueError(f"{info.field_name} must be finite and > 0 (view voxels), got {v}")
         return v
 
     @field_validator("voxel_size")

@@ -66,6 +66,11 @@ def test_stitch_on_local_ray(prefect_harness, small_dataset, tmp_path):
     assert img.unit == "micrometer"
     np.testing.assert_allclose(img.voxel_size_zyx[1:], (0.5, 0.5), rtol=1e-6)
     assert img.read(((0, img.level_shape(0)[0]), (0, 64), (0, 64))).any()
+    # ... and a BigStitcher XML that opens it in the input's world frame.
+    from rhapso_core.pipeline.preflight import check_dataset
+
+    fused_sd = check_dataset(result["fusion"]["xml"])
+    assert len(fused_sd.views()) == 1
 
     keys = _artifact_keys()
     assert {"detection-points-per-view", "matching-rigid", "solver-affine", "fusion-output", "qc-report"} <= keys, keys
