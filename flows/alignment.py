@@ -6,17 +6,19 @@ import os
 import posixpath
 
 from prefect import flow, get_run_logger
+from prefect.exceptions import UnfinishedRun
 from prefect_ray.context import remote_options
 
 from flows import artifacts
 from flows.layout import alignment_layout, check_not_input, default_aligned_xml
 from flows.params import resolve
-from flows.runtime import ray_session, stage_runner
+from flows.runtime import current_run_id, ray_session, stage_runner
 from rhapso_core.config import PipelineParams
 from rhapso_core.detection import DetectionParams
 from rhapso_core.io import fs_for, is_s3
 from rhapso_core.matching import MatchingParams
 from rhapso_core.pipeline.dataset import xml_digest
+from rhapso_core.pipeline.run_lock import output_lock
 from rhapso_core.pointstore import PointStore, export_n5
 from rhapso_core.solver import SolverParams
 from rhapso_core.split import SplitParams
@@ -33,14 +35,21 @@ def detection_stage(xml: str, store: str, params: DetectionParams) -> dict:
     """One task per chunk of every view; one merge-and-store task per view."""
     sha = xml_digest(xml)
     plans = detection_tasks.plan_detection(xml, sha, params)
-    stored = []
+    stored, chunk_futures = [], []
     for plan in plans:
         parts = []
         for chunk in plan.tasks:
             with remote_options(**ray_hints(detection_tasks.chunk_memory_bytes(chunk, plan.params))):
                 parts.append(detection_tasks.detect_chunk.submit(xml, sha, plan.view, chunk, plan.params))
+        chunk_futures += parts
         stored.append((plan.view, detection_tasks.store_points.submit(store, plan, parts)))
-    results = artifacts.wait_with_progress([fut for _, fut in stored], "views detected")
+    try:
+        results = artifacts.wait_with_progress([fut for _, fut in stored], "views detected")
+    except UnfinishedRun:
+        # A store task never ran because a chunk failed: raise that chunk's own error.
+        for f in chunk_futures:
+            f.result()
+        raise
     counts = {view: n for (view, _), n in zip(stored, results)}
     artifacts.points_table(counts, params.label)
     return {f"{v[0]}/{v[1]}": n for v, n in counts.items()}
@@ -171,5 +180,6 @@ def alignment(
     """
     p = resolve(params, params_file, overrides)
     out = out or default_aligned_xml(xml)
-    with ray_session(p.runtime):
+    # The folder's point store is shared by anything aligned into it: one run at a time.
+    with output_lock(alignment_layout(out)["folder"], run_id=current_run_id()), ray_session(p.runtime):
         return run_alignment(xml, out, p, ground_truth=ground_truth)

@@ -98,3 +98,11 @@ def stage_runner(runtime: RuntimeParams):
     from prefect_ray import RayTaskRunner
 
     return RayTaskRunner()
+
+
+def current_run_id() -> str | None:
+    """The Prefect flow run id (recorded in output locks), or None outside a flow run."""
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.id
+    return str(run_id) if run_id else None

@@ -10,9 +10,11 @@ from prefect import flow
 from flows.alignment import run_alignment, run_qc
 from flows.fusion import run_fusion
 from flows.params import resolve
-from flows.runtime import ray_session
+from flows.runtime import current_run_id, ray_session
 from rhapso_core.config import PipelineParams
 from rhapso_core.io import is_s3
+from rhapso_core.pipeline.fuse import check_output_free
+from rhapso_core.pipeline.run_lock import output_lock
 
 
 def stitch_outputs(out_dir: str, xml: str) -> tuple[str, str]:
@@ -40,7 +42,8 @@ def stitch(
     """
     p = resolve(params, params_file, overrides)
     aligned, fused = stitch_outputs(out, xml)
-    with ray_session(p.runtime):
+    check_output_free(fused, overwrite)  # someone's data at the fused path: refuse before writing anything
+    with output_lock(out, run_id=current_run_id()), ray_session(p.runtime):
         a = run_alignment(xml, aligned, p, qc=False)
         f = run_fusion(aligned, fused, p, overwrite)
         qc = run_qc(xml, a, p.detection.label, fused=fused, ground_truth=ground_truth)

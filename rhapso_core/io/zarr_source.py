@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -68,7 +69,15 @@ class ZarrLevel:
                 continue
             index[ax] = slice(lo, hi)
             kept.append(ax)
-        out = np.asarray(self.array[tuple(index)])
+        try:
+            out = np.asarray(self.array[tuple(index)])
+        except (RuntimeError, ValueError, TypeError, zlib.error) as e:
+            # A codec rejected a stored chunk (corrupt or truncated object): permanent,
+            # so it must not look like a transient I/O error; name the array and box.
+            raise ImageIOError(
+                f"{self.array.store_path}: cannot decode the chunk data of box (z, y, x) {tuple(box)} "
+                f"(corrupt chunk?): {_one_line(e)}"
+            ) from None
         # After integer indexing the kept axes remain in array order; put them in z, y, x order.
         order = np.argsort(np.argsort(kept))
         out = np.transpose(out, order) if list(order) != sorted(order) else out

@@ -93,13 +93,29 @@ def open_location(loc: ImageLocation, storage_options: dict | None = None, chann
                       storage_options=storage_options, channel=channel)
 
 
+def supported_dtype(dtype) -> bool:
+    """Pixel types the stages compute on: integers (signed or not) and float32 / float64.
+
+    float16 has no kernels in NumPy's fast paths or numba; complex, bool and
+    structured types are not intensities.
+    """
+    dt = np.dtype(dtype)
+    return dt.kind in "iu" or dt in (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def open_view(sd: SpimData, view: ViewId, storage_options: dict | None = None) -> ImageSource:
     """The view's pixels as a lazy multiscale :class:`ImageSource` (z, y, x)."""
     try:
         loc = sd.image_location(view)
     except Exception as exc:  # the XML model's error already names file and element
         raise DatasetError(str(exc)) from None
-    return open_location(loc, storage_options)
+    source = open_location(loc, storage_options)
+    if not supported_dtype(source.dtype):
+        raise DatasetError(
+            f"{sd.source_uri}: view (timepoint {view[0]}, setup {view[1]}): pixel type {np.dtype(source.dtype)} "
+            "is not supported (use an integer type, float32 or float64)"
+        )
+    return source
 
 
 def view_geometry(sd: SpimData, views=None) -> dict[ViewId, tuple[np.ndarray, tuple[int, int, int]]]:

@@ -130,6 +130,26 @@ def plan_fusion(
     )
 
 
+def check_output_free(out_uri: str, overwrite: bool = False, storage_options=None) -> None:
+    """Refuse, before any stage runs, a fused output path holding data that no fusion run wrote.
+
+    A folder left by an earlier (possibly killed) fusion carries the grid record and
+    may be resumed (:func:`plan_fusion` checks the grid matches); anything else at
+    ``out_uri`` is someone's data and is refused unless ``overwrite``.
+    """
+    fs, path = fs_for(out_uri, storage_options)
+    if overwrite or not fs.exists(path):
+        return
+    try:
+        attrs = zarr.open_group(out_uri, mode="r", storage_options=storage_options).attrs.asdict()
+    except Exception:
+        attrs = {}
+    if GRID_ATTR not in attrs:
+        raise ImageIOError(
+            f"{out_uri}: output path already holds data that is not a fusion output; choose a new path or pass overwrite"
+        )
+
+
 def _open_or_create(out_uri, grid, params, per_world, unit, record, overwrite, storage_options) -> OmeZarrWriter:
     fs, path = fs_for(out_uri, storage_options)
     if fs.exists(path) and not overwrite:

@@ -125,7 +125,12 @@ class PointStore:
         if remote and self.storage_options:
             kwargs["storage_options"] = self.storage_options
         try:
-            root = zarr.open_group(store=target, mode=self.mode, zarr_format=3, **kwargs)
+            try:
+                root = zarr.open_group(store=target, mode=self.mode, zarr_format=3, **kwargs)
+            except zarr.errors.ContainsGroupError:
+                # Parallel tasks on a new store: another one created the root between
+                # our existence check and our create. Open the group it made.
+                root = zarr.open_group(store=target, mode="r+", zarr_format=3, **kwargs)
         except (FileNotFoundError, zarr.errors.NodeNotFoundError, KeyError):
             raise PointStoreError(f"{self.uri}: no point store here (opened read-only)") from None
         except zarr.errors.ContainsArrayError:
