@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from prefect import flow
 from prefect_ray.context import remote_options
 
@@ -23,10 +24,24 @@ def fusion_stage(xml: str, out: str, params: FusionParams, overwrite: bool = Fal
         with remote_options(**ray_hints(fusion_tasks.unit_memory_bytes(plan, i, params))):
             futures.append(fusion_tasks.fuse_unit.submit(xml, plan, i, params))
     written = sum(artifacts.wait_with_progress(futures, "fusion work units"))
-    levels = fusion_tasks.build_levels(out, params)
+    levels = pyramid(out, params)
     xml_out = fusion_tasks.fused_xml(out, fused_xml_path(out))
     return {"output": out, "xml": xml_out, "shape_zyx": list(plan.shape_zyx), "blocks_written": written,
             "units": len(plan.units), "levels_added": levels}
+
+
+def pyramid(out: str, params: FusionParams) -> list[str]:
+    """One task per block of a level; a level starts once the level it reads is complete."""
+    base_path, work = fusion_tasks.plan_pyramid(out, params)
+    itemsize = 4 if params.output_dtype == "float32" else (1 if params.output_dtype == "uint8" else 2)
+    for level in work:
+        futures = []
+        for i, block in enumerate(level.blocks):
+            src_bytes = itemsize * float(np.prod([(b - a) * f for (a, b), f in zip(block, level.factor_zyx)]))
+            with remote_options(**ray_hints(2 * src_bytes)):
+                futures.append(fusion_tasks.downsample.submit(out, level, [block], i))
+        artifacts.wait_with_progress(futures, f"pyramid level {level.dst_path}")
+    return fusion_tasks.finish_pyramid(out, base_path, work)
 
 
 def fused_xml_path(out: str) -> str:

@@ -241,6 +241,18 @@ def cmd_split(args) -> int:
     return 0
 
 
+def cmd_plan(args) -> int:
+    from rhapso_core.planner import plan
+
+    p = _params(args)
+    report = plan(args.xml, cores=args.cores, memory_per_core_gb=args.memory_per_core, params=p)
+    if args.json:
+        _print(report.to_dict())
+    else:
+        print(report.table())
+    return 0
+
+
 def cmd_multiscale(args) -> int:
     from rhapso_core.pipeline.fuse import build_levels
 
@@ -385,6 +397,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="exit 1 when the verdict is fail")
     _common(p, runtime=False)
     p.set_defaults(func=cmd_qc)
+
+    p = sub.add_parser("plan", help="tasks, memory, bytes and predicted time per stage, from the XML alone")
+    p.add_argument("xml")
+    p.add_argument("--cores", type=int, required=True, help="cores of the Ray cluster")
+    p.add_argument("--memory-per-core", type=float, required=True, metavar="GB", help="memory per core (GB)")
+    p.add_argument("--json", action="store_true")
+    _common(p, runtime=False)
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("score", help="alignment error of a solved XML against ground truth")
     p.add_argument("ground_truth")

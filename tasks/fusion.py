@@ -29,9 +29,21 @@ def fused_xml(out_uri: str, xml_out: str) -> str:
     return xml_out
 
 
-@task(name="multiscale", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
-def build_levels(out_uri: str, params: FusionParams) -> list[str]:
-    return fuse.build_levels(out_uri, params)
+@task(name="plan-pyramid", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
+def plan_pyramid(out_uri: str, params: FusionParams):
+    return fuse.plan_pyramid(out_uri, params)
+
+
+@task(name="downsample", task_run_name="downsample-{level.dst_path}-{index}", retries=3,
+      retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
+def downsample(out_uri: str, level, blocks, index: int) -> int:
+    # Resumes by the block markers written after each block's data.
+    return fuse.downsample_unit(out_uri, level, blocks)
+
+
+@task(name="finish-pyramid", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
+def finish_pyramid(out_uri: str, base_path: str, work) -> list[str]:
+    return fuse.finish_pyramid(out_uri, base_path, work)
 
 
 def unit_memory_bytes(plan: fuse.FusionPlan, unit_index: int, params: FusionParams) -> float:

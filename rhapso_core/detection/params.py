@@ -82,6 +82,13 @@ class DetectionParams(StageParams):
         description="number of chunks each region (view or overlap box) is split into, in total "
         "(as Rhapso 0.4.5: repeated halving of the longest axis); each chunk is one task",
     )
+    max_chunk_voxels: int = Field(
+        128 * 512 * 512, ge=4096,
+        description="most voxels (in the downsampled working grid) one chunk task holds, halo excluded; "
+        "regions larger than chunks_per_bound chunks of this size are cut into more chunks, so a task's "
+        "memory (about 3x the chunk's float32 size, measured) is bounded whatever the view's size "
+        "(voxels; default 128*512*512, about 0.4 GB per task)",
+    )
     overlap_only: bool = Field(
         False, description="detect only inside the boxes where the view overlaps other views"
     )

@@ -195,6 +195,14 @@ def split_box(box: Box, n: int) -> list[Box]:
     return split_box(tuple(lbox), left) + split_box(tuple(rbox), n - left)  # type: ignore[arg-type]
 
 
+def chunk_boxes(core: Box, params: DetectionParams) -> list[Box]:
+    """A region's chunks: ``chunks_per_bound`` of them, or more where that keeps every chunk
+    within ``max_chunk_voxels`` (memory bounded by the chunk, not the view)."""
+    voxels = math.prod(max(b - a, 0) for a, b in core)
+    n = max(params.chunks_per_bound, math.ceil(voxels / params.max_chunk_voxels))
+    return split_box(core, n)
+
+
 def chunk_halo(params: DetectionParams) -> tuple[int, int, int]:
     """Halo (z, y, x) in working voxels that makes a chunk's result exact."""
     base = dog_halo(params.sigma) + MAX_MOVES + 1
@@ -236,7 +244,7 @@ def plan_detection(source: ImageSource, params: DetectionParams, region_xyz=None
         out_regions.append(reg)
         if any(b <= a for a, b in core):
             continue
-        for box in split_box(core, params.chunks_per_bound):
+        for box in chunk_boxes(core, params):
             tasks.append(ChunkTask(level, m, box, ri))  # type: ignore[arg-type]
     return DetectionPlan(resolved, level, m, total, out_regions, tasks)
 

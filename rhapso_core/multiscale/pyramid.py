@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import zarr
 
 from rhapso_core.fusion.blocks import write_unit
 from rhapso_core.fusion.resume import BlockMarkers
+from rhapso_core.image_source import Box
 from rhapso_core.multiscale.downsample import downsample_level, downsampled_shape, plan_level_blocks
 from rhapso_core.multiscale.metadata import (
     _multiscale_entry,
@@ -17,7 +19,10 @@ from rhapso_core.multiscale.metadata import (
 )
 from rhapso_core.multiscale.params import MultiscaleParams
 
-__all__ = ["level_plan", "create_level_array", "build_pyramid"]
+__all__ = [
+    "level_plan", "create_level_array", "LevelWork", "prepare_levels", "downsample_blocks", "finish_levels",
+    "build_pyramid",
+]
 
 
 def level_plan(
@@ -63,14 +68,71 @@ def create_level_array(
     return group.create_array(path, **kw)
 
 
+@dataclass(frozen=True)
+class LevelWork:
+    """One level to compute: where it reads and writes, by what factor, in which blocks."""
+
+    src_path: str
+    dst_path: str
+    factor_zyx: tuple[int, int, int]
+    factor_from_base_zyx: tuple[int, int, int]
+    blocks: tuple[Box, ...]
+
+
+def prepare_levels(group: zarr.Group, params: MultiscaleParams, skip_existing: bool = True) -> tuple[str, list[LevelWork]]:
+    """Create the level arrays (keeping existing ones of the right shape, so a re-run resumes
+    from the block markers) and plan each level's whole-chunk blocks.
+
+    Returns the base level's path and the levels in order; level ``k`` reads level ``k - 1``,
+    so a level's blocks may run in parallel once the previous level is complete.
+    """
+    datasets = _multiscale_entry(group.attrs.asdict())["datasets"]
+    if params.base_level >= len(datasets):
+        raise ValueError(
+            f"base_level {params.base_level} out of range: the image has {len(datasets)} levels"
+        )
+    base_path = str(datasets[params.base_level]["path"])
+    src = group[base_path]
+    work = []
+    src_path = base_path
+    for path, shape, f, cum in level_plan(base_path, src.shape, params):
+        dst = group.get(path)
+        if not (isinstance(dst, zarr.Array) and tuple(dst.shape) == shape and skip_existing):
+            dst = create_level_array(group, path, shape, params.multiscale_chunk_size, src)
+            BlockMarkers(dst).clear_all()
+        blocks = plan_level_blocks(
+            shape, write_unit(dst), f, np.dtype(src.dtype).itemsize, params.target_block_size_mb
+        )
+        work.append(LevelWork(src_path, path, tuple(f), tuple(cum), tuple(blocks)))
+        src_path, src = path, dst
+    return base_path, work
+
+
+def downsample_blocks(group: zarr.Group, level: LevelWork, blocks=None, skip_existing: bool = True) -> list[Box]:
+    """Compute some blocks (default: all) of one level from the level above it."""
+    return downsample_level(group[level.src_path], group[level.dst_path], level.factor_zyx,
+                            blocks=list(level.blocks if blocks is None else blocks), skip_existing=skip_existing)
+
+
+def finish_levels(group: zarr.Group, base_path: str, work: Sequence[LevelWork]) -> list[str]:
+    """Record the computed levels in the NGFF metadata (once, after all are written)."""
+    paths = [w.dst_path for w in work]
+    factors = [w.factor_from_base_zyx for w in work]
+    # Levels made up front by rhapso_core.io.create_ome_zarr are already listed; rewrite
+    # the metadata only when it changes (the io writer writes it once, atomically).
+    before = group.attrs.asdict()
+    if add_levels_to_attrs(before, base_path, paths, factors) != before:
+        add_levels_to_group(group, base_path, paths, factors)
+    return paths
+
+
 def build_pyramid(
     group: zarr.Group, params: MultiscaleParams, skip_existing: bool = True
 ) -> list[str]:
     """Compute levels ``base_level + 1 ..`` block-wise and record them in the NGFF metadata.
 
-    Each level is computed from the previous one (:func:`downsample_level`) with whole-chunk
-    writes; a level array that already exists with the right shape is kept, so a re-run
-    resumes from the block markers. The metadata is updated once all levels are written.
+    In-process composition of :func:`prepare_levels`, :func:`downsample_blocks` per level
+    and :func:`finish_levels` (the fusion flow runs the same steps as parallel tasks).
 
     Parameters
     ----------
@@ -84,29 +146,7 @@ def build_pyramid(
     list of str
         Paths of the added levels.
     """
-    datasets = _multiscale_entry(group.attrs.asdict())["datasets"]
-    if params.base_level >= len(datasets):
-        raise ValueError(
-            f"base_level {params.base_level} out of range: the image has {len(datasets)} levels"
-        )
-    base_path = str(datasets[params.base_level]["path"])
-    src = group[base_path]
-    plan = level_plan(base_path, src.shape, params)
-    paths = []
-    for path, shape, f, _ in plan:
-        dst = group.get(path)
-        if not (isinstance(dst, zarr.Array) and tuple(dst.shape) == shape and skip_existing):
-            dst = create_level_array(group, path, shape, params.multiscale_chunk_size, src)
-            BlockMarkers(dst).clear_all()
-        blocks = plan_level_blocks(
-            shape, write_unit(dst), f, np.dtype(src.dtype).itemsize, params.target_block_size_mb
-        )
-        downsample_level(src, dst, f, blocks=blocks, skip_existing=skip_existing)
-        paths.append(path)
-        src = dst
-    # Levels made up front by rhapso_core.io.create_ome_zarr are already listed; rewrite
-    # the metadata only when it changes (the io writer writes it once, atomically).
-    before = group.attrs.asdict()
-    if add_levels_to_attrs(before, base_path, paths, [p[3] for p in plan]) != before:
-        add_levels_to_group(group, base_path, paths, [p[3] for p in plan])
-    return paths
+    base_path, work = prepare_levels(group, params, skip_existing)
+    for level in work:
+        downsample_blocks(group, level, skip_existing=skip_existing)
+    return finish_levels(group, base_path, work)

@@ -10,7 +10,7 @@ import zarr
 
 from rhapso_core.fusion import FusionParams, FusionView, OutputGrid, fuse_to_zarr, make_output_grid, plan_work_units, write_unit
 from rhapso_core.io import ImageIOError, OmeZarrWriter, create_ome_zarr, fs_for
-from rhapso_core.multiscale.pyramid import build_pyramid
+from rhapso_core.multiscale.pyramid import LevelWork, build_pyramid, downsample_blocks, finish_levels, prepare_levels
 from rhapso_core.pipeline.dataset import DatasetError, load_dataset, open_view, view_geometry
 from rhapso_core.spimdata import SpimData, ViewId
 
@@ -187,6 +187,23 @@ def fuse_unit(xml_uri: str, plan: FusionPlan, unit_index: int, params: FusionPar
 
 
 def build_levels(out_uri: str, params: FusionParams, storage_options=None) -> list[str]:
-    """Add the multiscale pyramid to the fused image (resumable)."""
+    """Add the multiscale pyramid to the fused image in this process (resumable)."""
     group = zarr.open_group(out_uri, mode="a", storage_options=storage_options)
     return build_pyramid(group, params.multiscale)
+
+
+def plan_pyramid(out_uri: str, params: FusionParams, storage_options=None) -> tuple[str, list[LevelWork]]:
+    """Create the pyramid's level arrays and plan their blocks (see :func:`prepare_levels`)."""
+    group = zarr.open_group(out_uri, mode="a", storage_options=storage_options)
+    return prepare_levels(group, params.multiscale)
+
+
+def downsample_unit(out_uri: str, level: LevelWork, blocks, storage_options=None) -> int:
+    """Compute some whole-chunk blocks of one pyramid level; returns how many were written."""
+    group = zarr.open_group(out_uri, mode="a", storage_options=storage_options)
+    return len(downsample_blocks(group, level, blocks))
+
+
+def finish_pyramid(out_uri: str, base_path: str, work: list[LevelWork], storage_options=None) -> list[str]:
+    group = zarr.open_group(out_uri, mode="a", storage_options=storage_options)
+    return finish_levels(group, base_path, work)

@@ -7,7 +7,7 @@ from rhapso_core import transforms
 from rhapso_core.solver import Link, SolverParams, solve
 from rhapso_core.solver.synthetic import correction_rms, make_grid
 
-from conftest import replace_link, translation_of
+from solver_helpers import replace_link, translation_of
 
 WRONG = ((0, 5), (0, 6))  # an interior x-neighbour pair of the 4 x 3 x 2 grid
 

@@ -1,0 +1,412 @@
+"""What a dataset will cost, from its XML alone: tasks, memory, bytes and wall time per stage.
+
+:func:`plan` reads a BigStitcher XML (no image data needed: sizes come from the
+``ViewSetup``\\ s, positions from the registrations) and, for each stage of the
+pipeline, counts the tasks the flows would submit, the memory each needs, the bytes
+read and written, and predicts the wall time on ``cores`` cores from per-core
+throughputs measured by ``bench/run_benchmarks.py`` (``bench/throughputs.json``;
+conservative built-in defaults when that file is absent).
+
+Task counts use the same planning code as the pipeline (``split_box`` for detection
+chunks, :func:`rhapso_core.matching.select_pairs` for pairs,
+:func:`rhapso_core.fusion.plan_work_units` for fusion), so on a dataset they agree
+exactly with ``rhapso_core.pipeline.detect.plan_views``, ``match.plan_pairs`` and
+``fuse.plan_fusion``.
+
+Assumptions (the XML does not say them):
+
+* pixels are uint16 (2 bytes);
+* each view is stored with a factor-2 pyramid on every axis (OME-Zarr / N5 as
+  written by the microscopes and by ``rhapso fuse``), so detection reads level
+  ``k = min(log2 dsxy, log2 dsz)`` (``2**k`` per axis) and averages the rest in memory;
+* every task's worker process holds about ``process_baseline_mb`` (interpreter,
+  NumPy / Numba, Ray worker) on top of its arrays;
+* a task's time is its compute (work / per-core throughput) plus its reads at
+  ``read_mb_per_s_per_core`` (no overlap of the two: conservative), plus
+  ``task_overhead_s`` of scheduling;
+* tasks of a stage run in waves of ``concurrency`` = min(cores, tasks, total memory /
+  memory per task); stages run one after another; alignment runs ``len(rounds)``
+  match + solve rounds;
+* point counts follow ``points_per_mvoxel`` detections per million working voxels,
+  capped by ``max_spots`` per region when set; a pair's matching time scales linearly
+  with its points relative to ``matching_points_per_pair`` (the benchmark's pairs).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["DEFAULT_THROUGHPUTS", "PlanReport", "StagePlan", "load_throughputs", "plan"]
+
+BYTES_PER_VOXEL = 2  # uint16
+
+# Per core, deliberately on the slow side of what bench/run_benchmarks.py measured on a
+# shared 2-core machine (see docs/benchmarks.md); the measured file replaces them.
+DEFAULT_THROUGHPUTS: dict[str, float] = {
+    "detection_working_voxels_per_s": 5.0e6,  # DoG on the downsampled grid, incl. read + downsample
+    "matching_s_per_pair": 2.0,  # descriptors + 10,000 RANSAC iterations, one pair
+    "solver_s_per_link": 0.05,  # iterative solve, per link (pair with matches)
+    "fusion_voxels_per_s": 5.0e6,  # output voxels, avg_blend, 1-4 views per voxel
+    "multiscale_voxels_per_s": 1.0e7,  # base-level voxels read per second
+    "read_mb_per_s_per_core": 100.0,  # compressed chunk reads, local disk or S3
+    "task_overhead_s": 0.5,  # Prefect + Ray scheduling per task
+    "process_baseline_mb": 300.0,  # worker process before any array
+    "points_per_mvoxel": 50.0,  # detections per million working voxels
+    "matching_points_per_pair": 5000.0,  # points of both views in the pairs matching_s_per_pair was measured on
+}
+
+THROUGHPUTS_FILE = Path(__file__).resolve().parents[1] / "bench" / "throughputs.json"
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """One stage's cost.
+
+    Attributes
+    ----------
+    stage : str
+    tasks : int
+        Tasks the flow submits (all rounds, for matching and solve).
+    memory_per_task_bytes : float
+        Largest task's resident memory (bytes), process baseline included.
+    bytes_read, bytes_written : float
+        Uncompressed bytes over the whole stage.
+    cpu_seconds : float
+        Total single-core work (s).
+    wall_seconds : float
+        Predicted wall time on the plan's cores (s).
+    concurrency : int
+        Tasks running at once (cores, tasks and memory permitting).
+    note : str
+    """
+
+    stage: str
+    tasks: int
+    memory_per_task_bytes: float
+    bytes_read: float
+    bytes_written: float
+    cpu_seconds: float
+    wall_seconds: float
+    concurrency: int
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class PlanReport:
+    """The planner's answer for one dataset and cluster size."""
+
+    xml: str
+    cores: int
+    memory_per_core_gb: float
+    n_views: int
+    input_bytes: float
+    stages: tuple[StagePlan, ...]
+    throughputs: dict[str, float] = field(default_factory=dict)
+    throughput_source: str = "built-in defaults"
+
+    @property
+    def wall_seconds(self) -> float:
+        return float(sum(s.wall_seconds for s in self.stages))
+
+    def stage(self, name: str) -> StagePlan:
+        for s in self.stages:
+            if s.stage == name:
+                return s
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["wall_seconds"] = self.wall_seconds
+        return d
+
+    def table(self) -> str:
+        """Plain-text table, one row per stage plus the total."""
+        head = (f"{'stage':<12}{'tasks':>9}{'mem/task':>10}{'read':>10}{'written':>10}{'cpu':>10}"
+                f"{'parallel':>9}{'wall':>10}  note")
+        lines = [
+            f"plan for {self.xml}",
+            f"{self.n_views} views, {_bytes(self.input_bytes)} (uint16); {self.cores} cores x "
+            f"{self.memory_per_core_gb:g} GB; throughputs: {self.throughput_source}",
+            head, "-" * len(head),
+        ]
+        for s in self.stages:
+            lines.append(
+                f"{s.stage:<12}{s.tasks:>9d}{_bytes(s.memory_per_task_bytes):>10}{_bytes(s.bytes_read):>10}"
+                f"{_bytes(s.bytes_written):>10}{_dur(s.cpu_seconds):>10}{s.concurrency:>9d}"
+                f"{_dur(s.wall_seconds):>10}  {s.note}"
+            )
+        lines.append(f"{'total':<12}{'':>9}{'':>10}{'':>10}{'':>10}"
+                     f"{_dur(sum(s.cpu_seconds for s in self.stages)):>10}{'':>9}{_dur(self.wall_seconds):>10}")
+        return "\n".join(lines)
+
+
+def _bytes(n: float) -> str:
+    for unit, k in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= k:
+            return f"{n / k:.3g} {unit}"
+    return f"{n:.0f} B"
+
+
+def _dur(s: float) -> str:
+    if s >= 86400:
+        return f"{s / 86400:.1f} d"
+    if s >= 3600:
+        return f"{s / 3600:.1f} h"
+    if s >= 60:
+        return f"{s / 60:.1f} min"
+    return f"{s:.1f} s"
+
+
+def load_throughputs(path: str | os.PathLike | None = None) -> tuple[dict[str, float], str]:
+    """Built-in defaults overlaid with the benchmark's measured file (if present)."""
+    out = dict(DEFAULT_THROUGHPUTS)
+    p = Path(path) if path is not None else THROUGHPUTS_FILE
+    if not p.is_file():
+        return out, "built-in defaults"
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{p}: not a throughputs JSON file ({exc})") from None
+    used = {k: float(v) for k, v in data.items() if k in DEFAULT_THROUGHPUTS and isinstance(v, (int, float))}
+    out.update(used)
+    src = f"{p.name} ({data.get('measured_on', '?')} dataset, {data.get('date', '?')})" if used else "built-in defaults"
+    return out, src
+
+
+def _waves(tasks: int, cpu_per_task: float, io_per_task: float, mem_task: float, cores: int, mem_total: float,
+           overhead: float) -> tuple[float, int]:
+    """(wall seconds, concurrency) of ``tasks`` equal tasks."""
+    if tasks <= 0:
+        return 0.0, 0
+    by_mem = max(1, int(mem_total // max(mem_task, 1.0)))
+    conc = max(1, min(cores, tasks, by_mem))
+    waves = math.ceil(tasks / conc)
+    return waves * (cpu_per_task + io_per_task + overhead), conc
+
+
+class _ShapeOnly:
+    """An image source that knows its size only (the planner never reads pixels)."""
+
+    n_levels = 1
+    dtype = np.dtype("uint16")
+
+    def __init__(self, size_xyz):
+        self._shape = tuple(int(n) for n in size_xyz[::-1])
+
+    def level_factors(self, level: int):
+        return (1, 1, 1)
+
+    def level_shape(self, level: int):
+        return self._shape
+
+    def read(self, box, level: int = 0):
+        raise RuntimeError("the planner does not read image data")
+
+
+def _count_units(shape_zyx, f, write_unit_zyx) -> tuple[int, int, float]:
+    """(work units, blocks, voxels of the largest block) of ``plan_work_units``, counted not listed.
+
+    A 130 TB output has millions of blocks; listing them as the pipeline does (one task
+    per unit, each a list of boxes) is what the flow needs, the count is all a plan needs.
+    Blocks start every ``bs`` voxels (``block_size`` rounded up to whole write units);
+    a unit gathers the blocks whose start falls in one cell of ``bs * block_scale``.
+    """
+    from rhapso_core.fusion.blocks import aligned_block_size
+
+    bs = aligned_block_size(f.block_size[::-1], write_unit_zyx)
+    units, blocks, biggest = 1, 1, 1.0
+    for n, b, s in zip(shape_zyx, bs, f.block_scale[::-1]):
+        nb = -(-int(n) // int(b))
+        blocks *= nb
+        units *= -(-nb // int(s))
+        biggest *= min(int(b), int(n))
+    return units, blocks, biggest
+
+
+def _factor_level(ds: int) -> int:
+    return max(0, int(math.floor(math.log2(max(1, ds)))))
+
+
+def plan(
+    xml_uri: str,
+    cores: int,
+    memory_per_core_gb: float,
+    params=None,
+    throughputs: dict | None = None,
+    storage_options: dict | None = None,
+) -> PlanReport:
+    """Cost of aligning and fusing the dataset of ``xml_uri`` on ``cores`` cores.
+
+    Parameters
+    ----------
+    xml_uri : str
+        BigStitcher XML (local path or ``s3://``); its image data need not exist.
+    cores : int
+        Cores of the (Ray) cluster, >= 1.
+    memory_per_core_gb : float
+        Memory per core (GB, 1e9 bytes), > 0.
+    params : PipelineParams, optional
+        Stage parameters (defaults: ``PipelineParams()``).
+    throughputs : dict, optional
+        Per-core throughputs overriding ``bench/throughputs.json`` and the built-in
+        defaults (keys of :data:`DEFAULT_THROUGHPUTS`).
+    storage_options : dict, optional
+        fsspec options for an ``s3://`` XML.
+
+    Returns
+    -------
+    PlanReport
+        Per stage: tasks, memory per task, bytes read and written, CPU and wall time.
+    """
+    from rhapso_core import transforms
+    from rhapso_core.config import PipelineParams
+    from rhapso_core.detection.view import chunk_boxes, chunk_halo, region_to_working_box
+    from rhapso_core.fusion import FusionView, make_output_grid
+    from rhapso_core.matching import select_pairs
+    from rhapso_core.multiscale.downsample import plan_level_blocks
+    from rhapso_core.multiscale.pyramid import level_plan
+    from rhapso_core.pipeline.dataset import load_dataset, overlap_boxes_in_view, view_geometry
+    from rhapso_core.pipeline.fuse import default_voxel_size_world, physical_unit_per_world, select_views
+
+    if not isinstance(cores, int) or cores < 1:
+        raise ValueError(f"cores must be a positive integer, got {cores!r}")
+    if not memory_per_core_gb > 0:
+        raise ValueError(f"memory_per_core_gb must be positive, got {memory_per_core_gb!r}")
+    p = params if params is not None else PipelineParams()
+    tp, source = load_throughputs()
+    if throughputs:
+        unknown = sorted(set(throughputs) - set(DEFAULT_THROUGHPUTS))
+        if unknown:
+            raise ValueError(f"throughputs: unknown key(s) {unknown}; known: {sorted(DEFAULT_THROUGHPUTS)}")
+        tp.update({k: float(v) for k, v in throughputs.items()})
+        source = "given"
+    mem_total = cores * memory_per_core_gb * 1e9
+    base = tp["process_baseline_mb"] * 1e6
+    overhead = tp["task_overhead_s"]
+    read_bw = tp["read_mb_per_s_per_core"] * 1e6
+
+    sd = load_dataset(xml_uri, storage_options)
+    views = sd.views()
+    geometry = view_geometry(sd)
+    input_voxels = sum(float(np.prod(geometry[v][1])) for v in views)
+    stages: list[StagePlan] = []
+
+    # --- detection: one task per chunk of every region of every view -----------------------
+    d = p.detection
+    fz, fy, fx = d.factors_zyx()
+    k = min(_factor_level(d.dsxy), _factor_level(d.dsz))
+    halo = np.asarray(chunk_halo(d))
+    n_tasks, n_regions, work_vox, read_vox, max_chunk = 0, 0, 0.0, 0.0, 0.0
+    for v in views:
+        size_zyx = np.asarray(geometry[v][1][::-1], dtype=np.int64)
+        level_zyx = -(-size_zyx // 2**k)
+        m = np.asarray((fz, fy, fx)) // 2**k
+        wshape = tuple(int(n) for n in level_zyx // np.maximum(m, 1))
+        regions = overlap_boxes_in_view(geometry, v) if d.overlap_only else [None]
+        for reg in regions:
+            core = region_to_working_box(reg, (fz, fy, fx), wshape)
+            if any(b <= a for a, b in core):
+                continue
+            n_regions += 1
+            for box in chunk_boxes(core, d):
+                n_tasks += 1
+                ext = np.asarray([b - a for a, b in box], dtype=np.float64)
+                work_vox += float(np.prod(ext))
+                read_vox += float(np.prod(ext + 2 * halo) * np.prod(np.maximum(m, 1)))
+                max_chunk = max(max_chunk, float(np.prod(ext + 2 * halo)))
+    # 6 float32 copies of the chunk with its halo (the detection benchmark's bound).
+    det_mem = base + 6 * 4 * max_chunk
+    det_cpu = work_vox / tp["detection_working_voxels_per_s"]
+    det_read = read_vox * BYTES_PER_VOXEL
+    n_points = work_vox / 1e6 * tp["points_per_mvoxel"]
+    if d.max_spots:
+        n_points = min(n_points, float(d.max_spots) * n_regions)
+    wall, conc = _waves(n_tasks, det_cpu / max(n_tasks, 1), det_read / max(n_tasks, 1) / read_bw, det_mem,
+                        cores, mem_total, overhead)
+    stages.append(StagePlan("detection", n_tasks, det_mem, det_read, n_points * 32, det_cpu, wall, conc,
+                            f"pyramid level {k} (2^{k}) + in-memory {fx}/{2**k} x {fz}/{2**k} (x, z)"))
+
+    # --- matching: one task per overlapping pair, per round ---------------------------------
+    rounds = len(p.alignment.rounds)
+    attributes = {v: dict(sd.setup_of(v).attributes) for v in views}
+    pairs = select_pairs(geometry, mode=p.alignment.pair_mode, group_by=tuple(p.alignment.group_by),
+                         attributes=attributes)
+    n_pairs = len(pairs)
+    pts_per_view = n_points / max(len(views), 1)
+    # Two views' points (x y z float64 + id + descriptors of ~ 3 neighbours): ~ 200 B a point.
+    match_mem = base + 2 * pts_per_view * 200
+    s_pair = tp["matching_s_per_pair"] * max(1.0, 2 * pts_per_view / tp["matching_points_per_pair"])
+    match_cpu = rounds * n_pairs * s_pair
+    match_read = rounds * n_pairs * 2 * pts_per_view * 32
+    wall, conc = _waves(rounds * n_pairs, s_pair, 2 * pts_per_view * 32 / read_bw, match_mem,
+                        cores, mem_total, overhead)
+    stages.append(StagePlan("matching", rounds * n_pairs, match_mem, match_read, match_read / 4, match_cpu, wall,
+                            conc, f"{n_pairs} overlapping pairs x {rounds} rounds"))
+
+    # --- solve: one task per round -----------------------------------------------------------
+    solve_cpu = rounds * n_pairs * tp["solver_s_per_link"]
+    solve_mem = base + n_pairs * 2000 * 48 + len(views) * 4096
+    wall = rounds * (n_pairs * tp["solver_s_per_link"] + overhead)
+    stages.append(StagePlan("solve", rounds, solve_mem, match_read / 4, len(views) * 2048, solve_cpu, wall,
+                            1 if n_pairs else 0, f"{len(views)} views, <= {n_pairs} links per round"))
+
+    # --- fusion: one task per work unit of chunk-aligned blocks ------------------------------
+    f = p.fusion
+    fviews_ids = select_views(sd)
+    fviews = [FusionView(_ShapeOnly(geometry[v][1]), geometry[v][0], geometry[v][1], v) for v in fviews_ids]
+    per_world, _unit = physical_unit_per_world(sd, fviews_ids)
+    voxel = f.voxel_size or default_voxel_size_world(sd, fviews_ids, per_world, f.isotropic)
+    bbox = None if f.bounding_box is None else (f.bounding_box[0], f.bounding_box[1])
+    grid = make_output_grid(fviews, voxel, bbox, f.isotropic)
+    write_unit_zyx = tuple((f.shards or f.chunks)[::-1])
+    units_n, blocks_n, max_block = _count_units(grid.shape_zyx, f, write_unit_zyx)
+    out_vox = float(np.prod(grid.shape_zyx))
+    # Views overlapping one block: the most views any world point lies in, at most 4 for a grid.
+    lo = np.array([transforms.view_bounding_box(*geometry[v])[0] for v in fviews_ids])
+    hi = np.array([transforms.view_bounding_box(*geometry[v])[1] for v in fviews_ids])
+    centres = (lo + hi) / 2.0
+    depth = int(max(np.sum(np.all((lo <= c) & (c <= hi), axis=1)) for c in np.vstack([lo, hi, centres])))
+    n_over = max(1, min(depth + 1, len(fviews_ids)))
+    fuse_mem = base + max_block * 4 * (3 + n_over)
+    scale = float(np.prod(grid.voxel_size_xyz)) / max(
+        float(np.mean([np.prod(np.linalg.norm(geometry[v][0][:3, :3], axis=0)) for v in fviews_ids])), 1e-12)
+    fuse_read = min(input_voxels, out_vox * scale * 1.2) * BYTES_PER_VOXEL  # inputs under the grid (+20 % halo)
+    fuse_cpu = out_vox / tp["fusion_voxels_per_s"]
+    n_units = units_n
+    wall, conc = _waves(n_units, fuse_cpu / max(n_units, 1), fuse_read / max(n_units, 1) / read_bw, fuse_mem,
+                        cores, mem_total, overhead)
+    stages.append(StagePlan("fusion", n_units, fuse_mem, fuse_read, out_vox * BYTES_PER_VOXEL, fuse_cpu, wall, conc,
+                            f"output {grid.shape_zyx[2]} x {grid.shape_zyx[1]} x {grid.shape_zyx[0]} (x y z), "
+                            f"{blocks_n} blocks"))
+
+    # --- multiscale: one task per whole-chunk block of each level, level after level -----------
+    levels = level_plan("0", grid.shape_zyx, f.multiscale)
+    ms_vox = float(sum(np.prod(s) for _, s, _, _ in levels))
+    ms_read = out_vox + ms_vox - (float(np.prod(levels[-1][1])) if levels else 0.0)
+    ms_cpu = ms_read / tp["multiscale_voxels_per_s"]
+    ms_tasks, ms_wall, ms_mem = 0, 0.0, base
+    src_vox = out_vox
+    for _, shape, factor, _ in levels:
+        unit = tuple(min(c, n) for c, n in zip(f.multiscale.multiscale_chunk_size, shape))
+        n_blocks = len(plan_level_blocks(shape, unit, factor, BYTES_PER_VOXEL, f.multiscale.target_block_size_mb))
+        lvl_cpu = src_vox / tp["multiscale_voxels_per_s"]
+        task_mem = base + 3 * src_vox * BYTES_PER_VOXEL / max(n_blocks, 1)
+        w, _ = _waves(n_blocks, lvl_cpu / n_blocks, src_vox * BYTES_PER_VOXEL / n_blocks / read_bw, task_mem,
+                      cores, mem_total, overhead)
+        ms_tasks, ms_wall, ms_mem = ms_tasks + n_blocks, ms_wall + w, max(ms_mem, task_mem)
+        src_vox = float(np.prod(shape))
+    stages.append(StagePlan("multiscale", ms_tasks, ms_mem, ms_read * BYTES_PER_VOXEL, ms_vox * BYTES_PER_VOXEL,
+                            ms_cpu, ms_wall, min(cores, max(ms_tasks, 1)),
+                            f"{len(levels)} levels, one task per block, a level after the one it reads"))
+
+    return PlanReport(
+        xml=str(xml_uri), cores=cores, memory_per_core_gb=float(memory_per_core_gb), n_views=len(views),
+        input_bytes=input_voxels * BYTES_PER_VOXEL, stages=tuple(stages), throughputs=tp, throughput_source=source,
+    )

@@ -1,0 +1,134 @@
+"""The planner: task counts equal what the pipeline plans; sizes and bytes follow from the XML alone."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rhapso_core import transforms
+from rhapso_core.config import PipelineParams
+from rhapso_core.planner import DEFAULT_THROUGHPUTS, load_throughputs, plan
+from rhapso_core.spimdata import load_xml
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+XML_FIXTURES = SHARED / "fixtures" / "xml"
+
+
+def _largest_fixture() -> Path:
+    """The loadable fixture XML with the most voxels (the exaSPIM one, about 130 TB)."""
+    if not XML_FIXTURES.is_dir():
+        pytest.skip(f"{XML_FIXTURES} absent: the shared XML fixtures are not mounted")
+    best, best_n = None, -1.0
+    for f in sorted(XML_FIXTURES.rglob("*.xml")):
+        try:
+            sd = load_xml(str(f))
+            n = sum(float(np.prod(sd.setup_of(v).size)) for v in sd.views())
+        except Exception:  # fixtures of other loaders / without sizes or registrations
+            continue
+        if n > best_n:
+            best, best_n = f, n
+    if best is None:
+        pytest.skip("no loadable fixture XML with sizes")
+    return best
+
+
+def _boxes_overlap(a, b) -> bool:
+    return bool(np.all(np.maximum(a[0], b[0]) <= np.minimum(a[1], b[1])))
+
+
+def test_largest_fixture_from_xml_alone():
+    xml = _largest_fixture()
+    sd = load_xml(str(xml))
+    views = sd.views()
+    # Chunks as large as a view: one detection task per view, countable by hand below.
+    one_chunk = PipelineParams().model_copy(update={
+        "detection": PipelineParams().detection.model_copy(update={"max_chunk_voxels": 10**18})})
+    rep = plan(str(xml), cores=560, memory_per_core_gb=8.0, params=one_chunk)
+    sizes = [np.asarray(sd.setup_of(v).size, dtype=np.float64) for v in views]
+    # Input bytes are exact: uint16 voxels of every ViewSetup (no image data is read).
+    assert rep.input_bytes == pytest.approx(2 * sum(np.prod(s) for s in sizes), rel=1e-12)
+    assert rep.n_views == len(views)
+    # One region (the whole view), chunks_per_bound=1 and unbounded chunks -> one task per view.
+    assert rep.stage("detection").tasks == len(views)
+    # With the default max_chunk_voxels, huge views are cut so each task's memory stays bounded
+    # (about 3x the chunk's float32 size plus halo and process baseline; 128*512*512 voxels here).
+    bounded = plan(str(xml), cores=560, memory_per_core_gb=8.0)
+    assert bounded.stage("detection").tasks > len(views)
+    assert bounded.stage("detection").memory_per_task_bytes < 3e9
+    # Pairs: an independent brute-force box test (same timepoint, world boxes touching).
+    boxes = {v: transforms.view_bounding_box(sd.view_to_world(v), sd.setup_of(v).size) for v in views}
+    expected_pairs = sum(1 for a, b in itertools.combinations(views, 2)
+                         if a[0] == b[0] and _boxes_overlap(boxes[a], boxes[b]))
+    rounds = len(PipelineParams().alignment.rounds)
+    assert rep.stage("matching").tasks == rounds * expected_pairs, "matching tasks = pairs x rounds"
+    assert rep.stage("solve").tasks == rounds
+    # Fusion writes every output voxel once (uint16) and reads no more than the input.
+    fus = rep.stage("fusion")
+    assert fus.bytes_written > 0 and fus.bytes_read <= rep.input_bytes * (1 + 1e-9)
+    for s in rep.stages:
+        assert s.wall_seconds > 0 and s.memory_per_task_bytes > 0, s
+    assert "detection" in rep.table() and "total" in rep.table()
+
+
+def test_more_cores_never_slower_and_memory_limits_concurrency():
+    xml = _largest_fixture()
+    params = PipelineParams(detection={"chunks_per_bound": 64, "dsxy": 4, "dsz": 4})
+    walls = [plan(str(xml), n, 1000.0, params).wall_seconds for n in (1, 16, 560)]
+    assert walls[0] >= walls[1] >= walls[2], walls
+    roomy = plan(str(xml), 560, 1000.0, params).stage("detection")
+    assert roomy.concurrency == min(560, roomy.tasks), "memory is no limit at 1 TB per core"
+    # A quarter of one task's memory per core: only cores / 4 tasks fit at once.
+    tight = plan(str(xml), 560, roomy.memory_per_task_bytes / 1e9 / 4, params).stage("detection")
+    assert tight.concurrency == 560 // 4, tight.concurrency
+    assert tight.wall_seconds > roomy.wall_seconds
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    from rhapso_core.synthetic import SyntheticParams, write_dataset
+
+    root = tmp_path_factory.mktemp("planner_ds")
+    params = SyntheticParams(grid=(3, 2, 2), tile_size_xyz=(96, 80, 40), blob_count=200, fibre_count=0,
+                             n_levels=2, chunk_size_xyz=(32, 32, 16), overlap=0.2)
+    return write_dataset(root / "data", params)
+
+
+@pytest.mark.parametrize("detection, alignment, fusion", [
+    ({}, {}, {}),
+    ({"chunks_per_bound": 5}, {"pair_mode": "all"}, {"block_size": (32, 32, 32), "chunks": (32, 32, 16)}),
+    ({"overlap_only": True, "chunks_per_bound": 3}, {}, {"block_size": (64, 64, 32), "block_scale": (2, 1, 1),
+                                                         "chunks": (32, 32, 32), "isotropic": True}),
+])
+def test_task_counts_equal_the_pipelines_plans(generated, tmp_path, detection, alignment, fusion):
+    from rhapso_core.pipeline import detect, fuse, match
+
+    p = PipelineParams(detection=detection, alignment=alignment, fusion=fusion)
+    xml = str(generated.xml)
+    rep = plan(xml, cores=4, memory_per_core_gb=2.0, params=p)
+    det_plans = detect.plan_views(xml, p.detection)
+    assert rep.stage("detection").tasks == sum(len(pl.tasks) for pl in det_plans)
+    pairs = match.plan_pairs(xml, p.alignment.pair_mode, p.alignment.group_by)
+    assert rep.stage("matching").tasks == len(pairs) * len(p.alignment.rounds)
+    fplan = fuse.plan_fusion(xml, str(tmp_path / "fused.ome.zarr"), p.fusion)
+    assert rep.stage("fusion").tasks == len(fplan.units), "fusion work units"
+    n_out = float(np.prod(fplan.shape_zyx))
+    assert rep.stage("fusion").bytes_written == pytest.approx(2 * n_out), "uint16 output voxels"
+
+
+def test_throughputs_file_and_overrides(tmp_path, generated):
+    f = tmp_path / "throughputs.json"
+    f.write_text('{"fusion_voxels_per_s": 1e9, "measured_on": "small", "date": "today", "other": 3}')
+    tp, src = load_throughputs(f)
+    assert tp["fusion_voxels_per_s"] == 1e9 and "small" in src
+    assert tp["matching_s_per_pair"] == DEFAULT_THROUGHPUTS["matching_s_per_pair"]
+    slow = plan(str(generated.xml), 2, 4.0, throughputs={"fusion_voxels_per_s": 1e3}).stage("fusion")
+    fast = plan(str(generated.xml), 2, 4.0, throughputs={"fusion_voxels_per_s": 1e9}).stage("fusion")
+    # CPU time is exactly inversely proportional to the throughput given.
+    assert slow.cpu_seconds == pytest.approx(fast.cpu_seconds * 1e6, rel=1e-9)
+    with pytest.raises(ValueError, match="unknown key"):
+        plan(str(generated.xml), 2, 4.0, throughputs={"fusion_speed": 1.0})
+    with pytest.raises(ValueError, match="cores"):
+        plan(str(generated.xml), 0, 4.0)
