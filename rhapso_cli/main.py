@@ -9,6 +9,7 @@ status 2, and nothing written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -421,20 +422,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_logs() -> None:
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    logging.getLogger("ray").setLevel(logging.WARNING)
+@contextlib.contextmanager
+def _command_env(verbose: bool):
+    """Quieter logs and local-run defaults for one command, restored afterwards (main() is
+    also called in-process, by tests and scripts, whose later logging must not change)."""
+    defaults = {"RAY_AUTH_MODE": "disabled", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    added = [k for k in defaults if k not in os.environ]
+    for k in added:
+        os.environ[k] = defaults[k]
+    quieted: list[tuple[logging.Handler, int]] = []
+    ray_logger = logging.getLogger("ray")
+    ray_level = ray_logger.level
+    if not verbose:
+        # Only the console gets quieter: Prefect's API handler still ships INFO logs to the
+        # UI. Prefect configures its loggers once per process, so this goes through its
+        # handlers, never through PREFECT_LOGGING_LEVEL (which would stick for the process).
+        from prefect.logging.configuration import setup_logging
+
+        setup_logging()
+        for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
+            for h in logging.getLogger(name).handlers:
+                if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+                    quieted.append((h, h.level))
+                    h.setLevel(max(h.level, logging.WARNING))
+        ray_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+        for h, level in quieted:
+            h.setLevel(level)
+        ray_logger.setLevel(ray_level)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.verbose:
-        _quiet_logs()
     try:
-        return args.func(args)
+        with _command_env(args.verbose):
+            return args.func(args)
     except CliError as exc:
         print(f"rhapso {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -89,3 +89,18 @@ def moto_s3():
 def s3_prefix(moto_s3) -> str:
     """A fresh ``s3://`` prefix in the moto bucket for one test."""
     return moto_s3.uri("t-" + uuid.uuid4().hex[:12])
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """ONE real Prefect API (temporary database) for the whole test session.
+
+    Prefect's log and event workers are per-process singletons bound to the API they
+    first talk to: a second harness in the same session would receive no logs (the
+    reliability secret scan would read an empty database). Every test that runs flows
+    in-process uses this fixture, or one built on it.
+    """
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield

@@ -190,3 +190,19 @@ def test_synth_from_a_real_volume(tmp_path):
     img = open_image(sd.image_location((0, 0)).uri, dataset=sd.image_location((0, 0)).dataset)
     tile = img.read(((0, 24), (0, 200), (0, 256)))
     assert tile.std() > 0, "tiles must carry the specimen's texture"
+
+
+def test_main_leaves_the_environment_as_it_found_it(dataset, tmp_path):
+    """In-process calls must not change later logging (a quieted PREFECT_LOGGING_LEVEL once
+    hid every INFO log of the rest of the test session)."""
+    before = dict(os.environ)
+    main(["xml", str(dataset / "dataset.xml"), "--out", str(tmp_path / "copy.xml")])
+    assert dict(os.environ) == before
+
+
+def test_main_keeps_prefect_run_logs_at_info(dataset, tmp_path):
+    """A quiet command quiets the console only: flow-run loggers stay at INFO for the API."""
+    import logging
+
+    main(["detect", str(dataset / "dataset.xml"), "--out", str(tmp_path / "d" / "d.xml"), "--no-ray"])
+    assert logging.getLogger("prefect.flow_runs").getEffectiveLevel() <= logging.INFO

@@ -7,15 +7,6 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 @pytest.fixture(scope="session")
-def prefect_harness():
-    """A real Prefect API (temporary database) for every flow test; Ray workers report to it."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
-
-
-@pytest.fixture(scope="session")
 def small_dataset(tmp_path_factory):
     """A 3x2 grid of 160x160x48 tiles, 20 % overlap, known true poses (jitter up to 3 voxels)."""
     from rhapso_core.synthetic.params import SyntheticParams

@@ -108,14 +108,15 @@ def rel_s3(moto_s3, rel_env):
 
 
 @pytest.fixture(scope="session")
-def rel_harness(rel_env):
+def rel_harness(rel_env, prefect_harness):
+    """The session's Prefect API, with this folder's result storage and no cache reuse
+    (otherwise detection results cached by earlier runs of the same XML are reused and
+    a detection kill never fires)."""
     from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, PREFECT_TASKS_REFRESH_CACHE, temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
 
     with temporary_settings(updates={PREFECT_RESULTS_LOCAL_STORAGE_PATH: os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"],
                                      PREFECT_TASKS_REFRESH_CACHE: True}):
-        with prefect_test_harness(server_startup_timeout=60):
-            yield
+        yield
 
 
 @pytest.fixture(scope="session")
