@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import math
 import os
 import posixpath
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np

@@ -24,7 +24,6 @@ from rhapso_core.pipeline.solve import solve_dataset
 from rhapso_core.pointstore import PointStore
 from rhapso_core.solver import SolverParams
 from rhapso_core.spimdata import ViewSetup, ZarrImageLoader, load_xml, make_spimdata, save_xml
-from rhapso_core.pipeline.solve import solve_dataset
 from rhapso_core.split import SplitParams, split_dataset, split_parents
 
 SIZE = np.array([96, 64, 256])
