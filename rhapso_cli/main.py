@@ -16,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+from flows.layout import check_not_input
+
 EXIT_BAD_INPUT = 2
 
 
@@ -101,8 +103,7 @@ def _parse_grid(text: str) -> list[str]:
 def cmd_xml(args) -> int:
     from rhapso_core.spimdata import load_xml, save_xml
 
-    if os.path.abspath(args.out) == os.path.abspath(args.xml):
-        raise CliError(f"{args.out}: --out is the input XML; outputs never overwrite inputs")
+    check_not_input(args.out, args.xml, "--out")
     sd = load_xml(args.xml)
     _check_out_free(args.out, args.overwrite)
     save_xml(sd, args.out)
@@ -132,8 +133,7 @@ def cmd_align(args) -> int:
     p = _params(args)
     _preflight(args.xml)
     out = args.out
-    if os.path.abspath(out) == os.path.abspath(args.xml):
-        raise CliError(f"{out}: --out is the input XML; outputs never overwrite inputs")
+    check_not_input(out, args.xml, "--out")
     _check_out_free(out, args.overwrite)
     with prefect_api():
         _print(alignment(args.xml, out, params=p))
@@ -172,8 +172,7 @@ def cmd_detect(args) -> int:
     p = _params(args)
     _preflight(args.xml)
     if args.out:
-        if os.path.abspath(args.out) == os.path.abspath(args.xml):
-            raise CliError(f"{args.out}: --out is the input XML; outputs never overwrite inputs")
+        check_not_input(args.out, args.xml, "--out")
         _check_out_free(args.out, args.overwrite)
     layout = alignment_layout(args.out or args.xml)
     store = args.store or layout["store"]
@@ -198,8 +197,7 @@ def cmd_match_solve(args, solve_only: bool = False) -> int:
     _preflight(args.xml)
     store = args.store or alignment_layout(args.xml)["store"]
     m, s = p.round_params(args.model)
-    if os.path.abspath(args.out) == os.path.abspath(args.xml):
-        raise CliError(f"{args.out}: --out is the input XML; outputs never overwrite inputs")
+    check_not_input(args.out, args.xml, "--out")
     _check_out_free(args.out, args.overwrite)
     if solve_only:
         _print(solve_mod.solve_dataset(args.xml, store, p.detection.label, s, args.out))
@@ -231,8 +229,7 @@ def cmd_split(args) -> int:
 
     p = _params(args)
     _preflight(args.xml)
-    if os.path.abspath(args.out) == os.path.abspath(args.xml):
-        raise CliError(f"{args.out}: --out is the input XML; outputs never overwrite inputs")
+    check_not_input(args.out, args.xml, "--out")
     _check_out_free(args.out, args.overwrite)
     store = args.store or alignment_layout(args.xml)["store"]
     from rhapso_core.io import fs_for
