@@ -78,6 +78,9 @@ SIZES: dict[str, dict] = {
     "large": {"grid": (4, 4, 2), "tile_size_xyz": (768, 768, 112)},
     "real": {"grid": (2, 2, 1), "tile_size_xyz": (320, 256, 26), "voxel_size_xyz": (2.0, 2.0, 5.0),
              "jitter_voxels": (3.0, 3.0, 0.0), "overlap": 0.15},
+    # Untimed: run once first so numba's compiled kernels are on disk (cache=True) before any
+    # stage is timed; otherwise the first dataset would carry seconds of one-off compilation.
+    "warmup": {"grid": (2, 1, 1), "tile_size_xyz": (128, 128, 32)},
 }
 
 STAGES = ("detect", "match_rigid", "solve_rigid", "match_affine", "solve_affine", "fuse", "multiscale")
@@ -292,7 +295,7 @@ def _run(cmd: list[str], cfg: dict, cfg_path: Path, threads: int, timeout: float
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def run_ours(name: str, ds: dict, sp: dict, work: Path, args) -> dict:
+def run_ours(name: str, ds: dict, sp: dict, work: Path, args, quiet: bool = False) -> dict:
     w = work / "ours"
     w.mkdir(parents=True, exist_ok=True)
     store = str(w / "interestpoints.zarr")
@@ -310,7 +313,8 @@ def run_ours(name: str, ds: dict, sp: dict, work: Path, args) -> dict:
                "out": str(w / "fused.ome.zarr")}
         res[stage] = _run([sys.executable, __file__, "--worker", stage], cfg, w / f"{stage}.json", args.threads,
                           args.timeout)
-        print(f"[{name}] ours {stage}: {_brief(res[stage])}", file=sys.stderr, flush=True)
+        if not quiet or "error" in res[stage]:
+            print(f"[{name}] ours {stage}: {_brief(res[stage])}", file=sys.stderr, flush=True)
         if "error" in res[stage]:
             break
     final = w / "affine.xml"
@@ -516,10 +520,16 @@ def scaling_text(results: dict) -> str:
             continue
         k = math.log(tb / ta) / math.log(sb / sa)
         lines.append(f"  {ROW_NAMES[stage]:<16} time x{tb / ta:7.2f} for {what} x{sb / sa:7.2f}: exponent {k:.2f}")
-    for stage in ("detect", "fuse"):
-        ma, mb = a["ours"].get(stage, {}).get("peak_rss_mb"), b["ours"].get(stage, {}).get("peak_rss_mb")
-        if ma and mb:
-            lines.append(f"  {ROW_NAMES[stage]:<16} peak memory {ma:.0f} MB -> {mb:.0f} MB")
+    # Block-wise stages should need the same memory whatever the dataset's size.
+    lines.append("peak memory (MB) by dataset size, ours [rhapso]: " + "  ".join(
+        f"{n} {results[n]['bytes'] / 1e9:.2f} GB" for n in names))
+    for stage in ("detect", "fuse", "multiscale"):
+        cells = []
+        for n in names:
+            o = results[n]["ours"].get(stage, {}).get("peak_rss_mb")
+            r = (results[n].get("rhapso") or {}).get(stage, {}).get("peak_rss_mb")
+            cells.append(f"{_fmt(o, '.0f', 6)} [{_fmt(r, '.0f', 5)}]")
+        lines.append(f"  {ROW_NAMES[stage]:<16}" + "  ".join(cells))
     return "\n".join(lines)
 
 
@@ -589,6 +599,50 @@ def params_text(sp: dict) -> str:
 
 
 # --------------------------------------------------------------------------- main
+def report(results: dict, flow: dict | None, sp: dict, rhapso_iterations: int) -> str:
+    """The whole printed report: machine, table, parameters, scaling, Ray speed-up."""
+    lines = [f"machine: {machine_text()}; one thread per stage process; datasets: " + ", ".join(
+        f"{n} {r['views']} tiles {r['bytes'] / 1e9:.2f} GB" for n, r in results.items())]
+    lines.append(print_table(results, argparse.Namespace(rhapso_iterations=rhapso_iterations)))
+    lines.append(params_text(sp))
+    lines.append(scaling_text(results))
+    if flow:
+        w1, w2 = flow.get(1, {}), flow.get(2, {})
+        if "wall_s" in w1 and "wall_s" in w2:
+            lines.append(f"Prefect + Ray stitch flow on {next(iter(results))}: 1 worker {w1['wall_s']:.1f} s, "
+                         f"2 workers {w2['wall_s']:.1f} s, speed-up {w1['wall_s'] / w2['wall_s']:.2f}x")
+        else:
+            lines.append(f"Prefect + Ray flow: {flow}")
+    return "\n".join(lines)
+
+
+def save_results(path: Path, results: dict, flow: dict | None, sp: dict | None, args) -> None:
+    """All figures so far, atomically: a long run that dies keeps the datasets it finished."""
+    doc = {"machine": machine_text(), "date": time.strftime("%Y-%m-%d %H:%M"), "rhapso_iterations":
+           args.rhapso_iterations, "params": sp, "flow": flow, "results": results}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    # json.dumps keeps inf (max_allowed_error) as Infinity, which json.loads reads back.
+    tmp.write_text(json.dumps(doc, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def load_results(path: Path) -> tuple[dict, dict | None, dict, int]:
+    doc = json.loads(path.read_text())
+    flow = doc.get("flow")
+    if flow:
+        flow = {int(k): v for k, v in flow.items()}
+    return doc["results"], flow, doc["params"], int(doc.get("rhapso_iterations", 200))
+
+
+def warm_up(work: Path, args) -> None:
+    """Run our stages once on a tiny dataset, untimed (compiles and caches numba kernels)."""
+    ds = ensure_dataset(work, "warmup")
+    lo, hi = intensity_range(ds["xml"])
+    t0 = time.perf_counter()
+    run_ours("warmup", ds, shared_params(lo, hi), work / "warmup", args, quiet=True)
+    print(f"[warmup] our stages once, untimed, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="small", help="comma list of small, medium, large, real (default small)")
@@ -600,20 +654,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--flow", action="store_true", help="also the Prefect/Ray flow with 1 and 2 Ray workers")
     ap.add_argument("--threads", type=int, default=1, help="threads per stage process (default 1)")
     ap.add_argument("--timeout", type=float, default=3600.0, help="per stage process (s, default 3600)")
-    ap.add_argument("--json", help="also write all figures here")
+    ap.add_argument("--json", help="all figures, rewritten after each dataset (default WORK/results.json)")
+    ap.add_argument("--report", metavar="JSON",
+                    help="print the report of an earlier run's --json file (measures nothing)")
+    ap.add_argument("--no-throughputs", action="store_true",
+                    help="do not rewrite bench/throughputs.json (the planner's inputs)")
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args.worker[0], json.loads(Path(args.worker[1]).read_text()))))
         return 0
+    if args.report:
+        results, flow, sp, iters = load_results(Path(args.report))
+        print(report(results, flow, sp, iters))
+        return 0
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
-    bad = [s for s in sizes if s not in SIZES]
+    bad = [s for s in sizes if s not in SIZES or s == "warmup"]
     if bad:
-        ap.error(f"--sizes: unknown {bad}; choose from {list(SIZES)}")
+        ap.error(f"--sizes: unknown {bad}; choose from {[n for n in SIZES if n != 'warmup']}")
     work = Path(args.work).resolve()
+    json_path = Path(args.json) if args.json else work / "results.json"
     results: dict = {}
     sp_used = None
     flow = None
+    warm_up(work, args)
     for name in sizes:
         try:
             ds = ensure_dataset(work, name)
@@ -631,25 +695,16 @@ def main(argv: list[str] | None = None) -> int:
             flow = flow_speedup(ds, sp, work / name, args)
             res["flow"] = flow
         results[name] = res
+        save_results(json_path, results, flow, sp_used, args)
     if not results:
         print("no dataset could be made", file=sys.stderr)
         return 1
     print()
-    print(f"machine: {machine_text()}; one thread per stage process; datasets: " + ", ".join(
-        f"{n} {r['views']} tiles {r['bytes'] / 1e9:.2f} GB" for n, r in results.items()))
-    print(print_table(results, args))
-    print(params_text(sp_used))
-    print(scaling_text(results))
-    if flow:
-        if all("wall_s" in flow[n] for n in (1, 2)):
-            print(f"Prefect + Ray stitch flow on {next(iter(results))}: 1 worker {flow[1]['wall_s']:.1f} s, "
-                  f"2 workers {flow[2]['wall_s']:.1f} s, speed-up {flow[1]['wall_s'] / flow[2]['wall_s']:.2f}x")
-        else:
-            print(f"Prefect + Ray flow: {flow}")
-    write_throughputs(results, flow, sp_used)
-    print(f"throughputs for the planner: {THROUGHPUTS}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+    print(report(results, flow, sp_used, args.rhapso_iterations))
+    if not args.no_throughputs:
+        write_throughputs(results, flow, sp_used)
+        print(f"throughputs for the planner: {THROUGHPUTS}")
+    print(f"all figures: {json_path}")
     return 0
 
 
