@@ -84,6 +84,10 @@ SIZES: dict[str, dict] = {
 }
 
 STAGES = ("detect", "match_rigid", "solve_rigid", "match_affine", "solve_affine", "fuse", "multiscale")
+# Detection once more, outside the pipeline total, with every chunk held to this many working
+# voxels (default 2 Mi, e.g. 32 x 256 x 256): its peak memory must then be the same for every
+# dataset size, whereas the pipeline's run (chunks_per_bound 1, as Rhapso) grows with the tile.
+BOUNDED_CHUNK_VOXELS = 2**21
 RANSAC_ITERATIONS = 10_000
 SEARCH_RADIUS = 100.0  # world units; Rhapso always gates candidates, so ours gets the same radius
 
@@ -240,7 +244,7 @@ def worker(stage: str, cfg: dict) -> dict:
     xml, store, label = cfg.get("xml"), cfg.get("store"), "beads"
     out: dict = {}
     t0, c0 = time.perf_counter(), time.process_time()
-    if stage == "detect":
+    if stage.startswith("detect"):
         params = DetectionParams(**cfg["params"])
         plans = detect.plan_views(xml, params)
         total = 0
@@ -295,19 +299,28 @@ def _run(cmd: list[str], cfg: dict, cfg_path: Path, threads: int, timeout: float
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def run_ours(name: str, ds: dict, sp: dict, work: Path, args, quiet: bool = False) -> dict:
+def _done(r: dict | None) -> bool:
+    return bool(r) and "wall_s" in r
+
+
+def run_ours(name: str, ds: dict, sp: dict, work: Path, args, quiet: bool = False, prior: dict | None = None) -> dict:
+    """Our stages in order; with ``prior`` (an earlier run's figures) only the missing ones run."""
+    import shutil
+
     w = work / "ours"
     w.mkdir(parents=True, exist_ok=True)
     store = str(w / "interestpoints.zarr")
     inputs = {"detect": ds["xml"], "match_rigid": ds["xml"], "solve_rigid": ds["xml"],
               "match_affine": str(w / "rigid.xml"), "solve_affine": str(w / "rigid.xml"),
               "fuse": str(w / "affine.xml")}
-    if Path(store).exists():
-        import shutil
-
-        shutil.rmtree(store)
+    prior = prior or {}
     res = {}
     for stage in STAGES:
+        if _done(prior.get(stage)):
+            res[stage] = prior[stage]
+            continue
+        if stage == "detect" and Path(store).exists():
+            shutil.rmtree(store)
         cfg = {"xml": inputs.get(stage), "store": store, "params": our_stage_params(stage, sp),
                "out_xml": str(w / ("detected.xml" if stage == "detect" else f"{stage.split('_')[-1]}.xml")),
                "out": str(w / "fused.ome.zarr")}
@@ -317,13 +330,33 @@ def run_ours(name: str, ds: dict, sp: dict, work: Path, args, quiet: bool = Fals
             print(f"[{name}] ours {stage}: {_brief(res[stage])}", file=sys.stderr, flush=True)
         if "error" in res[stage]:
             break
+    if not quiet and "error" not in res.get(STAGES[-1], {"error": 1}):
+        if _done(prior.get("detect_bounded")):
+            res["detect_bounded"] = prior["detect_bounded"]
+        else:
+            bounded = w / "interestpoints_bounded.zarr"
+            if bounded.exists():
+                shutil.rmtree(bounded)
+            cfg = {"xml": ds["xml"], "store": str(bounded), "out_xml": str(w / "detected_bounded.xml"),
+                   "params": {**our_stage_params("detect", sp), "max_chunk_voxels": args.bounded_chunk_voxels}}
+            res["detect_bounded"] = _run([sys.executable, __file__, "--worker", "detect_bounded"], cfg,
+                                         w / "detect_bounded.json", args.threads, args.timeout)
+            res["detect_bounded"]["max_chunk_voxels"] = args.bounded_chunk_voxels
+            print(f"[{name}] ours detection, chunks <= {args.bounded_chunk_voxels} working voxels: "
+                  f"{_brief(res['detect_bounded'])}", file=sys.stderr, flush=True)
     final = w / "affine.xml"
     res["score"] = _score(ds["truth"], final)
     res["score_rigid"] = _score(ds["truth"], w / "rigid.xml", gauge="rigid")
     return res
 
 
-def run_rhapso(name: str, ds: dict, sp: dict, work: Path, args) -> dict:
+def run_rhapso(name: str, ds: dict, sp: dict, work: Path, args, prior: dict | None = None) -> dict:
+    """Rhapso's stages in order; with ``prior`` only the missing ones run."""
+    import shutil
+
+    prior = prior or {}
+    if all(_done(prior.get(s)) for s in STAGES):
+        return prior
     from rhapso_driver_layout import rhapso_copy
     from rhapso_env import rhapso_python
 
@@ -333,13 +366,15 @@ def run_rhapso(name: str, ds: dict, sp: dict, work: Path, args) -> dict:
     w = work / "rhapso"
     w.mkdir(parents=True, exist_ok=True)
     rh = rhapso_copy(ds["xml"], work / "rhapso_layout")
-    import shutil
-
-    for p in ("rhapso_store", "rh_fused.zarr"):
-        if (w / p).exists():
-            shutil.rmtree(w / p)
     res = {}
     for stage in STAGES:
+        if _done(prior.get(stage)):
+            res[stage] = prior[stage]
+            continue
+        # A stage that runs again starts from nothing of its own.
+        for p, first in (("rhapso_store", "detect"), ("rh_fused.zarr", "fuse")):
+            if stage == first and (w / p).exists():
+                shutil.rmtree(w / p)
         drv = "multiscale" if stage == "multiscale" else stage.split("_")[0]
         cfg = rhapso_config(stage, sp, rh, w, args.rhapso_iterations)
         res[stage] = _run([str(py), str(BENCH / "rhapso_driver.py"), drv], cfg, w / f"{stage}.json", args.threads,
@@ -521,15 +556,20 @@ def scaling_text(results: dict) -> str:
         k = math.log(tb / ta) / math.log(sb / sa)
         lines.append(f"  {ROW_NAMES[stage]:<16} time x{tb / ta:7.2f} for {what} x{sb / sa:7.2f}: exponent {k:.2f}")
     # Block-wise stages should need the same memory whatever the dataset's size.
-    lines.append("peak memory (MB) by dataset size, ours [rhapso]: " + "  ".join(
+    lines.append("peak memory (MB) by dataset size, ours [rhapso]:  " + "  ".join(
         f"{n} {results[n]['bytes'] / 1e9:.2f} GB" for n in names))
-    for stage in ("detect", "fuse", "multiscale"):
+    bound = next((results[n]["ours"]["detect_bounded"].get("max_chunk_voxels") for n in names
+                  if "detect_bounded" in results[n]["ours"]), None)
+    names_mem = {**ROW_NAMES, "detect_bounded": f"detection, chunks <= {(bound or 0) / 2**20:g} Mi"}
+    for stage in ("detect", "detect_bounded", "fuse", "multiscale"):
+        if not any(results[n]["ours"].get(stage) for n in names):
+            continue
         cells = []
         for n in names:
             o = results[n]["ours"].get(stage, {}).get("peak_rss_mb")
             r = (results[n].get("rhapso") or {}).get(stage, {}).get("peak_rss_mb")
             cells.append(f"{_fmt(o, '.0f', 6)} [{_fmt(r, '.0f', 5)}]")
-        lines.append(f"  {ROW_NAMES[stage]:<16}" + "  ".join(cells))
+        lines.append(f"  {names_mem[stage]:<28}" + "  ".join(cells))
     return "\n".join(lines)
 
 
@@ -655,6 +695,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="threads per stage process (default 1)")
     ap.add_argument("--timeout", type=float, default=3600.0, help="per stage process (s, default 3600)")
     ap.add_argument("--json", help="all figures, rewritten after each dataset (default WORK/results.json)")
+    ap.add_argument("--bounded-chunk-voxels", type=int, default=BOUNDED_CHUNK_VOXELS,
+                    help="working voxels per chunk of the extra, memory-bounded detection run "
+                    f"(default {BOUNDED_CHUNK_VOXELS})")
+    ap.add_argument("--resume", action="store_true",
+                    help="reuse the figures already in the --json file; run only the stages missing there")
     ap.add_argument("--report", metavar="JSON",
                     help="print the report of an earlier run's --json file (measures nothing)")
     ap.add_argument("--no-throughputs", action="store_true",
@@ -677,6 +722,10 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {}
     sp_used = None
     flow = None
+    prior: dict = {}
+    if args.resume and json_path.exists():
+        prior, flow, _, _ = load_results(json_path)
+        print(f"resuming from {json_path}: {', '.join(prior) or 'nothing'} measured before", file=sys.stderr)
     warm_up(work, args)
     for name in sizes:
         try:
@@ -688,9 +737,12 @@ def main(argv: list[str] | None = None) -> int:
         lo, hi = intensity_range(ds["xml"])
         sp = sp_used = shared_params(lo, hi)
         res = {"views": n_views, "voxels": n_vox, "bytes": 2 * n_vox}
-        res["ours"] = run_ours(name, ds, sp, work / name, args)
+        before = prior.get(name, {})
+        res["ours"] = run_ours(name, ds, sp, work / name, args, prior=before.get("ours"))
         if not args.no_rhapso:
-            res["rhapso"] = run_rhapso(name, ds, sp, work / name, args)
+            res["rhapso"] = run_rhapso(name, ds, sp, work / name, args, prior=before.get("rhapso"))
+        elif "rhapso" in before:
+            res["rhapso"] = before["rhapso"]
         if args.flow and flow is None:
             flow = flow_speedup(ds, sp, work / name, args)
             res["flow"] = flow

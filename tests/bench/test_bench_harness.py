@@ -7,6 +7,7 @@ are exercised with fabricated figures.
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
@@ -46,6 +47,7 @@ def test_scaling_exponents_and_ratio(rb):
     assert "detection        time x   2.00 for voxels x   4.00: exponent 0.50" in text
     assert "exponent 1.00" in text.split("fusion")[1].splitlines()[0]
     assert "300 [  600]" in text and "310 [  620]" in text
+    assert "chunks <= " not in text  # no bounded-detection figures given, no row
     table = rb.print_table(res, type("A", (), {"rhapso_iterations": 200})())
     whole = [ln for ln in table.splitlines() if ln.startswith("small   whole pipeline")][0]
     # ours 1 + 1 x 4 + 1 + 1 = 7 s, rhapso 7 x 10 s: 10.0x, marked as scaled.
@@ -71,7 +73,7 @@ def test_one_real_run_without_rhapso(rb, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(rb.SIZES, "small", {"grid": (2, 2, 1), "tile_size_xyz": (256, 256, 48), "overlap": 0.25})
     out = tmp_path / "results.json"
     assert rb.main(["--sizes", "small", "--no-rhapso", "--no-throughputs", "--work", str(tmp_path),
-                    "--json", str(out)]) == 0
+                    "--json", str(out), "--bounded-chunk-voxels", str(2**16)]) == 0
     results, _, _, _ = rb.load_results(out)
     ours = results["small"]["ours"]
     for stage in rb.STAGES:
@@ -80,3 +82,20 @@ def test_one_real_run_without_rhapso(rb, tmp_path, monkeypatch, capsys):
     assert ours["fuse"]["output_voxels"] > 0 and ours["multiscale"]["levels"] == 4
     printed = capsys.readouterr().out
     assert "small   whole pipeline" in printed and "alignment error" in printed
+    # Detection with chunks bounded to 64 Ki working voxels (a sixth of a tile) finds about the same points
+    # (chunk seams may merge or split a few maxima: 5% tolerated).
+    bounded = ours["detect_bounded"]
+    assert bounded["tasks"] > ours["detect"]["tasks"]
+    assert abs(bounded["total_points"] - ours["detect"]["total_points"]) <= 0.05 * ours["detect"]["total_points"]
+    assert "chunks <= " not in printed  # one size: no memory-by-size rows
+
+    # --resume runs only what the saved figures lack: here the pyramid, and nothing else.
+    doc = json.loads(out.read_text())
+    del doc["results"]["small"]["ours"]["multiscale"]
+    out.write_text(json.dumps(doc))
+    assert rb.main(["--sizes", "small", "--no-rhapso", "--no-throughputs", "--work", str(tmp_path),
+                    "--json", str(out), "--resume"]) == 0
+    again = rb.load_results(out)[0]["small"]["ours"]
+    for stage in (*rb.STAGES[:-1], "detect_bounded"):
+        assert again[stage] == ours[stage], stage
+    assert again["multiscale"]["levels"] == 4 and again["multiscale"]["wall_s"] != ours["multiscale"]["wall_s"]
