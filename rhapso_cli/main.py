@@ -243,7 +243,8 @@ def cmd_plan(args) -> int:
     from rhapso_core.planner import plan
 
     p = _params(args)
-    report = plan(args.xml, cores=args.cores, memory_per_core_gb=args.memory_per_core, params=p)
+    report = plan(args.xml, cores=args.cores, memory_per_core_gb=args.memory_per_core, params=p,
+                  price_per_core_hour=args.price_per_core_hour)
     if args.json:
         _print(report.to_dict())
     else:
@@ -400,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("xml")
     p.add_argument("--cores", type=int, required=True, help="cores of the Ray cluster")
     p.add_argument("--memory-per-core", type=float, required=True, metavar="GB", help="memory per core (GB)")
+    p.add_argument("--price-per-core-hour", type=float, metavar="PRICE",
+                   help="price of one core for one hour (e.g. an instance's hourly price / its vCPUs): "
+                   "prints the cluster's cost for the predicted time")
     p.add_argument("--json", action="store_true")
     _common(p, runtime=False)
     p.set_defaults(func=cmd_plan)

@@ -110,10 +110,26 @@ class PlanReport:
     stages: tuple[StagePlan, ...]
     throughputs: dict[str, float] = field(default_factory=dict)
     throughput_source: str = "built-in defaults"
+    price_per_core_hour: float | None = None
 
     @property
     def wall_seconds(self) -> float:
         return float(sum(s.wall_seconds for s in self.stages))
+
+    @property
+    def core_hours_held(self) -> float:
+        """What a cluster bills: every core, for the whole predicted wall time."""
+        return self.wall_seconds * self.cores / 3600.0
+
+    @property
+    def core_hours_busy(self) -> float:
+        """The work itself (sum of the stages' single-core time); held / busy is the idle share."""
+        return float(sum(s.cpu_seconds for s in self.stages)) / 3600.0
+
+    @property
+    def cost(self) -> float | None:
+        """``core_hours_held * price_per_core_hour`` (the price's currency), or None without a price."""
+        return None if self.price_per_core_hour is None else self.core_hours_held * self.price_per_core_hour
 
     def stage(self, name: str) -> StagePlan:
         for s in self.stages:
@@ -123,7 +139,8 @@ class PlanReport:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["wall_seconds"] = self.wall_seconds
+        d.update(wall_seconds=self.wall_seconds, core_hours_held=self.core_hours_held,
+                 core_hours_busy=self.core_hours_busy, cost=self.cost)
         return d
 
     def table(self) -> str:
@@ -144,6 +161,11 @@ class PlanReport:
             )
         lines.append(f"{'total':<12}{'':>9}{'':>10}{'':>10}{'':>10}"
                      f"{_dur(sum(s.cpu_seconds for s in self.stages)):>10}{'':>9}{_dur(self.wall_seconds):>10}")
+        held, busy = self.core_hours_held, self.core_hours_busy
+        cost = "" if self.cost is None else f"; at {self.price_per_core_hour:g} per core-hour: {self.cost:,.0f}"
+        share = 100 * busy / held if held else 0.0
+        lines.append(f"cluster time: {held:,.0f} core-hours held ({self.cores} cores x {_dur(self.wall_seconds)}), "
+                     f"{busy:,.0f} of them computing ({share:.0f} %; the rest reading and scheduling){cost}")
         return "\n".join(lines)
 
 
@@ -241,6 +263,7 @@ def plan(
     params=None,
     throughputs: dict | None = None,
     storage_options: dict | None = None,
+    price_per_core_hour: float | None = None,
 ) -> PlanReport:
     """Cost of aligning and fusing the dataset of ``xml_uri`` on ``cores`` cores.
 
@@ -259,6 +282,9 @@ def plan(
         defaults (keys of :data:`DEFAULT_THROUGHPUTS`).
     storage_options : dict, optional
         fsspec options for an ``s3://`` XML.
+    price_per_core_hour : float, optional
+        Price of one core for one hour (any currency, e.g. an instance's hourly price /
+        its vCPUs); the report then gives the cluster's cost for the predicted wall time.
 
     Returns
     -------
@@ -279,6 +305,8 @@ def plan(
         raise ValueError(f"cores must be a positive integer, got {cores!r}")
     if not memory_per_core_gb > 0:
         raise ValueError(f"memory_per_core_gb must be positive, got {memory_per_core_gb!r}")
+    if price_per_core_hour is not None and not price_per_core_hour >= 0:
+        raise ValueError(f"price_per_core_hour must be >= 0, got {price_per_core_hour!r}")
     p = params if params is not None else PipelineParams()
     tp, source = load_throughputs()
     if throughputs:
@@ -409,4 +437,5 @@ def plan(
     return PlanReport(
         xml=str(xml_uri), cores=cores, memory_per_core_gb=float(memory_per_core_gb), n_views=len(views),
         input_bytes=input_voxels * BYTES_PER_VOXEL, stages=tuple(stages), throughputs=tp, throughput_source=source,
+        price_per_core_hour=price_per_core_hour,
     )

@@ -206,3 +206,18 @@ def test_main_keeps_prefect_run_logs_at_info(dataset, tmp_path):
 
     main(["detect", str(dataset / "dataset.xml"), "--out", str(tmp_path / "d" / "d.xml"), "--no-ray"])
     assert logging.getLogger("prefect.flow_runs").getEffectiveLevel() <= logging.INFO
+
+
+def test_plan_prints_stages_and_cost_and_refuses_bad_price(dataset, capsys):
+    xml = str(dataset / "dataset.xml")
+    assert main(["plan", xml, "--cores", "16", "--memory-per-core", "4", "--price-per-core-hour", "0.05"]) == 0
+    out = capsys.readouterr().out
+    for stage in ("detection", "matching", "solve", "fusion", "multiscale", "total"):
+        assert f"\n{stage}" in out, stage
+    assert "core-hours held (16 cores x" in out and "at 0.05 per core-hour" in out
+    assert main(["plan", xml, "--cores", "16", "--memory-per-core", "4", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["cost"] is None and doc["core_hours_held"] > 0
+    assert main(["plan", xml, "--cores", "16", "--memory-per-core", "4", "--price-per-core-hour", "-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "price_per_core_hour" in err[0]

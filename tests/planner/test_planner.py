@@ -132,3 +132,16 @@ def test_throughputs_file_and_overrides(tmp_path, generated):
         plan(str(generated.xml), 2, 4.0, throughputs={"fusion_speed": 1.0})
     with pytest.raises(ValueError, match="cores"):
         plan(str(generated.xml), 0, 4.0)
+
+
+def test_cluster_cost_is_cores_times_wall_times_price(generated):
+    rep = plan(str(generated.xml), 8, 4.0, price_per_core_hour=0.05)
+    assert rep.core_hours_held == pytest.approx(8 * rep.wall_seconds / 3600, rel=1e-12)
+    assert rep.cost == pytest.approx(0.05 * rep.core_hours_held, rel=1e-12)
+    # The work itself never exceeds what the cluster is held for.
+    assert 0 < rep.core_hours_busy <= rep.core_hours_held
+    assert "core-hours held" in rep.table() and "per core-hour" in rep.table()
+    assert rep.to_dict()["cost"] == rep.cost
+    assert plan(str(generated.xml), 8, 4.0).cost is None
+    with pytest.raises(ValueError, match="price_per_core_hour"):
+        plan(str(generated.xml), 8, 4.0, price_per_core_hour=-1.0)
