@@ -535,26 +535,29 @@ def scaling_text(results: dict) -> str:
     names = [n for n in ("small", "medium", "large") if n in results]
     if len(names) < 2:
         return "scaling: needs two or more of small/medium/large (run with --sizes small,medium,large)"
-    a, b = results[names[0]], results[names[-1]]
-    lines = [f"scaling {names[0]} -> {names[-1]} (ours; exponent k in time ~ size^k, 1 = linear):"]
     import math
 
-    for stage, what in (("detect", "voxels"), ("fuse", "output voxels"), ("solve_affine", "links"),
-                        ("match_affine", "pairs")):
-        ta, tb = a["ours"].get(stage, {}).get("wall_s"), b["ours"].get(stage, {}).get("wall_s")
-        if what == "voxels":
-            sa, sb = a["voxels"], b["voxels"]
-        elif what == "output voxels":
-            sa, sb = a["ours"].get("fuse", {}).get("output_voxels"), b["ours"].get("fuse", {}).get("output_voxels")
-        elif what == "links":
-            sa, sb = a["ours"].get(stage, {}).get("links"), b["ours"].get(stage, {}).get("links")
-        else:
-            sa, sb = a["ours"].get(stage, {}).get("pairs"), b["ours"].get(stage, {}).get("pairs")
-        if not (ta and tb and sa and sb) or sa == sb:
-            lines.append(f"  {ROW_NAMES[stage]:<16} n/a")
-            continue
-        k = math.log(tb / ta) / math.log(sb / sa)
-        lines.append(f"  {ROW_NAMES[stage]:<16} time x{tb / ta:7.2f} for {what} x{sb / sa:7.2f}: exponent {k:.2f}")
+    steps = list(zip(names, names[1:])) + ([(names[0], names[-1])] if len(names) > 2 else [])
+    lines = []
+    for na, nb in steps:
+        a, b = results[na], results[nb]
+        lines.append(f"scaling {na} -> {nb} (ours; exponent k in time ~ size^k, 1 = linear):")
+        for stage, what in (("detect", "voxels"), ("fuse", "output voxels"), ("multiscale", "output voxels"),
+                            ("solve_affine", "links"), ("match_affine", "pairs")):
+            ta, tb = a["ours"].get(stage, {}).get("wall_s"), b["ours"].get(stage, {}).get("wall_s")
+            if what == "voxels":
+                sa, sb = a["voxels"], b["voxels"]
+            elif what == "output voxels":
+                sa, sb = (r["ours"].get("fuse", {}).get("output_voxels") for r in (a, b))
+            elif what == "links":
+                sa, sb = a["ours"].get(stage, {}).get("links"), b["ours"].get(stage, {}).get("links")
+            else:
+                sa, sb = a["ours"].get(stage, {}).get("pairs"), b["ours"].get(stage, {}).get("pairs")
+            if not (ta and tb and sa and sb) or sa == sb:
+                lines.append(f"  {ROW_NAMES[stage]:<16} n/a")
+                continue
+            k = math.log(tb / ta) / math.log(sb / sa)
+            lines.append(f"  {ROW_NAMES[stage]:<16} time x{tb / ta:7.2f} for {what} x{sb / sa:7.2f}: exponent {k:.2f}")
     # Block-wise stages should need the same memory whatever the dataset's size.
     lines.append("peak memory (MB) by dataset size, ours [rhapso]:  " + "  ".join(
         f"{n} {results[n]['bytes'] / 1e9:.2f} GB" for n in names))
