@@ -47,6 +47,16 @@ capped run.
 ``runtime.num_cpus`` 1 and 2 and prints the speed-up. ``--no-rhapso`` skips Rhapso.
 The measured throughputs of ours go to ``bench/throughputs.json`` (read by
 ``rhapso_core.planner``).
+
+Before anything is timed, our stages run once, untimed, on a tiny dataset: that compiles
+the numba kernels into their on-disk cache, a one-off cost per installation that would
+otherwise land on the first dataset's figures. Detection then runs once more per dataset,
+outside the pipeline total, with chunks bounded to ``--bounded-chunk-voxels``: its peak
+memory shows what a task needs when the chunk, not the tile, sets the size.
+
+All figures are saved after each dataset (``--json``, default ``WORK/results.json``);
+``--resume`` reuses them and runs only the stages missing there, and ``--report JSON``
+prints a saved run's report without measuring anything.
 """
 
 from __future__ import annotations
