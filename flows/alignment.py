@@ -12,7 +12,7 @@ from prefect_ray.context import remote_options
 from flows import artifacts
 from flows.layout import alignment_layout, check_not_input, default_aligned_xml
 from flows.params import resolve
-from flows.runtime import current_run_id, ray_session, stage_runner
+from flows.runtime import current_run_id, ray_session, stage_runner, worker_slots
 from rhapso_core.config import PipelineParams
 from rhapso_core.detection import DetectionParams
 from rhapso_core.io import fs_for, is_s3
@@ -59,12 +59,12 @@ def detection_stage(xml: str, store: str, params: DetectionParams) -> dict:
 def match_and_solve_stage(
     xml: str, store: str, label: str, matching: MatchingParams, solver: SolverParams,
     out_xml: str, round_name: str, pair_mode: str = "overlapping", group_by: list[str] | None = None,
+    slots: int = 1,
 ) -> dict:
-    """One task per view pair, then the global solve writing ``out_xml``."""
+    """The view pairs matched in a few batches per worker slot, then the global solve writing ``out_xml``."""
     logger = get_run_logger()
     pairs = matching_tasks.plan_pairs(xml, pair_mode, list(group_by or []))
-    futures = [matching_tasks.match_pair.submit(xml, store, a, b, label, matching) for a, b in pairs]
-    records = artifacts.wait_with_progress(futures, f"pairs matched ({round_name})")
+    records = match_in_batches(xml, store, pairs, label, matching, slots, f"pair batches matched ({round_name})")
     ok = sum(r.ok for r in records)
     logger.info("%s round: %d of %d pairs matched", round_name, ok, len(records))
     n_views = len({v for r in records for v in (r.view_a, r.view_b)})
@@ -83,7 +83,7 @@ def match_and_solve_stage(
 @flow(name="split-affine", log_prints=True)
 def split_affine_stage(
     xml: str, store: str, label: str, split: SplitParams, matching: MatchingParams, solver: SolverParams,
-    out_xml: str, work: str,
+    out_xml: str, work: str, slots: int = 1,
 ) -> dict:
     """Split views into sub-views, match sub-views of different tiles, solve real + fake matches."""
     logger = get_run_logger()
@@ -93,8 +93,8 @@ def split_affine_stage(
     parent = {int(k): v for k, v in res["parent_of"].items()}
     pairs = [(a, b) for a, b in matching_tasks.plan_pairs(split_xml, "overlapping", [])
              if parent[a[1]] != parent[b[1]]]  # pieces of one tile are tied by the fake matches
-    futures = [matching_tasks.match_pair.submit(split_xml, split_store, a, b, label, matching) for a, b in pairs]
-    records = artifacts.wait_with_progress(futures, "pairs matched (split-affine)")
+    records = match_in_batches(split_xml, split_store, pairs, label, matching, slots,
+                               "pair batches matched (split-affine)")
     ok = sum(r.ok for r in records)
     logger.info("split-affine: %d sub-views, %d of %d pairs matched, %d fake points",
                 len(parent), ok, len(records), res["fake_points"])
@@ -108,6 +108,14 @@ def split_affine_stage(
             "pairs_matched": ok, "final_error": result["report"].get("final_error"),
             "transform": result["transform_name"], "pair_records": [r.to_dict() for r in records],
             "solver_report": result}
+
+
+def match_in_batches(xml: str, store: str, pairs: list, label: str, matching: MatchingParams, slots: int,
+                     progress: str) -> list:
+    """Match ``pairs`` as :func:`tasks.matching.batch_pairs` batches; records in the pairs' order."""
+    batches = matching_tasks.batch_pairs(list(pairs), slots)
+    futures = [matching_tasks.match_pairs.submit(xml, store, b, label, matching, i) for i, b in enumerate(batches)]
+    return matching_tasks.unbatch(artifacts.wait_with_progress(futures, progress), len(pairs))
 
 
 def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground_truth: str | None = None) -> dict:
@@ -129,14 +137,14 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
         rounds.append(
             match_and_solve_stage.with_options(task_runner=stage_runner(p.runtime))(
                 current, layout["store"], label, m, s, target, kind,
-                p.alignment.pair_mode, list(p.alignment.group_by),
+                p.alignment.pair_mode, list(p.alignment.group_by), worker_slots(p.runtime),
             )
         )
         current = target
     if p.alignment.split_affine:
         m, s = p.round_params("affine")
         rounds.append(split_affine_stage.with_options(task_runner=stage_runner(p.runtime))(
-            current, layout["store"], label, p.split, m, s, out, layout["work"]))
+            current, layout["store"], label, p.split, m, s, out, layout["work"], worker_slots(p.runtime)))
     summary["rounds"] = rounds
     export_n5(PointStore(layout["store"]), layout["n5"], labels=[label], on_invalid="skip")
     summary["n5"] = layout["n5"]

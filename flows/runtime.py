@@ -100,6 +100,17 @@ def stage_runner(runtime: RuntimeParams):
     return RayTaskRunner()
 
 
+def worker_slots(runtime: RuntimeParams) -> int:
+    """How many tasks can run at once: the Ray cluster's CPUs inside :func:`ray_session`,
+    else ``runtime.num_cpus`` or this machine's cores."""
+    if runtime.use_ray:
+        import ray
+
+        if ray.is_initialized():
+            return max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return max(1, int(runtime.num_cpus or os.cpu_count() or 1))
+
+
 def current_run_id() -> str | None:
     """The Prefect flow run id (recorded in output locks), or None outside a flow run."""
     from prefect.runtime import flow_run

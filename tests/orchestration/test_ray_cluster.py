@@ -95,5 +95,5 @@ def test_alignment_on_two_node_cluster(server_settings, tiny_dataset, two_node_c
     assert len(alive) == 2, alive
     # Ray titles a worker process "ray::<function>" while it runs one; Prefect's Ray
     # runner names them after the task. Agents (ray::DashboardAgent...) do not count.
-    flow_tasks = {"ray::detect-chunk", "ray::store-points", "ray::match-pair"}
+    flow_tasks = {"ray::detect-chunk", "ray::store-points", "ray::match-pairs"}
     assert sampler.seen["head"] & flow_tasks and sampler.seen["worker"] & flow_tasks, sampler.seen
