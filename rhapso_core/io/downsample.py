@@ -15,6 +15,12 @@ def downsampled_shape(shape_zyx: Sequence[int], factors_zyx: Sequence[int]) -> t
     return tuple(-(-int(n) // int(f)) for n, f in zip(shape_zyx, factors_zyx))
 
 
+# Types whose window sums are exact in float64 (64-bit integers are not) and that numba
+# compiles (float16 is not); others take the NumPy route below, with the same result.
+_COMPILED_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.uint32, np.int8, np.int16, np.int32,
+                                               np.float32, np.float64))
+
+
 @numba.njit(cache=True, nogil=True)
 def _window_mean_3d(a, fz, fy, fx, round_to_int, out):
     # One pass over the input, no float64 copy of it: the numpy route below needs about
@@ -72,7 +78,7 @@ def downsample_mean(array: np.ndarray, factors: Sequence[int]) -> np.ndarray:
     if all(k == 1 for k in f):
         return a.copy()
     out_shape = downsampled_shape(a.shape, f)
-    if a.ndim == 3 and a.dtype.kind in "uif" and a.size:
+    if a.ndim == 3 and a.dtype in _COMPILED_DTYPES and a.size:
         # Window sums in float64 are exact for integer inputs (8 x 65535 << 2**53), so
         # this is bit-identical to the reference below; the mean of integers never leaves
         # their range, so no clip is needed.

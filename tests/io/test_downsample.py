@@ -60,3 +60,17 @@ def test_compiled_path_matches_brute_mean_per_dtype(dtype, f):
         np.testing.assert_array_equal(got, np.rint(want).astype(dtype))
     else:
         np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.int64, np.uint64, np.bool_])
+def test_other_dtypes_take_the_reference_route(dtype):
+    a = (np.arange(3 * 5 * 7) % 5).reshape(3, 5, 7).astype(dtype)
+    got = downsample_mean(a, (2, 2, 2))
+    assert got.dtype == a.dtype and got.shape == (2, 3, 4)
+    want = _brute(a.astype(np.float64), (2, 2, 2))
+    if dtype is np.bool_:
+        np.testing.assert_array_equal(got, want >= 0.5)
+    elif np.dtype(dtype).kind in "ui":
+        np.testing.assert_array_equal(got, np.rint(want).astype(dtype))
+    else:
+        np.testing.assert_allclose(got.astype(np.float64), want, rtol=1e-3)
