@@ -10,6 +10,7 @@ from prefect.exceptions import UnfinishedRun
 from prefect_ray.context import remote_options
 
 from flows import artifacts
+from flows.batched_matching import match_in_batches
 from flows.layout import alignment_layout, check_not_input, default_aligned_xml
 from flows.params import resolve
 from flows.runtime import current_run_id, ray_session, stage_runner, worker_slots
@@ -108,14 +109,6 @@ def split_affine_stage(
             "pairs_matched": ok, "final_error": result["report"].get("final_error"),
             "transform": result["transform_name"], "pair_records": [r.to_dict() for r in records],
             "solver_report": result}
-
-
-def match_in_batches(xml: str, store: str, pairs: list, label: str, matching: MatchingParams, slots: int,
-                     progress: str) -> list:
-    """Match ``pairs`` as :func:`tasks.matching.batch_pairs` batches; records in the pairs' order."""
-    batches = matching_tasks.batch_pairs(list(pairs), slots)
-    futures = [matching_tasks.match_pairs.submit(xml, store, b, label, matching, i) for i, b in enumerate(batches)]
-    return matching_tasks.unbatch(artifacts.wait_with_progress(futures, progress), len(pairs))
 
 
 def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground_truth: str | None = None) -> dict:
