@@ -123,7 +123,7 @@ class PlanReport:
 
     @property
     def core_hours_busy(self) -> float:
-        """The work itself (sum of the stages' single-core time); held / busy is the idle share."""
+        """The work itself (sum of the stages' single-core time); busy / held is the share spent computing."""
         return float(sum(s.cpu_seconds for s in self.stages)) / 3600.0
 
     @property
