@@ -11,7 +11,7 @@ from prefect_ray.context import remote_options
 
 from flows import artifacts
 from flows.batched_matching import match_in_batches
-from flows.layout import alignment_layout, check_not_input, default_aligned_xml
+from flows.layout import alignment_layout, check_not_input, clear_dead_run_temporaries, default_aligned_xml
 from flows.params import resolve
 from flows.runtime import current_run_id, ray_session, stage_runner, worker_slots
 from rhapso_core.config import PipelineParams
@@ -182,5 +182,6 @@ def alignment(
     p = resolve(params, params_file, overrides)
     out = out or default_aligned_xml(xml)
     # The folder's point store is shared by anything aligned into it: one run at a time.
-    with output_lock(alignment_layout(out)["folder"], run_id=current_run_id()), ray_session(p.runtime):
+    with output_lock(alignment_layout(out)["folder"], run_id=current_run_id()) as lock, ray_session(p.runtime):
+        clear_dead_run_temporaries(lock, out)
         return run_alignment(xml, out, p, ground_truth=ground_truth)

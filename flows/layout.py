@@ -6,6 +6,7 @@ import os
 import posixpath
 
 from rhapso_core.io import is_s3
+from rhapso_core.pipeline.interrupted_writes import sweep_interrupted_writes
 
 
 def _dirname(uri: str) -> str:
@@ -42,3 +43,21 @@ def check_not_input(out: str, xml: str, what: str) -> None:
     same = out == xml or (not is_s3(out) and not is_s3(xml) and os.path.abspath(out) == os.path.abspath(xml))
     if same:
         raise ValueError(f"{what} '{out}' is the input XML: outputs never overwrite inputs")
+
+
+def clear_dead_run_temporaries(lock: dict, out_xml: str, fused: str | None = None) -> list[str]:
+    """After taking over a killed run's lock, remove the temporaries its interrupted writes left.
+
+    Only the run's own outputs are searched: the point store, the work folder and
+    the fused image recursively, the XML's folder at its top level (it may hold the
+    input dataset).
+    """
+    if "took_over" not in lock:
+        return []
+    layout = alignment_layout(out_xml)
+    trees = [layout["store"], layout["work"]] + ([fused] if fused else [])
+    removed = sweep_interrupted_writes(trees=trees, folders=[layout["folder"]])
+    if removed:
+        print(f"took over the output lock of dead run {lock['took_over'].get('run_id')}: "
+              f"removed {len(removed)} temporary file(s) its interrupted writes left")
+    return removed

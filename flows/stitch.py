@@ -9,6 +9,7 @@ from prefect import flow
 
 from flows.alignment import run_alignment, run_qc
 from flows.fusion import run_fusion
+from flows.layout import clear_dead_run_temporaries
 from flows.params import resolve
 from flows.runtime import current_run_id, ray_session
 from rhapso_core.config import PipelineParams
@@ -43,7 +44,8 @@ def stitch(
     p = resolve(params, params_file, overrides)
     aligned, fused = stitch_outputs(out, xml)
     check_output_free(fused, overwrite)  # someone's data at the fused path: refuse before writing anything
-    with output_lock(out, run_id=current_run_id()), ray_session(p.runtime):
+    with output_lock(out, run_id=current_run_id()) as lock, ray_session(p.runtime):
+        clear_dead_run_temporaries(lock, aligned, fused)
         a = run_alignment(xml, aligned, p, qc=False)
         f = run_fusion(aligned, fused, p, overwrite)
         qc = run_qc(xml, a, p.detection.label, fused=fused, ground_truth=ground_truth)

@@ -106,7 +106,8 @@ def acquire(out_dir: str, run_id: str | None = None, storage_options: dict | Non
     Returns
     -------
     dict
-        The record written (pass it to :func:`release`).
+        The record written (pass it to :func:`release`). When a dead run's lock was
+        taken over, ``record["took_over"]`` holds that run's record.
     """
     record = {"run_id": run_id or uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid(),
               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -123,6 +124,8 @@ def acquire(out_dir: str, run_id: str | None = None, storage_options: dict | Non
             return holder  # our own create whose reply was lost and retried (S3 answers 412)
         if steal or _stale(holder):
             fs.rm(path)
+            # The dead run may have been killed mid-write: the new holder clears its temporaries.
+            record["took_over"] = holder
             continue
         raise OutputLockedError(
             f"{out_dir}: output folder is in use by run {holder.get('run_id')} "
