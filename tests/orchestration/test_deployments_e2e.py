@@ -138,10 +138,11 @@ def test_deploy_and_trigger_by_cli_rest_and_event(prefect_server, tmp_path):
         for a in progress:
             by_stage.setdefault(a["description"].split(":")[0], []).append(a["data"])
         assert set(by_stage) == PROGRESS_STAGES and all(100.0 in v for v in by_stage.values()), seen
-        # Seen once in about five loaded runs: a fourth artifact of one stage, created at 0 % and never
-        # updated, beside the one that reached 100 %. The Prefect client re-sends a POST whose reply it
-        # lost (ReadError, RemoteProtocolError; SQLite lock contention on a busy 2-core machine), which
-        # would do exactly that. Reported, not failed, so a recurrence says which stage it was.
+        # This test failed in 2 of about 6 runs on a busy 2-core machine; the one that left details had
+        # a fourth progress artifact, created at 0 % and never updated, beside the three that reached
+        # 100 %. A likely cause (not proven): the Prefect client re-sends a POST whose reply it lost
+        # (ReadError, RemoteProtocolError) while SQLite is locked. Reported, not failed, so a
+        # recurrence says which stage it was.
         if len(progress) > len(by_stage):
             warnings.warn(f"duplicate progress artifacts in run {run_id}: {seen}", stacklevel=1)
     # The REST run asked for exactly one run: none other carries its key.
