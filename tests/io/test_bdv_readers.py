@@ -211,6 +211,23 @@ def test_n5_on_s3_through_tensorstore_and_with_explicit_credentials(tmp_path, mo
     np.testing.assert_array_equal(img.read(((0, 12), (0, 10), (0, 14)), level=1), levels[1])
 
 
+@pytest.mark.s3
+def test_hdf5_on_s3_through_fsspec(tmp_path, moto_s3, s3_prefix):
+    from rhapso_core.io.uri import fs_for
+
+    levels, factors = _pyramid(9)
+    write_bdv_hdf5(tmp_path, {(0, 0): (levels, factors)}, chunk_zyx=(4, 8, 8), legacy_int16=True)
+    fs, path = fs_for(s3_prefix, moto_s3.storage_options)
+    fs.put(str(tmp_path / "dataset.h5"), path + "/dataset.h5")
+    img = open_image(s3_prefix + "/dataset.h5", dataset="t00000/s00", storage_options=moto_s3.storage_options)
+    assert img.dtype == np.uint16 and img.factors == factors
+    np.testing.assert_array_equal(img.read(((2, 10), (1, 19), (3, 25))), levels[0][2:10, 1:19, 3:25])
+    img2 = pickle.loads(pickle.dumps(img))
+    np.testing.assert_array_equal(img2.read(((0, 12), (0, 10), (0, 14)), level=1), levels[1])
+    with pytest.raises(ImageIOError, match="missing.h5"):
+        open_image(s3_prefix + "/missing.h5", dataset="t00000/s00", storage_options=moto_s3.storage_options)
+
+
 # ---------------------------------------------------------------------- BigStitcher 2.x zarr
 
 
