@@ -189,15 +189,18 @@ class _FsspecN5Level:
         hi = [x1, y1, z1][: self.ndim]
         grids = np.meshgrid(*[np.arange(a // b, (c - 1) // b + 1) for a, c, b in zip(lo, hi, self.block)], indexing="ij")
         keys = ["/".join(str(int(v)) for v in g) for g in np.stack(grids, -1).reshape(-1, self.ndim)]
-        got = self.fs.cat([f"{self.path}/{k}" for k in keys], on_error="omit")
+        got = self.fs.cat([f"{self.path}/{k}" for k in keys], on_error="return")
         # A fresh context per read: its memory kvstore holds only this box's blocks.
         ctx = ts.Context()
         kv = ts.KvStore.open({"driver": "memory"}, context=ctx).result()
         kv["attributes.json"] = json.dumps(self.attrs).encode()
         for k in keys:
             data = got.get(f"{self.path}/{k}")
-            if data is not None:  # a missing block reads as zeros, as in BDV
-                kv[k] = data
+            if isinstance(data, FileNotFoundError) or data is None:
+                continue  # a missing block reads as zeros, as in BDV
+            if isinstance(data, BaseException):  # denied, unreachable, ...: never silently zeros
+                raise ImageIOError(f"{self.uri}/{k}: cannot fetch the N5 block ({_one_line(data)})")
+            kv[k] = data
         arr = ts.open({"driver": "n5", "kvstore": {"driver": "memory"}}, context=ctx, read=True, open=True).result()
         out = arr[tuple(slice(a, c) for a, c in zip(lo, hi))].read().result()
         return out.T if self.ndim == 3 else out.T[np.newaxis]

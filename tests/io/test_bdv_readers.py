@@ -209,6 +209,12 @@ def test_n5_on_s3_through_tensorstore_and_with_explicit_credentials(tmp_path, mo
     assert img.factors == factors
     np.testing.assert_array_equal(img.read(box), levels[0][2:10, 1:19, 3:25])
     np.testing.assert_array_equal(img.read(((0, 12), (0, 10), (0, 14)), level=1), levels[1])
+    # A missing block reads as zeros on both paths (as in BDV); its neighbours are untouched.
+    fs.rm(path + "/dataset.n5/setup0/timepoint0/s0/0/0/0")
+    for so in (moto_s3.storage_options, {"skip_instance_cache": True}):
+        out = open_image(uri, dataset="setup0/timepoint0", storage_options=so).read(((0, 8), (0, 16), (0, 16)))
+        assert not out[:4, :8, :8].any()
+        np.testing.assert_array_equal(out[4:], levels[0][4:8, :16, :16])
 
 
 @pytest.mark.s3
