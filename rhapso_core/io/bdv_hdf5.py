@@ -49,14 +49,12 @@ def split_hdf5_path(uri: str, dataset: str = "") -> tuple[str, str]:
     ``t00000/s00``).
     """
     u = normalize_uri(uri)
-    if u.lower().endswith(HDF5_SUFFIXES) or not dataset:
-        full = join_uri(u, dataset)
-        parts = full.replace("\\", "/").split("/")
-        for i in range(len(parts) - 1, -1, -1):
-            if parts[i].lower().endswith(HDF5_SUFFIXES):
-                head = "/".join(parts[: i + 1])
-                return (head if head else "/"), "/".join(parts[i + 1 :])
+    if os.path.isfile(u):  # a local file named without an HDF5 suffix
         return u, dataset.strip("/")
+    parts = join_uri(u, dataset).replace("\\", "/").split("/")
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i].lower().endswith(HDF5_SUFFIXES):
+            return "/".join(parts[: i + 1]) or "/", "/".join(parts[i + 1 :])
     return u, dataset.strip("/")
 
 
