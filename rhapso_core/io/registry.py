@@ -15,6 +15,7 @@ imported where that format is read. Adding a format: write the module (calling
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -87,6 +88,7 @@ class ImageFormat:
 
 _FORMATS: dict[str, ImageFormat] = {}
 _loaded = False
+_load_lock = threading.Lock()  # tasks in threads may open their first image at the same time
 
 
 def register_format(fmt: ImageFormat) -> ImageFormat:
@@ -99,9 +101,11 @@ def _ensure_loaded() -> None:
     global _loaded
     if _loaded:
         return
-    _loaded = True
-    for name in BUILTIN_FORMAT_MODULES:
-        importlib.import_module(name)
+    with _load_lock:
+        if not _loaded:
+            for name in BUILTIN_FORMAT_MODULES:
+                importlib.import_module(name)
+            _loaded = True
 
 
 def registered_formats() -> list[ImageFormat]:
