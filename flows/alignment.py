@@ -135,7 +135,7 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
         )
         current = target
     if p.alignment.split_affine:
-        m, s = p.round_params("affine")
+        m, s = p.round_params("affine", round_name="split_affine")
         rounds.append(split_affine_stage.with_options(task_runner=stage_runner(p.runtime))(
             current, layout["store"], label, p.split, m, s, out, layout["work"], worker_slots(p.runtime)))
     summary["rounds"] = rounds

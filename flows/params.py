@@ -27,7 +27,10 @@ def resolve(
         if not path.exists() and (PROJECT_ROOT / path).exists():
             path = PROJECT_ROOT / path
         source = str(path)
-        data = param_files.nest(param_files.read_yaml(path), PipelineParams, source)
+        notes: list[str] = []
+        data = param_files.nest(param_files.read_yaml(path), PipelineParams, source, notes)
+        for note in notes:  # keys of Rhapso's files that are paths or cluster settings (flows log prints)
+            print(f"{source}: {note}")
     if params is not None:
         given = params.model_dump(exclude_unset=True) if isinstance(params, PipelineParams) else dict(params)
         for key, value in given.items():

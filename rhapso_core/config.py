@@ -7,9 +7,9 @@ to the stages that have it.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 
 from rhapso_core.detection import DetectionParams
 from rhapso_core.fusion import FusionParams
@@ -21,6 +21,8 @@ from rhapso_core.split import SplitParams
 from rhapso_core.synthetic.params import SyntheticParams
 
 RoundKind = Literal["translation", "rigid", "affine"]
+# Rounds that can carry their own matching parameters: the alignment rounds and the split-affine solve.
+MatchingRound = Literal["translation", "rigid", "affine", "split_affine"]
 
 
 class AlignmentParams(StageParams):
@@ -39,6 +41,26 @@ class AlignmentParams(StageParams):
         default_factory=list,
         description="Only pair views that share these attributes (e.g. ['channel'] matches within a channel).",
     )
+    matching_per_round: dict[MatchingRound, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Matching parameters that differ by round, e.g. {'rigid': {'search_radius': 300, "
+        "'max_epsilon': 100}, 'affine': {'search_radius': 100, 'max_epsilon': 30}} (Rhapso's *_rigid / *_affine / "
+        "*_split_affine keys); names and units are those of `matching`, which gives every value not set here.",
+    )
+
+    @field_validator("matching_per_round")
+    @classmethod
+    def _matching_fields(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for rnd, values in v.items():
+            for key, value in values.items():
+                if key not in MatchingParams.model_fields:
+                    raise ValueError(f"{rnd}.{key}: not a matching parameter")
+                try:
+                    MatchingParams.model_validate({key: value})
+                except ValidationError as exc:
+                    raise ValueError(f"{rnd}.{key}: {exc.errors()[0]['msg']} (got {value!r})") from None
+        return v
+
     split_affine: bool = Field(
         False,
         description="After the last round, split every view into sub-views (parameters in `split`) and solve "
@@ -70,10 +92,18 @@ class PipelineParams(StageParams):
         default_factory=SyntheticParams, description="The generated dataset of `rhapso demo` and `rhapso synth`."
     )
 
-    def round_params(self, kind: RoundKind) -> tuple[MatchingParams, SolverParams]:
-        """Matching and solver parameters of one alignment round."""
-        lam_m = self.matching.lambda_value if kind == "affine" else 0.0
+    def round_params(self, kind: RoundKind, round_name: MatchingRound | None = None) -> tuple[MatchingParams, SolverParams]:
+        """Matching and solver parameters of one alignment round.
+
+        ``round_name`` picks the per-round matching values (``alignment.matching_per_round``)
+        when it differs from ``kind`` (the split-affine solve is an affine round named
+        ``"split_affine"``). A round's own ``lambda_value`` applies to affine rounds only,
+        like the shared one.
+        """
+        per_round = self.alignment.matching_per_round.get(round_name or kind, {})
+        base = self.matching.model_validate({**self.matching.model_dump(), **per_round}) if per_round else self.matching
+        lam_m = base.lambda_value if kind == "affine" else 0.0
         lam_s = self.solver.lambda_value if kind == "affine" else 0.0
-        m = self.matching.model_copy(update={"model": kind, "lambda_value": lam_m})
+        m = base.model_copy(update={"model": kind, "lambda_value": lam_m})
         s = self.solver.model_copy(update={"model": kind, "lambda_value": lam_s})
         return m, s

@@ -4,18 +4,24 @@ A parameter file is YAML, either nested by stage (``detection: {sigma: 1.8}``) o
 flat in the seed's (Rhapso's) style (``sigma: 1.8`` at the top level). A flat key
 goes to every stage whose parameters have a field of that name; a key no stage
 knows is refused with its name and the file, so a typo never passes silently.
+Rhapso's own files (per-round ``*_rigid`` / ``*_affine`` / ``*_split_affine`` keys,
+input/output paths, evaluation settings) follow :mod:`rhapso_core.rhapso_keys`:
+each key is mapped, or noted as not a parameter here with the reason, or refused.
 ``--set stage.name=value`` overrides are applied last; values are parsed as YAML
 (``--set fusion.block_size=[128,128,64]``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
+
+from rhapso_core.rhapso_keys import rhapso_key
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -60,8 +66,14 @@ def _stage_fields(model_cls: type[BaseModel]) -> dict[str, set[str]]:
     return out
 
 
-def nest(data: Mapping[str, Any], model_cls: type[BaseModel], source: str = "parameters") -> dict[str, Any]:
-    """Route flat (seed-style) keys into their stages; keep nested stage sections."""
+def nest(
+    data: Mapping[str, Any], model_cls: type[BaseModel], source: str = "parameters", notes: list[str] | None = None
+) -> dict[str, Any]:
+    """Route flat (seed-style) keys into their stages; keep nested stage sections.
+
+    ``notes``, when given, receives one line per key that is not a parameter here
+    (``"xml_file_path_detection: not used (an input/output location: ...)"``).
+    """
     stages = _stage_fields(model_cls)
     out: dict[str, Any] = {}
     for key, value in data.items():
@@ -74,6 +86,23 @@ def nest(data: Mapping[str, Any], model_cls: type[BaseModel], source: str = "par
             out[key] = value
             continue
         if key in SEED_KEYS_NOT_PARAMETERS:
+            continue
+        rule = rhapso_key(key, value)
+        if rule is not None:
+            if rule.action == "refuse":
+                raise ParameterError(f"{source}: parameter '{key}': {rule.reason}")
+            if rule.action == "ignore" and notes is not None:
+                notes.append(f"{key}: not used ({rule.reason})")
+            elif rule.action == "stage":
+                stage, field = rule.target.split(".", 1)
+                section = out.setdefault(stage, {})
+                if field == "fixed_views" and section.get(field):
+                    section[field] = section[field] + [v for v in rule.value if v not in section[field]]
+                else:
+                    section[field] = rule.value
+            elif rule.action == "round":
+                per_round = out.setdefault("alignment", {}).setdefault("matching_per_round", {})
+                per_round.setdefault(rule.round, {})[rule.target] = value
             continue
         owners = [stage for stage, fields in stages.items() if key in fields]
         if not owners:
@@ -124,6 +153,9 @@ def load(
     source = "parameters"
     if path is not None:
         source = str(path)
-        data = nest(read_yaml(path), model_cls, source)
+        notes: list[str] = []
+        data = nest(read_yaml(path), model_cls, source, notes)
+        for note in notes:  # Rhapso's files carry paths and cluster settings: say which keys were not used
+            logging.getLogger(__name__).info("%s: %s", source, note)
     data = apply_overrides(data, overrides)
     return build(model_cls, data, source if not overrides else f"{source} (with --set)")

@@ -36,7 +36,8 @@ class MultiscaleImage:
     uri : str
         Where the image lives (container URI, joined with the dataset path).
     kind : str
-        ``"ome-zarr"``, ``"zarr"`` or ``"tiff"``.
+        The registered format that read it: ``"ome-zarr"``, ``"zarr"``, ``"tiff"``,
+        ``"n5"``, ``"hdf5"`` (see :mod:`rhapso_core.io.registry`).
     levels : list of LevelReader
         ``levels[0]`` is full resolution.
     factors : list of (int, int, int)
