@@ -1,0 +1,107 @@
+"""Phase-correlation stitching over a dataset: pairs, pairwise shifts, global solve, XML out.
+
+Usable without Prefect: :func:`phase_round` (or :func:`prealign_by_phase_correlation`, the
+coarse prealignment that brings large stage errors within reach of the point matcher) runs the
+whole round in-process; the flow runs :func:`stitch_pairs` in batches on workers and
+:func:`solve_phase_round` once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rhapso_core import transforms
+from rhapso_core.pipeline.dataset import load_dataset, open_view, view_geometry
+from rhapso_core.pipeline.match import plan_pairs
+from rhapso_core.solver import SolverParams
+from rhapso_core.spimdata import ViewId, save_xml
+from rhapso_core.spimdata.stitching_results import PairwiseShift, with_stitching_results
+from rhapso_core.stitching import PhaseLink, PhaseRoundRecord, StitchingParams, correlate_views, solve_phase_links
+
+__all__ = ["TRANSFORM_NAME", "plan_pairs", "stitch_pairs", "solve_phase_round", "phase_round",
+           "prealign_by_phase_correlation", "NoPhaseLinksError"]
+
+#: Name of the ViewTransform a phase round prepends to each view's registration.
+TRANSFORM_NAME = "rhapso phase-correlation translation"
+
+
+class NoPhaseLinksError(RuntimeError):
+    """No pair gave a usable phase-correlation link (``StitchingParams.fail_without_links``)."""
+
+
+def stitch_pairs(
+    xml_uri: str, pairs: Sequence[tuple[ViewId, ViewId]], params: StitchingParams, storage_options=None
+) -> list[PhaseLink]:
+    """Phase-correlate each pair over its overlap (current registrations); one link per pair, in order."""
+    sd = load_dataset(xml_uri, storage_options)
+    pairs = [(tuple(a), tuple(b)) for a, b in pairs]
+    views = sorted({v for p in pairs for v in p})
+    geometry = view_geometry(sd, views)
+    sources = {}
+
+    def source(v):
+        if v not in sources:
+            sources[v] = open_view(sd, v, storage_options)
+        return sources[v]
+
+    out = []
+    for a, b in pairs:
+        (a2w, size_a), (b2w, size_b) = geometry[a], geometry[b]
+        out.append(correlate_views(a, source(a), a2w, size_a, b, source(b), b2w, size_b, params))
+    return out
+
+
+def solve_phase_round(
+    xml_uri: str, links: Sequence[PhaseLink], out_xml: str, solver: SolverParams | None = None,
+    params: StitchingParams | None = None, storage_options=None,
+) -> PhaseRoundRecord:
+    """Solve the links (translation, the solver's link removal), prepend the corrections, write ``out_xml``.
+
+    The output XML also carries the used links as BigStitcher ``<StitchingResults>`` (hash of the
+    registrations they were measured under), so Fiji sees the pairwise shifts.
+    """
+    params = params or StitchingParams()
+    links = list(links)
+    usable = [k for k in links if k.ok]
+    if not usable and params.fail_without_links:
+        raise NoPhaseLinksError(f"{xml_uri}: no pair gave a phase-correlation link with r >= {params.min_r} "
+                                f"({len(links)} pairs tried)")
+    sd = load_dataset(xml_uri, storage_options)
+    geometry = view_geometry(sd)
+    result = solve_phase_links(links, solver, views=geometry)
+    out = sd
+    for view in sorted(result.corrections):
+        if view in geometry:
+            out = out.with_prepended_transform(view, TRANSFORM_NAME, result.corrections[view])
+    out = with_stitching_results(out, [
+        PairwiseShift.translation([k.view_a], [k.view_b], k.shift_xyz, k.r, k.hash, k.box_min_xyz, k.box_max_xyz)
+        for k in usable
+    ])
+    save_xml(out, out_xml, storage_options=storage_options)
+    report = result.report.to_dict()
+    return PhaseRoundRecord(
+        xml_in=xml_uri, xml_out=out_xml, links=links, solver_report=report, transform_name=TRANSFORM_NAME,
+        corrections={v: transforms.to_xml_values(m) for v, m in result.corrections.items()},
+    )
+
+
+def phase_round(
+    xml_in: str, xml_out: str, params: StitchingParams | None = None, solver: SolverParams | None = None,
+    group_by: Sequence[str] = (), storage_options=None,
+) -> PhaseRoundRecord:
+    """One phase-correlation round in-process: plan pairs, correlate them, solve, write ``xml_out``."""
+    params = params or StitchingParams()
+    pairs = plan_pairs(xml_in, params.pair_mode, tuple(group_by), storage_options)
+    links = stitch_pairs(xml_in, pairs, params, storage_options)
+    return solve_phase_round(xml_in, links, xml_out, solver, params, storage_options)
+
+
+def prealign_by_phase_correlation(
+    xml_in: str, xml_out: str, params: StitchingParams | None = None, solver: SolverParams | None = None,
+) -> PhaseRoundRecord:
+    """Coarse prealignment: translate every view by phase correlation of the overlaps.
+
+    For datasets whose stage errors exceed what the point matcher's overlap boxes and search can
+    bridge; a rigid / affine point round run on ``xml_out`` then starts from nearly aligned views.
+    """
+    return phase_round(xml_in, xml_out, params, solver)
