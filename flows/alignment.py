@@ -13,6 +13,7 @@ from flows import artifacts
 from flows.batched_matching import match_in_batches
 from flows.layout import alignment_layout, check_not_input, clear_dead_run_temporaries, default_aligned_xml
 from flows.params import resolve
+from flows.phase import phase_stage
 from flows.runtime import current_run_id, ray_session, stage_runner, worker_slots
 from rhapso_core.config import PipelineParams
 from rhapso_core.detection import DetectionParams
@@ -118,7 +119,10 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
     runner = stage_runner(p.runtime)
     label = p.detection.label
     summary = {"input": xml, "output": out, "store": layout["store"]}
-    summary["detection"] = detection_stage.with_options(task_runner=runner)(xml, layout["store"], p.detection)
+    # Phase rounds read pixels, not points: a run of phase rounds only detects nothing.
+    points_needed = p.alignment.split_affine or any(k != "phase" for k in p.alignment.rounds)
+    if points_needed:
+        summary["detection"] = detection_stage.with_options(task_runner=runner)(xml, layout["store"], p.detection)
     current = xml
     rounds = []
     n_rounds = len(p.alignment.rounds) + (1 if p.alignment.split_affine else 0)
@@ -127,6 +131,12 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
         target = out if i == n_rounds else layout["round_xml"].format(index=i, kind=kind)
         fs, path = fs_for(target)
         fs.makedirs(fs._parent(path), exist_ok=True)
+        if kind == "phase":
+            rounds.append(phase_stage.with_options(task_runner=stage_runner(p.runtime))(
+                current, p.stitching, p.solver, target, f"phase-{i}", p.alignment.pair_mode,
+                list(p.alignment.group_by), worker_slots(p.runtime)))
+            current = target
+            continue
         rounds.append(
             match_and_solve_stage.with_options(task_runner=stage_runner(p.runtime))(
                 current, layout["store"], label, m, s, target, kind,
@@ -139,12 +149,14 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
         rounds.append(split_affine_stage.with_options(task_runner=stage_runner(p.runtime))(
             current, layout["store"], label, p.split, m, s, out, layout["work"], worker_slots(p.runtime)))
     summary["rounds"] = rounds
-    export_n5(PointStore(layout["store"]), layout["n5"], labels=[label], on_invalid="skip")
-    summary["n5"] = layout["n5"]
+    if points_needed:
+        export_n5(PointStore(layout["store"]), layout["n5"], labels=[label], on_invalid="skip")
+        summary["n5"] = layout["n5"]
     if qc:
         summary["qc"] = run_qc(xml, summary, label, ground_truth=ground_truth)
     artifacts.output_note("Alignment", [f"input: {xml}", f"solved XML: {out}",
-                                        f"interest points: {layout['store']} (BigStitcher: {layout['n5']})"],
+                                        f"interest points: {layout['store']} (BigStitcher: {layout['n5']})"
+                                        if points_needed else "interest points: none (phase rounds only)"],
                           key="alignment-output")
     return summary
 
@@ -159,8 +171,10 @@ def run_qc(xml: str, summary: dict, label: str, fused: str | None = None, ground
     else:
         qc_input, store = xml, summary["store"]
     labels = last.get("labels", [label])
+    phase_links = [k for r in summary["rounds"] for k in r.get("phase_links", [])]
     qc = qc_tasks.qc_report(qc_input, summary["output"], store, labels, last["pair_records"],
-                            last["solver_report"], fused=fused, ground_truth=ground_truth)
+                            last["solver_report"], fused=fused, ground_truth=ground_truth,
+                            phase_links=phase_links or None)
     artifacts.qc_note(qc)
     return qc
 

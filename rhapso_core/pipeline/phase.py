@@ -87,11 +87,14 @@ def solve_phase_round(
 
 def phase_round(
     xml_in: str, xml_out: str, params: StitchingParams | None = None, solver: SolverParams | None = None,
-    group_by: Sequence[str] = (), storage_options=None,
+    pair_mode: str = "overlapping", group_by: Sequence[str] = (), storage_options=None,
 ) -> PhaseRoundRecord:
-    """One phase-correlation round in-process: plan pairs, correlate them, solve, write ``xml_out``."""
+    """One phase-correlation round in-process: plan pairs, correlate them, solve, write ``xml_out``.
+
+    ``pair_mode`` / ``group_by``: which pairs, as for matching (``AlignmentParams``).
+    """
     params = params or StitchingParams()
-    pairs = plan_pairs(xml_in, params.pair_mode, tuple(group_by), storage_options)
+    pairs = plan_pairs(xml_in, pair_mode, tuple(group_by), storage_options)
     links = stitch_pairs(xml_in, pairs, params, storage_options)
     return solve_phase_round(xml_in, links, xml_out, solver, params, storage_options)
 

@@ -33,10 +33,21 @@ def level_affine(view_to_world: np.ndarray, factors_zyx) -> np.ndarray:
     return np.asarray(view_to_world, dtype=np.float64) @ s
 
 
+def _box(affine: np.ndarray, size) -> tuple[np.ndarray, np.ndarray]:
+    """World box of a view's voxel centres; a single-voxel axis (one plane) counts half a voxel each
+    side, so two planes whose recorded z differ by a fraction of a voxel still overlap."""
+    size = np.asarray(size, dtype=np.float64)
+    flat = size <= 1
+    lo = np.where(flat, -0.5, 0.0)
+    hi = np.where(flat, 0.5, size - 1.0)
+    c = transforms.apply(affine, transforms.box_corners(lo, hi))
+    return c.min(axis=0), c.max(axis=0)
+
+
 def overlap_box(a2w: np.ndarray, size_a, b2w: np.ndarray, size_b) -> tuple[np.ndarray, np.ndarray] | None:
     """World box (min_xyz, max_xyz) shared by two views' voxel centres, or None if they do not meet."""
-    lo_a, hi_a = transforms.view_bounding_box(a2w, size_a)
-    lo_b, hi_b = transforms.view_bounding_box(b2w, size_b)
+    lo_a, hi_a = _box(a2w, size_a)
+    lo_b, hi_b = _box(b2w, size_b)
     lo, hi = np.maximum(lo_a, lo_b), np.minimum(hi_a, hi_b)
     if np.any(hi < lo):
         return None
@@ -123,6 +134,8 @@ def _estimate(src_a, a2w, size_a, src_b, b2w, size_b, level, params, accept_worl
         return "no_overlap"
     ca, cb, c2w, d = crops
     lin = c2w[:3, :3]
+    # An axis the crops have one voxel along (a single plane) is not measured: no shift along it.
+    d = np.where(np.asarray(ca.shape[::-1]) > 1, d, 0.0)
 
     def to_world(s_zyx) -> np.ndarray:
         return lin @ (np.asarray(s_zyx, dtype=np.float64)[::-1] + d)

@@ -74,11 +74,6 @@ class StitchingParams(StageParams):
         description="Fraction of each crop axis (each side) faded to the mean by a cosine ramp before the FFT, "
         "so the crops' borders do not correlate (fraction; default 0.1; 0 = none).",
     )
-    pair_mode: Literal["overlapping", "all"] = Field(
-        "overlapping",
-        description="Pairs correlated: views whose boxes overlap under the current registrations (default), or "
-        "all (pairs that do not overlap are skipped).",
-    )
     fail_without_links: bool = Field(
         False,
         description="Raise when no pair gives a usable link (default False: views keep their registrations "
