@@ -11,7 +11,7 @@ import numpy as np
 from rhapso_core import transforms
 from rhapso_core.qc._records import name
 
-__all__ = ["phase_metrics", "phase_section"]
+__all__ = ["phase_metrics", "phase_section", "phase_link_matches"]
 
 
 def _num(x) -> float | None:
@@ -56,6 +56,21 @@ def phase_metrics(
         "residual_max": max(res) if res else None,
         "n_filtered": sum(r["status"] not in ("ok",) for r in rows), "links": rows,
     }
+
+
+def phase_link_matches(links: Sequence[Mapping[str, Any]], before: Mapping) -> dict:
+    """The used links as the solve saw them: the overlap box's 8 corners on a's side and the same
+    corners less the shift on b's, each in its view's voxel frame (x y z) under ``before``."""
+    out = {}
+    for d in links:
+        a, b = tuple(d["view_a"]), tuple(d["view_b"])
+        if d["status"] != "ok" or a not in before or b not in before:
+            continue
+        c = transforms.box_corners(d["box_min_xyz"], d["box_max_xyz"])
+        pa = transforms.apply(transforms.invert(before[a]), c)
+        pb = transforms.apply(transforms.invert(before[b]), c - np.asarray(d["shift_xyz"], dtype=np.float64))
+        out[(a, b)] = (pa, pb)
+    return out
 
 
 def phase_section(m: Mapping[str, Any]) -> str:

@@ -28,7 +28,7 @@ from rhapso_core.qc.fusion import level_to_world, overlap_ncc_table, seam_visibi
 from rhapso_core.qc.html import render_report
 from rhapso_core.qc.matching import matching_metrics
 from rhapso_core.qc.params import QCParams
-from rhapso_core.qc.phase import phase_metrics
+from rhapso_core.qc.phase import phase_link_matches, phase_metrics
 from rhapso_core.qc.sampling import choose_level, read_level
 from rhapso_core.qc.solver import link_residuals, loop_closure, pair_models, solver_metrics, tile_layout_picture
 from rhapso_core.qc.verdict import verdict as judge
@@ -179,6 +179,9 @@ def compute_metrics(
         out_pics["residuals"] = pics.data_uri(pics.histogram_picture(
             residuals, size=(p.picture_size + 120, 160), xlabel="world units"))
 
+    if phase_links and not matches_voxel:
+        # A run of phase rounds only: its links are what the solve used.
+        matches_voxel = phase_link_matches(phase_links, before)
     links = link_residuals(matches_voxel, before, after)
     sol = solver_metrics(links, views, solver_report)
     metrics["solver"] = sol

@@ -31,3 +31,7 @@ def test_report_has_phase_links_section(tmp_path):
     data = json.loads(re.search(r'id="qc-metrics">(.*?)</script>', html, re.S).group(1))
     assert data["metrics"]["phase"]["n_used"] == 1
     assert res["metrics"]["truth"]["rms_voxels"] <= 0.5
+    # the solver section sees the phase links: no view is unconstrained, nothing fails
+    assert res["metrics"]["solver"]["unconnected_views"] == []
+    assert [r["status"] for r in res["metrics"]["solver"]["links"]] == ["used"]
+    assert res["verdict"] != "fail", res["reasons"]
