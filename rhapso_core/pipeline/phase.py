@@ -15,11 +15,18 @@ from rhapso_core.pipeline.dataset import load_dataset, open_view, view_geometry
 from rhapso_core.pipeline.match import plan_pairs
 from rhapso_core.solver import SolverParams
 from rhapso_core.spimdata import ViewId, save_xml
-from rhapso_core.spimdata.stitching_results import PairwiseShift, with_stitching_results
-from rhapso_core.stitching import PhaseLink, PhaseRoundRecord, StitchingParams, correlate_views, solve_phase_links
+from rhapso_core.spimdata.stitching_results import PairwiseShift, read_stitching_results, with_stitching_results
+from rhapso_core.stitching import (
+    PhaseLink,
+    PhaseRoundRecord,
+    StitchingParams,
+    correlate_views,
+    registration_hash,
+    solve_phase_links,
+)
 
 __all__ = ["TRANSFORM_NAME", "plan_pairs", "stitch_pairs", "solve_phase_round", "phase_round",
-           "prealign_by_phase_correlation", "NoPhaseLinksError"]
+           "prealign_by_phase_correlation", "stored_links", "NoPhaseLinksError"]
 
 #: Name of the ViewTransform a phase round prepends to each view's registration.
 TRANSFORM_NAME = "rhapso phase-correlation translation"
@@ -108,3 +115,41 @@ def prealign_by_phase_correlation(
     bridge; a rigid / affine point round run on ``xml_out`` then starts from nearly aligned views.
     """
     return phase_round(xml_in, xml_out, params, solver)
+
+
+def stored_links(xml_uri: str, params: StitchingParams | None = None, storage_options=None) -> list[PhaseLink]:
+    """The XML's ``<StitchingResults>`` (e.g. computed in Fiji) as links for :func:`solve_phase_round`.
+
+    A result is usable (``ok``) only when its hash matches the views' current registrations
+    (BigStitcher drops the others too: the shift was measured under other positions; status
+    ``stale``) and it passes ``params``' r and shift filters. A side that is a group of views
+    (channels of one tile) links every view of one side with every view of the other.
+    Non-translation transforms keep only their translation.
+    """
+    params = params or StitchingParams()
+    sd = load_dataset(xml_uri, storage_options)
+    known = set(sd.views())
+    out = []
+    for r in read_stitching_results(sd):
+        if not all(v in known for v in r.views_a + r.views_b):
+            continue
+        h = registration_hash(sd.view_to_world(r.views_a[0]), sd.view_to_world(r.views_b[0]))
+        fresh = abs(h - r.hash) <= 1e-9 * max(1.0, abs(h))
+        shift = r.translation_xyz
+        if not fresh:
+            status, reason = "stale", "registrations changed since the shift was measured (hash differs)"
+        elif not params.max_shift_ok(shift):
+            status, reason = "too_far", "shift beyond max_shift_xyz / max_shift_total"
+        elif not params.min_r <= r.correlation <= params.max_r:
+            status, reason = "low_r" if r.correlation < params.min_r else "high_r", f"r {r.correlation:.3f}"
+        else:
+            status, reason = "ok", ""
+        box_lo = r.box_min_xyz if r.box_min_xyz is not None else (float("nan"),) * 3
+        box_hi = r.box_max_xyz if r.box_max_xyz is not None else (float("nan"),) * 3
+        if status == "ok" and r.box_min_xyz is None:
+            status, reason = "failed", "no <overlap_boundingbox>: the link has no place to act on"
+        for a in r.views_a:
+            for b in r.views_b:
+                out.append(PhaseLink(a, b, tuple(shift), r.correlation, tuple(box_lo), tuple(box_hi), r.hash,
+                                     -1, None, (0, 0, 0), status, reason))
+    return out

@@ -118,3 +118,36 @@ def test_views_on_different_grids_are_resampled():
                            (b.shape[2], b.shape[1], 1), StitchingParams(level=0, min_r=0.0))
     assert link.ok
     np.testing.assert_allclose(link.shift_xyz, [-4.0, 3.0, 0.0], atol=0.15)
+
+
+def test_stored_results_solve_like_the_round_and_go_stale(synth, tmp_path):
+    """Results written under the input's registrations (as Fiji's pairwise step leaves them) solve to the
+    same registrations; in the solved XML (registrations changed) they are stale."""
+    from rhapso_core.pipeline.phase import solve_phase_round, stored_links
+    from rhapso_core.spimdata import save_xml
+    from rhapso_core.spimdata.stitching_results import PairwiseShift, with_stitching_results
+
+    rec = phase_round(str(synth.xml), str(tmp_path / "direct.xml"))
+    sd = load_xml(str(synth.xml))
+    pending = with_stitching_results(sd, [PairwiseShift.translation([k.view_a], [k.view_b], k.shift_xyz, k.r, k.hash,
+                                                                    k.box_min_xyz, k.box_max_xyz) for k in rec.links if k.ok])
+    save_xml(pending, str(tmp_path / "pending.xml"))
+    links = stored_links(str(tmp_path / "pending.xml"))
+    assert [k.status for k in links] == ["ok"] * rec.n_ok
+    solve_phase_round(str(tmp_path / "pending.xml"), links, str(tmp_path / "from_stored.xml"))
+    a, b = load_xml(str(tmp_path / "direct.xml")), load_xml(str(tmp_path / "from_stored.xml"))
+    for v in a.views():
+        np.testing.assert_allclose(a.view_to_world(v), b.view_to_world(v), atol=1e-6)
+    assert {k.status for k in stored_links(str(tmp_path / "direct.xml"))} == {"stale"}
+
+
+def test_single_planes_at_fractional_z_still_overlap():
+    """Two 2-D tiles whose recorded z differ by 0.3: linked in-plane, no z shift invented."""
+    rng = np.random.default_rng(1)
+    world = ndi.gaussian_filter(rng.normal(size=(1, 120, 260)), (0, 2, 2)).astype(np.float32)
+    a, b = world[:, :, :150], world[:, :, 110:]
+    b2w = transforms.translation([112.0, 1.0, 0.3])  # truth: x = 110, y = 0, same plane
+    link = correlate_views((0, 0), ArraySource([a]), np.eye(4), (150, 120, 1), (0, 1), ArraySource([b]), b2w,
+                           (150, 120, 1), StitchingParams())
+    assert link.ok
+    np.testing.assert_allclose(link.shift_xyz, [-2.0, -1.0, 0.0], atol=0.1)
