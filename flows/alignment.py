@@ -61,7 +61,7 @@ def detection_stage(xml: str, store: str, params: DetectionParams) -> dict:
 def match_and_solve_stage(
     xml: str, store: str, label: str, matching: MatchingParams, solver: SolverParams,
     out_xml: str, round_name: str, pair_mode: str = "overlapping", group_by: list[str] | None = None,
-    slots: int = 1,
+    slots: int = 1, phase_anchors: dict | None = None,
 ) -> dict:
     """The view pairs matched in a few batches per worker slot, then the global solve writing ``out_xml``."""
     logger = get_run_logger()
@@ -75,7 +75,7 @@ def match_and_solve_stage(
             "%s round: only %d pairs matched for %d views: some views cannot be placed by matches "
             "(see the matching table; lower detection.threshold or raise the overlap)", round_name, ok, n_views)
     artifacts.pairs_table(records, round_name)
-    result = solving_tasks.solve_round(xml, store, label, solver, out_xml)
+    result = solving_tasks.solve_round(xml, store, label, solver, out_xml, phase_anchors)
     artifacts.solver_table(result, round_name)
     return {"xml": out_xml, "pairs": len(records), "pairs_matched": ok,
             "final_error": result["report"].get("final_error"), "transform": result["transform_name"],
@@ -125,6 +125,7 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
         summary["detection"] = detection_stage.with_options(task_runner=runner)(xml, layout["store"], p.detection)
     current = xml
     rounds = []
+    anchors = None  # the last phase round's links, kept by later point rounds (stitching.keep_links)
     n_rounds = len(p.alignment.rounds) + (1 if p.alignment.split_affine else 0)
     for i, kind in enumerate(p.alignment.rounds, start=1):
         m, s = p.round_params(kind)
@@ -135,12 +136,14 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
             rounds.append(phase_stage.with_options(task_runner=stage_runner(p.runtime))(
                 current, p.stitching, p.solver, target, f"phase-{i}", p.alignment.pair_mode,
                 list(p.alignment.group_by), worker_slots(p.runtime)))
+            if p.stitching.keep_links:
+                anchors = {"xml": current, "links": rounds[-1]["phase_links"]}
             current = target
             continue
         rounds.append(
             match_and_solve_stage.with_options(task_runner=stage_runner(p.runtime))(
                 current, layout["store"], label, m, s, target, kind,
-                p.alignment.pair_mode, list(p.alignment.group_by), worker_slots(p.runtime),
+                p.alignment.pair_mode, list(p.alignment.group_by), worker_slots(p.runtime), anchors,
             )
         )
         current = target

@@ -5,7 +5,7 @@ Pure computation on arrays and image sources; :mod:`rhapso_core.pipeline.phase` 
 dataset, reading only the overlap boxes.
 """
 
-from rhapso_core.stitching.globalopt import PHASE_LABEL, solve_phase_links, solver_links
+from rhapso_core.stitching.globalopt import PHASE_LABEL, anchor_links, solve_phase_links, solver_links
 from rhapso_core.stitching.pairwise import choose_level, correlate_views, level_affine, overlap_box
 from rhapso_core.stitching.params import StitchingParams
 from rhapso_core.stitching.phase import PhaseResult, ncc, phase_correlate
@@ -17,6 +17,7 @@ __all__ = [
     "PhaseResult",
     "PhaseRoundRecord",
     "StitchingParams",
+    "anchor_links",
     "choose_level",
     "correlate_views",
     "level_affine",

@@ -74,6 +74,12 @@ class StitchingParams(StageParams):
         description="Fraction of each crop axis (each side) faded to the mean by a cosine ramp before the FFT, "
         "so the crops' borders do not correlate (fraction; default 0.1; 0 = none).",
     )
+    keep_links: bool = Field(
+        True,
+        description="Interest-point rounds after a phase round also solve with its links (label "
+        "'phase-correlation', weight solver.label_weights['phase-correlation'], default 1): pairs whose points "
+        "are too few to match stay held where phase correlation put them (default on).",
+    )
     fail_without_links: bool = Field(
         False,
         description="Raise when no pair gives a usable link (default False: views keep their registrations "
