@@ -106,7 +106,8 @@ def _shared_ncc(f: np.ndarray, m: np.ndarray, s) -> float:
     return ncc(f[sf], m[sm])
 
 
-def _refine(f: np.ndarray, m: np.ndarray, s: np.ndarray, r0: float, accept) -> tuple[np.ndarray, float, np.ndarray]:
+def _refine(f: np.ndarray, m: np.ndarray, s: np.ndarray, r0: float, accept,
+            min_overlap_fraction: float = 0.0) -> tuple[np.ndarray, float, np.ndarray]:
     """Hill-climb the integer shift to the local NCC maximum, then fit a peak per axis.
 
     The fit is a parabola through the logarithms of the NCC at the maximum and its two
@@ -118,10 +119,14 @@ def _refine(f: np.ndarray, m: np.ndarray, s: np.ndarray, r0: float, accept) -> t
     s = np.array(s, dtype=np.int64)
     cache = {tuple(s): r0}
 
+    total = float(np.prod(f.shape))
+
     def val(t) -> float:
         key = tuple(int(v) for v in t)
         if key not in cache:
-            ok = accept is None or accept(t)
+            # The climb obeys the candidates' rules: enough shared voxels, an accepted shift.
+            frac = float(np.prod([max(n - abs(k), 0) for k, n in zip(key, f.shape)])) / total
+            ok = frac >= min_overlap_fraction and (accept is None or accept(t))
             cache[key] = _shared_ncc(f, m, t) if ok else -np.inf
         return cache[key]
 
@@ -239,7 +244,7 @@ def phase_correlate(
     shift = np.asarray(best, dtype=np.float64)
     if subpixel:
         acc = None if accept is None else (lambda t: accept(full(t)))
-        s_int, best_r, d = _refine(f, m, np.asarray(best), best_r, acc)
+        s_int, best_r, d = _refine(f, m, np.asarray(best), best_r, acc, min_overlap_fraction)
         best_frac = float(np.prod([n - abs(int(k)) for k, n in zip(s_int, shape)])) / total
         shift = s_int.astype(np.float64) + d
     return PhaseResult(tuple(float(v) for v in full(shift)), float(best_r), best_frac, tried)
