@@ -35,7 +35,7 @@ from rhapso_core import transforms as tf  # noqa: E402
 from rhapso_core.matching import MatchingParams  # noqa: E402
 from rhapso_core.pipeline.dataset import load_dataset, open_view  # noqa: E402
 from rhapso_core.pipeline.phase import phase_round  # noqa: E402
-from rhapso_core.spimdata import load_xml, save_xml  # noqa: E402
+from rhapso_core.spimdata import save_xml  # noqa: E402
 from rhapso_core.synthetic.mosaic import mosaic_error, write_mosaic  # noqa: E402
 from rhapso_core.synthetic.params import SyntheticParams  # noqa: E402
 from rhapso_core.synthetic.scoring import score  # noqa: E402
