@@ -85,7 +85,25 @@ def _read(src: ImageSource, lo_xyz, hi_xyz, level: int) -> np.ndarray:
     return np.asarray(src.read(box, level), dtype=np.float32)
 
 
-def _crops(src_a, a2w, src_b, b2w, lo_w, hi_w, level):
+def _cap(lo: np.ndarray, hi: np.ndarray, max_voxels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shrink an inclusive voxel range around its centre, longest axis first, to at most ``max_voxels``.
+
+    The thin axis of an overlap (the one the shift is hardest to find along) is the last to go;
+    the long axes only add precision, which a central part of them already gives.
+    """
+    lo, hi = lo.copy(), hi.copy()
+    while float(np.prod(hi - lo + 1)) > max_voxels:
+        ax = int(np.argmax(hi - lo))
+        n = int(hi[ax] - lo[ax] + 1)
+        if n <= 1:
+            break
+        keep = (n + 1) // 2
+        lo[ax] += (n - keep) // 2
+        hi[ax] = lo[ax] + keep - 1
+    return lo, hi
+
+
+def _crops(src_a, a2w, src_b, b2w, lo_w, hi_w, level, max_voxels=None):
     """Equally shaped crops of a and b over the world box, and b's sub-voxel offset (x, y, z).
 
     Returns (crop_a, crop_b, a's level-voxel -> world affine, d_xyz) or None.
@@ -94,6 +112,8 @@ def _crops(src_a, a2w, src_b, b2w, lo_w, hi_w, level):
     level_b = min(level, src_b.n_levels - 1)
     lb = level_affine(b2w, src_b.level_factors(level_b))
     lo_a, hi_a = _voxel_range(la, lo_w, hi_w, src_a.level_shape(level))
+    if max_voxels is not None:
+        lo_a, hi_a = _cap(lo_a, hi_a, max_voxels)
     n = hi_a - lo_a + 1
     if np.any(n < 1):
         return None
@@ -129,7 +149,7 @@ def _estimate(src_a, a2w, size_a, src_b, b2w, size_b, level, params, accept_worl
     box = overlap_box(a2w, size_a, b2w, size_b)
     if box is None:
         return "no_overlap"
-    crops = _crops(src_a, a2w, src_b, b2w, box[0], box[1], level)
+    crops = _crops(src_a, a2w, src_b, b2w, box[0], box[1], level, params.max_crop_voxels)
     if crops is None:
         return "no_overlap"
     ca, cb, c2w, d = crops

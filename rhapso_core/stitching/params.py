@@ -39,6 +39,12 @@ class StitchingParams(StageParams):
         "the estimate, searching at most 2 coarse voxels around it (level; default 0 = full resolution; None: "
         "keep the coarse estimate, as BigStitcher does; reads the overlap box at this level).",
     )
+    max_crop_voxels: int = Field(
+        2**25, ge=64,
+        description="Largest crop correlated per view (voxels; default 32 Mi = 128 MiB as float32, a task's "
+        "working set about 6x that): a larger overlap box is cut around its centre, longest axis first, so "
+        "full-resolution refinement of big tiles keeps a bounded memory.",
+    )
     peaks_to_check: int = Field(
         20, ge=1, le=100,
         description="Highest phase-correlation peaks verified by normalised cross-correlation; each gives one "

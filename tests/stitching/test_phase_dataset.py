@@ -151,3 +151,16 @@ def test_single_planes_at_fractional_z_still_overlap():
                            (150, 120, 1), StitchingParams())
     assert link.ok
     np.testing.assert_allclose(link.shift_xyz, [-2.0, -1.0, 0.0], atol=0.1)
+
+
+def test_crop_cap_bounds_what_is_read():
+    """An overlap box larger than max_crop_voxels is cut around its centre; the shift is still found."""
+    rng = np.random.default_rng(2)
+    world = ndi.gaussian_filter(rng.normal(size=(1, 300, 260)), (0, 2, 2)).astype(np.float32)
+    a, b = world[:, :, :150], world[:, :, 110:]
+    b2w = transforms.translation([113.0, 2.0, 0.0])
+    link = correlate_views((0, 0), ArraySource([a]), np.eye(4), (150, 300, 1), (0, 1), ArraySource([b]), b2w,
+                           (150, 300, 1), StitchingParams(max_crop_voxels=4000))
+    assert np.prod(link.crop_shape_xyz) <= 4000
+    assert link.crop_shape_xyz[0] == 37  # the thin axis (x: 150 - 113) is kept whole
+    np.testing.assert_allclose(link.shift_xyz, [-3.0, -2.0, 0.0], atol=0.1)
