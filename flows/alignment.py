@@ -13,6 +13,7 @@ from flows import artifacts
 from flows.batched_matching import match_in_batches
 from flows.layout import alignment_layout, check_not_input, clear_dead_run_temporaries, default_aligned_xml
 from flows.params import resolve
+from flows.phase import phase_stage
 from flows.runtime import current_run_id, ray_session, stage_runner, worker_slots
 from rhapso_core.config import PipelineParams
 from rhapso_core.detection import DetectionParams
@@ -60,7 +61,7 @@ def detection_stage(xml: str, store: str, params: DetectionParams) -> dict:
 def match_and_solve_stage(
     xml: str, store: str, label: str, matching: MatchingParams, solver: SolverParams,
     out_xml: str, round_name: str, pair_mode: str = "overlapping", group_by: list[str] | None = None,
-    slots: int = 1,
+    slots: int = 1, phase_anchors: dict | None = None,
 ) -> dict:
     """The view pairs matched in a few batches per worker slot, then the global solve writing ``out_xml``."""
     logger = get_run_logger()
@@ -74,7 +75,7 @@ def match_and_solve_stage(
             "%s round: only %d pairs matched for %d views: some views cannot be placed by matches "
             "(see the matching table; lower detection.threshold or raise the overlap)", round_name, ok, n_views)
     artifacts.pairs_table(records, round_name)
-    result = solving_tasks.solve_round(xml, store, label, solver, out_xml)
+    result = solving_tasks.solve_round(xml, store, label, solver, out_xml, phase_anchors)
     artifacts.solver_table(result, round_name)
     return {"xml": out_xml, "pairs": len(records), "pairs_matched": ok,
             "final_error": result["report"].get("final_error"), "transform": result["transform_name"],
@@ -118,19 +119,31 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
     runner = stage_runner(p.runtime)
     label = p.detection.label
     summary = {"input": xml, "output": out, "store": layout["store"]}
-    summary["detection"] = detection_stage.with_options(task_runner=runner)(xml, layout["store"], p.detection)
+    # Phase rounds read pixels, not points: a run of phase rounds only detects nothing.
+    points_needed = p.alignment.split_affine or any(k != "phase" for k in p.alignment.rounds)
+    if points_needed:
+        summary["detection"] = detection_stage.with_options(task_runner=runner)(xml, layout["store"], p.detection)
     current = xml
     rounds = []
+    anchors = None  # the last phase round's links, kept by later point rounds (stitching.keep_links)
     n_rounds = len(p.alignment.rounds) + (1 if p.alignment.split_affine else 0)
     for i, kind in enumerate(p.alignment.rounds, start=1):
-        m, s = p.round_params(kind)
         target = out if i == n_rounds else layout["round_xml"].format(index=i, kind=kind)
         fs, path = fs_for(target)
         fs.makedirs(fs._parent(path), exist_ok=True)
+        if kind == "phase":
+            rounds.append(phase_stage.with_options(task_runner=stage_runner(p.runtime))(
+                current, p.stitching, p.solver, target, f"phase-{i}", p.alignment.pair_mode,
+                list(p.alignment.group_by), worker_slots(p.runtime)))
+            if p.stitching.keep_links:
+                anchors = {"xml": current, "links": rounds[-1]["phase_links"]}
+            current = target
+            continue
+        m, s = p.round_params(kind)
         rounds.append(
             match_and_solve_stage.with_options(task_runner=stage_runner(p.runtime))(
                 current, layout["store"], label, m, s, target, kind,
-                p.alignment.pair_mode, list(p.alignment.group_by), worker_slots(p.runtime),
+                p.alignment.pair_mode, list(p.alignment.group_by), worker_slots(p.runtime), anchors,
             )
         )
         current = target
@@ -139,12 +152,14 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
         rounds.append(split_affine_stage.with_options(task_runner=stage_runner(p.runtime))(
             current, layout["store"], label, p.split, m, s, out, layout["work"], worker_slots(p.runtime)))
     summary["rounds"] = rounds
-    export_n5(PointStore(layout["store"]), layout["n5"], labels=[label], on_invalid="skip")
-    summary["n5"] = layout["n5"]
+    if points_needed:
+        export_n5(PointStore(layout["store"]), layout["n5"], labels=[label], on_invalid="skip")
+        summary["n5"] = layout["n5"]
     if qc:
         summary["qc"] = run_qc(xml, summary, label, ground_truth=ground_truth)
     artifacts.output_note("Alignment", [f"input: {xml}", f"solved XML: {out}",
-                                        f"interest points: {layout['store']} (BigStitcher: {layout['n5']})"],
+                                        f"interest points: {layout['store']} (BigStitcher: {layout['n5']})"
+                                        if points_needed else "interest points: none (phase rounds only)"],
                           key="alignment-output")
     return summary
 
@@ -159,8 +174,10 @@ def run_qc(xml: str, summary: dict, label: str, fused: str | None = None, ground
     else:
         qc_input, store = xml, summary["store"]
     labels = last.get("labels", [label])
+    phase_links = [k for r in summary["rounds"] for k in r.get("phase_links", [])]
     qc = qc_tasks.qc_report(qc_input, summary["output"], store, labels, last["pair_records"],
-                            last["solver_report"], fused=fused, ground_truth=ground_truth)
+                            last["solver_report"], fused=fused, ground_truth=ground_truth,
+                            phase_links=phase_links or None)
     artifacts.qc_note(qc)
     return qc
 

@@ -18,10 +18,11 @@ from rhapso_core.params import StageParams
 from rhapso_core.qc import QCParams
 from rhapso_core.solver import SolverParams
 from rhapso_core.split import SplitParams
+from rhapso_core.stitching import StitchingParams
 from rhapso_core.synthetic.params import SyntheticParams
 
-RoundKind = Literal["translation", "rigid", "affine"]
-# Rounds that can carry their own matching parameters: the alignment rounds and the split-affine solve.
+RoundKind = Literal["phase", "translation", "rigid", "affine"]
+# Rounds that can carry their own matching parameters: the point-matching rounds and the split-affine solve.
 MatchingRound = Literal["translation", "rigid", "affine", "split_affine"]
 
 
@@ -31,8 +32,10 @@ class AlignmentParams(StageParams):
     rounds: list[RoundKind] = Field(
         default_factory=lambda: ["rigid", "affine"],
         min_length=1,
-        description="Match + solve rounds in order; each uses this model for RANSAC and the solver "
-        "(affine rounds regularise toward rigid with matching/solver lambda_value). Default rigid then affine.",
+        description="Rounds in order. translation / rigid / affine: match interest points + solve with that model "
+        "(affine rounds regularise toward rigid with matching/solver lambda_value); phase: image-based "
+        "translation by phase correlation of the overlaps + translation solve (parameters in `stitching`), e.g. "
+        "[phase, rigid, affine] when stage errors exceed what matching bridges. Default rigid then affine.",
     )
     pair_mode: Literal["overlapping", "all"] = Field(
         "overlapping", description="Match views whose boxes overlap under current registrations, or all pairs."
@@ -88,6 +91,9 @@ class PipelineParams(StageParams):
     runtime: RuntimeParams = Field(default_factory=RuntimeParams)
     qc: QCParams = Field(default_factory=QCParams)
     split: SplitParams = Field(default_factory=SplitParams, description="Split-dataset / split-affine (alignment.split_affine).")
+    stitching: StitchingParams = Field(
+        default_factory=StitchingParams, description="Phase-correlation rounds (alignment.rounds: phase)."
+    )
     synthetic: SyntheticParams = Field(
         default_factory=SyntheticParams, description="The generated dataset of `rhapso demo` and `rhapso synth`."
     )

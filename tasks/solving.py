@@ -10,5 +10,6 @@ from tasks.policies import RETRY_DELAYS, retry_transient
 
 
 @task(name="solve", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
-def solve_round(xml_uri: str, store_uri: str, label: str, params: SolverParams, out_xml: str) -> dict:
-    return solve.solve_dataset(xml_uri, store_uri, label, params, out_xml)
+def solve_round(xml_uri: str, store_uri: str, label: str, params: SolverParams, out_xml: str,
+                phase_anchors: dict | None = None) -> dict:
+    return solve.solve_dataset(xml_uri, store_uri, label, params, out_xml, phase_anchors=phase_anchors)

@@ -10,6 +10,7 @@ from rhapso_core.pipeline.detect import attach_interest_points
 from rhapso_core.pointstore import PointStore
 from rhapso_core.solver import Link, SolverParams, solve
 from rhapso_core.spimdata import SpimData, ViewId, save_xml
+from rhapso_core.stitching import PHASE_LABEL, PhaseLink, anchor_links
 
 
 def links_for_labels(sd: SpimData, store: PointStore, labels: Sequence[str], geometry=None) -> list[Link]:
@@ -36,7 +37,7 @@ def links_for_labels(sd: SpimData, store: PointStore, labels: Sequence[str], geo
 
 def solve_dataset(
     xml_uri: str, store_uri: str, labels: str | Sequence[str], params: SolverParams, out_xml: str,
-    storage_options=None,
+    storage_options=None, phase_anchors: dict | None = None,
 ) -> dict:
     """Solve, prepend the correction to every view's registration, write ``out_xml``.
 
@@ -44,13 +45,23 @@ def solve_dataset(
     matched label and the split's fake label, weighted by ``params.label_weights``).
     The XML also gets ``ViewInterestPoints`` entries for the store's views. Returns the
     solver result as a JSON-able dict with ``transform_name``, ``n_links`` (total) and
-    ``n_links_by_label``.
+    ``n_links_by_label``. ``phase_anchors``: ``{"xml": XML the links were measured on, "links":
+    [PhaseLink.to_dict()]}`` of an earlier phase round, solved together with the matches (see
+    :func:`rhapso_core.stitching.anchor_links`).
     """
     labels = [labels] if isinstance(labels, str) else list(labels)
     sd = load_dataset(xml_uri, storage_options)
     geometry = view_geometry(sd)
     store = PointStore(store_uri, storage_options=storage_options, mode="r")
     links = links_for_labels(sd, store, labels, geometry)
+    if phase_anchors:
+        then = load_dataset(phase_anchors["xml"], storage_options)
+        links += anchor_links([PhaseLink.from_dict(d) for d in phase_anchors["links"]],
+                              {v: then.view_to_world(v) for v in geometry if v in then.registrations},
+                              {v: g[0] for v, g in geometry.items()})
+        solved_labels = labels + [PHASE_LABEL]
+    else:
+        solved_labels = labels
     result = solve(links, params, views=geometry)
     out = sd
     for view in sorted(result.corrections):
@@ -61,5 +72,5 @@ def solve_dataset(
     report = result.to_dict()
     report["transform_name"] = result.transform_name
     report["n_links"] = len(links)
-    report["n_links_by_label"] = {lab: sum(1 for k in links if k.label == lab) for lab in labels}
+    report["n_links_by_label"] = {lab: sum(1 for k in links if k.label == lab) for lab in solved_labels}
     return report

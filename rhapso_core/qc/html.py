@@ -198,6 +198,10 @@ def render_report(metrics: dict, verdict: dict, pictures: dict, meta: dict,
         parts.append(_detection(metrics["detection"], pictures.get("detection", [])))
     if metrics.get("matching"):
         parts.append(_matching(metrics["matching"], pictures.get("residuals")))
+    if metrics.get("phase"):
+        from rhapso_core.qc.phase import phase_section
+
+        parts.append(phase_section(metrics["phase"]))
     if metrics.get("solver"):
         parts.append(_solver(metrics["solver"], metrics.get("loops"), pictures.get("layout")))
     if metrics.get("fusion"):

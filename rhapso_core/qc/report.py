@@ -28,6 +28,7 @@ from rhapso_core.qc.fusion import level_to_world, overlap_ncc_table, seam_visibi
 from rhapso_core.qc.html import render_report
 from rhapso_core.qc.matching import matching_metrics
 from rhapso_core.qc.params import QCParams
+from rhapso_core.qc.phase import phase_link_matches, phase_metrics
 from rhapso_core.qc.sampling import choose_level, read_level
 from rhapso_core.qc.solver import link_residuals, loop_closure, pair_models, solver_metrics, tile_layout_picture
 from rhapso_core.qc.verdict import verdict as judge
@@ -81,6 +82,7 @@ def compute_metrics(
     params: QCParams | None = None,
     storage_options: dict | None = None,
     pictures: bool = True,
+    phase_links: Sequence[Mapping] | None = None,
 ) -> tuple[dict, dict]:
     """Every QC metric of a run, and its pictures.
 
@@ -110,6 +112,8 @@ def compute_metrics(
         s3fs options.
     pictures : bool
         Also draw the pictures (PNG data URIs).
+    phase_links : list of dict, optional
+        ``PhaseLink.to_dict()`` of the run's phase-correlation rounds (adds the link section).
 
     Returns
     -------
@@ -126,7 +130,7 @@ def compute_metrics(
     after = {v: g[0] for v, g in geom_out.items()}
     sizes = {v: g[1] for v, g in geom_in.items()}
 
-    store = PointStore(store_uri, storage_options=storage_options, mode="r")
+    store = _open_store(store_uri, storage_options)
     # Detection and matching are about the main (first) label; the solve may also have
     # used others (a split's fake correspondences), so links are read for every label.
     labels = [label] if isinstance(label, str) else list(label)
@@ -154,6 +158,8 @@ def compute_metrics(
 
     metrics: dict[str, Any] = {"views": [list(v) for v in views], "label": label}
     out_pics: dict[str, Any] = {}
+    if phase_links:
+        metrics["phase"] = phase_metrics(phase_links, before, after)
 
     metrics["detection"] = detection_metrics(points, geom_in, p.coverage_grid)
     if pictures and p.max_pictured_views:
@@ -173,6 +179,9 @@ def compute_metrics(
         out_pics["residuals"] = pics.data_uri(pics.histogram_picture(
             residuals, size=(p.picture_size + 120, 160), xlabel="world units"))
 
+    if phase_links and not matches_voxel:
+        # A run of phase rounds only: its links are what the solve used.
+        matches_voxel = phase_link_matches(phase_links, before)
     links = link_residuals(matches_voxel, before, after)
     sol = solver_metrics(links, views, solver_report)
     metrics["solver"] = sol
@@ -201,6 +210,25 @@ def compute_metrics(
         gauge = "affine" if (sol.get("model") == "affine") else "rigid"
         metrics["truth"] = score(ground_truth, sd_out, gauge=gauge).to_dict()
     return _jsonable(metrics), out_pics
+
+
+class _NoPoints:
+    """A run without interest points (phase-correlation rounds only): an empty store."""
+
+    def has_points(self, view, label) -> bool:
+        return False
+
+    def read_all_correspondences(self, label, on_invalid="skip"):
+        return []
+
+
+def _open_store(store_uri: str, storage_options):
+    from rhapso_core.pointstore.layout import PointStoreError
+
+    try:
+        return PointStore(store_uri, storage_options=storage_options, mode="r")
+    except PointStoreError:
+        return _NoPoints()
 
 
 def _overlap_any(g0, g1, a, b) -> bool:
@@ -251,12 +279,13 @@ def build_report(
     neuroglancer_serve_root: str | None = None,
     title: str = "Rhapso QC report",
     storage_options: dict | None = None,
+    phase_links: Sequence[Mapping] | None = None,
 ) -> dict:
     """Compute every QC metric of a run, judge it, and write one self-contained HTML report.
 
     Parameters
     ----------
-    input_xml, solved_xml, store_uri, label, pair_records, solver_report, fused_uri, ground_truth, params, storage_options
+    input_xml, solved_xml, store_uri, label, pair_records, solver_report, fused_uri, ground_truth, params, storage_options, phase_links
         See :func:`compute_metrics`.
     out_html : str, optional
         Where to write the page; default ``qc_report.html`` next to ``solved_xml``.
@@ -277,6 +306,7 @@ def build_report(
     metrics, pictures = compute_metrics(
         input_xml, solved_xml, store_uri, label, pair_records=pair_records, solver_report=solver_report,
         fused_uri=fused_uri, ground_truth=ground_truth, params=p, storage_options=storage_options,
+        phase_links=phase_links,
     )
     v = judge(metrics, p)
     ng = None

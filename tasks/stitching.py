@@ -1,0 +1,28 @@
+"""Phase-correlation tasks: correlate a batch of view pairs, solve the links of a round."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from rhapso_core.pipeline import phase
+from rhapso_core.solver import SolverParams
+from rhapso_core.stitching import PhaseLink, StitchingParams
+from tasks.policies import RETRY_DELAYS, retry_transient
+
+
+@task(
+    name="phase-correlate-pairs",
+    task_run_name="phase-correlate-pairs-{batch_index}",
+    retries=3,
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_condition_fn=retry_transient,
+)
+def correlate_pairs(xml_uri: str, pairs, params: StitchingParams, batch_index: int = 0) -> list[PhaseLink]:
+    # Reads only the two overlap boxes of each pair; writes nothing, so a retry is harmless.
+    return phase.stitch_pairs(xml_uri, pairs, params)
+
+
+@task(name="solve-phase-links", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
+def solve_links(xml_uri: str, links: list[PhaseLink], out_xml: str, solver: SolverParams,
+                params: StitchingParams) -> dict:
+    return phase.solve_phase_round(xml_uri, links, out_xml, solver, params).to_dict()
