@@ -23,6 +23,7 @@ from rhapso_core.pipeline.run_lock import output_lock
 from rhapso_core.pointstore import PointStore, export_n5
 from rhapso_core.solver import SolverParams
 from rhapso_core.split import SplitParams
+from rhapso_core.verify import VerifyParams
 from tasks import detection as detection_tasks
 from tasks import matching as matching_tasks
 from tasks import qc as qc_tasks
@@ -60,9 +61,10 @@ def detection_stage(xml: str, store: str, params: DetectionParams) -> dict:
 def match_and_solve_stage(
     xml: str, store: str, label: str, matching: MatchingParams, solver: SolverParams,
     out_xml: str, round_name: str, pair_mode: str = "overlapping", group_by: list[str] | None = None,
-    slots: int = 1,
+    slots: int = 1, verify: VerifyParams | None = None,
 ) -> dict:
-    """The view pairs matched in a few batches per worker slot, then the global solve writing ``out_xml``."""
+    """The view pairs matched in a few batches per worker slot, then the global solve writing ``out_xml``
+    (checked against ``xml`` overlap by overlap unless ``verify.enabled`` is false)."""
     logger = get_run_logger()
     pairs = matching_tasks.plan_pairs(xml, pair_mode, list(group_by or []))
     records = match_in_batches(xml, store, pairs, label, matching, slots, f"pair batches matched ({round_name})")
@@ -74,9 +76,12 @@ def match_and_solve_stage(
             "%s round: only %d pairs matched for %d views: some views cannot be placed by matches "
             "(see the matching table; lower detection.threshold or raise the overlap)", round_name, ok, n_views)
     artifacts.pairs_table(records, round_name)
-    result = solving_tasks.solve_round(xml, store, label, solver, out_xml)
+    result = solving_tasks.solve_round(xml, store, label, solver, out_xml, verify or VerifyParams())
     artifacts.solver_table(result, round_name)
-    return {"xml": out_xml, "pairs": len(records), "pairs_matched": ok,
+    check = result.get("verify")
+    if check:
+        (logger.warning if check["worse_than_input"] else logger.info)("%s round: %s", round_name, check["summary"])
+    return {"verify": check, "xml": out_xml, "pairs": len(records), "pairs_matched": ok,
             "final_error": result["report"].get("final_error"), "transform": result["transform_name"],
             "pair_records": [r.to_dict() for r in records], "solver_report": result}
 
@@ -130,7 +135,7 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
         rounds.append(
             match_and_solve_stage.with_options(task_runner=stage_runner(p.runtime))(
                 current, layout["store"], label, m, s, target, kind,
-                p.alignment.pair_mode, list(p.alignment.group_by), worker_slots(p.runtime),
+                p.alignment.pair_mode, list(p.alignment.group_by), worker_slots(p.runtime), p.verify,
             )
         )
         current = target
@@ -139,6 +144,8 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
         rounds.append(split_affine_stage.with_options(task_runner=stage_runner(p.runtime))(
             current, layout["store"], label, p.split, m, s, out, layout["work"], worker_slots(p.runtime)))
     summary["rounds"] = rounds
+    summary["reverted_tiles"] = {r["xml"]: [t["name"] for t in r["verify"]["reverted"]]
+                                 for r in rounds if r.get("verify") and r["verify"]["reverted"]}
     export_n5(PointStore(layout["store"]), layout["n5"], labels=[label], on_invalid="skip")
     summary["n5"] = layout["n5"]
     if qc:
@@ -160,7 +167,8 @@ def run_qc(xml: str, summary: dict, label: str, fused: str | None = None, ground
         qc_input, store = xml, summary["store"]
     labels = last.get("labels", [label])
     qc = qc_tasks.qc_report(qc_input, summary["output"], store, labels, last["pair_records"],
-                            last["solver_report"], fused=fused, ground_truth=ground_truth)
+                            last["solver_report"], fused=fused, ground_truth=ground_truth,
+                            verify_reports=[r.get("verify") for r in summary["rounds"]])
     artifacts.qc_note(qc)
     return qc
 

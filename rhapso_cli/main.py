@@ -293,6 +293,8 @@ def cmd_demo(args) -> int:
         "qc_verdict": result["qc"]["verdict"],
         "qc_report": result["qc"]["report_uri"],
     }
+    if result["alignment"].get("reverted_tiles"):
+        summary["reverted_tiles"] = result["alignment"]["reverted_tiles"]
     if truth:
         s = score(truth, result["aligned_xml"])
         summary["alignment_error_voxels"] = {

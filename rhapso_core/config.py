@@ -19,6 +19,7 @@ from rhapso_core.qc import QCParams
 from rhapso_core.solver import SolverParams
 from rhapso_core.split import SplitParams
 from rhapso_core.synthetic.params import SyntheticParams
+from rhapso_core.verify import VerifyParams
 
 RoundKind = Literal["translation", "rigid", "affine"]
 
@@ -65,6 +66,10 @@ class PipelineParams(StageParams):
     fusion: FusionParams = Field(default_factory=FusionParams)
     runtime: RuntimeParams = Field(default_factory=RuntimeParams)
     qc: QCParams = Field(default_factory=QCParams)
+    verify: VerifyParams = Field(
+        default_factory=VerifyParams,
+        description="After each round's solve: overlaps measured before / after, tiles made worse reverted.",
+    )
     split: SplitParams = Field(default_factory=SplitParams, description="Split-dataset / split-affine (alignment.split_affine).")
     synthetic: SyntheticParams = Field(
         default_factory=SyntheticParams, description="The generated dataset of `rhapso demo` and `rhapso synth`."

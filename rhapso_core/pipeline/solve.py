@@ -10,6 +10,7 @@ from rhapso_core.pipeline.detect import attach_interest_points
 from rhapso_core.pointstore import PointStore
 from rhapso_core.solver import Link, SolverParams, solve
 from rhapso_core.spimdata import SpimData, ViewId, save_xml
+from rhapso_core.verify import VerifyParams, verify_round
 
 
 def links_for_labels(sd: SpimData, store: PointStore, labels: Sequence[str], geometry=None) -> list[Link]:
@@ -36,7 +37,7 @@ def links_for_labels(sd: SpimData, store: PointStore, labels: Sequence[str], geo
 
 def solve_dataset(
     xml_uri: str, store_uri: str, labels: str | Sequence[str], params: SolverParams, out_xml: str,
-    storage_options=None,
+    storage_options=None, verify: VerifyParams | None = None,
 ) -> dict:
     """Solve, prepend the correction to every view's registration, write ``out_xml``.
 
@@ -45,6 +46,10 @@ def solve_dataset(
     The XML also gets ``ViewInterestPoints`` entries for the store's views. Returns the
     solver result as a JSON-able dict with ``transform_name``, ``n_links`` (total) and
     ``n_links_by_label``.
+
+    ``verify`` (enabled): the written XML is then checked against ``xml_uri`` overlap by
+    overlap (:func:`rhapso_core.verify.verify_round`); tiles the solve made worse keep
+    their input registration (``out_xml`` is rewritten) and the report gets ``verify``.
     """
     labels = [labels] if isinstance(labels, str) else list(labels)
     sd = load_dataset(xml_uri, storage_options)
@@ -62,4 +67,7 @@ def solve_dataset(
     report["transform_name"] = result.transform_name
     report["n_links"] = len(links)
     report["n_links_by_label"] = {lab: sum(1 for k in links if k.label == lab) for lab in labels}
+    if verify is not None and verify.enabled:
+        report["verify"] = verify_round(xml_uri, out_xml, store_uri, labels, verify,
+                                        storage_options=storage_options).to_dict()
     return report
