@@ -80,5 +80,9 @@ class PipelineParams(StageParams):
         lam_m = self.matching.lambda_value if kind == "affine" else 0.0
         lam_s = self.solver.lambda_value if kind == "affine" else 0.0
         m = self.matching.model_copy(update={"model": kind, "lambda_value": lam_m})
-        s = self.solver.model_copy(update={"model": kind, "lambda_value": lam_s})
+        if self.solver.model == "auto":
+            # Validation picks the round's model among those no more flexible than its kind.
+            s = self.solver.model_copy(update={"max_model": kind, "lambda_value": lam_s})
+        else:
+            s = self.solver.model_copy(update={"model": kind, "lambda_value": lam_s})
         return m, s
