@@ -23,6 +23,7 @@ from rhapso_core.pipeline.run_lock import output_lock
 from rhapso_core.pointstore import PointStore, export_n5
 from rhapso_core.solver import SolverParams
 from rhapso_core.split import SplitParams
+from rhapso_core.pipeline.retry import RetryParams
 from rhapso_core.verify import VerifyParams
 from tasks import detection as detection_tasks
 from tasks import matching as matching_tasks
@@ -61,13 +62,18 @@ def detection_stage(xml: str, store: str, params: DetectionParams) -> dict:
 def match_and_solve_stage(
     xml: str, store: str, label: str, matching: MatchingParams, solver: SolverParams,
     out_xml: str, round_name: str, pair_mode: str = "overlapping", group_by: list[str] | None = None,
-    slots: int = 1, verify: VerifyParams | None = None,
+    slots: int = 1, verify: VerifyParams | None = None, detection: DetectionParams | None = None,
+    pair_retry: RetryParams | None = None,
 ) -> dict:
     """The view pairs matched in a few batches per worker slot, then the global solve writing ``out_xml``
     (checked against ``xml`` overlap by overlap unless ``verify.enabled`` is false)."""
     logger = get_run_logger()
     pairs = matching_tasks.plan_pairs(xml, pair_mode, list(group_by or []))
     records = match_in_batches(xml, store, pairs, label, matching, slots, f"pair batches matched ({round_name})")
+    pair_retry = pair_retry or RetryParams()
+    if pair_retry.enabled and not all(r.ok for r in records):
+        records = matching_tasks.retry_failed(xml, store, records, label, matching,
+                                              detection or DetectionParams(label=label), pair_retry)
     ok = sum(r.ok for r in records)
     logger.info("%s round: %d of %d pairs matched", round_name, ok, len(records))
     n_views = len({v for r in records for v in (r.view_a, r.view_b)})
@@ -136,6 +142,7 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
             match_and_solve_stage.with_options(task_runner=stage_runner(p.runtime))(
                 current, layout["store"], label, m, s, target, kind,
                 p.alignment.pair_mode, list(p.alignment.group_by), worker_slots(p.runtime), p.verify,
+                p.detection, p.pair_retry,
             )
         )
         current = target

@@ -19,6 +19,7 @@ from rhapso_core.qc import QCParams
 from rhapso_core.solver import SolverParams
 from rhapso_core.split import SplitParams
 from rhapso_core.synthetic.params import SyntheticParams
+from rhapso_core.pipeline.retry import RetryParams
 from rhapso_core.verify import VerifyParams
 
 RoundKind = Literal["translation", "rigid", "affine"]
@@ -69,6 +70,10 @@ class PipelineParams(StageParams):
     verify: VerifyParams = Field(
         default_factory=VerifyParams,
         description="After each round's solve: overlaps measured before / after, tiles made worse reverted.",
+    )
+    pair_retry: RetryParams = Field(
+        default_factory=RetryParams,
+        description="Failed pairs retried with escalations (overlap re-detection, finer, wider, rotation).",
     )
     split: SplitParams = Field(default_factory=SplitParams, description="Split-dataset / split-affine (alignment.split_affine).")
     synthetic: SyntheticParams = Field(
