@@ -27,7 +27,10 @@ Appending points to a view replaces its stored points, which invalidates the
 view's correspondences with other views in the store; they are read first and
 written again with the same indices (appended points do not move existing
 ones), so no other pair loses its matches. Retries therefore run one pair at a
-time after the round's matching (see :func:`retry_failed_pairs`).
+time after the round's matching (see :func:`retry_failed_pairs`). Each detection
+step leaves a marker naming the step and the partner view in the stored points'
+description; a later round (same store) skips the steps already done, their points
+being stored and already used by that round's matching.
 """
 
 from __future__ import annotations
@@ -111,21 +114,31 @@ def overlap_box_in_view(geometry, view: ViewId, lo: np.ndarray, hi: np.ndarray) 
 
 
 def _add_points(store: PointStore, sd, view: ViewId, label: str, params: DetectionParams, box_xyz: np.ndarray,
-                dedup: float) -> int:
-    """Detect inside ``box_xyz`` of ``view``, append new points, keep the view's other pairs valid."""
-    found = detect_view(open_view(sd, view), params, region_xyz=box_xyz)
+                dedup: float, marker: str) -> int | None:
+    """Detect inside ``box_xyz`` of ``view``, append new points, keep the view's other pairs valid.
+
+    ``marker`` goes into the stored points' description when points are added, so a
+    later round finds the step done (returns None) instead of detecting again.
+    """
     old = store.read_points(view, label)
-    if len(found.ids) == 0:
-        return 0
-    if len(old.ids):
+    if marker in old.params:
+        return None
+    found = detect_view(open_view(sd, view), params, region_xyz=box_xyz)
+    if len(old.ids) and len(found.ids):
         d, _ = cKDTree(old.loc_xyz).query(found.loc_xyz)
         keep = d > dedup
     else:
         keep = np.ones(len(found.ids), dtype=bool)
     n_new = int(keep.sum())
-    if n_new == 0:
+    if n_new == 0:  # nothing to store (a later round detects again: cheap next to rewriting the store)
         return 0
-    kept = [c for c in store.read_all_correspondences(label, on_invalid="skip") if view in (c.view_a, c.view_b)]
+    kept = []
+    for pa, pb in store.correspondence_pairs(label):
+        if view in (pa, pb):
+            try:
+                kept.append(store.read_correspondences(pa, pb, label))
+            except KeyError:  # interrupted or stale: nothing usable to keep
+                continue
     start = int(old.ids.max()) + 1 if len(old.ids) else 0
     store.write_points(
         view, label,
@@ -133,7 +146,7 @@ def _add_points(store: PointStore, sd, view: ViewId, label: str, params: Detecti
         np.concatenate([old.loc_xyz, found.loc_xyz[keep]]),
         np.concatenate([old.intensity, found.intensity[keep]]),
         np.concatenate([old.dog, found.dog[keep]]),
-        params=(old.params + " + overlap retry").strip(),
+        params=f"{old.params} {marker}".strip(),
     )
     for c in kept:  # appended points do not move the old ones: the indices still hold
         store.write_correspondences(c.view_a, c.view_b, label, c.idx_a, c.idx_b, params=c.params)
@@ -175,10 +188,18 @@ def retry_pair(
                     continue
                 detail = f"dsxy,dsz {det.dsxy},{det.dsz} -> {finer['dsxy']},{finer['dsz']} in the overlap"
                 det = det.model_copy(update=finer)
-            for v in (a, b):
+            done_before = True
+            for v, other in ((a, b), (b, a)):
                 box = overlap_box_in_view(geometry, v, lo, hi)
                 if box is not None:
-                    added += _add_points(store, sd, v, label, det, box, p.dedup_distance)
+                    n = _add_points(store, sd, v, label, det, box, p.dedup_distance,
+                                    f"[retry {step} with t{other[0]} s{other[1]}]")
+                    done_before = done_before and n is None
+                    added += n or 0
+            if done_before:
+                steps.append({"step": step, "status": "skipped", "detail": detail, "added_points": 0,
+                              "reason": "done in an earlier round (its points are stored)"})
+                continue
             if added == 0:
                 steps.append({"step": step, "status": "skipped", "detail": detail, "added_points": 0,
                               "reason": "no new points in the overlap"})

@@ -53,7 +53,7 @@ def test_failed_pair_is_retried_and_recorded(dim, tmp_path):
     again = PointStore(store).read_correspondences((0, 1), (0, 2), "beads")
     assert np.array_equal(again.idx_a, kept.idx_a) and np.array_equal(again.idx_b, kept.idx_b)
     # The retried matches are right: every tile placed, within 0.5 voxel RMS of the truth
-    # (measured 0.2; the stage positions: about 1.5).
+    # (measured 0.047; the stage positions: 1.6).
     out = str(tmp_path / "rigid.xml")
     rep = solve.solve_dataset(str(paths.xml), store, "beads", p.round_params("rigid")[1], out)
     assert rep["report"]["unconnected_views"] == []
