@@ -83,7 +83,13 @@ class RetryParams(StageParams):
     min_overlap_voxels: int = Field(
         1000, ge=0,
         description="Pairs whose world overlap box holds fewer full-resolution voxels than this are not "
-        "retried (corner contacts) (voxels).",
+        "retried (voxels).",
+    )
+    min_relative_overlap: float = Field(
+        0.25, ge=0.0, le=1.0,
+        description="Pairs whose overlap volume is below this fraction of the largest overlap of either of "
+        "their views are not retried: corner contacts of a grid hold a few percent of an edge overlap's "
+        "features and are redundant links (fraction; default 0.25).",
     )
 
     @field_validator("steps")
@@ -156,8 +162,13 @@ def _add_points(store: PointStore, sd, view: ViewId, label: str, params: Detecti
 def retry_pair(
     xml_uri: str, store_uri: str, record: PairRecord, label: str, matching: MatchingParams,
     detection: DetectionParams, params: RetryParams | None = None, storage_options=None,
+    largest_overlap: float | None = None,
 ) -> PairRecord:
-    """Escalate a failed pair until it matches (see the module docstring); the record says what was tried."""
+    """Escalate a failed pair until it matches (see the module docstring); the record says what was tried.
+
+    ``largest_overlap``: the largest overlap volume of either view with any view (world
+    units cubed), for ``min_relative_overlap``; None: not checked.
+    """
     p = params or RetryParams()
     if record.ok or not p.enabled:
         return record
@@ -165,10 +176,14 @@ def retry_pair(
     sd = load_dataset(xml_uri, storage_options)
     geometry = view_geometry(sd, [a, b])
     lo, hi = _world_overlap(geometry, a, b)
-    if np.any(hi <= lo) or float(np.prod(hi - lo)) < p.min_overlap_voxels:
-        why = "no overlap" if np.any(hi <= lo) else f"overlap of {float(np.prod(np.maximum(hi - lo, 0))):.0f} voxels"
-        return dataclasses.replace(record, reason=f"{record.reason}; not retried: {why} "
+    volume = float(np.prod(np.maximum(hi - lo, 0.0)))
+    if volume < p.min_overlap_voxels:
+        return dataclasses.replace(record, reason=f"{record.reason}; not retried: overlap of {volume:.0f} voxels "
                                    f"(< min_overlap_voxels {p.min_overlap_voxels})")
+    if largest_overlap and volume < p.min_relative_overlap * largest_overlap:
+        return dataclasses.replace(record, reason=f"{record.reason}; not retried: overlap {volume:.0f} is "
+                                   f"{volume / largest_overlap:.2f} of its views' largest (< min_relative_overlap "
+                                   f"{p.min_relative_overlap})")
     store = PointStore(store_uri, storage_options=storage_options, mode="a")
     det = detection.model_copy(update={"label": label, "overlap_only": False})
     m = matching
@@ -233,5 +248,18 @@ def retry_failed_pairs(
     detection: DetectionParams, params: RetryParams | None = None, storage_options=None,
 ) -> list[PairRecord]:
     """Every record, the failed ones retried one after the other (they may share views)."""
-    return [r if r.ok else retry_pair(xml_uri, store_uri, r, label, matching, detection, params, storage_options)
+    if all(r.ok for r in records):
+        return list(records)
+    sd = load_dataset(xml_uri, storage_options)
+    views = sorted({tuple(v) for r in records for v in (r.view_a, r.view_b)})
+    geometry = view_geometry(sd, views)
+    largest: dict = {}
+    for r in records:
+        a, b = tuple(r.view_a), tuple(r.view_b)
+        lo, hi = _world_overlap(geometry, a, b)
+        vol = float(np.prod(np.maximum(hi - lo, 0.0)))
+        for v in (a, b):
+            largest[v] = max(largest.get(v, 0.0), vol)
+    return [r if r.ok else retry_pair(xml_uri, store_uri, r, label, matching, detection, params, storage_options,
+                                      max(largest[tuple(r.view_a)], largest[tuple(r.view_b)]))
             for r in records]

@@ -80,6 +80,12 @@ def test_pairs_without_real_overlap_are_not_retried(dim):
     assert r.escalations == () and "not retried" in r.reason
 
 
+def test_corner_contacts_are_not_retried(dim):
+    root, paths, store, p, m, records = dim
+    r = retry_pair(str(paths.xml), store, records[0], "beads", m, p.detection, largest_overlap=1e12)
+    assert r.escalations == () and "min_relative_overlap" in r.reason
+
+
 def test_unknown_escalation_is_refused_by_name():
     with pytest.raises(ValueError, match="unknown escalation 'louder'"):
         RetryParams(steps=["louder"])
