@@ -13,6 +13,9 @@ from rhapso_core.spimdata import SpimData, ViewId, save_xml
 from rhapso_core.verify import VerifyParams, verify_round
 
 
+_VERIFY_DEFAULT = VerifyParams()
+
+
 def links_for_labels(sd: SpimData, store: PointStore, labels: Sequence[str], geometry=None) -> list[Link]:
     """Solver links of every usable stored pair of each label, in world coordinates under ``sd``.
 
@@ -37,7 +40,7 @@ def links_for_labels(sd: SpimData, store: PointStore, labels: Sequence[str], geo
 
 def solve_dataset(
     xml_uri: str, store_uri: str, labels: str | Sequence[str], params: SolverParams, out_xml: str,
-    storage_options=None, verify: VerifyParams | None = None,
+    storage_options=None, verify: VerifyParams | None = _VERIFY_DEFAULT,
 ) -> dict:
     """Solve, prepend the correction to every view's registration, write ``out_xml``.
 
@@ -47,9 +50,10 @@ def solve_dataset(
     solver result as a JSON-able dict with ``transform_name``, ``n_links`` (total) and
     ``n_links_by_label``.
 
-    ``verify`` (enabled): the written XML is then checked against ``xml_uri`` overlap by
-    overlap (:func:`rhapso_core.verify.verify_round`); tiles the solve made worse keep
-    their input registration (``out_xml`` is rewritten) and the report gets ``verify``.
+    ``verify`` (default on; None or ``enabled=False`` skips it): the written XML is then
+    checked against ``xml_uri`` overlap by overlap (:func:`rhapso_core.verify.verify_round`);
+    tiles the solve made worse keep their input registration (``out_xml`` is rewritten)
+    and the report gets ``verify``.
     """
     labels = [labels] if isinstance(labels, str) else list(labels)
     sd = load_dataset(xml_uri, storage_options)

@@ -34,12 +34,14 @@ end are reported as such (the QC verdict then fails), never hidden.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from rhapso_core import transforms
-from rhapso_core.pipeline.dataset import open_view, view_geometry
+from rhapso_core.io import ImageIOError
+from rhapso_core.pipeline.dataset import DatasetError, open_view, view_geometry
 from rhapso_core.pointstore import PointStore
 from rhapso_core.qc.fusion import comparable_pairs, overlap_ncc
 from rhapso_core.spimdata import ViewId, load_xml, save_xml
@@ -113,6 +115,7 @@ class VerifyReport:
     reverted: list[TileRevert]
     tried: list[ViewId]
     params: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def still_worse(self) -> list[OverlapCheck]:
@@ -138,7 +141,8 @@ class VerifyReport:
         return {"reverted": [r.to_dict() for r in self.reverted], "tried": [list(v) for v in self.tried],
                 "still_worse": [c.name for c in self.still_worse], "worse_than_input": self.worse_than_input,
                 "overlaps_measured": [c.to_dict() for c in self.measured],
-                "overlaps": [c.to_dict() for c in self.final], "params": self.params, "summary": self.summary()}
+                "overlaps": [c.to_dict() for c in self.final], "params": self.params, "notes": list(self.notes),
+                "summary": self.summary()}
 
 
 NccFn = Callable[[ViewId, ViewId, np.ndarray, np.ndarray], tuple[float | None, int]]
@@ -296,7 +300,13 @@ def verify_round(
             return None, 0
         for v in (a, b):
             if v not in sources:
-                sources[v] = open_view(sd_in, v, storage_options)
+                try:
+                    sources[v] = open_view(sd_in, v, storage_options)
+                except (ImageIOError, DatasetError) as e:  # points-only data: the links decide
+                    sources[v] = None
+                    unreadable.append(f"{_name(v)}: {e}")
+        if sources[a] is None or sources[b] is None:
+            return None, 0
         r = overlap_ncc(sources[a], ma, sizes[a], sources[b], mb, sizes[b],
                         n_samples=p.ncc_samples, max_voxels=p.max_read_voxels)
         return r["ncc"], int(r["n_samples"])
@@ -308,7 +318,10 @@ def verify_round(
         d = np.linalg.norm(transforms.apply(ma, pa) - transforms.apply(mb, pb), axis=1)
         return float(d.mean()), int(len(d))
 
+    unreadable: list[str] = []
     _, report = choose_reverts(pairs, before, after, ncc_fn, link_fn, p)
+    if unreadable:
+        report = dataclasses.replace(report, notes=[f"images not read, match distances only: {u}" for u in unreadable])
     if report.reverted:
         regs = {r.view: sd_in.registrations[r.view] for r in report.reverted}
         save_xml(sd_out.with_registrations(regs), out_xml or solved_xml, storage_options=storage_options)
