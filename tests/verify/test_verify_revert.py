@@ -166,3 +166,5 @@ def test_corrupted_tile_is_reverted_named_and_qc_fails(matched, tmp_path):
     qc = _qc(tmp_path, xml, out, store, rep)
     assert qc["verdict"] == "fail"
     assert any(r["stage"] == "verify" and "t0 s4" in r["message"] for r in qc["reasons"]), qc["reasons"]
+    page = (tmp_path / "qc.html").read_text()
+    assert 'id="verify"' in page and "kept its input registration" in page
