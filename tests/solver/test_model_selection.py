@@ -84,8 +84,21 @@ def test_rigid_images_stay_rigid(tmp_path):
 
 
 def test_one_percent_affine_images_get_their_affine(tmp_path):
-    # 1 % scale and shear per tile on 256 x 256 x 64 tiles. Measured: affine with lambda 0,
-    # 0.435 voxel RMS; the former default lambda 0.1 left 0.778.
+    # 1 % scale and shear per tile on 256 x 256 x 64 tiles. Measured: affine with lambda 0.02,
+    # 0.678 voxel RMS; the former default lambda 0.1 left 0.778 (lambda 0: 0.435, not chosen:
+    # its tile placements spread 0.75 voxel between folds, five times the others').
     chosen, rms, fixed = _run(tmp_path, dict(rotation_deg=0.4, scale_jitter=0.01, shear=0.01), (256, 256, 64), {})
     assert chosen[1][0] == "affine" and chosen[1][1] <= 0.02, chosen
-    assert rms < 0.55 and rms < 0.8 * fixed, (rms, fixed)
+    assert rms < 0.75 and rms < 0.95 * fixed, (rms, fixed)
+
+
+@pytest.mark.slow  # 24 solves of 200 tiles: about 40 s
+def test_large_grid_never_takes_an_undetermined_affine():
+    # 10 x 10 x 2 tiles, rigid truth: unregularised affine predicts held-out matches best
+    # (0.477 against 0.496) yet bends the mosaic by 75 voxels where no match constrains it;
+    # the fold-to-fold spread of its placements (2.5 voxels, rigid's iterative optimiser
+    # 2.2, lambda 0.5: 0.30) keeps both out. Measured 0.116 voxel RMS (lambda 0.5).
+    g = make_grid((10, 10, 2), "rigid", seed=1)
+    r = solve(g.links, SolverParams(), g.views)
+    assert (r.report.model, r.report.lambda_value) != ("affine", 0.0)
+    assert correction_rms(g, r.corrections, gauge="rigid") < 0.2
