@@ -24,6 +24,8 @@ from rhapso_core.pipeline.run_lock import output_lock
 from rhapso_core.pointstore import PointStore, export_n5
 from rhapso_core.solver import SolverParams
 from rhapso_core.split import SplitParams
+from rhapso_core.pipeline.retry import RetryParams
+from rhapso_core.verify import VerifyParams
 from tasks import detection as detection_tasks
 from tasks import matching as matching_tasks
 from tasks import qc as qc_tasks
@@ -61,12 +63,18 @@ def detection_stage(xml: str, store: str, params: DetectionParams) -> dict:
 def match_and_solve_stage(
     xml: str, store: str, label: str, matching: MatchingParams, solver: SolverParams,
     out_xml: str, round_name: str, pair_mode: str = "overlapping", group_by: list[str] | None = None,
-    slots: int = 1, phase_anchors: dict | None = None,
+    slots: int = 1, phase_anchors: dict | None = None, verify: VerifyParams | None = None,
+    detection: DetectionParams | None = None, pair_retry: RetryParams | None = None,
 ) -> dict:
-    """The view pairs matched in a few batches per worker slot, then the global solve writing ``out_xml``."""
+    """The view pairs matched in a few batches per worker slot, then the global solve writing ``out_xml``
+    (checked against ``xml`` overlap by overlap unless ``verify.enabled`` is false)."""
     logger = get_run_logger()
     pairs = matching_tasks.plan_pairs(xml, pair_mode, list(group_by or []))
     records = match_in_batches(xml, store, pairs, label, matching, slots, f"pair batches matched ({round_name})")
+    pair_retry = pair_retry or RetryParams()
+    if pair_retry.enabled and not all(r.ok for r in records):
+        records = matching_tasks.retry_failed(xml, store, records, label, matching,
+                                              detection or DetectionParams(label=label), pair_retry)
     ok = sum(r.ok for r in records)
     logger.info("%s round: %d of %d pairs matched", round_name, ok, len(records))
     n_views = len({v for r in records for v in (r.view_a, r.view_b)})
@@ -75,9 +83,12 @@ def match_and_solve_stage(
             "%s round: only %d pairs matched for %d views: some views cannot be placed by matches "
             "(see the matching table; lower detection.threshold or raise the overlap)", round_name, ok, n_views)
     artifacts.pairs_table(records, round_name)
-    result = solving_tasks.solve_round(xml, store, label, solver, out_xml, phase_anchors)
+    result = solving_tasks.solve_round(xml, store, label, solver, out_xml, verify or VerifyParams(), phase_anchors)
     artifacts.solver_table(result, round_name)
-    return {"xml": out_xml, "pairs": len(records), "pairs_matched": ok,
+    check = result.get("verify")
+    if check:
+        (logger.warning if check["worse_than_input"] else logger.info)("%s round: %s", round_name, check["summary"])
+    return {"verify": check, "xml": out_xml, "pairs": len(records), "pairs_matched": ok,
             "final_error": result["report"].get("final_error"), "transform": result["transform_name"],
             "pair_records": [r.to_dict() for r in records], "solver_report": result}
 
@@ -143,7 +154,8 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
         rounds.append(
             match_and_solve_stage.with_options(task_runner=stage_runner(p.runtime))(
                 current, layout["store"], label, m, s, target, kind,
-                p.alignment.pair_mode, list(p.alignment.group_by), worker_slots(p.runtime), anchors,
+                p.alignment.pair_mode, list(p.alignment.group_by), worker_slots(p.runtime), anchors, p.verify,
+                p.detection, p.pair_retry,
             )
         )
         current = target
@@ -152,6 +164,8 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
         rounds.append(split_affine_stage.with_options(task_runner=stage_runner(p.runtime))(
             current, layout["store"], label, p.split, m, s, out, layout["work"], worker_slots(p.runtime)))
     summary["rounds"] = rounds
+    summary["reverted_tiles"] = {r["xml"]: [t["name"] for t in r["verify"]["reverted"]]
+                                 for r in rounds if r.get("verify") and r["verify"]["reverted"]}
     if points_needed:
         export_n5(PointStore(layout["store"]), layout["n5"], labels=[label], on_invalid="skip")
         summary["n5"] = layout["n5"]
@@ -177,7 +191,8 @@ def run_qc(xml: str, summary: dict, label: str, fused: str | None = None, ground
     phase_links = [k for r in summary["rounds"] for k in r.get("phase_links", [])]
     qc = qc_tasks.qc_report(qc_input, summary["output"], store, labels, last["pair_records"],
                             last["solver_report"], fused=fused, ground_truth=ground_truth,
-                            phase_links=phase_links or None)
+                            phase_links=phase_links or None,
+                            verify_reports=[r.get("verify") for r in summary["rounds"]])
     artifacts.qc_note(qc)
     return qc
 

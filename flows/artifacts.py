@@ -29,6 +29,8 @@ def pairs_table(records: list, round_name: str) -> None:
             "points a": d["n_points_a"], "points b": d["n_points_b"], "candidates": d["n_candidates"],
             "inliers": d["n_inliers"], "rms": None if d["rms"] is None else round(d["rms"], 3),
             "status": d["status"],
+            "retried": ", ".join(f"{e['step']}: {e['status']}" for e in d.get("escalations", [])),
+            "reason": d.get("reason", ""),
         })
     create_table_artifact(rows, key=_key(f"matching-{round_name}"), description=f"Matches per pair ({round_name} round)")
 

@@ -205,7 +205,8 @@ def cmd_match_solve(args, solve_only: bool = False) -> int:
     with prefect_api(), ray_session(p.runtime):
         _print(match_and_solve_stage.with_options(task_runner=stage_runner(p.runtime))(
             args.xml, store, p.detection.label, m, s, args.out, args.model,
-            p.alignment.pair_mode, list(p.alignment.group_by)))
+            p.alignment.pair_mode, list(p.alignment.group_by), verify=p.verify, detection=p.detection,
+            pair_retry=p.pair_retry))
     return 0
 
 
@@ -293,6 +294,8 @@ def cmd_demo(args) -> int:
         "qc_verdict": result["qc"]["verdict"],
         "qc_report": result["qc"]["report_uri"],
     }
+    if result["alignment"].get("reverted_tiles"):
+        summary["reverted_tiles"] = result["alignment"]["reverted_tiles"]
     if truth:
         s = score(truth, result["aligned_xml"])
         summary["alignment_error_voxels"] = {

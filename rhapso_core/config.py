@@ -20,6 +20,8 @@ from rhapso_core.solver import SolverParams
 from rhapso_core.split import SplitParams
 from rhapso_core.stitching import StitchingParams
 from rhapso_core.synthetic.params import SyntheticParams
+from rhapso_core.pipeline.retry import RetryParams
+from rhapso_core.verify import VerifyParams
 
 RoundKind = Literal["phase", "translation", "rigid", "affine"]
 # Rounds that can carry their own matching parameters: the point-matching rounds and the split-affine solve.
@@ -90,6 +92,14 @@ class PipelineParams(StageParams):
     fusion: FusionParams = Field(default_factory=FusionParams)
     runtime: RuntimeParams = Field(default_factory=RuntimeParams)
     qc: QCParams = Field(default_factory=QCParams)
+    verify: VerifyParams = Field(
+        default_factory=VerifyParams,
+        description="After each round's solve: overlaps measured before / after, tiles made worse reverted.",
+    )
+    pair_retry: RetryParams = Field(
+        default_factory=RetryParams,
+        description="Failed pairs retried with escalations (overlap re-detection, finer, wider, rotation).",
+    )
     split: SplitParams = Field(default_factory=SplitParams, description="Split-dataset / split-affine (alignment.split_affine).")
     stitching: StitchingParams = Field(
         default_factory=StitchingParams, description="Phase-correlation rounds (alignment.rounds: phase)."
@@ -111,5 +121,9 @@ class PipelineParams(StageParams):
         lam_m = base.lambda_value if kind == "affine" else 0.0
         lam_s = self.solver.lambda_value if kind == "affine" else 0.0
         m = base.model_copy(update={"model": kind, "lambda_value": lam_m})
-        s = self.solver.model_copy(update={"model": kind, "lambda_value": lam_s})
+        if self.solver.model == "auto":
+            # Validation picks the round's model among those no more flexible than its kind.
+            s = self.solver.model_copy(update={"max_model": kind, "lambda_value": lam_s})
+        else:
+            s = self.solver.model_copy(update={"model": kind, "lambda_value": lam_s})
         return m, s

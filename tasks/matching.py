@@ -5,7 +5,9 @@ from __future__ import annotations
 from prefect import task
 
 from rhapso_core.matching import MatchingParams
+from rhapso_core.detection import DetectionParams
 from rhapso_core.pipeline import match
+from rhapso_core.pipeline.retry import RetryParams, retry_failed_pairs
 from tasks.policies import RETRY_DELAYS, retry_transient
 
 
@@ -27,6 +29,14 @@ def match_pairs(xml_uri: str, store_uri: str, pairs, label: str, params: Matchin
     # result would not redo. A retry redoes the whole batch, which rewrites the same
     # correspondences.
     return [match.match_pair(xml_uri, store_uri, a, b, label, params) for a, b in pairs]
+
+
+@task(name="retry-failed-pairs", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
+def retry_failed(xml_uri: str, store_uri: str, records: list, label: str, params: MatchingParams,
+                 detection: DetectionParams, retry: RetryParams) -> list[match.PairRecord]:
+    # One task, pairs one after the other: a retry rewrites its views' points, which
+    # pairs sharing a view must not do at the same time.
+    return retry_failed_pairs(xml_uri, store_uri, records, label, params, detection, retry)
 
 
 def batch_pairs(pairs: list, slots: int, batches_per_slot: int = 4) -> list[list]:

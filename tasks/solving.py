@@ -6,10 +6,13 @@ from prefect import task
 
 from rhapso_core.pipeline import solve
 from rhapso_core.solver import SolverParams
+from rhapso_core.verify import VerifyParams
 from tasks.policies import RETRY_DELAYS, retry_transient
 
 
 @task(name="solve", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
-def solve_round(xml_uri: str, store_uri: str, label: str, params: SolverParams, out_xml: str,
-                phase_anchors: dict | None = None) -> dict:
-    return solve.solve_dataset(xml_uri, store_uri, label, params, out_xml, phase_anchors=phase_anchors)
+def solve_round(
+    xml_uri: str, store_uri: str, label: str, params: SolverParams, out_xml: str, verify: VerifyParams | None = None,
+    phase_anchors: dict | None = None,
+) -> dict:
+    return solve.solve_dataset(xml_uri, store_uri, label, params, out_xml, verify=verify, phase_anchors=phase_anchors)

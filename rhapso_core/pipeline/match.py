@@ -28,6 +28,8 @@ class PairRecord:
     status: str
     reason: str
     model: tuple[float, ...] | None
+    # Retries of a pair that failed (rhapso_core.pipeline.retry), in the order tried.
+    escalations: tuple[dict, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -40,6 +42,7 @@ class PairRecord:
             "n_candidates": self.n_candidates, "n_inliers": self.n_inliers,
             "rms": None if not np.isfinite(self.rms) else self.rms, "status": self.status,
             "reason": self.reason, "model": None if self.model is None else list(self.model),
+            "escalations": [dict(e) for e in self.escalations],
         }
 
 

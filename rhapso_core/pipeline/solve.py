@@ -11,6 +11,10 @@ from rhapso_core.pointstore import PointStore
 from rhapso_core.solver import Link, SolverParams, solve
 from rhapso_core.spimdata import SpimData, ViewId, save_xml
 from rhapso_core.stitching import PHASE_LABEL, PhaseLink, anchor_links
+from rhapso_core.verify import VerifyParams, verify_round
+
+
+_VERIFY_DEFAULT = VerifyParams()
 
 
 def links_for_labels(sd: SpimData, store: PointStore, labels: Sequence[str], geometry=None) -> list[Link]:
@@ -37,7 +41,7 @@ def links_for_labels(sd: SpimData, store: PointStore, labels: Sequence[str], geo
 
 def solve_dataset(
     xml_uri: str, store_uri: str, labels: str | Sequence[str], params: SolverParams, out_xml: str,
-    storage_options=None, phase_anchors: dict | None = None,
+    storage_options=None, phase_anchors: dict | None = None, verify: VerifyParams | None = _VERIFY_DEFAULT,
 ) -> dict:
     """Solve, prepend the correction to every view's registration, write ``out_xml``.
 
@@ -48,6 +52,11 @@ def solve_dataset(
     ``n_links_by_label``. ``phase_anchors``: ``{"xml": XML the links were measured on, "links":
     [PhaseLink.to_dict()]}`` of an earlier phase round, solved together with the matches (see
     :func:`rhapso_core.stitching.anchor_links`).
+
+    ``verify`` (default on; None or ``enabled=False`` skips it): the written XML is then
+    checked against ``xml_uri`` overlap by overlap (:func:`rhapso_core.verify.verify_round`);
+    tiles the solve made worse keep their input registration (``out_xml`` is rewritten)
+    and the report gets ``verify``.
     """
     labels = [labels] if isinstance(labels, str) else list(labels)
     sd = load_dataset(xml_uri, storage_options)
@@ -73,4 +82,7 @@ def solve_dataset(
     report["transform_name"] = result.transform_name
     report["n_links"] = len(links)
     report["n_links_by_label"] = {lab: sum(1 for k in links if k.label == lab) for lab in solved_labels}
+    if verify is not None and verify.enabled:
+        report["verify"] = verify_round(xml_uri, out_xml, store_uri, labels, verify,
+                                        storage_options=storage_options).to_dict()
     return report

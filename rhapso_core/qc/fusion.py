@@ -25,7 +25,9 @@ from rhapso_core.image_source import ImageSource
 from rhapso_core.qc._records import ViewId, name, vid
 from rhapso_core.qc.sampling import choose_level, sample_view
 
-__all__ = ["ncc", "overlap_grid", "overlap_ncc", "overlap_ncc_table", "level_to_world", "seam_visibility"]
+__all__ = [
+    "ncc", "overlap_grid", "overlap_ncc", "overlap_ncc_table", "comparable_pairs", "level_to_world", "seam_visibility",
+]
 
 
 def ncc(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -105,6 +107,26 @@ def _boxes_overlap(ga, gb) -> bool:
     lo_a, hi_a = transforms.view_bounding_box(*ga)
     lo_b, hi_b = transforms.view_bounding_box(*gb)
     return bool(np.all(np.minimum(hi_a, hi_b) > np.maximum(lo_a, lo_b)))
+
+
+def comparable_pairs(
+    sd, views: Sequence[ViewId], *geometries: Mapping[ViewId, tuple[np.ndarray, Sequence[int]]]
+) -> list[tuple[ViewId, ViewId]]:
+    """Pairs whose image agreement means something: same timepoint, channel and illumination
+    (other channels need not look alike), boxes overlapping under any of ``geometries``
+    (``{view: (view_to_world, size_xyz)}``). ``sd`` is the SpimData that names the setups.
+    """
+    views = sorted(views)
+    out = []
+    for i, a in enumerate(views):
+        sa = sd.setup_of(a)
+        for b in views[i + 1:]:
+            sb = sd.setup_of(b)
+            if a[0] != b[0] or sa.channel != sb.channel or sa.illumination != sb.illumination:
+                continue
+            if any(_boxes_overlap(g[a], g[b]) for g in geometries):
+                out.append((a, b))
+    return out
 
 
 def overlap_ncc_table(

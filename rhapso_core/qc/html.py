@@ -160,6 +160,20 @@ def _fusion(fus: dict, fused_pic: str | None) -> str:
     return "".join(out)
 
 
+def _verify(rounds: list) -> str:
+    cols = [("round", lambda r: r["round"], "l"), ("tile", lambda r: r["name"], "l"),
+            ("action", lambda r: r["action"], "l"), ("why", lambda r: r["reason"], "l")]
+    rows = [{"round": r.get("round"), "name": t["name"], "action": "kept its input registration", "reason": t["reason"]}
+            for r in rounds for t in r.get("reverted", [])]
+    rows += [{"round": r.get("round"), "name": n, "action": "overlap still worse than the input", "reason": ""}
+             for r in rounds for n in r.get("still_worse", [])]
+    note = ('<p class="note">After each round\'s solve every overlap is compared under the round\'s input and its '
+            "result (NCC of the images, mean match distance); a tile whose alignment made its overlaps worse keeps "
+            "its input registration.</p>")
+    body = table(rows, cols, lambda r: "flag") if rows else "<p>No round made any overlap worse.</p>"
+    return '<section id="verify"><h2>Checked against the input</h2>' + note + body + "</section>"
+
+
 def _truth(t: dict) -> str:
     cols = [("view", lambda r: f"t{r['timepoint']} s{r['setup']}", "l"), ("rms um", lambda r: r["rms_um"], ""),
             ("max um", lambda r: r["max_um"], ""), ("rms voxels", lambda r: r["rms_voxels"], ""),
@@ -206,6 +220,8 @@ def render_report(metrics: dict, verdict: dict, pictures: dict, meta: dict,
         parts.append(_solver(metrics["solver"], metrics.get("loops"), pictures.get("layout")))
     if metrics.get("fusion"):
         parts.append(_fusion(metrics["fusion"], pictures.get("fused")))
+    if metrics.get("verify"):
+        parts.append(_verify(metrics["verify"]))
     if metrics.get("truth"):
         parts.append(_truth(metrics["truth"]))
     if neuroglancer:

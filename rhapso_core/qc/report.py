@@ -24,7 +24,7 @@ from rhapso_core.pipeline.dataset import open_view, view_geometry
 from rhapso_core.pointstore import PointStore
 from rhapso_core.qc import pictures as pics
 from rhapso_core.qc.detection import detection_metrics, detection_picture
-from rhapso_core.qc.fusion import level_to_world, overlap_ncc_table, seam_visibility
+from rhapso_core.qc.fusion import comparable_pairs, level_to_world, overlap_ncc_table, seam_visibility
 from rhapso_core.qc.html import render_report
 from rhapso_core.qc.matching import matching_metrics
 from rhapso_core.qc.params import QCParams
@@ -63,12 +63,6 @@ def default_report_uri(solved_xml: str) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(s)), REPORT_NAME)
 
 
-def _same_content(sd, a, b) -> bool:
-    # Overlaps of different channels / illuminations need not look alike: NCC only within one.
-    sa, sb = sd.setup_of(a), sd.setup_of(b)
-    return sa.channel == sb.channel and sa.illumination == sb.illumination
-
-
 def compute_metrics(
     input_xml: str,
     solved_xml: str,
@@ -83,6 +77,7 @@ def compute_metrics(
     storage_options: dict | None = None,
     pictures: bool = True,
     phase_links: Sequence[Mapping] | None = None,
+    verify_reports: Sequence[Mapping | None] | None = None,
 ) -> tuple[dict, dict]:
     """Every QC metric of a run, and its pictures.
 
@@ -114,6 +109,9 @@ def compute_metrics(
         Also draw the pictures (PNG data URIs).
     phase_links : list of dict, optional
         ``PhaseLink.to_dict()`` of the run's phase-correlation rounds (adds the link section).
+    verify_reports : list of dict, optional
+        Each alignment round's after-solve check (``VerifyReport.to_dict()``, None for a
+        round without one): reverted tiles and overlaps left worse fail the verdict.
 
     Returns
     -------
@@ -193,9 +191,7 @@ def compute_metrics(
                                                                size=p.picture_size + 120))
 
     sources = {v: open_view(sd_in, v, storage_options) for v in views}
-    pairs = [(a, b) for i, a in enumerate(views) for b in views[i + 1:]
-             if a[0] == b[0] and _same_content(sd_in, a, b)]
-    pairs = [(a, b) for a, b in pairs if _overlap_any(geom_in, geom_out, a, b)]
+    pairs = comparable_pairs(sd_in, views, geom_in, geom_out)
     fusion: dict[str, Any] = {"ncc": overlap_ncc_table(sources, sizes, before, after, pairs=pairs,
                                                        n_samples=p.ncc_samples, max_voxels=p.max_read_voxels)}
     if fused_uri is not None:
@@ -204,6 +200,11 @@ def compute_metrics(
             out_pics["fused"] = pics.data_uri(fused_png)
     metrics["fusion"] = fusion
 
+    if verify_reports:
+        metrics["verify"] = [
+            {"round": i, "reverted": list(r.get("reverted", [])), "still_worse": list(r.get("still_worse", [])),
+             "summary": r.get("summary", "")}
+            for i, r in enumerate(verify_reports, start=1) if r]
     if ground_truth is not None:
         from rhapso_core.synthetic.scoring import score
 
@@ -229,15 +230,6 @@ def _open_store(store_uri: str, storage_options):
         return PointStore(store_uri, storage_options=storage_options, mode="r")
     except PointStoreError:
         return _NoPoints()
-
-
-def _overlap_any(g0, g1, a, b) -> bool:
-    for g in (g0, g1):
-        lo_a, hi_a = transforms.view_bounding_box(*g[a])
-        lo_b, hi_b = transforms.view_bounding_box(*g[b])
-        if np.all(np.minimum(hi_a, hi_b) > np.maximum(lo_a, lo_b)):
-            return True
-    return False
 
 
 def _fused(fused_uri, sd_out, geom_out, p: QCParams, storage_options, pictures: bool):
@@ -280,12 +272,13 @@ def build_report(
     title: str = "Rhapso QC report",
     storage_options: dict | None = None,
     phase_links: Sequence[Mapping] | None = None,
+    verify_reports: Sequence[Mapping | None] | None = None,
 ) -> dict:
     """Compute every QC metric of a run, judge it, and write one self-contained HTML report.
 
     Parameters
     ----------
-    input_xml, solved_xml, store_uri, label, pair_records, solver_report, fused_uri, ground_truth, params, storage_options, phase_links
+    input_xml, solved_xml, store_uri, label, pair_records, solver_report, fused_uri, ground_truth, params, storage_options, phase_links, verify_reports
         See :func:`compute_metrics`.
     out_html : str, optional
         Where to write the page; default ``qc_report.html`` next to ``solved_xml``.
@@ -306,7 +299,7 @@ def build_report(
     metrics, pictures = compute_metrics(
         input_xml, solved_xml, store_uri, label, pair_records=pair_records, solver_report=solver_report,
         fused_uri=fused_uri, ground_truth=ground_truth, params=p, storage_options=storage_options,
-        phase_links=phase_links,
+        phase_links=phase_links, verify_reports=verify_reports,
     )
     v = judge(metrics, p)
     ng = None

@@ -72,12 +72,20 @@ def verdict(metrics: dict, params: QCParams) -> dict:
             if a < p.min_ncc_after:
                 reasons.append(_reason("warn", "fusion", f"{r['name']}: NCC after {a:.3f} < min_ncc_after {p.min_ncc_after}"))
             if b is not None and a < b - p.max_ncc_drop:
-                reasons.append(_reason("warn", "fusion",
-                                       f"{r['name']}: NCC fell from {b:.3f} to {a:.3f} (more than max_ncc_drop {p.max_ncc_drop})"))
+                # Worse than the stage positions: the alignment did harm there.
+                reasons.append(_reason("fail", "fusion",
+                                       f"{r['name']}: NCC fell from {b:.3f} to {a:.3f} (more than max_ncc_drop {p.max_ncc_drop}): "
+                                       "worse than the input positions"))
         seam = fus.get("seam")
         if seam and seam.get("ratio") is not None and seam["ratio"] > p.max_seam_ratio:
             reasons.append(_reason("warn", "fusion",
                                    f"seam gradient ratio {seam['ratio']:.3f} > max_seam_ratio {p.max_seam_ratio}"))
+    for r in metrics.get("verify") or ():
+        for t in r.get("reverted", ()):
+            reasons.append(_reason("fail", "verify", f"round {r.get('round')}: {t['name']} kept its input registration: "
+                                   f"its alignment made its overlaps worse ({t['reason']})"))
+        for n in r.get("still_worse", ()):
+            reasons.append(_reason("fail", "verify", f"round {r.get('round')}: overlap {n} is worse than the round's input"))
     truth = metrics.get("truth")
     if truth and truth["rms_voxels"] > p.max_truth_rms_voxels:
         reasons.append(_reason("fail", "ground truth",

@@ -21,17 +21,38 @@ class SolverParams(StageParams):
     solve). Both give the same answer where both apply (see the tests).
     """
 
-    model: Literal["translation", "rigid", "affine"] = Field(
-        "affine", description="Transformation model of every view's correction (translation, rigid or affine)."
+    model: Literal["auto", "translation", "rigid", "affine"] = Field(
+        "auto",
+        description=(
+            "Transformation model of every view's correction. auto (default): chosen per dataset by held-out "
+            "validation (k-fold over the correspondences) among the models no more flexible than max_model, "
+            "the simplest one that predicts held-out matches as well as the best; translation, rigid or affine: "
+            "used as named (in the alignment flow: each round's own model of alignment.rounds)."
+        ),
     )
-    lambda_value: float = Field(
-        0.1,
-        ge=0.0,
-        le=1.0,
+    lambda_value: float | Literal["auto"] = Field(
+        "auto",
         description=(
             "Regularisation of the affine model toward rigid: each fit is (1 - lambda) * affine + lambda * rigid "
-            "(unitless, 0..1; default 0.1; ignored for translation and rigid)."
+            "(unitless, 0..1; ignored for translation and rigid). auto (default): chosen with the model by "
+            "held-out validation among lambda_candidates."
         ),
+    )
+    max_model: Literal["translation", "rigid", "affine"] = Field(
+        "affine",
+        description="With model auto: the most flexible model the validation may choose (an alignment round "
+        "sets it to its own model).",
+    )
+    lambda_candidates: list[float] = Field(
+        default_factory=lambda: [0.5, 0.1, 0.02, 0.0],
+        min_length=1,
+        description="Affine regularisations tried when lambda_value is auto (unitless, each 0..1; rigid, lambda 1, "
+        "is tried as the rigid model).",
+    )
+    validation_folds: int = Field(
+        4, ge=2, le=20,
+        description="Folds of the held-out validation: each fold's matches are left out once and predicted by "
+        "a solve on the others (folds).",
     )
     relative_threshold: float = Field(
         3.5,
@@ -93,9 +114,30 @@ class SolverParams(StageParams):
                 raise ValueError(f"label_weights[{label!r}] must be finite and >= 0, got {w}")
         return v
 
+    @field_validator("lambda_value")
+    @classmethod
+    def _lambda_range(cls, v):
+        if v != "auto" and not (0.0 <= v <= 1.0):
+            raise ValueError(f"lambda_value must be 'auto' or in 0..1, got {v}")
+        return v
+
+    @field_validator("lambda_candidates")
+    @classmethod
+    def _candidates_range(cls, v: list[float]) -> list[float]:
+        for lam in v:
+            if not (0.0 <= lam <= 1.0):
+                raise ValueError(f"lambda_candidates: {lam} is not in 0..1")
+        return v
+
+    @property
+    def is_resolved(self) -> bool:
+        """Model and lambda are both named (nothing left to choose by validation)."""
+        return self.model != "auto" and (self.lambda_value != "auto" or self.model != "affine")
+
     @model_validator(mode="after")
     def _sparse_needs_linear_model(self) -> "SolverParams":
-        if self.solver == "sparse" and (self.model == "rigid" or (self.model == "affine" and self.lambda_value >= 1.0)):
+        lam = 0.0 if self.lambda_value == "auto" else self.lambda_value
+        if self.solver == "sparse" and (self.model == "rigid" or (self.model == "affine" and lam >= 1.0)):
             raise ValueError(
                 "solver='sparse' supports translation and affine with lambda_value < 1; use solver='iterative' for rigid"
             )
@@ -105,15 +147,18 @@ class SolverParams(StageParams):
         """The solver actually used: ``"sparse"`` or ``"iterative"``."""
         if self.solver != "auto":
             return self.solver
-        nonlinear = self.model == "rigid" or (self.model == "affine" and self.lambda_value >= 1.0)
+        lam = 0.0 if self.lambda_value == "auto" else self.lambda_value
+        nonlinear = self.model == "rigid" or (self.model == "affine" and lam >= 1.0)
         return "iterative" if nonlinear else "sparse"
 
     def effective_lambda(self) -> float:
         """Lambda as applied: only the affine model is regularised (toward rigid)."""
+        if self.model == "affine" and self.lambda_value == "auto":
+            raise ValueError("lambda_value 'auto' is resolved by the solve (rhapso_core.solver.select)")
         return self.lambda_value if self.model == "affine" else 0.0
 
     def transform_name(self) -> str:
         """Name of the ViewTransform the integrator prepends, e.g. ``rhapso affine solve (lambda=0.10)``."""
-        if self.model == "affine":
+        if self.model == "affine" and self.lambda_value != "auto":
             return f"rhapso affine solve (lambda={self.lambda_value:.2f})"
         return f"rhapso {self.model} solve"

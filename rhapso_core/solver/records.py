@@ -141,6 +141,7 @@ class SolveReport:
     unconnected_views: list[ViewId] = field(default_factory=list)
     weak_links: int = 0
     rounds: list[dict[str, Any]] = field(default_factory=list)
+    model_selection: dict[str, Any] | None = None  # the held-out validation's choice (model / lambda auto)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (views as ``{"timepoint", "setup"}``; inf / nan as null)."""
@@ -175,6 +176,7 @@ class SolveReport:
             "converged": self.converged,
             "weak_links": self.weak_links,
             "rounds": self.rounds,
+            "model_selection": self.model_selection,
         }
 
 

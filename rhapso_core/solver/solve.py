@@ -39,6 +39,7 @@ from rhapso_core.solver.graph import TileLink, components, mean_link_distances
 from rhapso_core.solver.iterative import MatchSet, optimise_iterative
 from rhapso_core.solver.params import SolverParams
 from rhapso_core.solver.records import Link, LinkResidual, SolveReport, SolveResult, SolverInputError, ViewId
+from rhapso_core.solver.select import select_model
 from rhapso_core.solver.sparse import optimise_sparse
 
 __all__ = ["solve", "metadata_weak_links"]
@@ -244,6 +245,14 @@ def solve(
     """
     params = SolverParams() if params is None else params
     views = {} if views is None else {(int(v[0]), int(v[1])): val for v, val in views.items()}
+    choice, transform_name = None, None
+    if not params.is_resolved:
+        choice = select_model(links, params, views)
+        # The name keeps the round's model (what was asked) and says what the validation chose.
+        asked = params.max_model if params.model == "auto" else params.model
+        chosen = choice.model + (f", lambda={choice.lambda_value:.2f}" if choice.model == "affine" else "")
+        transform_name = f"rhapso {asked} solve (validated: {chosen})"
+        params = params.model_copy(update={"model": choice.model, "lambda_value": choice.lambda_value})
     canon, usable = _prepare_links(links, params)
     tiles = sorted({c[0] for c in canon} | {c[1] for c in canon} | set(views))
     index = {v: i for i, v in enumerate(tiles)}
@@ -315,6 +324,7 @@ def solve(
         unconnected_views=[tiles[i] for i in range(n) if ms.count[i] == 0],
         weak_links=weak_count,
         rounds=rounds,
+        model_selection=None if choice is None else choice.to_dict(),
     )
     corrections = {v: models[i].copy() for i, v in enumerate(tiles)}
-    return SolveResult(corrections=corrections, transform_name=params.transform_name(), report=report)
+    return SolveResult(corrections=corrections, transform_name=transform_name or params.transform_name(), report=report)

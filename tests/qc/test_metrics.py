@@ -237,12 +237,12 @@ def test_loop_closure_consistent_and_injected():
 # ----------------------------------------------------------------- verdict and parameters
 
 
-def _metrics(mean_after=0.3, ncc_after=0.95):
+def _metrics(mean_after=0.3, ncc_after=0.95, ncc_before=0.6):
     return {
         "solver": {"tiles": [{"name": "t0 s0", "error": 0.2}, {"name": "t0 s1", "error": 0.2}],
                    "links": [{"name": "t0 s0 - t0 s1", "status": "used", "mean_after": mean_after}],
                    "unconnected_views": []},
-        "fusion": {"ncc": [{"name": "t0 s0 - t0 s1", "ncc_before": 0.6, "ncc_after": ncc_after}],
+        "fusion": {"ncc": [{"name": "t0 s0 - t0 s1", "ncc_before": ncc_before, "ncc_after": ncc_after}],
                    "seam": {"ratio": 1.1}},
     }
 
@@ -254,8 +254,14 @@ def test_verdict_levels_and_thresholds():
     assert v["verdict"] == "fail" and "max_link_error 2.0" in v["reasons"][0]["message"]
     assert v["thresholds"]["max_link_error"] == 2.0
     assert verdict(_metrics(mean_after=3.0), QCParams(max_link_error=5.0))["verdict"] == "pass"
-    w = verdict(_metrics(ncc_after=0.2), p)
+    w = verdict(_metrics(ncc_after=0.2, ncc_before=0.18), p)
     assert w["verdict"] == "warn" and any("min_ncc_after" in r["message"] for r in w["reasons"])
+    # Worse than the input positions anywhere fails the run.
+    f = verdict(_metrics(ncc_after=0.2), p)
+    assert f["verdict"] == "fail" and any("worse than the input" in r["message"] for r in f["reasons"])
+    g = verdict({**_metrics(), "verify": [{"round": 1, "reverted": [{"name": "t0 s1", "reason": "t0 s0 - t0 s1: NCC"}],
+                                           "still_worse": []}]}, p)
+    assert g["verdict"] == "fail" and "t0 s1 kept its input registration" in g["reasons"][0]["message"]
 
 
 def test_params_refuse_bad_values_by_name():

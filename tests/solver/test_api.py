@@ -16,7 +16,8 @@ def test_defaults_are_bigstitchers():
     p = SolverParams()
     assert (p.relative_threshold, p.absolute_threshold, p.min_matches, p.damp) == (3.5, 7.0, 3, 1.0)
     assert (p.max_iterations, p.max_allowed_error, p.max_plateauwidth) == (10000, float("inf"), 200)
-    assert p.resolved_solver() == "sparse"
+    assert (p.model, p.lambda_value) == ("auto", "auto")   # chosen per dataset (rhapso_core.solver.select)
+    assert SolverParams(model="affine", lambda_value=0.1).resolved_solver() == "sparse"
     assert SolverParams(model="rigid").resolved_solver() == "iterative"
     assert SolverParams(model="translation").transform_name() == "rhapso translation solve"
 

@@ -105,6 +105,7 @@ def test_split_affine_halves_the_error_of_affine(tmp_path):
     report = solve_dataset(
         split_xml, res.store, ["beads", params.fake_label],
         SolverParams(model="affine", label_weights=res.label_weights), str(tmp_path / "split_affine.xml"),
+        verify=None,  # as tasks.split.solve_split: sub-views are not reverted one by one
     )
     assert report["n_links_by_label"][params.fake_label] == 8
 

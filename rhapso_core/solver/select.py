@@ -1,0 +1,219 @@
+"""Choosing the solve's model and affine regularisation per dataset by held-out validation.
+
+k-fold over correspondences: every link's matches are dealt at random (fixed seed)
+into ``validation_folds`` folds; for each fold, every candidate (model, lambda) is
+solved on the other folds' matches and predicts the left-out ones: the held-out
+error of a match is the distance ``|M_a(pa) - M_b(pb)|`` under that solve's
+corrections (world units). A more flexible model fits the training matches at
+least as well, but only predicts left-out matches better when the data really
+deviate that way; an over-flexible one fits noise and predicts worse.
+
+Held-out matches only test the overlaps: a model free to bend where no match
+constrains it (unregularised affine over many tiles) can predict them best and
+still be far off elsewhere (measured: 75 voxels on a 10 x 10 x 2 rigid grid). So
+each candidate's score adds the spread of its tile placements between the fold
+solutions (RMS distance of each view's box corners from their mean over folds,
+world units): a model the data do not determine moves with every fold.
+
+Rule: score = held-out mean squared error + spread squared; the lowest is the
+best; the choice is the *simplest* candidate (translation < rigid < affine with
+lambda from large to small) whose score is not above the best's by more than one
+standard error of the paired difference of squared held-out errors (matches
+compared one by one under both candidates). So rigid data stay rigid (an affine
+fit does not predict better) and distorted data get their affine.
+
+Held-out matches count only where no candidate's solve of that fold removed
+their link as an outlier (so every candidate is judged on the same matches).
+Links with too few matches to leave any out (fewer than ``validation_folds *
+min_matches``) are always in the training set. Folds are solved with the
+configured outlier handling (``two_round`` validates as ``iterative``: its
+metadata placement predicts no matches).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import zlib
+
+import numpy as np
+
+from rhapso_core import transforms
+from rhapso_core.solver.params import SolverParams
+from rhapso_core.solver.records import Link, ViewId
+
+__all__ = ["ModelChoice", "candidates", "select_model"]
+
+_MODEL_ORDER = {"translation": 0, "rigid": 1, "affine": 2}
+_Z = 1.0  # standard errors a simpler model may trail the best by (the one-standard-error rule)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The chosen (model, lambda) and every candidate's held-out score."""
+
+    model: str
+    lambda_value: float
+    reason: str
+    folds: int
+    n_held_out: int
+    scores: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "lambda_value": self.lambda_value, "reason": self.reason, "folds": self.folds,
+                "n_held_out": self.n_held_out, "scores": self.scores}
+
+
+def candidates(params: SolverParams) -> list[tuple[str, float]]:
+    """(model, lambda) pairs to validate, simplest first."""
+    if params.model == "auto":
+        models = [m for m in ("translation", "rigid", "affine") if _MODEL_ORDER[m] <= _MODEL_ORDER[params.max_model]]
+    else:
+        models = [params.model]
+    out = []
+    for m in models:
+        if m == "rigid" and params.solver == "sparse":
+            continue  # the sparse solver is linear: rigid needs the iterative one
+        if m != "affine":
+            out.append((m, 0.0))
+            continue
+        lams = params.lambda_candidates if params.lambda_value == "auto" else [params.lambda_value]
+        for lam in sorted(set(float(x) for x in lams), reverse=True):
+            if params.solver == "sparse" and lam >= 1.0:
+                continue
+            out.append(("affine", lam))
+    return out
+
+
+def _fold_ids(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    ids = np.empty(n, dtype=np.int64)
+    ids[rng.permutation(n)] = np.arange(n) % k
+    return ids
+
+
+def _key(lk: Link) -> tuple[ViewId, ViewId, str]:
+    return (min(lk.a, lk.b), max(lk.a, lk.b), lk.label)
+
+
+def select_model(
+    links: Sequence[Link],
+    params: SolverParams,
+    views: Mapping[ViewId, tuple[np.ndarray, Sequence[float]]] | None = None,
+    seed: int = 0,
+) -> ModelChoice:
+    """Validate every candidate of ``params`` (see the module docstring) and return the choice."""
+    from rhapso_core.solver.solve import solve  # the solve calls this module
+
+    cands = candidates(params)
+    fallback_lam = 0.1 if params.lambda_value == "auto" else float(params.lambda_value)
+    if len(cands) == 1:
+        m, lam = cands[0]
+        return ModelChoice(m, lam, "the only candidate", 0, 0)
+    k = params.validation_folds
+    label_w = params.label_weights
+    # Canonical link order and a seed per link: the choice does not depend on the order links come in.
+    links = sorted(links, key=lambda lk: (_key(lk), lk.n))
+    folds = []
+    for lk in links:
+        held = lk.n >= k * params.min_matches and float(np.sum(lk.weight)) * label_w.get(lk.label, 1.0) > 0
+        a, b, label = _key(lk)
+        rng = np.random.default_rng([seed, *a, *b, lk.n, zlib.crc32(label.encode())])
+        folds.append(_fold_ids(lk.n, k, rng) if held else None)
+    if not any(f is not None for f in folds):
+        m = cands[-1][0]
+        lam = fallback_lam if m == "affine" else 0.0
+        return ModelChoice(m, lam, f"no link has {k * params.min_matches} matches to validate with: "
+                                   f"the most flexible model allowed", k, 0)
+    method = "iterative" if params.method == "two_round" else params.method
+    sq: dict[int, list[np.ndarray]] = {i: [] for i in range(len(cands))}
+    probes = _probe_points(links, views)
+    placed: dict[int, list[np.ndarray]] = {i: [] for i in range(len(cands))}
+    weights: list[np.ndarray] = []
+    for f in range(k):
+        train = []
+        for lk, ids in zip(links, folds):
+            if ids is None:
+                train.append(lk)
+            else:
+                keep = ids != f
+                train.append(Link(lk.a, lk.b, lk.pa[keep], lk.pb[keep], lk.weight[keep], lk.label))
+        fold_err, removed = {}, set()
+        for i, (m, lam) in enumerate(cands):
+            p = params.model_copy(update={"model": m, "lambda_value": lam, "method": method})
+            res = solve(train, p, views)
+            removed |= set(res.report.removed_links)
+            fold_err[i] = res.corrections
+            placed[i].append(np.concatenate([transforms.apply(res.corrections[v], q) for v, q in probes]))
+        mask_w, per_cand = [], {i: [] for i in fold_err}
+        for lk, ids in zip(links, folds):
+            if ids is None or _key(lk) in removed:
+                continue
+            out = ids == f
+            if not out.any():
+                continue
+            mask_w.append(lk.weight[out] * label_w.get(lk.label, 1.0))
+            for i, corr in fold_err.items():
+                d = transforms.apply(corr[lk.a], lk.pa[out]) - transforms.apply(corr[lk.b], lk.pb[out])
+                per_cand[i].append(np.sum(d * d, axis=1))
+        if mask_w:
+            weights.append(np.concatenate(mask_w))
+            for i in per_cand:
+                sq[i].append(np.concatenate(per_cand[i]))
+    if not weights:
+        m = cands[-1][0]
+        return ModelChoice(m, fallback_lam if m == "affine" else 0.0,
+                           "every held-out link was removed as an outlier: the most flexible model allowed", k, 0)
+    w = np.concatenate(weights)
+    err = {i: np.concatenate(v) for i, v in sq.items()}
+    wsum = float(w.sum())
+    mse = {i: float(np.sum(w * e) / wsum) for i, e in err.items()}
+    spread = {i: _spread(np.stack(runs)) for i, runs in placed.items()}
+
+    score = {i: mse[i] + spread[i] ** 2 for i in mse}
+    best = min(score, key=lambda i: (score[i], i))
+    scores, choice = [], None
+    for i, (m, lam) in enumerate(cands):
+        d = err[i] - err[best]
+        mean_d = float(np.sum(w * d) / wsum)
+        se = float(np.sqrt(np.sum((w * (d - mean_d)) ** 2)) / wsum)
+        ok = score[i] - score[best] <= _Z * se
+        scores.append({"model": m, "lambda_value": lam, "score": float(np.sqrt(score[i])),
+                       "held_out_rms": float(np.sqrt(mse[i])),
+                       "excess_mse": mean_d, "placement_spread": spread[i],
+                       "standard_error": se, "within_noise_of_best": bool(ok)})
+        if ok and choice is None:
+            choice = i
+    m, lam = cands[choice]
+    b_m, b_lam = cands[best]
+    best_txt = f"{b_m}" + (f" lambda={b_lam:g}" if b_m == "affine" else "")
+    reason = (f"score {np.sqrt(score[choice]):.3g}: held-out RMS {np.sqrt(mse[choice]):.3g} over {len(w)} matches in "
+              f"{k} folds, placement spread {spread[choice]:.3g}; "
+              + ("the best" if choice == best else
+                 f"the simplest within {_Z:g} standard errors of the best ({best_txt}, {np.sqrt(score[best]):.3g})"))
+    return ModelChoice(m, float(lam), reason, k, int(len(w)), scores)
+
+
+
+def _spread(runs: np.ndarray) -> float:
+    """RMS distance of the fold solutions' placements (folds x points x 3) from their mean."""
+    return float(np.sqrt(np.mean(np.sum((runs - runs.mean(axis=0)) ** 2, axis=2))))
+
+
+def _probe_points(links, views) -> list[tuple[ViewId, np.ndarray]]:
+    """World points per view where fold solutions are compared: the 8 corners of its box
+    (``views``), else of its matched points' bounding box."""
+    linked: dict[ViewId, list[np.ndarray]] = {}
+    for lk in links:
+        linked.setdefault(lk.a, []).append(lk.pa)
+        linked.setdefault(lk.b, []).append(lk.pb)
+    out = []
+    for v in sorted(linked):
+        if views and v in views:
+            affine, size = views[v]
+            lo, hi = transforms.view_bounding_box(np.asarray(affine, dtype=np.float64), size)
+        else:
+            pts = np.concatenate(linked[v])
+            lo, hi = pts.min(axis=0), pts.max(axis=0)
+        out.append((v, transforms.box_corners(lo, hi)))
+    return out
