@@ -11,7 +11,9 @@ from prefect_ray.context import remote_options
 
 from flows import artifacts
 from flows.batched_matching import match_in_batches
-from flows.layout import alignment_layout, check_not_input, clear_dead_run_temporaries, default_aligned_xml
+from flows.layout import (
+    alignment_layout, alignment_outputs, check_not_input, clear_dead_run_temporaries, default_aligned_xml, guard_outputs,
+)
 from flows.params import resolve
 from flows.runtime import current_run_id, ray_session, stage_runner, worker_slots
 from rhapso_core.config import PipelineParams
@@ -181,6 +183,7 @@ def alignment(
     """
     p = resolve(params, params_file, overrides)
     out = out or default_aligned_xml(xml)
+    guard_outputs(xml, alignment_outputs(out, "the output XML"))
     # The folder's point store is shared by anything aligned into it: one run at a time.
     with output_lock(alignment_layout(out)["folder"], run_id=current_run_id()) as lock, ray_session(p.runtime):
         clear_dead_run_temporaries(lock, out)

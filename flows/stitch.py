@@ -9,7 +9,7 @@ from prefect import flow
 
 from flows.alignment import run_alignment, run_qc
 from flows.fusion import run_fusion
-from flows.layout import clear_dead_run_temporaries
+from flows.layout import alignment_outputs, clear_dead_run_temporaries, fusion_outputs, guard_outputs
 from flows.params import resolve
 from flows.runtime import current_run_id, ray_session
 from rhapso_core.config import PipelineParams
@@ -43,6 +43,7 @@ def stitch(
     """
     p = resolve(params, params_file, overrides)
     aligned, fused = stitch_outputs(out, xml)
+    guard_outputs(xml, alignment_outputs(aligned, "the aligned XML") + fusion_outputs(fused, "the fused image"))
     check_output_free(fused, overwrite)  # someone's data at the fused path: refuse before writing anything
     with output_lock(out, run_id=current_run_id()) as lock, ray_session(p.runtime):
         clear_dead_run_temporaries(lock, aligned, fused)

@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from flows.layout import check_not_input
+from flows.layout import alignment_outputs, check_not_input, fusion_outputs, guard_outputs
 
 EXIT_BAD_INPUT = 2
 
@@ -64,6 +64,10 @@ def cmd_synth(args) -> int:
     if args.seed is not None:
         extra.append(f"synthetic.seed={args.seed}")
     p = _params(args, extra)
+    if args.volume:
+        from rhapso_core.pipeline.input_guard import InputPath, check_outputs, resolve
+
+        check_outputs([(args.out_dir, "the output folder")], [InputPath(resolve(args.volume), "--volume")])
     _check_out_free(os.path.join(args.out_dir, "dataset.xml"), args.overwrite)
     specimen = _volume_specimen(args, p.synthetic) if args.volume else None
     paths = write_dataset(args.out_dir, p.synthetic, specimen=specimen, overwrite=args.overwrite)
@@ -105,6 +109,7 @@ def cmd_xml(args) -> int:
 
     check_not_input(args.out, args.xml, "--out")
     sd = load_xml(args.xml)
+    guard_outputs(args.xml, [(args.out, "--out")])
     _check_out_free(args.out, args.overwrite)
     save_xml(sd, args.out)
     _print({"views": len(sd.views()), "setups": len(sd.setups), "timepoints": len(list(sd.timepoints or [])),
@@ -133,7 +138,7 @@ def cmd_align(args) -> int:
     p = _params(args)
     _preflight(args.xml)
     out = args.out
-    check_not_input(out, args.xml, "--out")
+    guard_outputs(args.xml, alignment_outputs(out))
     _check_out_free(out, args.overwrite)
     with prefect_api():
         _print(alignment(args.xml, out, params=p))
@@ -146,6 +151,7 @@ def cmd_fuse(args) -> int:
 
     p = _params(args)
     _preflight(args.xml)
+    guard_outputs(args.xml, fusion_outputs(args.out))
     with prefect_api():
         _print(fusion(args.xml, args.out, params=p, overwrite=args.overwrite))
     return 0
@@ -153,10 +159,12 @@ def cmd_fuse(args) -> int:
 
 def cmd_stitch(args) -> int:
     from flows.runtime import prefect_api
-    from flows.stitch import stitch
+    from flows.stitch import stitch, stitch_outputs
 
     p = _params(args)
     _preflight(args.xml)
+    aligned, fused = stitch_outputs(args.out, args.xml)
+    guard_outputs(args.xml, alignment_outputs(aligned, "the aligned XML it writes") + fusion_outputs(fused, "the fused image it writes"))
     with prefect_api():
         _print(stitch(args.xml, args.out, params=p, overwrite=args.overwrite))
     return 0
@@ -171,11 +179,14 @@ def cmd_detect(args) -> int:
 
     p = _params(args)
     _preflight(args.xml)
-    if args.out:
-        check_not_input(args.out, args.xml, "--out")
-        _check_out_free(args.out, args.overwrite)
     layout = alignment_layout(args.out or args.xml)
     store = args.store or layout["store"]
+    outputs = [(store, "--store" if args.store else "the point store it writes")]
+    if args.out:
+        outputs += [(args.out, "--out"), (layout["n5"], "the BigStitcher interest-point export it writes")]
+    guard_outputs(args.xml, outputs)
+    if args.out:
+        _check_out_free(args.out, args.overwrite)
     with prefect_api(), ray_session(p.runtime):
         counts = detection_stage.with_options(task_runner=stage_runner(p.runtime))(args.xml, store, p.detection)
     result = {"store": store, "points": counts}
@@ -197,7 +208,7 @@ def cmd_match_solve(args, solve_only: bool = False) -> int:
     _preflight(args.xml)
     store = args.store or alignment_layout(args.xml)["store"]
     m, s = p.round_params(args.model)
-    check_not_input(args.out, args.xml, "--out")
+    guard_outputs(args.xml, [(args.out, "--out")])
     _check_out_free(args.out, args.overwrite)
     if solve_only:
         _print(solve_mod.solve_dataset(args.xml, store, p.detection.label, s, args.out))
@@ -215,6 +226,10 @@ def cmd_qc(args) -> int:
 
     p = _params(args)
     store = args.store or alignment_layout(args.solved)["store"]
+    from rhapso_core.qc.report import default_report_uri
+
+    report = args.out or default_report_uri(args.solved)
+    guard_outputs(args.input, [(report, "--out" if args.out else "the QC report it writes")])
     result = build_report(
         args.input, args.solved, store, p.detection.label, fused_uri=args.fused,
         ground_truth=args.ground_truth, out_html=args.out, params=p.qc,
@@ -226,10 +241,11 @@ def cmd_qc(args) -> int:
 def cmd_split(args) -> int:
     from flows.layout import alignment_layout
     from rhapso_core.split import split_dataset
+    from rhapso_core.split.dataset import default_split_store
 
     p = _params(args)
     _preflight(args.xml)
-    check_not_input(args.out, args.xml, "--out")
+    guard_outputs(args.xml, [(args.out, "--out"), (default_split_store(args.out), "the split point store it writes")])
     _check_out_free(args.out, args.overwrite)
     store = args.store or alignment_layout(args.xml)["store"]
     from rhapso_core.io import fs_for
