@@ -113,20 +113,27 @@ def split_affine_stage(
             "solver_report": result}
 
 
-def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground_truth: str | None = None) -> dict:
-    """The alignment stages in order (inside a flow run and a Ray session)."""
+def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground_truth: str | None = None,
+                  final_xml: str | None = None) -> dict:
+    """The alignment stages in order (inside a flow run and a Ray session).
+
+    The last round's XML goes to ``final_xml`` when given (a staged name beside
+    ``out``, published by the caller once the run's other results are complete),
+    else to ``out``; everything else is laid out from ``out``.
+    """
     check_not_input(out, xml, "output XML")
+    final = final_xml or out
     layout = alignment_layout(out)
     runner = stage_runner(p.runtime)
     label = p.detection.label
-    summary = {"input": xml, "output": out, "store": layout["store"]}
+    summary = {"input": xml, "output": final, "store": layout["store"]}
     summary["detection"] = detection_stage.with_options(task_runner=runner)(xml, layout["store"], p.detection)
     current = xml
     rounds = []
     n_rounds = len(p.alignment.rounds) + (1 if p.alignment.split_affine else 0)
     for i, kind in enumerate(p.alignment.rounds, start=1):
         m, s = p.round_params(kind)
-        target = out if i == n_rounds else layout["round_xml"].format(index=i, kind=kind)
+        target = final if i == n_rounds else layout["round_xml"].format(index=i, kind=kind)
         fs, path = fs_for(target)
         fs.makedirs(fs._parent(path), exist_ok=True)
         rounds.append(
@@ -139,7 +146,7 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
     if p.alignment.split_affine:
         m, s = p.round_params("affine")
         rounds.append(split_affine_stage.with_options(task_runner=stage_runner(p.runtime))(
-            current, layout["store"], label, p.split, m, s, out, layout["work"], worker_slots(p.runtime)))
+            current, layout["store"], label, p.split, m, s, final, layout["work"], worker_slots(p.runtime)))
     summary["rounds"] = rounds
     export_n5(PointStore(layout["store"]), layout["n5"], labels=[label], on_invalid="skip")
     summary["n5"] = layout["n5"]

@@ -125,6 +125,14 @@ def cmd_score(args) -> int:
     return 0
 
 
+def _check_rerun(out_dir: str, xml: str, p, overwrite: bool) -> None:
+    """The flow checks this too; here it is refused before Prefect starts (one line, no run logs)."""
+    from rhapso_core.pipeline.dataset import xml_digest
+    from rhapso_core.pipeline.run_record import check_rerun, shaping_params
+
+    check_rerun(out_dir, xml, xml_digest(xml), shaping_params(p), overwrite)
+
+
 def _preflight(xml: str):
     from rhapso_core.pipeline.preflight import check_dataset
 
@@ -165,6 +173,7 @@ def cmd_stitch(args) -> int:
     _preflight(args.xml)
     aligned, fused = stitch_outputs(args.out, args.xml)
     guard_outputs(args.xml, alignment_outputs(aligned, "the aligned XML it writes") + fusion_outputs(fused, "the fused image it writes"))
+    _check_rerun(args.out, args.xml, p, args.overwrite)
     with prefect_api():
         _print(stitch(args.xml, args.out, params=p, overwrite=args.overwrite))
     return 0
