@@ -21,7 +21,7 @@ from flows.layout import alignment_outputs, check_not_input, fusion_outputs, gua
 EXIT_BAD_INPUT = 2
 
 
-class CliError(Exception):
+class CliError(ValueError):
     """A one-line error for the user."""
 
 
@@ -32,7 +32,7 @@ def _params(args, extra: list[str] | None = None):
     overrides = list(args.set or [])
     if getattr(args, "ray_address", None):
         overrides.append(f"runtime.ray_address={args.ray_address}")
-    if getattr(args, "num_cpus", None):
+    if getattr(args, "num_cpus", None) is not None:  # 0 is refused by the parameter's range, not ignored
         overrides.append(f"runtime.num_cpus={args.num_cpus}")
     if getattr(args, "no_ray", False):
         overrides.append("runtime.use_ray=false")
@@ -133,10 +133,13 @@ def _check_rerun(out_dir: str, xml: str, p, overwrite: bool) -> None:
     check_rerun(out_dir, xml, xml_digest(xml), shaping_params(p), overwrite)
 
 
-def _preflight(xml: str):
-    from rhapso_core.pipeline.preflight import check_dataset
+def _preflight(xml: str, p=None):
+    from rhapso_core.pipeline.preflight import check_dataset, check_params_for_dataset
 
-    return check_dataset(xml)
+    sd = check_dataset(xml)
+    if p is not None:
+        check_params_for_dataset(sd, p)
+    return sd
 
 
 def cmd_align(args) -> int:
@@ -144,7 +147,7 @@ def cmd_align(args) -> int:
     from flows.runtime import prefect_api
 
     p = _params(args)
-    _preflight(args.xml)
+    _preflight(args.xml, p)
     out = args.out
     guard_outputs(args.xml, alignment_outputs(out))
     _check_out_free(out, args.overwrite)
@@ -158,7 +161,7 @@ def cmd_fuse(args) -> int:
     from flows.runtime import prefect_api
 
     p = _params(args)
-    _preflight(args.xml)
+    _preflight(args.xml, p)
     guard_outputs(args.xml, fusion_outputs(args.out))
     with prefect_api():
         _print(fusion(args.xml, args.out, params=p, overwrite=args.overwrite))
@@ -170,7 +173,7 @@ def cmd_stitch(args) -> int:
     from flows.stitch import stitch, stitch_outputs
 
     p = _params(args)
-    _preflight(args.xml)
+    _preflight(args.xml, p)
     aligned, fused = stitch_outputs(args.out, args.xml)
     guard_outputs(args.xml, alignment_outputs(aligned, "the aligned XML it writes") + fusion_outputs(fused, "the fused image it writes"))
     _check_rerun(args.out, args.xml, p, args.overwrite)
@@ -187,7 +190,7 @@ def cmd_detect(args) -> int:
     from rhapso_core.pointstore import PointStore, export_n5
 
     p = _params(args)
-    _preflight(args.xml)
+    _preflight(args.xml, p)
     layout = alignment_layout(args.out or args.xml)
     store = args.store or layout["store"]
     outputs = [(store, "--store" if args.store else "the point store it writes")]
@@ -214,7 +217,7 @@ def cmd_match_solve(args, solve_only: bool = False) -> int:
     from rhapso_core.pipeline import solve as solve_mod
 
     p = _params(args)
-    _preflight(args.xml)
+    _preflight(args.xml, p)
     store = args.store or alignment_layout(args.xml)["store"]
     m, s = p.round_params(args.model)
     guard_outputs(args.xml, [(args.out, "--out")])
@@ -253,7 +256,7 @@ def cmd_split(args) -> int:
     from rhapso_core.split.dataset import default_split_store
 
     p = _params(args)
-    _preflight(args.xml)
+    _preflight(args.xml, p)
     guard_outputs(args.xml, [(args.out, "--out"), (default_split_store(args.out), "the split point store it writes")])
     _check_out_free(args.out, args.overwrite)
     store = args.store or alignment_layout(args.xml)["store"]
@@ -306,7 +309,7 @@ def cmd_demo(args) -> int:
         else:
             paths = write_dataset(data, p.synthetic)
             xml, truth = str(paths.xml), str(paths.ground_truth)
-    _preflight(xml)
+    _preflight(xml, p)
     with prefect_api():
         result = stitch(xml, str(out / "stitched"), params=p, overwrite=args.overwrite, ground_truth=truth)
     summary = {
@@ -453,6 +456,8 @@ def _command_env(verbose: bool):
     """Quieter logs and local-run defaults for one command, restored afterwards (main() is
     also called in-process, by tests and scripts, whose later logging must not change)."""
     defaults = {"RAY_AUTH_MODE": "disabled", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    if not verbose:  # a failed task's error is reported once, by the command, not again by Ray
+        defaults["RAY_IGNORE_UNHANDLED_ERRORS"] = "1"
     added = [k for k in defaults if k not in os.environ]
     for k in added:
         os.environ[k] = defaults[k]
@@ -472,6 +477,11 @@ def _command_env(verbose: bool):
                     quieted.append((h, h.level))
                     h.setLevel(max(h.level, logging.WARNING))
         ray_logger.setLevel(logging.WARNING)
+        from rhapso_cli.failures import quiet_run_errors
+
+        quieted_filters = quiet_run_errors(h for h, _ in quieted)
+    else:
+        quieted_filters = []
     try:
         yield
     finally:
@@ -479,6 +489,8 @@ def _command_env(verbose: bool):
             os.environ.pop(k, None)
         for h, level in quieted:
             h.setLevel(level)
+        for h, f in quieted_filters:
+            h.removeFilter(f)
         ray_logger.setLevel(ray_level)
 
 
@@ -488,15 +500,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _command_env(args.verbose):
             return args.func(args)
-    except CliError as exc:
-        print(f"rhapso {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError, PermissionError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if isinstance(exc, KeyError):
-            msg = msg.strip("'\"")
-        print(f"rhapso {args.command}: error: {msg}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    except Exception as exc:  # every failure ends in one line (the traceback only under -v)
+        from rhapso_cli.failures import report_failure
+
+        return report_failure(args.command, exc, args.verbose)
 
 
 if __name__ == "__main__":
