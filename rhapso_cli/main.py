@@ -494,11 +494,24 @@ def _command_env(verbose: bool):
         ray_logger.setLevel(ray_level)
 
 
+#: What an interrupted command leaves for a resume (the one line it prints).
+_KEPT = {
+    "align": "the detected interest points and finished matching",
+    "stitch": "the detected interest points, finished matching and finished fused blocks",
+    "demo": "the generated dataset, detected interest points and finished fused blocks",
+    "fuse": "the finished fused blocks",
+    "detect": "the views detected so far",
+    "match": "the pairs matched so far",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from rhapso_cli.interrupt import handling_signals
+
     try:
-        with _command_env(args.verbose):
+        with _command_env(args.verbose), handling_signals(args.command, _KEPT.get(args.command, "finished work")):
             return args.func(args)
     except Exception as exc:  # every failure ends in one line (the traceback only under -v)
         from rhapso_cli.failures import report_failure
