@@ -190,7 +190,7 @@ def alignment(
     """
     p = resolve(params, params_file, overrides)
     out = out or default_aligned_xml(xml)
-    guard_outputs(xml, alignment_outputs(out, "the output XML"))
+    guard_outputs(xml, alignment_outputs(out, "the output XML"), p.runtime.data_roots)
     # The folder's point store is shared by anything aligned into it: one run at a time.
     with output_lock(alignment_layout(out)["folder"], run_id=current_run_id()) as lock, ray_session(p.runtime):
         clear_dead_run_temporaries(lock, out)

@@ -76,6 +76,6 @@ def fusion(
     p = resolve(params, params_file, overrides)
     from flows.layout import fusion_outputs, guard_outputs
 
-    guard_outputs(xml, fusion_outputs(out, "the output"))
+    guard_outputs(xml, fusion_outputs(out, "the output"), p.runtime.data_roots)
     with ray_session(p.runtime):
         return run_fusion(xml, out, p, overwrite)

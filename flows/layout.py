@@ -64,11 +64,18 @@ def fusion_outputs(out: str, what: str = "--out") -> list[tuple[str, str]]:
     return [(out, f"{what} (the fused OME-Zarr)"), (fused_xml_path(out), "the fused image's XML it writes")]
 
 
-def guard_outputs(xml: str, outputs: list[tuple[str, str]]) -> None:
-    """The one input guard (see :mod:`rhapso_core.pipeline.input_guard`): refuse before writing."""
-    from rhapso_core.pipeline.input_guard import guard
+def guard_outputs(xml: str, outputs: list[tuple[str, str]], data_roots: list[str] | None = None) -> None:
+    """The one input guard (see :mod:`rhapso_core.pipeline.input_guard`): refuse before writing.
 
-    guard(xml, outputs)
+    With data roots configured (``runtime.data_roots`` or ``$RHAPSO_DATA_ROOTS``), every input
+    and output must also resolve inside one of them.
+    """
+    from rhapso_core.pipeline.input_guard import check_data_roots, configured_roots, guard
+
+    inputs = guard(xml, outputs)
+    roots = configured_roots(data_roots)
+    if roots:
+        check_data_roots([(i.path, i.what) for i in inputs] + list(outputs), roots)
 
 
 def clear_dead_run_temporaries(lock: dict, out_xml: str, fused: str | None = None) -> list[str]:

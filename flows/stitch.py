@@ -46,7 +46,8 @@ def stitch(
     """
     p = resolve(params, params_file, overrides)
     aligned, fused = stitch_outputs(out, xml)
-    guard_outputs(xml, alignment_outputs(aligned, "the aligned XML") + fusion_outputs(fused, "the fused image"))
+    guard_outputs(xml, alignment_outputs(aligned, "the aligned XML") + fusion_outputs(fused, "the fused image"),
+                  p.runtime.data_roots)
     check_output_free(fused, overwrite)  # someone's data at the fused path: refuse before writing anything
     # Other inputs or parameters than the run that filled the folder: refused now, not after
     # the alignment has replaced that run's XML.

@@ -138,6 +138,39 @@ def guard(xml_uris: str | Iterable[str], outputs: Iterable[tuple[str, str]],
     return inputs
 
 
+DATA_ROOTS_ENV = "RHAPSO_DATA_ROOTS"
+
+
+class OutsideDataRootsError(ValueError):
+    """A path a run would read or write resolves outside the configured data roots."""
+
+
+def configured_roots(roots: Iterable[str] | None = None) -> list[str]:
+    """The data roots in force: ``roots`` when given, else ``$RHAPSO_DATA_ROOTS`` (``,``-separated,
+    or ``:``-separated local paths), else none (no restriction)."""
+    if roots:
+        return [r for r in roots if r]
+    text = os.environ.get(DATA_ROOTS_ENV, "").strip()
+    if not text:
+        return []
+    parts = text.split(",") if ("," in text or "://" in text) else text.split(os.pathsep)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def check_data_roots(paths: Iterable[tuple[str, str]], roots: Iterable[str]) -> None:
+    """Refuse the first ``(path, what)`` resolving outside every root (symlinks and ``..`` resolved)."""
+    resolved_roots = [resolve(r) for r in roots]
+    if not resolved_roots:
+        return
+    for path, what in paths:
+        r = resolve(path)
+        if not any(_inside(r, root) for root in resolved_roots):
+            raise OutsideDataRootsError(
+                f"{path}: {what} resolves to {r}, outside the data roots ({', '.join(resolved_roots)}); "
+                f"this service only reads and writes there ({DATA_ROOTS_ENV} / runtime.data_roots)"
+            )
+
+
 def join(folder: str, *parts: str) -> str:
     """Join under a local folder or a URI prefix."""
     return posixpath.join(folder, *parts) if uris.is_url(folder) else os.path.join(folder, *parts)
