@@ -12,7 +12,12 @@ from prefect_ray.context import remote_options
 from flows import artifacts
 from flows.batched_matching import match_in_batches
 from flows.layout import (
-    alignment_layout, alignment_outputs, check_not_input, clear_dead_run_temporaries, default_aligned_xml, guard_outputs,
+    alignment_layout,
+    alignment_outputs,
+    check_not_input,
+    clear_dead_run_temporaries,
+    default_aligned_xml,
+    guard_outputs,
 )
 from flows.params import resolve
 from flows.runtime import current_run_id, ray_session, stage_runner, worker_slots

@@ -175,7 +175,8 @@ def cmd_stitch(args) -> int:
     p = _params(args)
     _preflight(args.xml, p)
     aligned, fused = stitch_outputs(args.out, args.xml)
-    guard_outputs(args.xml, alignment_outputs(aligned, "the aligned XML it writes") + fusion_outputs(fused, "the fused image it writes"))
+    guard_outputs(args.xml, alignment_outputs(aligned, "the aligned XML it writes")
+                  + fusion_outputs(fused, "the fused image it writes"))
     _check_rerun(args.out, args.xml, p, args.overwrite)
     with prefect_api():
         _print(stitch(args.xml, args.out, params=p, overwrite=args.overwrite))

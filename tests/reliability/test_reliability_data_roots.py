@@ -28,8 +28,9 @@ def split_dataset(write_dataset_copy, tmp_path):
     elsewhere.mkdir()
     shutil.copytree(paths.images_root, elsewhere / "raw.ome.zarr")
     rel = "../../elsewhere/raw.ome.zarr"
-    (root / "xml" / "dataset.xml").write_text(
-        paths.xml.read_text().replace('<zarr type="relative">images.ome.zarr</zarr>', f'<zarr type="relative">{rel}</zarr>'))
+    text = paths.xml.read_text()
+    text = text.replace('<zarr type="relative">images.ome.zarr</zarr>', f'<zarr type="relative">{rel}</zarr>')
+    (root / "xml" / "dataset.xml").write_text(text)
     return root, elsewhere
 
 

@@ -93,4 +93,5 @@ def test_interrupted_stitch_reruns_identical_to_a_clean_run(rel_harness, write_d
         assert_same_registrations(str(clean / "dataset.aligned.xml"), str(out / "dataset.aligned.xml"))
         outcomes.append(f"{signal.Signals(sig).name}@{delay:.1f}s->identical")
     assert folder_hash(paths.root) == before, "the input folder was modified"
-    FIGURES["fault injection (interrupt, re-run)"] = f"{iterations}/{iterations} identical (seed {seed}: {', '.join(outcomes)})"
+    FIGURES["fault injection (interrupt, re-run)"] = (
+        f"{iterations}/{iterations} identical (seed {seed}: {', '.join(outcomes)})")
