@@ -11,7 +11,14 @@ from prefect_ray.context import remote_options
 
 from flows import artifacts
 from flows.batched_matching import match_in_batches
-from flows.layout import alignment_layout, check_not_input, clear_dead_run_temporaries, default_aligned_xml
+from flows.layout import (
+    alignment_layout,
+    alignment_outputs,
+    check_not_input,
+    clear_dead_run_temporaries,
+    default_aligned_xml,
+    guard_outputs,
+)
 from flows.params import resolve
 from flows.phase import phase_stage
 from flows.runtime import current_run_id, ray_session, stage_runner, worker_slots
@@ -123,13 +130,20 @@ def split_affine_stage(
             "solver_report": result}
 
 
-def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground_truth: str | None = None) -> dict:
-    """The alignment stages in order (inside a flow run and a Ray session)."""
+def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground_truth: str | None = None,
+                  final_xml: str | None = None) -> dict:
+    """The alignment stages in order (inside a flow run and a Ray session).
+
+    The last round's XML goes to ``final_xml`` when given (a staged name beside
+    ``out``, published by the caller once the run's other results are complete),
+    else to ``out``; everything else is laid out from ``out``.
+    """
     check_not_input(out, xml, "output XML")
+    final = final_xml or out
     layout = alignment_layout(out)
     runner = stage_runner(p.runtime)
     label = p.detection.label
-    summary = {"input": xml, "output": out, "store": layout["store"]}
+    summary = {"input": xml, "output": final, "store": layout["store"]}
     # Phase rounds read pixels, not points: a run of phase rounds only detects nothing.
     points_needed = p.alignment.split_affine or any(k != "phase" for k in p.alignment.rounds)
     if points_needed:
@@ -139,7 +153,7 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
     anchors = None  # the last phase round's links, kept by later point rounds (stitching.keep_links)
     n_rounds = len(p.alignment.rounds) + (1 if p.alignment.split_affine else 0)
     for i, kind in enumerate(p.alignment.rounds, start=1):
-        target = out if i == n_rounds else layout["round_xml"].format(index=i, kind=kind)
+        target = final if i == n_rounds else layout["round_xml"].format(index=i, kind=kind)
         fs, path = fs_for(target)
         fs.makedirs(fs._parent(path), exist_ok=True)
         if kind == "phase":
@@ -162,7 +176,7 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
     if p.alignment.split_affine:
         m, s = p.round_params("affine", round_name="split_affine")
         rounds.append(split_affine_stage.with_options(task_runner=stage_runner(p.runtime))(
-            current, layout["store"], label, p.split, m, s, out, layout["work"], worker_slots(p.runtime)))
+            current, layout["store"], label, p.split, m, s, final, layout["work"], worker_slots(p.runtime)))
     summary["rounds"] = rounds
     summary["reverted_tiles"] = {r["xml"]: [t["name"] for t in r["verify"]["reverted"]]
                                  for r in rounds if r.get("verify") and r["verify"]["reverted"]}
@@ -213,6 +227,7 @@ def alignment(
     """
     p = resolve(params, params_file, overrides)
     out = out or default_aligned_xml(xml)
+    guard_outputs(xml, alignment_outputs(out, "the output XML"), p.runtime.data_roots)
     # The folder's point store is shared by anything aligned into it: one run at a time.
     with output_lock(alignment_layout(out)["folder"], run_id=current_run_id()) as lock, ray_session(p.runtime):
         clear_dead_run_temporaries(lock, out)

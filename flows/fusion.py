@@ -74,5 +74,8 @@ def fusion(
 ) -> dict:
     """Fuse the views of an (aligned) dataset into an OME-Zarr at ``out``."""
     p = resolve(params, params_file, overrides)
+    from flows.layout import fusion_outputs, guard_outputs
+
+    guard_outputs(xml, fusion_outputs(out, "the output"), p.runtime.data_roots)
     with ray_session(p.runtime):
         return run_fusion(xml, out, p, overwrite)

@@ -39,10 +39,43 @@ def alignment_layout(out_xml: str) -> dict[str, str]:
 
 
 def check_not_input(out: str, xml: str, what: str) -> None:
-    """Refuse an output that is the input: outputs never overwrite inputs."""
-    same = out == xml or (not is_s3(out) and not is_s3(xml) and os.path.abspath(out) == os.path.abspath(xml))
-    if same:
-        raise ValueError(f"{what} '{out}' is the input XML: outputs never overwrite inputs")
+    """Refuse an output that is the input XML, compared after resolving symlinks and ``..``."""
+    from rhapso_core.pipeline.input_guard import InputPath, check_outputs, resolve
+
+    check_outputs([(out, what)], [InputPath(resolve(xml), "the input XML")])
+
+
+def alignment_outputs(out_xml: str, what: str = "--out") -> list[tuple[str, str]]:
+    """Every path an alignment into ``out_xml`` writes, with what it is (for refusals)."""
+    from rhapso_core.pipeline.run_lock import lock_path
+
+    layout = alignment_layout(out_xml)
+    return [(out_xml, f"{what} (the solved XML)"), (layout["store"], "the point store it writes"),
+            (layout["n5"], "the BigStitcher interest-point export it writes"),
+            (layout["work"], "the folder of per-round XMLs it writes"),
+            (_join(layout["folder"], "qc_report.html"), "the QC report it writes"),
+            (lock_path(layout["folder"]), "its output lock")]
+
+
+def fusion_outputs(out: str, what: str = "--out") -> list[tuple[str, str]]:
+    """The fused OME-Zarr and the BigStitcher XML written beside it."""
+    from flows.fusion import fused_xml_path
+
+    return [(out, f"{what} (the fused OME-Zarr)"), (fused_xml_path(out), "the fused image's XML it writes")]
+
+
+def guard_outputs(xml: str, outputs: list[tuple[str, str]], data_roots: list[str] | None = None) -> None:
+    """The one input guard (see :mod:`rhapso_core.pipeline.input_guard`): refuse before writing.
+
+    With data roots configured (``runtime.data_roots`` or ``$RHAPSO_DATA_ROOTS``), every input
+    and output must also resolve inside one of them.
+    """
+    from rhapso_core.pipeline.input_guard import check_data_roots, configured_roots, guard
+
+    inputs = guard(xml, outputs)
+    roots = configured_roots(data_roots)
+    if roots:
+        check_data_roots([(i.path, i.what) for i in inputs] + list(outputs), roots)
 
 
 def clear_dead_run_temporaries(lock: dict, out_xml: str, fused: str | None = None) -> list[str]:

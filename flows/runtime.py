@@ -21,6 +21,13 @@ from rhapso_core.config import RuntimeParams
 
 log = logging.getLogger(__name__)
 
+#: The local Prefect API server :func:`prefect_api` started, while it runs.
+_LOCAL_SERVER = None
+
+#: The SIGTERM handler of the command running flows in this process (None: Prefect's and Ray's
+#: handlers apply, as under a deployment's worker).
+COMMAND_SIGTERM_HANDLER = None
+
 
 @contextlib.contextmanager
 def prefect_api() -> Iterator[str | None]:
@@ -39,8 +46,10 @@ def prefect_api() -> Iterator[str | None]:
         return
     from prefect.server.api.server import SubprocessASGIServer
 
+    global _LOCAL_SERVER
     server = SubprocessASGIServer()
     server.start()
+    _LOCAL_SERVER = server  # stopped by an interrupted command on its way out (rhapso_cli.interrupt)
     try:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
             os.environ["PREFECT_API_URL"] = server.api_url
@@ -53,6 +62,7 @@ def prefect_api() -> Iterator[str | None]:
                 APILogWorker.drain_all(timeout=10)
                 os.environ.pop("PREFECT_API_URL", None)
     finally:
+        _LOCAL_SERVER = None
         server.stop()
 
 
@@ -64,6 +74,7 @@ def ray_session(runtime: RuntimeParams) -> Iterator[None]:
     so initialising here lets every stage share one local Ray (or one cluster
     connection) instead of starting one per stage.
     """
+    _restore_command_sigterm()  # over the flow engine's, installed when the flow run started
     if not runtime.use_ray:
         yield
         return
@@ -82,11 +93,49 @@ def ray_session(runtime: RuntimeParams) -> Iterator[None]:
         if runtime.object_store_memory_gb:
             kwargs["object_store_memory"] = int(runtime.object_store_memory_gb * 1024**3)
     log.info("starting Ray (%s)", runtime.ray_address or "local")
-    ray.init(**kwargs)
+    with _ray_keeps_command_sigterm():
+        ray.init(**kwargs)
+    _restore_command_sigterm()
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def _restore_command_sigterm() -> None:
+    """Put the command's SIGTERM handler back in place.
+
+    Prefect's flow engine (at the start of a flow run) and ``ray.init`` each install
+    their own: Prefect's reports the run crashed through the API first (minutes of
+    retries when the signal also stopped the local API), Ray's calls ``sys.exit``.
+    A command that stops cleanly by itself (``rhapso_cli.interrupt``) keeps its own.
+    """
+    import signal
+    import threading
+
+    if COMMAND_SIGTERM_HANDLER is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, COMMAND_SIGTERM_HANDLER)
+
+
+@contextlib.contextmanager
+def _ray_keeps_command_sigterm() -> Iterator[None]:
+    """While ``ray.init`` runs (seconds), a SIGTERM must reach the command's handler, not the
+    ``sys.exit`` handler Ray installs early in its start-up (a private hook, so guarded)."""
+    utils = None
+    if COMMAND_SIGTERM_HANDLER is not None:
+        try:
+            from ray._private import utils
+        except ImportError:
+            utils = None
+    original = getattr(utils, "set_sigterm_handler", None) if utils is not None else None
+    if original is None:
+        yield
+        return
+    utils.set_sigterm_handler = lambda handler: None
+    try:
+        yield
+    finally:
+        utils.set_sigterm_handler = original
 
 
 def stage_runner(runtime: RuntimeParams):

@@ -9,13 +9,16 @@ from prefect import flow
 
 from flows.alignment import run_alignment, run_qc
 from flows.fusion import run_fusion
-from flows.layout import clear_dead_run_temporaries
+from flows.layout import alignment_outputs, clear_dead_run_temporaries, fusion_outputs, guard_outputs
 from flows.params import resolve
 from flows.runtime import current_run_id, ray_session
 from rhapso_core.config import PipelineParams
 from rhapso_core.io import is_s3
+from rhapso_core.pipeline.dataset import xml_digest
 from rhapso_core.pipeline.fuse import check_output_free
+from rhapso_core.pipeline.publish import publish, remove_outputs, staged_name
 from rhapso_core.pipeline.run_lock import output_lock
+from rhapso_core.pipeline.run_record import RunRecord, check_rerun, differences, shaping_params, write_record
 
 
 def stitch_outputs(out_dir: str, xml: str) -> tuple[str, str]:
@@ -43,10 +46,27 @@ def stitch(
     """
     p = resolve(params, params_file, overrides)
     aligned, fused = stitch_outputs(out, xml)
+    guard_outputs(xml, alignment_outputs(aligned, "the aligned XML") + fusion_outputs(fused, "the fused image"),
+                  p.runtime.data_roots)
     check_output_free(fused, overwrite)  # someone's data at the fused path: refuse before writing anything
+    # Other inputs or parameters than the run that filled the folder: refused now, not after
+    # the alignment has replaced that run's XML.
+    sha, shaping = xml_digest(xml), shaping_params(p)
+    previous = check_rerun(out, xml, sha, shaping, overwrite)
     with output_lock(out, run_id=current_run_id()) as lock, ray_session(p.runtime):
         clear_dead_run_temporaries(lock, aligned, fused)
-        a = run_alignment(xml, aligned, p, qc=False)
-        f = run_fusion(aligned, fused, p, overwrite)
+        if previous is not None and differences(previous, sha, shaping):
+            # --overwrite of another run: its published results go first, so the folder
+            # never shows them beside this run's.
+            from flows.fusion import fused_xml_path
+
+            remove_outputs([aligned, fused_xml_path(fused), fused])
+        record = RunRecord(xml, sha, shaping, "running")
+        write_record(out, record)
+        staged = staged_name(aligned)
+        a = run_alignment(xml, aligned, p, qc=False, final_xml=staged)
+        f = run_fusion(staged, fused, p, overwrite)
+        a["output"] = publish(staged, aligned)
+        write_record(out, RunRecord(xml, sha, shaping, "complete"))
         qc = run_qc(xml, a, p.detection.label, fused=fused, ground_truth=ground_truth)
     return {"alignment": a, "fusion": f, "aligned_xml": aligned, "fused": fused, "qc": qc}

@@ -16,12 +16,12 @@ import os
 import sys
 from pathlib import Path
 
-from flows.layout import check_not_input
+from flows.layout import alignment_outputs, check_not_input, fusion_outputs, guard_outputs
 
 EXIT_BAD_INPUT = 2
 
 
-class CliError(Exception):
+class CliError(ValueError):
     """A one-line error for the user."""
 
 
@@ -32,7 +32,7 @@ def _params(args, extra: list[str] | None = None):
     overrides = list(args.set or [])
     if getattr(args, "ray_address", None):
         overrides.append(f"runtime.ray_address={args.ray_address}")
-    if getattr(args, "num_cpus", None):
+    if getattr(args, "num_cpus", None) is not None:  # 0 is refused by the parameter's range, not ignored
         overrides.append(f"runtime.num_cpus={args.num_cpus}")
     if getattr(args, "no_ray", False):
         overrides.append("runtime.use_ray=false")
@@ -64,6 +64,10 @@ def cmd_synth(args) -> int:
     if args.seed is not None:
         extra.append(f"synthetic.seed={args.seed}")
     p = _params(args, extra)
+    if args.volume:
+        from rhapso_core.pipeline.input_guard import InputPath, check_outputs, resolve
+
+        check_outputs([(args.out_dir, "the output folder")], [InputPath(resolve(args.volume), "--volume")])
     _check_out_free(os.path.join(args.out_dir, "dataset.xml"), args.overwrite)
     specimen = _volume_specimen(args, p.synthetic) if args.volume else None
     paths = write_dataset(args.out_dir, p.synthetic, specimen=specimen, overwrite=args.overwrite)
@@ -105,6 +109,7 @@ def cmd_xml(args) -> int:
 
     check_not_input(args.out, args.xml, "--out")
     sd = load_xml(args.xml)
+    guard_outputs(args.xml, [(args.out, "--out")])
     _check_out_free(args.out, args.overwrite)
     save_xml(sd, args.out)
     _print({"views": len(sd.views()), "setups": len(sd.setups), "timepoints": len(list(sd.timepoints or [])),
@@ -120,10 +125,21 @@ def cmd_score(args) -> int:
     return 0
 
 
-def _preflight(xml: str):
-    from rhapso_core.pipeline.preflight import check_dataset
+def _check_rerun(out_dir: str, xml: str, p, overwrite: bool) -> None:
+    """The flow checks this too; here it is refused before Prefect starts (one line, no run logs)."""
+    from rhapso_core.pipeline.dataset import xml_digest
+    from rhapso_core.pipeline.run_record import check_rerun, shaping_params
 
-    return check_dataset(xml)
+    check_rerun(out_dir, xml, xml_digest(xml), shaping_params(p), overwrite)
+
+
+def _preflight(xml: str, p=None):
+    from rhapso_core.pipeline.preflight import check_dataset, check_params_for_dataset
+
+    sd = check_dataset(xml)
+    if p is not None:
+        check_params_for_dataset(sd, p)
+    return sd
 
 
 def cmd_align(args) -> int:
@@ -131,9 +147,9 @@ def cmd_align(args) -> int:
     from flows.runtime import prefect_api
 
     p = _params(args)
-    _preflight(args.xml)
+    _preflight(args.xml, p)
     out = args.out
-    check_not_input(out, args.xml, "--out")
+    guard_outputs(args.xml, alignment_outputs(out))
     _check_out_free(out, args.overwrite)
     with prefect_api():
         _print(alignment(args.xml, out, params=p))
@@ -145,7 +161,8 @@ def cmd_fuse(args) -> int:
     from flows.runtime import prefect_api
 
     p = _params(args)
-    _preflight(args.xml)
+    _preflight(args.xml, p)
+    guard_outputs(args.xml, fusion_outputs(args.out))
     with prefect_api():
         _print(fusion(args.xml, args.out, params=p, overwrite=args.overwrite))
     return 0
@@ -153,10 +170,14 @@ def cmd_fuse(args) -> int:
 
 def cmd_stitch(args) -> int:
     from flows.runtime import prefect_api
-    from flows.stitch import stitch
+    from flows.stitch import stitch, stitch_outputs
 
     p = _params(args)
-    _preflight(args.xml)
+    _preflight(args.xml, p)
+    aligned, fused = stitch_outputs(args.out, args.xml)
+    guard_outputs(args.xml, alignment_outputs(aligned, "the aligned XML it writes")
+                  + fusion_outputs(fused, "the fused image it writes"))
+    _check_rerun(args.out, args.xml, p, args.overwrite)
     with prefect_api():
         _print(stitch(args.xml, args.out, params=p, overwrite=args.overwrite))
     return 0
@@ -170,12 +191,15 @@ def cmd_detect(args) -> int:
     from rhapso_core.pointstore import PointStore, export_n5
 
     p = _params(args)
-    _preflight(args.xml)
-    if args.out:
-        check_not_input(args.out, args.xml, "--out")
-        _check_out_free(args.out, args.overwrite)
+    _preflight(args.xml, p)
     layout = alignment_layout(args.out or args.xml)
     store = args.store or layout["store"]
+    outputs = [(store, "--store" if args.store else "the point store it writes")]
+    if args.out:
+        outputs += [(args.out, "--out"), (layout["n5"], "the BigStitcher interest-point export it writes")]
+    guard_outputs(args.xml, outputs)
+    if args.out:
+        _check_out_free(args.out, args.overwrite)
     with prefect_api(), ray_session(p.runtime):
         counts = detection_stage.with_options(task_runner=stage_runner(p.runtime))(args.xml, store, p.detection)
     result = {"store": store, "points": counts}
@@ -194,10 +218,10 @@ def cmd_match_solve(args, solve_only: bool = False) -> int:
     from rhapso_core.pipeline import solve as solve_mod
 
     p = _params(args)
-    _preflight(args.xml)
+    _preflight(args.xml, p)
     store = args.store or alignment_layout(args.xml)["store"]
     m, s = p.round_params(args.model)
-    check_not_input(args.out, args.xml, "--out")
+    guard_outputs(args.xml, [(args.out, "--out")])
     _check_out_free(args.out, args.overwrite)
     if solve_only:
         _print(solve_mod.solve_dataset(args.xml, store, p.detection.label, s, args.out))
@@ -216,6 +240,10 @@ def cmd_qc(args) -> int:
 
     p = _params(args)
     store = args.store or alignment_layout(args.solved)["store"]
+    from rhapso_core.qc.report import default_report_uri
+
+    report = args.out or default_report_uri(args.solved)
+    guard_outputs(args.input, [(report, "--out" if args.out else "the QC report it writes")])
     result = build_report(
         args.input, args.solved, store, p.detection.label, fused_uri=args.fused,
         ground_truth=args.ground_truth, out_html=args.out, params=p.qc,
@@ -227,10 +255,11 @@ def cmd_qc(args) -> int:
 def cmd_split(args) -> int:
     from flows.layout import alignment_layout
     from rhapso_core.split import split_dataset
+    from rhapso_core.split.dataset import default_split_store
 
     p = _params(args)
-    _preflight(args.xml)
-    check_not_input(args.out, args.xml, "--out")
+    _preflight(args.xml, p)
+    guard_outputs(args.xml, [(args.out, "--out"), (default_split_store(args.out), "the split point store it writes")])
     _check_out_free(args.out, args.overwrite)
     store = args.store or alignment_layout(args.xml)["store"]
     from rhapso_core.io import fs_for
@@ -282,7 +311,7 @@ def cmd_demo(args) -> int:
         else:
             paths = write_dataset(data, p.synthetic)
             xml, truth = str(paths.xml), str(paths.ground_truth)
-    _preflight(xml)
+    _preflight(xml, p)
     with prefect_api():
         result = stitch(xml, str(out / "stitched"), params=p, overwrite=args.overwrite, ground_truth=truth)
     summary = {
@@ -431,6 +460,8 @@ def _command_env(verbose: bool):
     """Quieter logs and local-run defaults for one command, restored afterwards (main() is
     also called in-process, by tests and scripts, whose later logging must not change)."""
     defaults = {"RAY_AUTH_MODE": "disabled", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    if not verbose:  # a failed task's error is reported once, by the command, not again by Ray
+        defaults["RAY_IGNORE_UNHANDLED_ERRORS"] = "1"
     added = [k for k in defaults if k not in os.environ]
     for k in added:
         os.environ[k] = defaults[k]
@@ -450,6 +481,11 @@ def _command_env(verbose: bool):
                     quieted.append((h, h.level))
                     h.setLevel(max(h.level, logging.WARNING))
         ray_logger.setLevel(logging.WARNING)
+        from rhapso_cli.failures import quiet_run_errors
+
+        quieted_filters = quiet_run_errors(h for h, _ in quieted)
+    else:
+        quieted_filters = []
     try:
         yield
     finally:
@@ -457,24 +493,34 @@ def _command_env(verbose: bool):
             os.environ.pop(k, None)
         for h, level in quieted:
             h.setLevel(level)
+        for h, f in quieted_filters:
+            h.removeFilter(f)
         ray_logger.setLevel(ray_level)
+
+
+#: What an interrupted command leaves for a resume (the one line it prints).
+_KEPT = {
+    "align": "the detected interest points and finished matching",
+    "stitch": "the detected interest points, finished matching and finished fused blocks",
+    "demo": "the generated dataset, detected interest points and finished fused blocks",
+    "fuse": "the finished fused blocks",
+    "detect": "the views detected so far",
+    "match": "the pairs matched so far",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from rhapso_cli.interrupt import handling_signals
+
     try:
-        with _command_env(args.verbose):
+        with _command_env(args.verbose), handling_signals(args.command, _KEPT.get(args.command, "finished work")):
             return args.func(args)
-    except CliError as exc:
-        print(f"rhapso {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError, PermissionError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if isinstance(exc, KeyError):
-            msg = msg.strip("'\"")
-        print(f"rhapso {args.command}: error: {msg}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    except Exception as exc:  # every failure ends in one line (the traceback only under -v)
+        from rhapso_cli.failures import report_failure
+
+        return report_failure(args.command, exc, args.verbose)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,13 @@ class RuntimeParams(StageParams):
     num_cpus: int | None = Field(None, ge=1, description="CPU cap for a local Ray (cores); None: all cores.")
     object_store_memory_gb: float | None = Field(None, gt=0, description="Local Ray object store (GiB).")
     use_ray: bool = Field(True, description="False runs tasks in threads of the flow process (debugging).")
+    data_roots: list[str] | None = Field(
+        None,
+        description="Folders or s3:// prefixes every path a run reads or writes must resolve inside "
+        "(the XML, its images and point store, the outputs); None: no restriction, unless the "
+        "environment variable RHAPSO_DATA_ROOTS lists some (separated by ':' or ',', URIs by ','). "
+        "For a service that runs XMLs written by others.",
+    )
 
 
 class PipelineParams(StageParams):

@@ -74,6 +74,14 @@ class ZarrLevel:
         except (RuntimeError, ValueError, TypeError, zlib.error) as e:
             # A codec rejected a stored chunk (corrupt or truncated object): permanent,
             # so it must not look like a transient I/O error; name the array and box.
+            if "reshape" in str(e):
+                # The decoded bytes do not fill a chunk of the declared type: the metadata's
+                # data type disagrees with what was written (or the chunk was truncated).
+                raise ImageIOError(
+                    f"{self.array.store_path}: the stored chunk data of box (z, y, x) {tuple(box)} do not match "
+                    f"the array's declared data type {self.array.dtype} and chunk shape {tuple(self.array.chunks)} "
+                    f"(wrong data type in the metadata, or a truncated chunk): {_one_line(e)}"
+                ) from None
             raise ImageIOError(
                 f"{self.array.store_path}: cannot decode the chunk data of box (z, y, x) {tuple(box)} "
                 f"(corrupt chunk?): {_one_line(e)}"

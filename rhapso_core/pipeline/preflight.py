@@ -27,3 +27,17 @@ def check_dataset(xml_uri: str, storage_options=None, open_images: bool = True) 
                     f"{tuple(src.level_shape(0)[::-1])}"
                 )
     return sd
+
+
+def check_params_for_dataset(sd: SpimData, params) -> None:
+    """Parameters that name views of the dataset must name existing ones (refused before any stage)."""
+    fixed = params.solver.fixed_views
+    if fixed:
+        views = set(sd.views())
+        for v in fixed:
+            if (int(v[0]), int(v[1])) not in views:
+                shown = ", ".join(f"[{t},{s}]" for t, s in sorted(views)[:6]) + (" ..." if len(views) > 6 else "")
+                raise DatasetError(
+                    f"solver.fixed_views: view [{v[0]},{v[1]}] (timepoint, setup) is not a view of "
+                    f"{sd.source_uri} (its views: {shown})"
+                )

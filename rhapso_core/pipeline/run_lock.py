@@ -28,6 +28,10 @@ from rhapso_core.io import fs_for, is_s3
 
 LOCK_NAME = ".rhapso-run.lock"
 
+#: Locks this process holds, ``{out_dir: (record, storage_options)}``: an interrupted
+#: command releases them on its way out (see :func:`release_held`).
+_HELD: dict[str, tuple[dict, dict | None]] = {}
+
 
 class OutputLockedError(ValueError):
     """Another run holds the output folder (the message names it)."""
@@ -149,7 +153,25 @@ def output_lock(out_dir: str, run_id: str | None = None, storage_options: dict |
                 steal: bool = False) -> Iterator[dict]:
     """``with output_lock(out, run_id):`` hold the output folder for the block's duration."""
     record = acquire(out_dir, run_id, storage_options, steal)
+    _HELD[out_dir] = (record, storage_options)
     try:
         yield record
     finally:
+        _HELD.pop(out_dir, None)
         release(out_dir, record, storage_options)
+
+
+def held_locks() -> dict[str, dict]:
+    """``{out_dir: record}`` of the output locks this process holds now."""
+    return {k: v[0] for k, v in _HELD.items()}
+
+
+def release_held() -> list[str]:
+    """Release every lock this process holds (a command stopped by a signal); returns the folders."""
+    released = []
+    for out_dir, (record, options) in list(_HELD.items()):
+        with contextlib.suppress(Exception):
+            release(out_dir, record, options)
+            released.append(out_dir)
+        _HELD.pop(out_dir, None)
+    return released

@@ -20,6 +20,7 @@ import numpy as np
 import zarr
 import zarr.errors
 
+from .create import create_root_if_absent, looks_half_created
 from .layout import (
     SCHEMA_VERSION,
     STORE_ATTR,
@@ -124,24 +125,31 @@ class PointStore:
         kwargs: dict[str, Any] = {}
         if remote and self.storage_options:
             kwargs["storage_options"] = self.storage_options
-        try:
+        if self.mode == "a":
+            # Created whole (identity attribute included) and only if absent, so tasks
+            # creating one store at once all open the same complete root.
             try:
-                root = zarr.open_group(store=target, mode=self.mode, zarr_format=3, **kwargs)
-            except zarr.errors.ContainsGroupError:
-                # Parallel tasks on a new store: another one created the root between
-                # our existence check and our create. Open the group it made.
-                root = zarr.open_group(store=target, mode="r+", zarr_format=3, **kwargs)
+                create_root_if_absent(self.uri, self.storage_options)
+            except NotADirectoryError:
+                raise PointStoreError(f"{self.uri}: is a file, not a point store") from None
+        try:
+            root = zarr.open_group(store=target, mode="r+" if self.mode == "a" else "r", zarr_format=3, **kwargs)
         except (FileNotFoundError, zarr.errors.NodeNotFoundError, KeyError):
             raise PointStoreError(f"{self.uri}: no point store here (opened read-only)") from None
         except zarr.errors.ContainsArrayError:
             raise PointStoreError(f"{self.uri}: is a zarr array, not a point store") from None
         info = root.attrs.get(STORE_ATTR)
         if info is None:
-            if self.mode == "a" and not any(True for _ in root.keys()):
+            children = list(root.keys())
+            if self.mode == "a" and looks_half_created(children):
+                # Empty, or only view groups: a root whose identity write was lost (an
+                # interrupted or raced create by an earlier version). Its view groups keep
+                # their own completion markers, so restoring the identity is safe.
                 root.attrs.update({STORE_ATTR: {"schema_version": SCHEMA_VERSION}})
                 return root
             raise PointStoreError(
-                f"{self.uri}: not a point store (root attribute {STORE_ATTR!r} missing)"
+                f"{self.uri}: not a point store (root attribute {STORE_ATTR!r} missing"
+                + (f"; it holds {', '.join(sorted(children)[:3])}" if children else "") + ")"
             )
         version = info.get("schema_version") if isinstance(info, dict) else None
         if not isinstance(version, int) or version > SCHEMA_VERSION:

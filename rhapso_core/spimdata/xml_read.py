@@ -324,6 +324,10 @@ def _setup(ctx: _Ctx, elem: etree._Element) -> ViewSetup:
         if "size" in vk:
             vh["size"] = _text(vk["size"][0])
             vsize = _numbers(ctx, where, vh["size"], "<voxelSize> <size>", float, 3, vk["size"][0].sourceline)
+            if vsize is not None and not all(np.isfinite(v) and v > 0 for v in vsize):
+                # Quoted as written: a derived value (an inverse, a ratio) would not be found in the file.
+                ctx.problem(where, f"<voxelSize> <size> {vh['size'].strip()!r}: voxel sizes must be positive, "
+                            "finite numbers", vk["size"][0].sourceline)
         vpres = Preserved(vp.attrib, vp.children, vp.order, vh)
     attrs: dict[str, int] = {}
     if "attributes" in kids:
@@ -424,6 +428,12 @@ def _registration(ctx: _Ctx, elem: etree._Element) -> tuple[ViewId, tuple[ViewTr
         vals = _numbers(ctx, where, text, "affine", float, 12, aff.sourceline)
         if not all(np.isfinite(vals)):
             raise ctx.fail(where, "affine has non-finite values", aff.sourceline)
+        linear = np.asarray(vals, dtype=np.float64).reshape(3, 4)[:, :3]
+        if not np.isfinite(np.linalg.cond(linear)) or np.linalg.cond(linear) > 1e12:
+            # A singular transform maps the view onto a plane or a point: nothing downstream
+            # (fusion bounds, the solve, the inverse for reading) is defined for it.
+            ctx.problem(where, f"<ViewTransform> {len(out) + 1} affine {text.strip()!r} is singular "
+                        f"(its 3x3 part has determinant {np.linalg.det(linear):.3g})", aff.sourceline)
         out.append(
             ViewTransform(
                 name=_text(vk["Name"][0]) if "Name" in vk else None,
@@ -469,6 +479,13 @@ def _parse_xml(data: bytes, source: str) -> etree._Element:
         raise SpimDataError(f"{source}: malformed or truncated XML: empty document")
     if root.tag != "SpimData":
         raise SpimDataError(f"{source}: <{root.tag}>: root element is not <SpimData>")
+    for ent in root.iter(etree.Entity):
+        # Entities are never expanded (no entity bombs, no external files): a reference
+        # would silently read as an empty value, so it is refused by name.
+        parent = ent.getparent()
+        where = f"<{parent.tag}>" if parent is not None else "document"
+        raise SpimDataError(f"{source}: {where}: unresolved XML entity {ent.text} (line {ent.sourceline}): "
+                            "entities are not expanded; write the value itself")
     return root
 
 

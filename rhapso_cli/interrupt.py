@@ -1,0 +1,149 @@
+"""Ctrl-C and SIGTERM: the command stops within seconds and says what it kept for a resume.
+
+Left to themselves, an interrupted flow run waits for its Ray tasks and the local
+Prefect API (itself interrupted when the signal went to the process group) and
+prints a screen of connection errors. Here the first SIGINT or SIGTERM:
+
+1. marks the run record of each output folder this process holds ``cancelled``,
+   and the Prefect flow run ``Cancelled`` (best effort, a second at most);
+2. releases the output locks this process holds;
+3. stops Ray (which ends the tasks) and the local Prefect API, with a deadline;
+4. prints one line naming the folder and what was kept, and exits with 130.
+
+Finished detection (Prefect's result cache), finished fusion blocks (markers
+written after their data) and the point store's completed views stay, so running
+the same command again resumes. A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+
+EXIT_INTERRUPTED = 130
+
+#: Seconds the clean-up may take before the process exits regardless.
+DEADLINE_S = 8.0
+
+_state = {"command": "rhapso", "kept": "", "fired": False}
+
+
+def _mark_cancelled(held: dict[str, dict]) -> None:
+    from rhapso_core.pipeline.run_record import RunRecord, read_record, write_record
+
+    for out_dir in held:
+        rec = read_record(out_dir)
+        if rec is not None and rec.state == "running":
+            write_record(out_dir, RunRecord(rec.input_xml, rec.input_sha256, rec.params, "cancelled"))
+    run_ids = [r.get("run_id") for r in held.values() if r.get("run_id")]
+    if not run_ids or not os.environ.get("PREFECT_API_URL"):
+        return
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    with get_client(sync_client=True) as client:
+        for rid in run_ids:
+            client.set_flow_run_state(rid, Cancelled(message="interrupted by the user (signal)"), force=True)
+
+
+def _stop_services() -> None:
+    try:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+    except Exception:
+        pass
+    from flows import runtime
+
+    server = getattr(runtime, "_LOCAL_SERVER", None)
+    if server is not None:
+        server.stop()
+
+
+def _quietly(step) -> None:
+    # Best effort: the local API or Ray may already be gone (the signal reached the whole
+    # process group); their errors would bury the one line that matters.
+    try:
+        step()
+    except Exception:
+        pass
+
+
+def _cleanup_and_exit(signum: int) -> None:
+    from rhapso_core.pipeline.run_lock import held_locks, release_held
+
+    held = held_locks()
+    steps = [lambda: _mark_cancelled(held), release_held, _stop_services]
+    for step in steps:
+        t = threading.Thread(target=_quietly, args=(step,), daemon=True)
+        t.start()
+        t.join(DEADLINE_S / len(steps))
+    folders = ", ".join(held) or "the output"
+    kept = _state["kept"] or "finished work"
+    name = signal.Signals(signum).name
+    print(f"{_state['command']}: interrupted ({name}): kept {kept} in {folders}; "
+          f"run the same command again to resume", file=sys.stderr, flush=True)
+    os._exit(EXIT_INTERRUPTED)
+
+
+def _handler(signum, frame) -> None:
+    if _state["fired"]:
+        os._exit(EXIT_INTERRUPTED)
+    _state["fired"] = True
+    # The clean-up runs beside the interrupted main thread; a watchdog ends the process
+    # even if a step hangs (a Ray or HTTP call that ignores the deadline).
+    threading.Thread(target=_cleanup_and_exit, args=(signum,), daemon=True).start()
+    watchdog = threading.Timer(DEADLINE_S + 4, lambda: os._exit(EXIT_INTERRUPTED))
+    watchdog.daemon = True
+    watchdog.start()
+
+
+@contextlib.contextmanager
+def _no_bridge():
+    yield
+
+
+def _suspend_prefect_sigterm_bridge():
+    """Prefect's flow engine swaps in, for every flow and subflow run, a SIGTERM handler
+    that reports the run crashed through the API before the process may stop: minutes of
+    retries when the same signal stopped the local API. It exists for runner-driven
+    cancellation (deployments), which a command run from a shell does not have; for the
+    command's duration the engine runs without it. Returns what to restore."""
+    try:
+        from prefect import flow_engine
+    except ImportError:
+        return None, None
+    bridge = getattr(flow_engine, "capture_sigterm", None)
+    if bridge is None:
+        return None, None
+    flow_engine.capture_sigterm = _no_bridge
+    return flow_engine, bridge
+
+
+@contextlib.contextmanager
+def handling_signals(command: str, kept: str):
+    """Handle SIGINT / SIGTERM for the block (main thread only); the previous handlers are
+    restored after it (``main()`` is also called in-process by tests and scripts)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _state.update(command=f"rhapso {command}", kept=kept, fired=False)
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in previous:
+        signal.signal(s, _handler)
+    from flows import runtime
+
+    runtime.COMMAND_SIGTERM_HANDLER = _handler
+    engine, bridge = _suspend_prefect_sigterm_bridge()
+    try:
+        yield
+    finally:
+        runtime.COMMAND_SIGTERM_HANDLER = None
+        if engine is not None:
+            engine.capture_sigterm = bridge
+        for s, h in previous.items():
+            signal.signal(s, h)

@@ -1,0 +1,47 @@
+"""Publishing a run's results together: written under a staged name, moved into place at the end.
+
+A run's small result files (the aligned XML) are written to a hidden staged name
+in the same folder (so relative paths inside them stay valid) and renamed over
+the published name only once every other result of the run is complete. A run
+refused or stopped halfway therefore never leaves its new XML beside another
+run's fused image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+
+from rhapso_core.io import fs_for, is_s3
+
+
+def staged_name(path: str) -> str:
+    """``.../dataset.aligned.xml`` -> ``.../.dataset.aligned.staged.xml`` (same folder)."""
+    folder, name = (posixpath.split(path.rstrip("/")) if is_s3(path) else os.path.split(os.path.abspath(path)))
+    stem, ext = (name[:-4], ".xml") if name.endswith(".xml") else (name, "")
+    staged = f".{stem}.staged{ext}"
+    return posixpath.join(folder, staged) if is_s3(path) else os.path.join(folder, staged)
+
+
+def publish(staged: str, final: str, storage_options: dict | None = None) -> str:
+    """Move ``staged`` over ``final`` (an atomic rename locally; a copy then delete on S3)."""
+    if is_s3(final):
+        fs, src = fs_for(staged, storage_options)
+        _, dst = fs_for(final, storage_options)
+        fs.mv(src, dst)
+    else:
+        os.replace(staged, final)
+    return final
+
+
+def remove_outputs(paths, storage_options: dict | None = None) -> list[str]:
+    """Delete a replaced run's published outputs (files or trees); returns what was removed."""
+    removed = []
+    for p in paths:
+        fs, path = fs_for(p, storage_options)
+        with contextlib.suppress(FileNotFoundError):
+            if fs.exists(path):
+                fs.rm(path, recursive=fs.isdir(path))
+                removed.append(p)
+    return removed

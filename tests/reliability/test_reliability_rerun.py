@@ -1,0 +1,63 @@
+"""A re-run is refused before it writes when its inputs differ; a run's results are published together.
+
+Case 4 of issue 19: a stitch re-run into the same folder with a changed parameter and
+no ``--overwrite`` used to replace ``dataset.aligned.xml`` before fusion refused, so
+the folder paired a new registration with the old fused image. Now the refusal comes
+first: the output folder and the input folder are byte-identical afterwards (hashed,
+0 bytes tolerated), exit 2, one line naming the changed parameter.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from reliability_cli import refused, run_cli
+from reliability_helpers import FIGURES, folder_hash
+
+from rhapso_core.config import PipelineParams
+from rhapso_core.pipeline.run_record import (
+    RerunMismatchError, RunRecord, check_rerun, read_record, record_path, shaping_params, write_record,
+)
+
+SMALL = dict(grid=(2, 1, 1), tile_size_xyz=(64, 64, 16), overlap=0.25, n_levels=1, chunk_size_xyz=(32, 32, 16))
+
+
+def test_changed_parameter_refused_before_anything_is_written(rel_harness, write_dataset_copy, tmp_path):
+    paths = write_dataset_copy("rerun-changed", **SMALL)
+    out = tmp_path / "out"
+    rc, _, err = run_cli("stitch", paths.xml, "--out", out, "--no-ray", "--num-cpus", "2")
+    assert rc == 0, err[-2000:]
+    assert read_record(str(out)).state == "complete"
+    assert not [n for n in os.listdir(out) if ".staged" in n], os.listdir(out)  # published, nothing left staged
+    before = folder_hash(out)
+    line = refused(paths.root, "stitch", paths.xml, "--out", out, "--no-ray", "--num-cpus", "2",
+                   "--set", "solver.lambda_value=0.5", must_name="solver.lambda_value")
+    assert folder_hash(out) == before, "the refused re-run changed the output folder"
+    # With --overwrite the other run is replaced as a whole: the new parameters are recorded
+    # and the published XML is the new run's.
+    rc, _, err = run_cli("stitch", paths.xml, "--out", out, "--no-ray", "--num-cpus", "2",
+                         "--set", "solver.lambda_value=0.5", "--overwrite")
+    assert rc == 0, err[-2000:]
+    rec = read_record(str(out))
+    assert rec.state == "complete" and rec.params["solver.lambda_value"] == 0.5
+    assert not [n for n in os.listdir(out) if ".staged" in n], os.listdir(out)
+    FIGURES["re-run with a changed parameter"] = f"refused before writing: {line[:140]}"
+
+
+def test_record_compares_inputs_and_shaping_parameters(tmp_path):
+    """Unit: runtime settings do not count; a changed stage parameter or XML content does."""
+    p = PipelineParams()
+    shaping = shaping_params(p)
+    assert "solver.lambda_value" in shaping and not any(k.startswith("runtime.") for k in shaping)
+    assert check_rerun(str(tmp_path), "a.xml", "sha", shaping, overwrite=False) is None  # fresh folder
+    write_record(str(tmp_path), RunRecord("a.xml", "sha", shaping, "complete"))
+    assert os.listdir(tmp_path) == [os.path.basename(record_path(str(tmp_path)))]  # no temporary left
+    fewer_cpus = shaping_params(p.model_copy(update={"runtime": p.runtime.model_copy(update={"num_cpus": 1})}))
+    assert check_rerun(str(tmp_path), "a.xml", "sha", fewer_cpus, overwrite=False).state == "complete"
+    with pytest.raises(RerunMismatchError, match="input XML"):
+        check_rerun(str(tmp_path), "a.xml", "other", shaping, overwrite=False)
+    changed = dict(shaping, **{"detection.sigma": 9.0})
+    with pytest.raises(RerunMismatchError, match="detection.sigma"):
+        check_rerun(str(tmp_path), "a.xml", "sha", changed, overwrite=False)
+    assert check_rerun(str(tmp_path), "a.xml", "sha", changed, overwrite=True) is not None
