@@ -44,7 +44,9 @@ def _create_and_write(uri: str, setup: int, barrier) -> None:
 
 
 def test_concurrent_creation_of_one_store(tmp_path):
-    ctx = mp.get_context("fork")
+    # spawn, not fork: earlier tests leave zarr's I/O event-loop thread running in this process,
+    # and a forked child inherits its lock state without the thread (every child then fails).
+    ctx = mp.get_context("spawn")
     failures = []
     for trial in range(N_TRIALS):
         uri = str(tmp_path / f"trial{trial}" / "interestpoints.zarr")
