@@ -63,6 +63,9 @@ def cmd_synth(args) -> int:
         extra.append(f"synthetic.grid=[{','.join(_parse_grid(args.grid))}]")
     if args.seed is not None:
         extra.append(f"synthetic.seed={args.seed}")
+    for name in ("channels", "illuminations", "timepoints"):
+        if getattr(args, name) is not None:
+            extra.append(f"synthetic.{name}={getattr(args, name)}")
     p = _params(args, extra)
     _check_out_free(os.path.join(args.out_dir, "dataset.xml"), args.overwrite)
     specimen = _volume_specimen(args, p.synthetic) if args.volume else None
@@ -333,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir")
     p.add_argument("--grid", help="tile grid NxMxK (default 3x2x1)")
     p.add_argument("--seed", type=int)
+    p.add_argument("--channels", type=int, help="channels per tile, each with its own specimen (default 1)")
+    p.add_argument("--illuminations", type=int, help="illumination sides per tile, 1 or 2 (default 1)")
+    p.add_argument("--timepoints", type=int, help="timepoints, the specimen drifting between them (default 1)")
     p.add_argument("--volume", help="image a real volume instead of the analytic specimen "
                    "(folder of TIFF planes, TIFF stack or OME-Zarr)")
     p.add_argument("--volume-voxel-size", metavar="Z,Y,X", help="the volume's voxel size in um (default: its metadata)")
