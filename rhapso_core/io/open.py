@@ -4,47 +4,43 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import ImageIOError
 from .multiscale import MultiscaleImage
-from .tiff_source import open_tiff_image, open_tiff_series
+from .registry import get_format, kind_from_listing, kind_from_suffix, registered_formats
 from .uri import fs_for, join_uri, normalize_uri
-from .zarr_source import open_zarr_image
 
-__all__ = ["KINDS", "infer_kind", "open_image"]
+__all__ = ["KINDS", "infer_kind", "open_image", "known_kinds"]
 
+# The built-in kinds; the registry (rhapso_core.io.registry) may hold more.
 KINDS = ("ome-zarr", "zarr", "n5", "hdf5", "tiff")
+
+
+def known_kinds() -> list[str]:
+    """Every registered kind (built-in and added), in registration order."""
+    return [f.kind for f in registered_formats()]
 
 
 def infer_kind(uri: str, *, files: list[str] | None = None, storage_options: dict[str, Any] | None = None) -> str:
     """Guess the image kind from a URI's suffixes (any path component), else from its content.
 
-    ``.tif``/``.tiff`` or explicit ``files`` -> ``"tiff"``; ``.n5`` -> ``"n5"``;
-    ``.h5``/``.hdf5``/``.hdf`` -> ``"hdf5"``; ``.zarr`` -> ``"zarr"``. A folder
-    holding TIFF files and no zarr metadata is a TIFF plane series; anything else
-    is tried as zarr (OME metadata, when present, makes it ``"ome-zarr"``).
+    ``files`` -> ``"tiff"``; otherwise the registered format whose suffix ends the
+    last matching path component (``.tif``/``.tiff`` tiff, ``.n5`` n5,
+    ``.h5``/``.hdf5``/``.hdf`` hdf5, ``.zarr`` zarr); otherwise the first format
+    whose content sniffing accepts the folder's entries (N5 ``attributes.json``,
+    zarr metadata, TIFF files). Anything else is tried as zarr (OME metadata, when
+    present, makes it ``"ome-zarr"``), so the zarr reader reports a missing path.
     """
     if files:
         return "tiff"
     parts = [p.lower() for p in normalize_uri(uri).replace("\\", "/").split("/")]
-    for p in reversed(parts):
-        if p.endswith((".tif", ".tiff")):
-            return "tiff"
-        if p.endswith(".n5"):
-            return "n5"
-        if p.endswith((".h5", ".hdf5", ".hdf")):
-            return "hdf5"
-        if p.endswith(".zarr"):
-            return "zarr"
+    by_suffix = kind_from_suffix(parts)
+    if by_suffix is not None:
+        return by_suffix
     fs, path = fs_for(uri, storage_options)
     try:
         names = [n.rsplit("/", 1)[-1] for n in fs.ls(path, detail=False)]
     except (FileNotFoundError, NotADirectoryError):
         return "zarr"  # let the zarr reader report the missing path
-    if any(n in (".zarray", ".zgroup", "zarr.json", "attributes.json") for n in names):
-        return "n5" if "attributes.json" in names and "zarr.json" not in names else "zarr"
-    if any(n.lower().endswith((".tif", ".tiff")) for n in names):
-        return "tiff"
-    return "zarr"
+    return kind_from_listing(names) or "zarr"
 
 
 def open_image(
@@ -64,12 +60,14 @@ def open_image(
     uri : str
         Local path or ``s3://`` URL of the image, its container, or (TIFF
         series) the folder of plane files.
-    kind : {"ome-zarr", "zarr", "n5", "hdf5", "tiff"}, optional
+    kind : {"ome-zarr", "zarr", "n5", "hdf5", "tiff"} or another registered kind, optional
         Format; inferred from ``uri`` (see :func:`infer_kind`) when None.
-        ``"zarr"`` also reads OME metadata when present.
+        ``"zarr"`` also reads OME metadata when present; ``"n5"`` and ``"hdf5"``
+        read the BigDataViewer layouts (``dataset`` = ``setup0/timepoint0`` or
+        ``t00000/s00``) and plain datasets.
     dataset : str, optional
-        Path inside the container (e.g. a BDV zarr ``path`` such as
-        ``"tile_0.zarr"``), joined to ``uri``.
+        Path inside the container (a BDV zarr ``path`` such as ``"tile_0.zarr"``,
+        an N5 group, an HDF5 group), joined to ``uri``.
     files : list of str, optional
         TIFF plane files in z order (relative to ``uri`` unless absolute).
     storage_options : dict, optional
@@ -87,24 +85,11 @@ def open_image(
     Raises
     ------
     ImageIOError
-        Missing path, unreadable data, or a format not readable yet (N5, HDF5).
+        Missing path, unreadable data, or an unknown kind.
     """
     full = join_uri(uri, dataset or "")
     k = kind if kind is not None else infer_kind(full, files=files, storage_options=storage_options)
-    if k not in KINDS:
-        raise ImageIOError(f"{full}: unknown image kind {k!r}; expected one of {', '.join(KINDS)}")
-    if k in ("n5", "hdf5"):
-        why = "zarr 3 has no N5 store" if k == "n5" else "h5py is not installed"
-        raise ImageIOError(
-            f"{full}: {k.upper()} images are not readable yet ({why}); the XML model still parses such datasets"
-        )
-    if k == "tiff":
-        if files is not None or not full.lower().endswith((".tif", ".tiff")):
-            fs, path = fs_for(full, storage_options)
-            if files is not None or fs.isdir(path):
-                return open_tiff_series(full, files=files, storage_options=storage_options, channel=channel)
-        return open_tiff_image(full, storage_options=storage_options, channel=channel, timepoint=timepoint)
-    img = open_zarr_image(full, storage_options=storage_options, channel=channel, timepoint=timepoint)
-    if k == "ome-zarr" and img.kind != "ome-zarr":
-        raise ImageIOError(f"{full}: kind 'ome-zarr' requested but the group has no OME-NGFF multiscales metadata")
-    return img
+    fmt = get_format(k, uri=full)
+    return fmt.open(
+        uri, dataset or "", files=files, storage_options=storage_options, channel=channel, timepoint=timepoint
+    )

@@ -312,3 +312,32 @@ def open_tiff_series(
         voxel_size_zyx=series.voxel_size_zyx,
         unit=series.unit,
     )
+
+
+# ---------------------------------------------------------------------- registration
+
+
+def _open_tiff_kind(uri, dataset, *, files, storage_options, channel, timepoint) -> MultiscaleImage:
+    full = join_uri(uri, dataset)
+    if files is not None or not full.lower().endswith(_TIFF_SUFFIXES):
+        fs, path = fs_for(full, storage_options)
+        if files is not None or fs.isdir(path):
+            return open_tiff_series(full, files=files, storage_options=storage_options, channel=channel)
+    return open_tiff_image(full, storage_options=storage_options, channel=channel, timepoint=timepoint)
+
+
+def _register() -> None:
+    from .registry import ImageFormat, register_format
+
+    register_format(
+        ImageFormat(
+            "tiff",
+            _open_tiff_kind,
+            suffixes=_TIFF_SUFFIXES,
+            sniff=lambda names: any(n.lower().endswith(_TIFF_SUFFIXES) for n in names),
+            description="TIFF stack, OME-TIFF pyramid, or a folder of one TIFF per z plane",
+        )
+    )
+
+
+_register()

@@ -242,3 +242,48 @@ def open_zarr_image(
     except Exception as e:  # unreachable endpoint, bad credentials config, ...: say where, keep the cause
         raise ImageIOError(f"{u}: cannot open ({_one_line(e)})") from e
     return image_from_zarr(node, uri=u, channel=channel, timepoint=timepoint)
+
+
+# ---------------------------------------------------------------------- registration
+
+_ZARR_METADATA = (".zarray", ".zgroup", "zarr.json")
+
+
+def _is_zarr_folder(names) -> bool:
+    # A folder with N5's attributes.json and no zarr 3 metadata is N5 (see bdv_n5).
+    if "attributes.json" in names and "zarr.json" not in names:
+        return False
+    return any(n in _ZARR_METADATA for n in names)
+
+
+def _open_zarr_kind(uri, dataset, *, files, storage_options, channel, timepoint) -> MultiscaleImage:
+    from .uri import join_uri
+
+    return open_zarr_image(join_uri(uri, dataset), storage_options=storage_options, channel=channel, timepoint=timepoint)
+
+
+def _open_ome_zarr_kind(uri, dataset, *, files, storage_options, channel, timepoint) -> MultiscaleImage:
+    img = _open_zarr_kind(
+        uri, dataset, files=files, storage_options=storage_options, channel=channel, timepoint=timepoint
+    )
+    if img.kind != "ome-zarr":
+        raise ImageIOError(f"{img.uri}: kind 'ome-zarr' requested but the group has no OME-NGFF multiscales metadata")
+    return img
+
+
+def _register() -> None:
+    from .registry import ImageFormat, register_format
+
+    register_format(ImageFormat("ome-zarr", _open_ome_zarr_kind, description="OME-Zarr (NGFF 0.4 / 0.5) image group"))
+    register_format(
+        ImageFormat(
+            "zarr",
+            _open_zarr_kind,
+            suffixes=(".zarr",),
+            sniff=_is_zarr_folder,
+            description="zarr array or group (OME metadata read when present)",
+        )
+    )
+
+
+_register()

@@ -89,8 +89,12 @@ def open_location(loc: ImageLocation, storage_options: dict | None = None, chann
         uri = files[0] if len(files) == 1 else loc.uri
         return open_image(uri, kind="tiff", files=files if len(files) > 1 else None,
                           storage_options=storage_options, channel=loc.channel)
+    timepoint = None
+    if loc.indices:  # BigStitcher 2.x zarr: (channel, timepoint) of a 4D/5D image
+        channel = loc.indices[0]
+        timepoint = loc.indices[1] if len(loc.indices) > 1 else None
     return open_image(loc.uri, kind=kind, dataset=loc.dataset or None,
-                      storage_options=storage_options, channel=channel)
+                      storage_options=storage_options, channel=channel, timepoint=timepoint)
 
 
 def supported_dtype(dtype) -> bool:

@@ -35,6 +35,7 @@ __all__ = [
     "ZarrImageLoader",
     "N5ImageLoader",
     "Hdf5ImageLoader",
+    "Hdf5Partition",
     "FileMapping",
     "FileMapImageLoader",
     "SetupIdDefinition",
@@ -72,6 +73,11 @@ class ImageLocation:
         Reading a split view means reading the parent box ``[offset, offset + size)``.
     inner : ImageLocation or None
         For a split loader: the parent's own location (itself possibly a split).
+    indices : tuple of int or None
+        For a BigStitcher 2.x zarr loader (``indicies``): the index on each axis beyond
+        x, y, z in BigStitcher's (x, y, z, c, t) order, i.e. ``(channel, timepoint)``
+        of a 4D/5D OME-Zarr image; None or ``()`` when the image is 3D (or its extra
+        axes have size 1).
     """
 
     kind: str
@@ -84,6 +90,7 @@ class ImageLocation:
     offset_xyz: tuple[int, int, int] | None = None
     size_xyz: tuple[int, int, int] | None = None
     inner: ImageLocation | None = None
+    indices: tuple[int, ...] | None = None
 
     @property
     def dataset_uri(self) -> str:
@@ -101,13 +108,20 @@ def _resolve(path: str, path_type: str, base_path: str) -> str:
 
 @dataclass(frozen=True)
 class ZGroup:
-    """One ``<zgroup setup= timepoint=><path>..</path></zgroup>``."""
+    """One ``<zgroup>``: ``setup= timepoint=`` with a ``<path>`` child (loader version 1.0), or
+    ``setup= tp= path= indicies=`` attributes (BigStitcher 2.x, loader version 2.0 / 3.0).
+
+    ``indices`` is BigStitcher's ``indicies`` attribute (its spelling in the XML):
+    None when absent, ``()`` for ``"[]"``, else the (channel, timepoint) indices.
+    """
 
     timepoint: int
     setup: int
     path: str
     timepoint_attr: str = "timepoint"  # some writers use "tp"; written back the same way
     raw: Preserved = EMPTY
+    path_attr: bool = False  # the path is an attribute (BigStitcher 2.x), not a <path> child
+    indices: tuple[int, ...] | None = None
 
     @property
     def view(self) -> ViewId:
@@ -140,6 +154,20 @@ class ZarrImageLoader:
         groups = tuple(ZGroup(t, s, p) for (t, s), p in sorted(paths.items(), key=lambda kv: (kv[0][1], kv[0][0])))
         return cls(root=root, zgroups=groups, root_type=root_type, s3bucket=s3bucket)
 
+    @classmethod
+    def bigstitcher2(
+        cls,
+        root: str,
+        groups: Mapping[ViewId, tuple[str, tuple[int, ...]]],
+        root_type: str = "relative",
+    ) -> ZarrImageLoader:
+        """The loader BigStitcher 2.x writes (version 3.0): ``{(timepoint, setup): (path, indices)}``."""
+        zgs = tuple(
+            ZGroup(t, s, p, timepoint_attr="tp", path_attr=True, indices=tuple(int(i) for i in idx))
+            for (t, s), (p, idx) in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+        )
+        return cls(root=root, zgroups=zgs, root_type=root_type, version="3.0")
+
     def container_uri(self, base_path: str) -> str:
         if self.s3bucket:
             return f"s3://{self.s3bucket.strip().strip('/')}/{self.root.strip().strip('/')}"
@@ -158,17 +186,71 @@ class N5ImageLoader:
 
 
 @dataclass(frozen=True)
+class Hdf5Partition:
+    """One ``<partition>``: a file holding some timepoints x setups of a BDV HDF5 dataset.
+
+    ``timepoints_mapped`` / ``setups_mapped`` are the ids inside the partition file
+    (equal to the sequence ids when the XML has no ``*Mapped`` element).
+    """
+
+    path: str
+    path_type: str
+    timepoints: tuple[int, ...]
+    setups: tuple[int, ...]
+    timepoints_mapped: tuple[int, ...]
+    setups_mapped: tuple[int, ...]
+
+    def mapped(self, view: ViewId) -> ViewId | None:
+        """The view's (timepoint, setup) inside this partition, or None if it is not here."""
+        t, s = view
+        if t not in self.timepoints or s not in self.setups:
+            return None
+        return self.timepoints_mapped[self.timepoints.index(t)], self.setups_mapped[self.setups.index(s)]
+
+
+def _int_list(text: str | None, what: str, source: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in (text or "").split())
+    except ValueError:
+        raise SpimDataError(f"{source}: <partition>: <{what}> is not a list of integers: {text!r}") from None
+
+
+@dataclass(frozen=True)
 class Hdf5ImageLoader:
     """``bdv.hdf5``: BDV HDF5 file, view data at ``t{t:05d}/s{s:02d}/{level}/cells``.
 
-    Partitioned files (``<partition>`` children) are preserved but not resolved:
-    :func:`locate` points at the master file.
+    ``<partition>`` children are kept verbatim (in ``raw``, so they round-trip as
+    written) and read by :meth:`partitions`; :func:`locate` points a view that a
+    partition holds at the partition file and its mapped ids.
     """
 
     format: ClassVar[str] = "bdv.hdf5"
     path: str
     path_type: str = "relative"
     raw: Preserved = EMPTY
+
+    def partitions(self, source: str = "<new SpimData>") -> tuple[Hdf5Partition, ...]:
+        """The ``<partition>`` elements (bigdataviewer-core ``XmlIoHdf5ImageLoader``)."""
+        out = []
+        for _, raw in self.raw.children:
+            node = raw.to_node()
+            if node.tag != "partition":
+                continue
+            path_e = node.find("path")
+            if path_e is None or not (path_e.text or "").strip():
+                raise SpimDataError(f"{source}: <ImageLoader format=\"bdv.hdf5\">: <partition> without <path>")
+            tps = _int_list(node.findtext("timepoints"), "timepoints", source)
+            sus = _int_list(node.findtext("setups"), "setups", source)
+            tpm = _int_list(node.findtext("timepointsMapped"), "timepointsMapped", source) if node.find(
+                "timepointsMapped") is not None else tps
+            sum_ = _int_list(node.findtext("setupsMapped"), "setupsMapped", source) if node.find(
+                "setupsMapped") is not None else sus
+            if len(tpm) != len(tps) or len(sum_) != len(sus):
+                raise SpimDataError(
+                    f"{source}: <partition> {path_e.text.strip()!r}: mapped ids do not pair with the sequence ids"
+                )
+            out.append(Hdf5Partition(path_e.text.strip(), path_e.get("type", "relative"), tps, sus, tpm, sum_))
+        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -260,11 +342,17 @@ def locate(loader: ImageLoader, view: ViewId, base_path: str, source: str = "<ne
     if isinstance(loader, ZarrImageLoader):
         for g in loader.zgroups:
             if g.timepoint == t and g.setup == s:
-                return ImageLocation("ome-zarr", loader.container_uri(base_path), g.path.strip())
+                return ImageLocation("ome-zarr", loader.container_uri(base_path), g.path.strip(), indices=g.indices)
         raise SpimDataError(f"{source}: <ImageLoader format=\"{loader.format}\">: no <zgroup> for view timepoint={t} setup={s}")
     if isinstance(loader, N5ImageLoader):
         return ImageLocation("n5", _resolve(loader.path, loader.path_type, base_path), f"setup{s}/timepoint{t}")
     if isinstance(loader, Hdf5ImageLoader):
+        for part in loader.partitions(source):
+            mapped = part.mapped((t, s))
+            if mapped is not None:
+                return ImageLocation(
+                    "hdf5", _resolve(part.path, part.path_type, base_path), f"t{mapped[0]:05d}/s{mapped[1]:02d}"
+                )
         return ImageLocation("hdf5", _resolve(loader.path, loader.path_type, base_path), f"t{t:05d}/s{s:02d}")
     if isinstance(loader, FileMapImageLoader):
         for m in loader.files:

@@ -25,7 +25,13 @@ def _split(url: str) -> tuple[str, str]:
 
 
 def normalize(s: str) -> str:
-    """Absolute normalised local path, or a URI with ``.``/``..`` segments resolved."""
+    """Absolute normalised local path, or a URI with ``.``/``..`` segments resolved.
+
+    Java's ``file:/data/x`` (what BigStitcher 2.x writes for absolute local paths)
+    is a local path like ``file:///data/x``.
+    """
+    if s.startswith("file:/") and not s.startswith("file://"):
+        s = s[len("file:") :]
     if is_url(s):
         scheme, rest = _split(s)
         if scheme == "file":

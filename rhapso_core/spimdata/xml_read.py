@@ -139,6 +139,19 @@ def _path_leaf(ctx: _Ctx, loader: etree._Element, tag: str, hints: dict[str, str
     return _text(e).strip(), e.get("type", "relative")
 
 
+def _indices(ctx: _Ctx, g: etree._Element) -> tuple[int, ...] | None:
+    """A zgroup's ``indicies``: ``"[]"`` -> ``()``, ``"0 1"`` -> ``(0, 1)``, absent -> None."""
+    text = g.get("indicies")
+    if text is None:
+        return None
+    if text.strip() in ("[]", ""):
+        return ()
+    vals = _numbers(ctx, g, text, "attribute 'indicies'", int, None)
+    if len(vals) > 2 or any(v < 0 for v in vals):
+        raise ctx.fail(g, f"attribute 'indicies' must be at most two non-negative indices (channel, timepoint), got {text!r}")
+    return vals
+
+
 def _zarr_loader(ctx: _Ctx, elem: etree._Element) -> ZarrImageLoader:
     known = ("s3bucket", "zarr", "zgroups")
     kids, pres, _ = split_children(elem, known, ("format", "version"), known)
@@ -153,6 +166,25 @@ def _zarr_loader(ctx: _Ctx, elem: etree._Element) -> ZarrImageLoader:
         zkids, zg_pres, _ = split_children(kids["zgroups"][0], ("zgroup",))
         for g in zkids.get("zgroup", []):
             tp_attr = "timepoint" if "timepoint" in g.attrib else "tp"
+            if "path" in g.attrib:
+                # BigStitcher 2.x (loader version 2.0 / 3.0): setup= tp= path= indicies= attributes
+                # (multiview-reconstruction XmlIoAllenOMEZarrLoader).
+                _, gp, _ = split_children(g, (), ("setup", tp_attr, "path", "indicies"))
+                groups.append(
+                    ZGroup(
+                        timepoint=_attr_int(ctx, g, tp_attr),
+                        setup=_attr_int(ctx, g, "setup"),
+                        path=g.get("path", "").strip(),
+                        timepoint_attr=tp_attr,
+                        raw=Preserved(
+                            gp.attrib, gp.children, gp.order,
+                            {"path": g.get("path", ""), **({"indicies": g.get("indicies")} if "indicies" in g.attrib else {})},
+                        ),
+                        path_attr=True,
+                        indices=_indices(ctx, g),
+                    )
+                )
+                continue
             _, gp, _ = split_children(g, ("path",), ("setup", tp_attr), ("path",))
             path_e = _req(ctx, g, "path")
             groups.append(

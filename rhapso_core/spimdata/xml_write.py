@@ -71,6 +71,15 @@ def _str_text(value: str, hint: str | None) -> str:
 # ---------------------------------------------------------------------- loaders
 
 
+def _indices_text(indices: tuple[int, ...], hint: str | None) -> str:
+    """BigStitcher writes ``[]`` for no indices, else space-separated integers."""
+
+    def same(h: str) -> bool:
+        return (() if h.strip() in ("[]", "") else tuple(int(x) for x in h.split())) == tuple(indices)
+
+    return text_or_hint(lambda: " ".join(str(int(i)) for i in indices) if indices else "[]", hint, same)
+
+
 def _loader(loader: ImageLoader) -> etree._Element:
     if isinstance(loader, UnknownImageLoader):
         return loader.element.to_node()
@@ -87,7 +96,12 @@ def _loader(loader: ImageLoader) -> etree._Element:
             ge = etree.SubElement(zgs, "zgroup")
             ge.set("setup", str(int(g.setup)))
             ge.set(g.timepoint_attr, str(int(g.timepoint)))
-            _leaf(ge, "path", _str_text(g.path, g.raw.hints.get("path")))
+            if g.path_attr:
+                ge.set("path", _str_text(g.path, g.raw.hints.get("path")))
+                if g.indices is not None:
+                    ge.set("indicies", _indices_text(g.indices, g.raw.hints.get("indicies")))
+            else:
+                _leaf(ge, "path", _str_text(g.path, g.raw.hints.get("path")))
             finish(ge, g.raw)
         finish(zgs, loader.zgroups_raw)
     elif isinstance(loader, (N5ImageLoader, Hdf5ImageLoader)):
