@@ -15,6 +15,7 @@ from rhapso_core.detection import DetectionParams
 from rhapso_core.fusion import FusionParams
 from rhapso_core.matching import MatchingParams
 from rhapso_core.params import StageParams
+from rhapso_core.pipeline.view_selection import ViewSelection
 from rhapso_core.qc import QCParams
 from rhapso_core.solver import SolverParams
 from rhapso_core.split import SplitParams
@@ -66,6 +67,11 @@ class PipelineParams(StageParams):
     runtime: RuntimeParams = Field(default_factory=RuntimeParams)
     qc: QCParams = Field(default_factory=QCParams)
     split: SplitParams = Field(default_factory=SplitParams, description="Split-dataset / split-affine (alignment.split_affine).")
+    views: ViewSelection = Field(
+        default_factory=ViewSelection,
+        description="Views every stage works on (BigStitcher-Spark's --channelId, --illuminationId, --tileId, "
+        "--angleId, --timepointId); default all.",
+    )
     synthetic: SyntheticParams = Field(
         default_factory=SyntheticParams, description="The generated dataset of `rhapso demo` and `rhapso synth`."
     )
