@@ -84,7 +84,7 @@ def test_state_for_s3_data(qc_run, tmp_path):
     # The grid record is passed in so the test never reaches for a real bucket.
     state = neuroglancer_state(str(xml), "s3://bucket/run/out/fused.ome.zarr", fused_grid=grid)
     assert state["layers"][0]["source"]["url"] == "zarr://s3://bucket/run/out/fused.ome.zarr/"
-    assert state["layers"][0]["source"]["transform"]["matrix"][0][2] == pytest.approx(grid["voxel_size_xyz"][0])
+    assert state["layers"][0]["source"]["transform"]["matrix"][0][4] == pytest.approx(grid["voxel_size_xyz"][0])  # column x of t, c, z, y, x
     assert all(lay["source"]["url"].startswith("zarr://s3://bucket/run/data/images.ome.zarr/tile_")
                for lay in state["layers"][1:])
 
