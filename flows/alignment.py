@@ -14,7 +14,8 @@ from flows.batched_matching import match_in_batches
 from flows.layout import alignment_layout, check_not_input, clear_dead_run_temporaries, default_aligned_xml
 from flows.params import resolve
 from flows.runtime import current_run_id, ray_session, stage_runner, worker_slots
-from rhapso_core.config import PipelineParams
+from rhapso_core.config import AlignmentParams, PipelineParams
+from rhapso_core.pipeline.view_selection import ViewSelection
 from rhapso_core.detection import DetectionParams
 from rhapso_core.io import fs_for, is_s3
 from rhapso_core.matching import MatchingParams
@@ -32,10 +33,10 @@ from tasks.policies import ray_hints
 
 
 @flow(name="detection", log_prints=True)
-def detection_stage(xml: str, store: str, params: DetectionParams) -> dict:
-    """One task per chunk of every view; one merge-and-store task per view."""
+def detection_stage(xml: str, store: str, params: DetectionParams, selection: ViewSelection | None = None) -> dict:
+    """One task per chunk of every selected view (of ``params.channels``); one merge-and-store task per view."""
     sha = xml_digest(xml)
-    plans = detection_tasks.plan_detection(xml, sha, params)
+    plans = detection_tasks.plan_detection(xml, sha, params, selection)
     stored, chunk_futures = [], []
     for plan in plans:
         parts = []
@@ -60,11 +61,16 @@ def detection_stage(xml: str, store: str, params: DetectionParams) -> dict:
 def match_and_solve_stage(
     xml: str, store: str, label: str, matching: MatchingParams, solver: SolverParams,
     out_xml: str, round_name: str, pair_mode: str = "overlapping", group_by: list[str] | None = None,
-    slots: int = 1,
+    slots: int = 1, alignment: AlignmentParams | None = None, selection: ViewSelection | None = None,
+    channels: list[int] | None = None,
 ) -> dict:
-    """The view pairs matched in a few batches per worker slot, then the global solve writing ``out_xml``."""
+    """The view pairs matched in a few batches per worker slot, then the global solve writing ``out_xml``.
+
+    ``alignment`` says which views are solved together (grouping) and how timepoints are
+    registered; ``selection`` which views take part; ``channels`` which channels have points.
+    """
     logger = get_run_logger()
-    pairs = matching_tasks.plan_pairs(xml, pair_mode, list(group_by or []))
+    pairs = matching_tasks.plan_pairs(xml, pair_mode, list(group_by or []), alignment, selection, channels)
     records = match_in_batches(xml, store, pairs, label, matching, slots, f"pair batches matched ({round_name})")
     ok = sum(r.ok for r in records)
     logger.info("%s round: %d of %d pairs matched", round_name, ok, len(records))
@@ -74,7 +80,7 @@ def match_and_solve_stage(
             "%s round: only %d pairs matched for %d views: some views cannot be placed by matches "
             "(see the matching table; lower detection.threshold or raise the overlap)", round_name, ok, n_views)
     artifacts.pairs_table(records, round_name)
-    result = solving_tasks.solve_round(xml, store, label, solver, out_xml)
+    result = solving_tasks.solve_round(xml, store, label, solver, out_xml, alignment, selection)
     artifacts.solver_table(result, round_name)
     return {"xml": out_xml, "pairs": len(records), "pairs_matched": ok,
             "final_error": result["report"].get("final_error"), "transform": result["transform_name"],
@@ -118,7 +124,7 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
     runner = stage_runner(p.runtime)
     label = p.detection.label
     summary = {"input": xml, "output": out, "store": layout["store"]}
-    summary["detection"] = detection_stage.with_options(task_runner=runner)(xml, layout["store"], p.detection)
+    summary["detection"] = detection_stage.with_options(task_runner=runner)(xml, layout["store"], p.detection, p.views)
     current = xml
     rounds = []
     n_rounds = len(p.alignment.rounds) + (1 if p.alignment.split_affine else 0)
@@ -131,6 +137,7 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
             match_and_solve_stage.with_options(task_runner=stage_runner(p.runtime))(
                 current, layout["store"], label, m, s, target, kind,
                 p.alignment.pair_mode, list(p.alignment.group_by), worker_slots(p.runtime),
+                p.alignment, p.views, p.detection.channels,
             )
         )
         current = target

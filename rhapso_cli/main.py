@@ -36,8 +36,24 @@ def _params(args, extra: list[str] | None = None):
         overrides.append(f"runtime.num_cpus={args.num_cpus}")
     if getattr(args, "no_ray", False):
         overrides.append("runtime.use_ray=false")
+    for flag, name in _SELECTION_FLAGS:
+        ids = getattr(args, flag, None)
+        if ids is not None:
+            overrides.append(f"views.{name}=[{','.join(str(i) for i in ids)}]")
     overrides += extra or []
     return param_files.load(PipelineParams, args.params, overrides)
+
+
+# BigStitcher-Spark's selection flags (comma-separated ids, AND-combined) -> views.* parameters.
+_SELECTION_FLAGS = (("channel_id", "channels"), ("illumination_id", "illuminations"), ("tile_id", "tiles"),
+                    ("angle_id", "angles"), ("timepoint_id", "timepoints"))
+
+
+def _ids(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.replace(" ", "").split(",") if t != ""]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integer ids, got {text!r}") from None
 
 
 def _print(obj) -> None:
@@ -180,7 +196,7 @@ def cmd_detect(args) -> int:
     layout = alignment_layout(args.out or args.xml)
     store = args.store or layout["store"]
     with prefect_api(), ray_session(p.runtime):
-        counts = detection_stage.with_options(task_runner=stage_runner(p.runtime))(args.xml, store, p.detection)
+        counts = detection_stage.with_options(task_runner=stage_runner(p.runtime))(args.xml, store, p.detection, p.views)
     result = {"store": store, "points": counts}
     if args.out:
         result["xml"] = write_detected_xml(args.xml, store, p.detection.label, args.out)
@@ -202,13 +218,16 @@ def cmd_match_solve(args, solve_only: bool = False) -> int:
     m, s = p.round_params(args.model)
     check_not_input(args.out, args.xml, "--out")
     _check_out_free(args.out, args.overwrite)
+    a = p.alignment
     if solve_only:
-        _print(solve_mod.solve_dataset(args.xml, store, p.detection.label, s, args.out))
+        _print(solve_mod.solve_dataset(args.xml, store, p.detection.label, s, args.out, grouping=a.grouping,
+                                       timepoints=a.timepoints, reference_timepoint=a.reference_timepoint,
+                                       selection=p.views))
         return 0
     with prefect_api(), ray_session(p.runtime):
         _print(match_and_solve_stage.with_options(task_runner=stage_runner(p.runtime))(
             args.xml, store, p.detection.label, m, s, args.out, args.model,
-            p.alignment.pair_mode, list(p.alignment.group_by)))
+            a.pair_mode, list(a.group_by), 1, a, p.views, p.detection.channels))
     return 0
 
 
@@ -317,6 +336,11 @@ def _common(p: argparse.ArgumentParser, runtime: bool = True) -> None:
         p.add_argument("--num-cpus", type=int, help="CPU cap for the local Ray")
         p.add_argument("--no-ray", action="store_true", help="run tasks in threads instead of Ray (debugging)")
     p.add_argument("--overwrite", action="store_true", help="allow replacing an existing output")
+    sel = p.add_argument_group("view selection (BigStitcher-Spark's flags; ids comma-separated, AND-combined)")
+    for flag, name in _SELECTION_FLAGS:
+        option = "--" + flag.replace("_id", "Id").replace("_", "")
+        sel.add_argument(option, "--" + flag.replace("_", "-"), dest=flag, type=_ids, metavar="IDS",
+                         help=f"process only these {name} (views.{name})")
 
 
 def build_parser() -> argparse.ArgumentParser:

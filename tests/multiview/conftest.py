@@ -9,8 +9,8 @@ from rhapso_core.synthetic.params import SyntheticParams
 from rhapso_core.synthetic.write import write_dataset
 
 MULTIVIEW = dict(
-    grid=(2, 1, 1), tile_size_xyz=(96, 80, 24), overlap=0.25, voxel_size_xyz=(0.5, 0.5, 1.0),
-    jitter_voxels=(3.0, 3.0, 1.0), blob_density=1500.0, margin_um=6.0, fibre_count=0, n_levels=2,
+    grid=(2, 1, 1), tile_size_xyz=(112, 80, 24), overlap=0.3, voxel_size_xyz=(0.5, 0.5, 1.0),
+    jitter_voxels=(3.0, 3.0, 1.0), blob_density=4000.0, blob_sigma_um=(1.0, 2.0), margin_um=6.0, fibre_count=0, n_levels=2,
     chunk_size_xyz=(48, 40, 24), seed=5,
 )
 
