@@ -180,13 +180,15 @@ def alignment(
     params_file: str | None = None,
     overrides: list[str] | None = None,
     ground_truth: str | None = None,
+    views: ViewSelection | None = None,
 ) -> dict:
     """Align a BigStitcher dataset: the solved XML goes to ``out`` (default ``<xml stem>.aligned.xml``).
 
     A QC report (``qc_report.html``) is written beside it; with ``ground_truth``
-    (a synthetic dataset's) it also scores the alignment.
+    (a synthetic dataset's) it also scores the alignment. ``views`` selects the views to
+    process (channels, illuminations, tiles, angles, timepoints; default all).
     """
-    p = resolve(params, params_file, overrides)
+    p = resolve(params, params_file, overrides, views)
     out = out or default_aligned_xml(xml)
     # The folder's point store is shared by anything aligned into it: one run at a time.
     with output_lock(alignment_layout(out)["folder"], run_id=current_run_id()) as lock, ray_session(p.runtime):

@@ -77,8 +77,10 @@ def fusion(
     params_file: str | None = None,
     overrides: list[str] | None = None,
     overwrite: bool = False,
+    views: ViewSelection | None = None,
 ) -> dict:
-    """Fuse the views of an (aligned) dataset into an OME-Zarr at ``out``."""
-    p = resolve(params, params_file, overrides)
+    """Fuse the views of an (aligned) dataset into an OME-Zarr at ``out``: one image per
+    (timepoint, channel) of the selected ``views`` (default all), axes t, c, z, y, x."""
+    p = resolve(params, params_file, overrides, views)
     with ray_session(p.runtime):
         return run_fusion(xml, out, p, overwrite)

@@ -11,6 +11,7 @@ from flows.alignment import run_alignment, run_qc
 from flows.fusion import run_fusion
 from flows.layout import clear_dead_run_temporaries
 from flows.params import resolve
+from rhapso_core.pipeline.view_selection import ViewSelection
 from flows.runtime import current_run_id, ray_session
 from rhapso_core.config import PipelineParams
 from rhapso_core.io import is_s3
@@ -34,14 +35,18 @@ def stitch(
     overrides: list[str] | None = None,
     overwrite: bool = False,
     ground_truth: str | None = None,
+    views: ViewSelection | None = None,
 ) -> dict:
     """Align ``xml`` and fuse the result; everything is written under the folder ``out``.
+
+    ``views`` selects the views to process (channels, illuminations, tiles, angles,
+    timepoints; default all), as ``params.views``.
 
     The QC report (``qc_report.html`` beside the aligned XML) covers detection,
     matching, the solve and the fused image; with ``ground_truth`` it also scores
     the alignment.
     """
-    p = resolve(params, params_file, overrides)
+    p = resolve(params, params_file, overrides, views)
     aligned, fused = stitch_outputs(out, xml)
     check_output_free(fused, overwrite)  # someone's data at the fused path: refuse before writing anything
     with output_lock(out, run_id=current_run_id()) as lock, ray_session(p.runtime):
