@@ -101,3 +101,19 @@ def test_empty_selection_is_refused(multiview_dataset, tmp_path):
         fuse.plan_fusion(str(multiview_dataset.xml), str(tmp_path / "x.ome.zarr"), PARAMS,
                          selection=ViewSelection(channels=[7]))
     assert not (tmp_path / "x.ome.zarr").exists()
+
+
+def test_resume_markers_are_per_slot(multiview_dataset, tmp_path, fused_all):
+    out = tmp_path / "resume.ome.zarr"
+    sel = ViewSelection(timepoints=[0])
+    plan = fuse.plan_fusion(str(multiview_dataset.xml), str(out), PARAMS, selection=sel)
+    assert len(plan.slots) == 2
+    first = sum(fuse.fuse_unit(str(multiview_dataset.xml), plan, i, PARAMS, slot_index=0) for i in range(len(plan.units)))
+    assert first > 0
+    # A re-run (same plan, reopened output) fuses only the slot that was not done.
+    plan = fuse.plan_fusion(str(multiview_dataset.xml), str(out), PARAMS, selection=sel)
+    again = [fuse.fuse_unit(str(multiview_dataset.xml), plan, i, PARAMS, slot_index=k)
+             for k in range(2) for i in range(len(plan.units))]
+    assert sum(again[: len(plan.units)]) == 0 and sum(again[len(plan.units):]) == first
+    _, full = fused_all
+    np.testing.assert_array_equal(zarr.open_group(str(out), mode="r")["0"][0], zarr.open_group(str(full), mode="r")["0"][0])
