@@ -18,7 +18,7 @@ def plan_fusion(
     return fuse.plan_fusion(xml_uri, out_uri, params, overwrite=overwrite, selection=selection)
 
 
-@task(name="fuse-unit", task_run_name="fuse-unit-t{slot_index}-{unit_index}", retries=3,
+@task(name="fuse-unit", task_run_name="fuse-unit-s{slot_index}-{unit_index}", retries=3,
       retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
 def fuse_unit(xml_uri: str, plan: fuse.FusionPlan, unit_index: int, params: FusionParams, slot_index: int = 0) -> int:
     # Resumes by the block markers the fusion writes after each block's data.
