@@ -22,7 +22,8 @@ from flows.layout import (
 from flows.params import resolve
 from flows.phase import phase_stage
 from flows.runtime import current_run_id, ray_session, stage_runner, worker_slots
-from rhapso_core.config import PipelineParams
+from rhapso_core.config import AlignmentParams, PipelineParams
+from rhapso_core.pipeline.view_selection import ViewSelection
 from rhapso_core.detection import DetectionParams
 from rhapso_core.io import fs_for, is_s3
 from rhapso_core.matching import MatchingParams
@@ -42,10 +43,10 @@ from tasks.policies import ray_hints
 
 
 @flow(name="detection", log_prints=True)
-def detection_stage(xml: str, store: str, params: DetectionParams) -> dict:
-    """One task per chunk of every view; one merge-and-store task per view."""
+def detection_stage(xml: str, store: str, params: DetectionParams, selection: ViewSelection | None = None) -> dict:
+    """One task per chunk of every selected view (of ``params.channels``); one merge-and-store task per view."""
     sha = xml_digest(xml)
-    plans = detection_tasks.plan_detection(xml, sha, params)
+    plans = detection_tasks.plan_detection(xml, sha, params, selection)
     stored, chunk_futures = [], []
     for plan in plans:
         parts = []
@@ -72,11 +73,17 @@ def match_and_solve_stage(
     out_xml: str, round_name: str, pair_mode: str = "overlapping", group_by: list[str] | None = None,
     slots: int = 1, phase_anchors: dict | None = None, verify: VerifyParams | None = None,
     detection: DetectionParams | None = None, pair_retry: RetryParams | None = None,
+    alignment: AlignmentParams | None = None, selection: ViewSelection | None = None,
+    channels: list[int] | None = None,
 ) -> dict:
     """The view pairs matched in a few batches per worker slot, then the global solve writing ``out_xml``
-    (checked against ``xml`` overlap by overlap unless ``verify.enabled`` is false)."""
+    (checked against ``xml`` overlap by overlap unless ``verify.enabled`` is false).
+
+    ``alignment`` says which views are solved together (grouping) and how timepoints are
+    registered; ``selection`` which views take part; ``channels`` which channels have points.
+    """
     logger = get_run_logger()
-    pairs = matching_tasks.plan_pairs(xml, pair_mode, list(group_by or []))
+    pairs = matching_tasks.plan_pairs(xml, pair_mode, list(group_by or []), alignment, selection, channels)
     records = match_in_batches(xml, store, pairs, label, matching, slots, f"pair batches matched ({round_name})")
     pair_retry = pair_retry or RetryParams()
     if pair_retry.enabled and not all(r.ok for r in records):
@@ -90,7 +97,8 @@ def match_and_solve_stage(
             "%s round: only %d pairs matched for %d views: some views cannot be placed by matches "
             "(see the matching table; lower detection.threshold or raise the overlap)", round_name, ok, n_views)
     artifacts.pairs_table(records, round_name)
-    result = solving_tasks.solve_round(xml, store, label, solver, out_xml, verify or VerifyParams(), phase_anchors)
+    result = solving_tasks.solve_round(xml, store, label, solver, out_xml, verify or VerifyParams(), phase_anchors,
+                                       alignment, selection)
     artifacts.solver_table(result, round_name)
     check = result.get("verify")
     if check:
@@ -147,7 +155,8 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
     # Phase rounds read pixels, not points: a run of phase rounds only detects nothing.
     points_needed = p.alignment.split_affine or any(k != "phase" for k in p.alignment.rounds)
     if points_needed:
-        summary["detection"] = detection_stage.with_options(task_runner=runner)(xml, layout["store"], p.detection)
+        summary["detection"] = detection_stage.with_options(task_runner=runner)(
+            xml, layout["store"], p.detection, p.views)
     current = xml
     rounds = []
     anchors = None  # the last phase round's links, kept by later point rounds (stitching.keep_links)
@@ -169,7 +178,7 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
             match_and_solve_stage.with_options(task_runner=stage_runner(p.runtime))(
                 current, layout["store"], label, m, s, target, kind,
                 p.alignment.pair_mode, list(p.alignment.group_by), worker_slots(p.runtime), anchors, p.verify,
-                p.detection, p.pair_retry,
+                p.detection, p.pair_retry, p.alignment, p.views, p.detection.channels,
             )
         )
         current = target
@@ -219,13 +228,15 @@ def alignment(
     params_file: str | None = None,
     overrides: list[str] | None = None,
     ground_truth: str | None = None,
+    views: ViewSelection | None = None,
 ) -> dict:
     """Align a BigStitcher dataset: the solved XML goes to ``out`` (default ``<xml stem>.aligned.xml``).
 
     A QC report (``qc_report.html``) is written beside it; with ``ground_truth``
-    (a synthetic dataset's) it also scores the alignment.
+    (a synthetic dataset's) it also scores the alignment. ``views`` selects the views to
+    process (channels, illuminations, tiles, angles, timepoints; default all).
     """
-    p = resolve(params, params_file, overrides)
+    p = resolve(params, params_file, overrides, views)
     out = out or default_aligned_xml(xml)
     guard_outputs(xml, alignment_outputs(out, "the output XML"), p.runtime.data_roots)
     # The folder's point store is shared by anything aligned into it: one run at a time.

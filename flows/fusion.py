@@ -11,23 +11,29 @@ from flows.params import resolve
 from flows.runtime import ray_session, stage_runner
 from rhapso_core.config import PipelineParams
 from rhapso_core.fusion import FusionParams
+from rhapso_core.pipeline.view_selection import ViewSelection
 from tasks import fusion as fusion_tasks
 from tasks.policies import ray_hints
 
 
 @flow(name="fuse", log_prints=True)
-def fusion_stage(xml: str, out: str, params: FusionParams, overwrite: bool = False) -> dict:
-    """One task per work unit of chunk-aligned blocks, then the pyramid."""
-    plan = fusion_tasks.plan_fusion(xml, out, params, overwrite)
+def fusion_stage(
+    xml: str, out: str, params: FusionParams, overwrite: bool = False, selection: ViewSelection | None = None,
+) -> dict:
+    """One task per (timepoint, channel) and work unit of chunk-aligned blocks, then the pyramid."""
+    plan = fusion_tasks.plan_fusion(xml, out, params, overwrite, selection)
     futures = []
-    for i in range(len(plan.units)):
-        with remote_options(**ray_hints(fusion_tasks.unit_memory_bytes(plan, i, params))):
-            futures.append(fusion_tasks.fuse_unit.submit(xml, plan, i, params))
+    for k in range(len(plan.slots)):
+        for i in range(len(plan.units)):
+            with remote_options(**ray_hints(fusion_tasks.unit_memory_bytes(plan, i, params))):
+                futures.append(fusion_tasks.fuse_unit.submit(xml, plan, i, params, k))
     written = sum(artifacts.wait_with_progress(futures, "fusion work units"))
     levels = pyramid(out, params)
     xml_out = fusion_tasks.fused_xml(out, fused_xml_path(out))
     return {"output": out, "xml": xml_out, "shape_zyx": list(plan.shape_zyx), "blocks_written": written,
-            "units": len(plan.units), "levels_added": levels}
+            "units": len(plan.units) * len(plan.slots), "levels_added": levels,
+            "timepoints": sorted({s.timepoint for s in plan.slots}),
+            "channels": sorted({s.channel for s in plan.slots})}
 
 
 def pyramid(out: str, params: FusionParams) -> list[str]:
@@ -55,7 +61,7 @@ def fused_xml_path(out: str) -> str:
 
 
 def run_fusion(xml: str, out: str, p: PipelineParams, overwrite: bool = False) -> dict:
-    summary = fusion_stage.with_options(task_runner=stage_runner(p.runtime))(xml, out, p.fusion, overwrite)
+    summary = fusion_stage.with_options(task_runner=stage_runner(p.runtime))(xml, out, p.fusion, overwrite, p.views)
     artifacts.output_note("Fusion", [f"input: {xml}", f"fused OME-Zarr: {out}",
                                      f"BigStitcher XML of the fused image: {summary['xml']}",
                                      f"shape (z, y, x): {summary['shape_zyx']}",
@@ -71,9 +77,11 @@ def fusion(
     params_file: str | None = None,
     overrides: list[str] | None = None,
     overwrite: bool = False,
+    views: ViewSelection | None = None,
 ) -> dict:
-    """Fuse the views of an (aligned) dataset into an OME-Zarr at ``out``."""
-    p = resolve(params, params_file, overrides)
+    """Fuse the views of an (aligned) dataset into an OME-Zarr at ``out``: one image per
+    (timepoint, channel) of the selected ``views`` (default all), axes t, c, z, y, x."""
+    p = resolve(params, params_file, overrides, views)
     from flows.layout import fusion_outputs, guard_outputs
 
     guard_outputs(xml, fusion_outputs(out, "the output"), p.runtime.data_roots)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from rhapso_core import param_files
 from rhapso_core.config import PipelineParams
+from rhapso_core.pipeline.view_selection import ViewSelection
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -14,8 +15,12 @@ def resolve(
     params: PipelineParams | dict | None = None,
     params_file: str | None = None,
     overrides: list[str] | None = None,
+    views: ViewSelection | dict | None = None,
 ) -> PipelineParams:
-    """Defaults < ``params_file`` (nested or seed-style flat YAML) < ``params`` < ``overrides``.
+    """Defaults < ``params_file`` (nested or seed-style flat YAML) < ``params`` < ``views`` < ``overrides``.
+
+    ``views`` is the flows' view-selection parameter (BigStitcher-Spark's --channelId,
+    --illuminationId, --tileId, --angleId, --timepointId): it replaces ``params.views``.
 
     A relative ``params_file`` is looked up from the working directory, then from
     the project root (deployment presets such as ``deployments/presets/prod.yml``).
@@ -38,5 +43,7 @@ def resolve(
                 data[key] = {**data[key], **value}
             else:
                 data[key] = value
+    if views is not None:
+        data["views"] = views.model_dump(exclude_none=True) if isinstance(views, ViewSelection) else dict(views)
     data = param_files.apply_overrides(data, overrides or [])
     return param_files.build(PipelineParams, data, source)

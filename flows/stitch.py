@@ -11,6 +11,7 @@ from flows.alignment import run_alignment, run_qc
 from flows.fusion import run_fusion
 from flows.layout import alignment_outputs, clear_dead_run_temporaries, fusion_outputs, guard_outputs
 from flows.params import resolve
+from rhapso_core.pipeline.view_selection import ViewSelection
 from flows.runtime import current_run_id, ray_session
 from rhapso_core.config import PipelineParams
 from rhapso_core.io import is_s3
@@ -37,14 +38,18 @@ def stitch(
     overrides: list[str] | None = None,
     overwrite: bool = False,
     ground_truth: str | None = None,
+    views: ViewSelection | None = None,
 ) -> dict:
     """Align ``xml`` and fuse the result; everything is written under the folder ``out``.
+
+    ``views`` selects the views to process (channels, illuminations, tiles, angles,
+    timepoints; default all), as ``params.views``.
 
     The QC report (``qc_report.html`` beside the aligned XML) covers detection,
     matching, the solve and the fused image; with ``ground_truth`` it also scores
     the alignment.
     """
-    p = resolve(params, params_file, overrides)
+    p = resolve(params, params_file, overrides, views)
     aligned, fused = stitch_outputs(out, xml)
     guard_outputs(xml, alignment_outputs(aligned, "the aligned XML") + fusion_outputs(fused, "the fused image"),
                   p.runtime.data_roots)

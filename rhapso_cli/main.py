@@ -36,8 +36,24 @@ def _params(args, extra: list[str] | None = None):
         overrides.append(f"runtime.num_cpus={args.num_cpus}")
     if getattr(args, "no_ray", False):
         overrides.append("runtime.use_ray=false")
+    for flag, name in _SELECTION_FLAGS:
+        ids = getattr(args, flag, None)
+        if ids is not None:
+            overrides.append(f"views.{name}=[{','.join(str(i) for i in ids)}]")
     overrides += extra or []
     return param_files.load(PipelineParams, args.params, overrides)
+
+
+# BigStitcher-Spark's selection flags (comma-separated ids, AND-combined) -> views.* parameters.
+_SELECTION_FLAGS = (("channel_id", "channels"), ("illumination_id", "illuminations"), ("tile_id", "tiles"),
+                    ("angle_id", "angles"), ("timepoint_id", "timepoints"))
+
+
+def _ids(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.replace(" ", "").split(",") if t != ""]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integer ids, got {text!r}") from None
 
 
 def _print(obj) -> None:
@@ -63,6 +79,9 @@ def cmd_synth(args) -> int:
         extra.append(f"synthetic.grid=[{','.join(_parse_grid(args.grid))}]")
     if args.seed is not None:
         extra.append(f"synthetic.seed={args.seed}")
+    for name in ("channels", "illuminations", "timepoints"):
+        if getattr(args, name) is not None:
+            extra.append(f"synthetic.{name}={getattr(args, name)}")
     p = _params(args, extra)
     if args.volume:
         from rhapso_core.pipeline.input_guard import InputPath, check_outputs, resolve
@@ -201,7 +220,7 @@ def cmd_detect(args) -> int:
     if args.out:
         _check_out_free(args.out, args.overwrite)
     with prefect_api(), ray_session(p.runtime):
-        counts = detection_stage.with_options(task_runner=stage_runner(p.runtime))(args.xml, store, p.detection)
+        counts = detection_stage.with_options(task_runner=stage_runner(p.runtime))(args.xml, store, p.detection, p.views)
     result = {"store": store, "points": counts}
     if args.out:
         result["xml"] = write_detected_xml(args.xml, store, p.detection.label, args.out)
@@ -223,14 +242,17 @@ def cmd_match_solve(args, solve_only: bool = False) -> int:
     m, s = p.round_params(args.model)
     guard_outputs(args.xml, [(args.out, "--out")])
     _check_out_free(args.out, args.overwrite)
+    a = p.alignment
     if solve_only:
-        _print(solve_mod.solve_dataset(args.xml, store, p.detection.label, s, args.out))
+        _print(solve_mod.solve_dataset(args.xml, store, p.detection.label, s, args.out, grouping=a.grouping,
+                                       timepoints=a.timepoints, reference_timepoint=a.reference_timepoint,
+                                       selection=p.views))
         return 0
     with prefect_api(), ray_session(p.runtime):
         _print(match_and_solve_stage.with_options(task_runner=stage_runner(p.runtime))(
             args.xml, store, p.detection.label, m, s, args.out, args.model,
-            p.alignment.pair_mode, list(p.alignment.group_by), verify=p.verify, detection=p.detection,
-            pair_retry=p.pair_retry))
+            a.pair_mode, list(a.group_by), verify=p.verify, detection=p.detection,
+            pair_retry=p.pair_retry, alignment=a, selection=p.views, channels=p.detection.channels))
     return 0
 
 
@@ -346,6 +368,11 @@ def _common(p: argparse.ArgumentParser, runtime: bool = True) -> None:
         p.add_argument("--num-cpus", type=int, help="CPU cap for the local Ray")
         p.add_argument("--no-ray", action="store_true", help="run tasks in threads instead of Ray (debugging)")
     p.add_argument("--overwrite", action="store_true", help="allow replacing an existing output")
+    sel = p.add_argument_group("view selection (BigStitcher-Spark's flags; ids comma-separated, AND-combined)")
+    for flag, name in _SELECTION_FLAGS:
+        option = "--" + flag.replace("_id", "Id").replace("_", "")
+        sel.add_argument(option, "--" + flag.replace("_", "-"), dest=flag, type=_ids, metavar="IDS",
+                         help=f"process only these {name} (views.{name})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -365,6 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir")
     p.add_argument("--grid", help="tile grid NxMxK (default 3x2x1)")
     p.add_argument("--seed", type=int)
+    p.add_argument("--channels", type=int, help="channels per tile, each with its own specimen (default 1)")
+    p.add_argument("--illuminations", type=int, help="illumination sides per tile, 1 or 2 (default 1)")
+    p.add_argument("--timepoints", type=int, help="timepoints, the specimen drifting between them (default 1)")
     p.add_argument("--volume", help="image a real volume instead of the analytic specimen "
                    "(folder of TIFF planes, TIFF stack or OME-Zarr)")
     p.add_argument("--volume-voxel-size", metavar="Z,Y,X", help="the volume's voxel size in um (default: its metadata)")

@@ -15,6 +15,7 @@ from rhapso_core.detection import DetectionParams
 from rhapso_core.fusion import FusionParams
 from rhapso_core.matching import MatchingParams
 from rhapso_core.params import StageParams
+from rhapso_core.pipeline.view_selection import ViewSelection
 from rhapso_core.qc import QCParams
 from rhapso_core.solver import SolverParams
 from rhapso_core.split import SplitParams
@@ -66,6 +67,27 @@ class AlignmentParams(StageParams):
                     raise ValueError(f"{rnd}.{key}: {exc.errors()[0]['msg']} (got {value!r})") from None
         return v
 
+    grouping: list[Literal["channel", "illumination", "tile"]] = Field(
+        default_factory=lambda: ["channel", "illumination"],
+        description="Views of one timepoint that differ only in these attributes form one group solved with one "
+        "registration (BigStitcher's --groupChannels --groupIllums [--groupTiles]); default channels and "
+        "illuminations, which a microscope acquires at the same stage position. Views are matched only "
+        "against views of other groups that share the grouped attributes' values. [] solves every view alone.",
+    )
+    timepoints: Literal["individually", "reference", "all_to_all", "all_to_all_range"] = Field(
+        "individually",
+        description="Registration across timepoints (BigStitcher-Spark's --registrationTP): 'individually' "
+        "solves each timepoint alone (each keeps its first view fixed); 'reference' also matches every "
+        "timepoint to `reference_timepoint` and solves all together; 'all_to_all' matches every pair of "
+        "timepoints; 'all_to_all_range' those at most `timepoint_range` apart.",
+    )
+    reference_timepoint: int | None = Field(
+        None, description="Timepoint id the others are registered to ('reference' mode) and whose first view "
+        "group stays fixed (cross-timepoint modes); None: the first selected timepoint.",
+    )
+    timepoint_range: int = Field(
+        5, ge=1, description="'all_to_all_range': match timepoints at most this many ids apart (timepoints).",
+    )
     split_affine: bool = Field(
         False,
         description="After the last round, split every view into sub-views (parameters in `split`) and solve "
@@ -110,6 +132,11 @@ class PipelineParams(StageParams):
     split: SplitParams = Field(default_factory=SplitParams, description="Split-dataset / split-affine (alignment.split_affine).")
     stitching: StitchingParams = Field(
         default_factory=StitchingParams, description="Phase-correlation rounds (alignment.rounds: phase)."
+    )
+    views: ViewSelection = Field(
+        default_factory=ViewSelection,
+        description="Views every stage works on (BigStitcher-Spark's --channelId, --illuminationId, --tileId, "
+        "--angleId, --timepointId); default all.",
     )
     synthetic: SyntheticParams = Field(
         default_factory=SyntheticParams, description="The generated dataset of `rhapso demo` and `rhapso synth`."

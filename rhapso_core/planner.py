@@ -299,7 +299,7 @@ def plan(
     from rhapso_core.multiscale.downsample import plan_level_blocks
     from rhapso_core.multiscale.pyramid import level_plan
     from rhapso_core.pipeline.dataset import load_dataset, overlap_boxes_in_view, view_geometry
-    from rhapso_core.pipeline.fuse import default_voxel_size_world, physical_unit_per_world, select_views
+    from rhapso_core.pipeline.fuse import default_voxel_size_world, fusion_slots, physical_unit_per_world, select_views
 
     if not isinstance(cores, int) or cores < 1:
         raise ValueError(f"cores must be a positive integer, got {cores!r}")
@@ -395,19 +395,23 @@ def plan(
     grid = make_output_grid(fviews, voxel, bbox, f.isotropic)
     write_unit_zyx = tuple((f.shards or f.chunks)[::-1])
     units_n, blocks_n, max_block = _count_units(grid.shape_zyx, f, write_unit_zyx)
-    out_vox = float(np.prod(grid.shape_zyx))
-    # Views overlapping one block: the most views any world point lies in, at most 4 for a grid.
-    lo = np.array([transforms.view_bounding_box(*geometry[v])[0] for v in fviews_ids])
-    hi = np.array([transforms.view_bounding_box(*geometry[v])[1] for v in fviews_ids])
+    # One fused image per (timepoint, channel) on the same grid (rhapso_core.pipeline.fuse.fusion_slots).
+    slots = fusion_slots(sd, fviews_ids)
+    n_slots = max(len(slots), 1)
+    out_vox = float(np.prod(grid.shape_zyx)) * n_slots
+    # Views overlapping one block: the most views of one slot any world point lies in, at most 4 for a grid.
+    slot_views = list(slots[0].views) if slots else fviews_ids
+    lo = np.array([transforms.view_bounding_box(*geometry[v])[0] for v in slot_views])
+    hi = np.array([transforms.view_bounding_box(*geometry[v])[1] for v in slot_views])
     centres = (lo + hi) / 2.0
     depth = int(max(np.sum(np.all((lo <= c) & (c <= hi), axis=1)) for c in np.vstack([lo, hi, centres])))
-    n_over = max(1, min(depth + 1, len(fviews_ids)))
+    n_over = max(1, min(depth + 1, len(slot_views)))
     fuse_mem = base + max_block * 4 * (3 + n_over)
     scale = float(np.prod(grid.voxel_size_xyz)) / max(
         float(np.mean([np.prod(np.linalg.norm(geometry[v][0][:3, :3], axis=0)) for v in fviews_ids])), 1e-12)
     fuse_read = min(input_voxels, out_vox * scale * 1.2) * BYTES_PER_VOXEL  # inputs under the grid (+20 % halo)
     fuse_cpu = out_vox / tp["fusion_voxels_per_s"]
-    n_units = units_n
+    n_units = units_n * n_slots
     wall, conc = _waves(n_units, fuse_cpu / max(n_units, 1), fuse_read / max(n_units, 1) / read_bw, fuse_mem,
                         cores, mem_total, overhead)
     stages.append(StagePlan("fusion", n_units, fuse_mem, fuse_read, out_vox * BYTES_PER_VOXEL, fuse_cpu, wall, conc,
@@ -416,8 +420,8 @@ def plan(
 
     # --- multiscale: one task per whole-chunk block of each level, level after level -----------
     levels = level_plan("0", grid.shape_zyx, f.multiscale)
-    ms_vox = float(sum(np.prod(s) for _, s, _, _ in levels))
-    ms_read = out_vox + ms_vox - (float(np.prod(levels[-1][1])) if levels else 0.0)
+    ms_vox = float(sum(np.prod(s) for _, s, _, _ in levels)) * n_slots
+    ms_read = out_vox + ms_vox - (float(np.prod(levels[-1][1])) * n_slots if levels else 0.0)
     ms_cpu = ms_read / tp["multiscale_voxels_per_s"]
     ms_tasks, ms_wall, ms_mem = 0, 0.0, base
     src_vox = out_vox
@@ -425,11 +429,11 @@ def plan(
         unit = tuple(min(c, n) for c, n in zip(f.multiscale.multiscale_chunk_size, shape))
         n_blocks = len(plan_level_blocks(shape, unit, factor, BYTES_PER_VOXEL, f.multiscale.target_block_size_mb))
         lvl_cpu = src_vox / tp["multiscale_voxels_per_s"]
-        task_mem = base + 3 * src_vox * BYTES_PER_VOXEL / max(n_blocks, 1)
+        task_mem = base + 3 * src_vox / n_slots * BYTES_PER_VOXEL / max(n_blocks, 1)  # slots one after the other
         w, _ = _waves(n_blocks, lvl_cpu / n_blocks, src_vox * BYTES_PER_VOXEL / n_blocks / read_bw, task_mem,
                       cores, mem_total, overhead)
         ms_tasks, ms_wall, ms_mem = ms_tasks + n_blocks, ms_wall + w, max(ms_mem, task_mem)
-        src_vox = float(np.prod(shape))
+        src_vox = float(np.prod(shape)) * n_slots
     stages.append(StagePlan("multiscale", ms_tasks, ms_mem, ms_read * BYTES_PER_VOXEL, ms_vox * BYTES_PER_VOXEL,
                             ms_cpu, ms_wall, min(cores, max(ms_tasks, 1)),
                             f"{len(levels)} levels, one task per block, a level after the one it reads"))

@@ -7,12 +7,15 @@ from prefect import task
 from rhapso_core.detection import ChunkTask, DetectionParams, InterestPoints
 from rhapso_core.detection.view import chunk_halo
 from rhapso_core.pipeline import detect
+from rhapso_core.pipeline.view_selection import ViewSelection
 from tasks.policies import CACHE_POLICY, RETRY_DELAYS, retry_transient
 
 
 @task(name="plan-detection", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
-def plan_detection(xml_uri: str, xml_sha256: str, params: DetectionParams) -> list[detect.ViewDetectionPlan]:
-    return detect.plan_views(xml_uri, params)
+def plan_detection(
+    xml_uri: str, xml_sha256: str, params: DetectionParams, selection: ViewSelection | None = None,
+) -> list[detect.ViewDetectionPlan]:
+    return detect.plan_views(xml_uri, params, selection=selection)
 
 
 @task(

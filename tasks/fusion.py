@@ -7,19 +7,22 @@ from prefect import task
 from rhapso_core.fusion import FusionParams
 from rhapso_core.pipeline import fuse
 from rhapso_core.pipeline.fused_xml import write_fused_xml
+from rhapso_core.pipeline.view_selection import ViewSelection
 from tasks.policies import RETRY_DELAYS, retry_transient
 
 
 @task(name="plan-fusion", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
-def plan_fusion(xml_uri: str, out_uri: str, params: FusionParams, overwrite: bool = False) -> fuse.FusionPlan:
-    return fuse.plan_fusion(xml_uri, out_uri, params, overwrite=overwrite)
+def plan_fusion(
+    xml_uri: str, out_uri: str, params: FusionParams, overwrite: bool = False, selection: ViewSelection | None = None,
+) -> fuse.FusionPlan:
+    return fuse.plan_fusion(xml_uri, out_uri, params, overwrite=overwrite, selection=selection)
 
 
-@task(name="fuse-unit", task_run_name="fuse-unit-{unit_index}", retries=3,
+@task(name="fuse-unit", task_run_name="fuse-unit-s{slot_index}-{unit_index}", retries=3,
       retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
-def fuse_unit(xml_uri: str, plan: fuse.FusionPlan, unit_index: int, params: FusionParams) -> int:
+def fuse_unit(xml_uri: str, plan: fuse.FusionPlan, unit_index: int, params: FusionParams, slot_index: int = 0) -> int:
     # Resumes by the block markers the fusion writes after each block's data.
-    return fuse.fuse_unit(xml_uri, plan, unit_index, params)
+    return fuse.fuse_unit(xml_uri, plan, unit_index, params, slot_index=slot_index)
 
 
 @task(name="fused-xml", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from prefect import task
 
+from rhapso_core.config import AlignmentParams
 from rhapso_core.matching import MatchingParams
 from rhapso_core.detection import DetectionParams
+from rhapso_core.pipeline.view_selection import ViewSelection
 from rhapso_core.pipeline import match
 from rhapso_core.pipeline.retry import RetryParams, retry_failed_pairs
 from tasks.policies import RETRY_DELAYS, retry_transient
 
 
 @task(name="plan-pairs", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
-def plan_pairs(xml_uri: str, pair_mode: str, group_by: list[str]) -> list[tuple[tuple[int, int], tuple[int, int]]]:
-    return match.plan_pairs(xml_uri, pair_mode=pair_mode, group_by=group_by)
+def plan_pairs(
+    xml_uri: str, pair_mode: str, group_by: list[str], alignment: AlignmentParams | None = None,
+    selection: ViewSelection | None = None, channels: list[int] | None = None,
+) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    a = alignment or AlignmentParams()
+    return match.plan_pairs(xml_uri, pair_mode=pair_mode, group_by=group_by, grouping=a.grouping,
+                            timepoints=a.timepoints, reference_timepoint=a.reference_timepoint,
+                            timepoint_range=a.timepoint_range, selection=selection, channels=channels)
 
 
 @task(

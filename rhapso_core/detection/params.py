@@ -92,6 +92,13 @@ class DetectionParams(StageParams):
     overlap_only: bool = Field(
         False, description="detect only inside the boxes where the view overlaps other views"
     )
+    channels: list[int] | None = Field(
+        None,
+        description="channel ids whose views get interest points; None (default): every channel. Channels may "
+        "image different structures and the grouped solve pools the matches of all of them, so using every "
+        "channel never loses a usable channel; list one (e.g. a bead or nuclear channel) to detect and match "
+        "only there (detection and matching time scale with the channels used).",
+    )
 
     @model_validator(mode="after")
     def _check_range(self):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -90,6 +90,13 @@ class FusionParams(StageParams):
         description="content_based only: divide each axis's sigma by that axis's voxel length "
         "relative to the view's finest axis (BigStitcher's default), so the filters are "
         "isotropic in world; False uses the sigmas as given in view voxels",
+    )
+    illumination: Literal["blend", "brightest", "gradient"] | Annotated[int, Field(ge=0)] = Field(
+        "blend",
+        description="How the illuminations of one tile, channel and angle are combined: 'blend' fuses them all "
+        "(BigStitcher-Spark's affine-fusion fuses every selected view); 'brightest' keeps the one of highest "
+        "mean intensity and 'gradient' the one of highest mean gradient magnitude, both measured on the "
+        "coarsest pyramid level (BigStitcher's illumination selection); an integer keeps that illumination id.",
     )
     voxel_size: FloatTriple | None = Field(
         None,

@@ -93,6 +93,21 @@ def build_multiscales_attrs(
     return {"ome": {"version": "0.5", "multiscales": [ms]}}
 
 
+def with_time_channel_axes(attrs: dict[str, Any]) -> dict[str, Any]:
+    """Attributes of :func:`build_multiscales_attrs` turned into a t, c, z, y, x image's
+    (time and channel axes first, scale 1 and translation 0 on them)."""
+    import copy
+
+    out = copy.deepcopy(attrs)
+    ms = out["multiscales"][0] if "multiscales" in out else out["ome"]["multiscales"][0]
+    ms["axes"] = [{"name": "t", "type": "time"}, {"name": "c", "type": "channel"}] + ms["axes"]
+    for ds in ms["datasets"]:
+        for t in ds["coordinateTransformations"]:
+            key = t["type"]
+            t[key] = ([1.0, 1.0] if key == "scale" else [0.0, 0.0]) + list(t[key])
+    return out
+
+
 @dataclass(frozen=True)
 class NgffMultiscale:
     """The first ``multiscales`` entry of an image group, transforms resolved.

@@ -21,7 +21,7 @@ from zarr.codecs import BloscCodec
 from .downsample import downsample_mean, downsampled_shape
 from .errors import ImageIOError
 from .multiscale import MultiscaleImage, factors_from_scales
-from .ngff import build_multiscales_attrs, level_scale_translation, parse_multiscales
+from .ngff import build_multiscales_attrs, level_scale_translation, parse_multiscales, with_time_channel_axes
 from .uri import atomic_write_bytes, fs_for, is_s3, join_uri, normalize_uri
 from .zarr_source import zarr_store
 
@@ -136,9 +136,22 @@ class OmeZarrWriter:
             raise ImageIOError(f"{self.uri}: level {level} out of range [0, {len(self._levels)})")
 
     def array(self, level: int) -> zarr.Array:
-        """The writable zarr array of a level."""
+        """The writable zarr array of a level (3-D, or 5-D t, c, z, y, x for a time-channel image)."""
         self._check_level(level)
         return self._arrays[level]
+
+    @property
+    def tc_shape(self) -> tuple[int, int] | None:
+        """(timepoints, channels) of a t, c, z, y, x image; None for a 3-D one."""
+        a = self._arrays[0]
+        return (int(a.shape[0]), int(a.shape[1])) if a.ndim == 5 else None
+
+    def slot(self, level: int, t: int = 0, c: int = 0):
+        """A level's (z, y, x) array of one timepoint and channel (the level itself when 3-D)."""
+        from .slots import space_slot
+
+        self._check_level(level)
+        return space_slot(self._arrays[level], t, c)
 
     def write(self, level: int, box_zyx_start: Sequence[int], array: np.ndarray) -> None:
         """Write ``array`` (z, y, x) into a level with its first voxel at ``box_zyx_start``.
@@ -148,6 +161,8 @@ class OmeZarrWriter:
         caller first: a silent wrap-around would corrupt intensities).
         """
         self._check_level(level)
+        if self.tc_shape is not None:
+            raise ImageIOError(f"{self.uri}: a t, c, z, y, x image is written through slot(level, t, c)")
         a = np.asarray(array)
         start = _triple(box_zyx_start, "box_zyx_start", positive=False)
         shape = self._levels[level].shape_zyx
@@ -212,19 +227,22 @@ class OmeZarrWriter:
             raise ImageIOError(f"{u}: no OME-Zarr group to write to ({type(e).__name__})") from None
         ms = parse_multiscales(dict(group.attrs), uri=u)
         names = [a["name"].lower() for a in ms.axes]
-        if names != ["z", "y", "x"]:
-            raise ImageIOError(f"{u}: writer needs axes z, y, x, found {names}")
+        if names not in (["z", "y", "x"], ["t", "c", "z", "y", "x"]):
+            raise ImageIOError(f"{u}: writer needs axes z, y, x or t, c, z, y, x, found {names}")
         arrays = [group[p] for p in ms.paths]
-        factors = factors_from_scales(ms.scales, uri=u)
+        scales = [tuple(s[-3:]) for s in ms.scales]
+        translations = [tuple(t[-3:]) for t in ms.translations]
+        factors = factors_from_scales(scales, uri=u)
         levels = []
-        for p, a, f, s, t in zip(ms.paths, arrays, factors, ms.scales, ms.translations):
+        for p, a, f, s, t in zip(ms.paths, arrays, factors, scales, translations):
             shards = getattr(a, "shards", None)
             levels.append(
-                LevelInfo(p, tuple(a.shape), tuple(a.chunks), tuple(shards) if shards else None, f, s, t)
+                LevelInfo(p, tuple(a.shape[-3:]), tuple(a.chunks[-3:]), tuple(shards[-3:]) if shards else None,
+                          f, s, t)
             )
         return cls(
-            u, levels, arrays, ngff_version=ms.version[:3], voxel_size_zyx=ms.scales[0],
-            origin_zyx=ms.translations[0], unit=ms.unit(), storage_options=storage_options,
+            u, levels, arrays, ngff_version=ms.version[:3], voxel_size_zyx=scales[0],
+            origin_zyx=translations[0], unit=ms.unit(), storage_options=storage_options,
         )
 
 
@@ -262,6 +280,7 @@ def create_ome_zarr(
     overwrite: bool = False,
     fill_value: Any = 0,
     name: str | None = None,
+    tc_shape: Sequence[int] | None = None,
 ) -> OmeZarrWriter:
     """Create an empty 3D OME-Zarr image with all its pyramid levels.
 
@@ -303,6 +322,9 @@ def create_ome_zarr(
         Value of chunks never written.
     name : str, optional
         NGFF multiscales ``name``.
+    tc_shape : (int, int), optional
+        (timepoints, channels): the image gets axes t, c, z, y, x (chunks and shards one
+        timepoint and one channel deep; the pyramid downsamples z, y, x only). Default: 3-D.
 
     Returns
     -------
@@ -336,17 +358,24 @@ def create_ome_zarr(
     for s in steps:
         cumulative.append(tuple(a * b for a, b in zip(cumulative[-1], s)))  # type: ignore[arg-type]
     levels, arrays = [], []
+    lead: tuple[int, ...] = ()
+    if tc_shape is not None:
+        lead = tuple(int(n) for n in tc_shape)
+        if len(lead) != 2 or min(lead) < 1:
+            raise ValueError(f"tc_shape must be (timepoints >= 1, channels >= 1), got {tc_shape!r}")
+    one = (1,) * len(lead)
     comp = _compressor(ngff_version, compressor, clevel, shuffle)
     for i, f in enumerate(cumulative):
         lshape = downsampled_shape(shape, f)
         layout = [_level_layout(n, c, s) for n, c, s in zip(lshape, chunks, shards or (None,) * 3)]
         lchunks = tuple(c for c, _ in layout)
         lshards = tuple(s for _, s in layout) if shards else None
-        kwargs: dict[str, Any] = dict(shape=lshape, dtype=dt, chunks=lchunks, fill_value=fill_value)
+        kwargs: dict[str, Any] = dict(shape=lead + lshape, dtype=dt, chunks=one + lchunks, fill_value=fill_value)
         if ngff_version == "0.4":
             kwargs.update(zarr_format=2, compressors=comp, chunk_key_encoding={"name": "v2", "separator": "/"})
         else:
-            kwargs.update(zarr_format=3, compressors=comp, shards=lshards, dimension_names=["z", "y", "x"])
+            kwargs.update(zarr_format=3, compressors=comp, shards=None if lshards is None else one + lshards,
+                          dimension_names=(["t", "c"] if lead else []) + ["z", "y", "x"])
         if comp is None:
             kwargs["compressors"] = None
         store = zarr_store(join_uri(u, str(i)), storage_options, read_only=False)
@@ -361,6 +390,8 @@ def create_ome_zarr(
         version=ngff_version, paths=[lv.path for lv in levels], voxel_size_zyx=voxel,
         origin_zyx=origin, factors_zyx=cumulative, unit=unit, name=name,
     )
+    if lead:
+        attrs = with_time_channel_axes(attrs)
     if ngff_version == "0.4":
         # .zattrs before .zgroup: until .zgroup lands there is no group to find.
         atomic_write_bytes(join_uri(u, ".zattrs"), json.dumps(attrs, indent=2).encode(), storage_options)

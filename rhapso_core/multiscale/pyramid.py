@@ -11,6 +11,7 @@ import zarr
 from rhapso_core.fusion.blocks import write_unit
 from rhapso_core.fusion.resume import BlockMarkers
 from rhapso_core.image_source import Box
+from rhapso_core.io.slots import SpaceSlot, space_slot
 from rhapso_core.multiscale.downsample import downsample_level, downsampled_shape, plan_level_blocks
 from rhapso_core.multiscale.metadata import (
     _multiscale_entry,
@@ -93,15 +94,19 @@ def prepare_levels(group: zarr.Group, params: MultiscaleParams, skip_existing: b
         )
     base_path = str(datasets[params.base_level]["path"])
     src = group[base_path]
+    # A t, c, z, y, x image keeps its t and c extents; every level is one (t, c) slot deep per chunk.
+    lead = tuple(int(n) for n in src.shape[:-3])
     work = []
     src_path = base_path
-    for path, shape, f, cum in level_plan(base_path, src.shape, params):
+    for path, shape, f, cum in level_plan(base_path, src.shape[-3:], params):
         dst = group.get(path)
-        if not (isinstance(dst, zarr.Array) and tuple(dst.shape) == shape and skip_existing):
-            dst = create_level_array(group, path, shape, params.multiscale_chunk_size, src)
-            BlockMarkers(dst).clear_all()
+        if not (isinstance(dst, zarr.Array) and tuple(dst.shape) == lead + tuple(shape) and skip_existing):
+            dst = create_level_array(group, path, lead + tuple(shape),
+                                     (1,) * len(lead) + tuple(params.multiscale_chunk_size), src)
+            for slot in _slots(dst):
+                BlockMarkers(slot).clear_all()
         blocks = plan_level_blocks(
-            shape, write_unit(dst), f, np.dtype(src.dtype).itemsize, params.target_block_size_mb
+            shape, write_unit(space_slot(dst)), f, np.dtype(src.dtype).itemsize, params.target_block_size_mb
         )
         work.append(LevelWork(src_path, path, tuple(f), tuple(cum), tuple(blocks)))
         src_path, src = path, dst
@@ -109,9 +114,20 @@ def prepare_levels(group: zarr.Group, params: MultiscaleParams, skip_existing: b
 
 
 def downsample_blocks(group: zarr.Group, level: LevelWork, blocks=None, skip_existing: bool = True) -> list[Box]:
-    """Compute some blocks (default: all) of one level from the level above it."""
-    return downsample_level(group[level.src_path], group[level.dst_path], level.factor_zyx,
-                            blocks=list(level.blocks if blocks is None else blocks), skip_existing=skip_existing)
+    """Compute some blocks (default: all) of one level from the level above it (every (t, c) slot)."""
+    src, dst = group[level.src_path], group[level.dst_path]
+    done: list[Box] = []
+    for s_slot, d_slot in zip(_slots(src), _slots(dst)):
+        done += downsample_level(s_slot, d_slot, level.factor_zyx,
+                                 blocks=list(level.blocks if blocks is None else blocks), skip_existing=skip_existing)
+    return done
+
+
+def _slots(array) -> list:
+    """The (z, y, x) arrays of a level: itself when 3-D, else one per (t, c)."""
+    if array.ndim == 3:
+        return [array]
+    return [SpaceSlot(array, t, c) for t in range(array.shape[0]) for c in range(array.shape[1])]
 
 
 def finish_levels(group: zarr.Group, base_path: str, work: Sequence[LevelWork]) -> list[str]:

@@ -17,6 +17,8 @@ from rhapso_core.detection import (
 )
 from rhapso_core.pipeline.dataset import load_dataset, open_view, overlap_boxes_in_view, view_geometry
 from rhapso_core.pointstore import PointStore, view_interest_points_entries
+from rhapso_core.pipeline.view_groups import view_groups
+from rhapso_core.pipeline.view_selection import ViewSelection, select_views, view_attributes
 from rhapso_core.spimdata import InterestPointsFile, SpimData, ViewId, save_xml
 
 
@@ -30,15 +32,30 @@ class ViewDetectionPlan:
     tasks: tuple[ChunkTask, ...]
 
 
-def plan_views(xml_uri: str, params: DetectionParams, views=None, storage_options=None) -> list[ViewDetectionPlan]:
-    """One plan per view: pyramid level, in-memory factor, intensity range, chunks."""
+def plan_views(
+    xml_uri: str, params: DetectionParams, views=None, storage_options=None, selection: ViewSelection | None = None,
+) -> list[ViewDetectionPlan]:
+    """One plan per view: pyramid level, in-memory factor, intensity range, chunks.
+
+    Views: ``views`` if given, else the ``selection``'s (default all) of the channels in
+    ``params.channels`` (default all).
+    """
     sd = load_dataset(xml_uri, storage_options)
-    views = sd.views() if views is None else [tuple(v) for v in views]
+    if views is None:
+        views = select_views(sd, selection)
+        if params.channels is not None:
+            views = [v for v in views if view_attributes(sd, v)["channel"] in set(params.channels)]
+    views = [tuple(v) for v in views]
     geometry = view_geometry(sd) if params.overlap_only else None
+    # Views of one tile (other channels, illuminations) cover it whole; they are no overlap.
+    same_tile = view_groups(sd, sd.views(), ("channel", "illumination")) if geometry is not None else {}
     plans = []
     for v in views:
         source = open_view(sd, v, storage_options)
-        boxes = overlap_boxes_in_view(geometry, v) if geometry is not None else None
+        boxes = None
+        if geometry is not None:
+            others = {w: g for w, g in geometry.items() if w == v or same_tile.get(w) != same_tile.get(v)}
+            boxes = overlap_boxes_in_view(others, v)
         plan = plan_detection(source, params, overlap_boxes_xyz=boxes)
         regions = tuple(tuple(tuple(float(x) for x in row) for row in np.asarray(r)) for r in plan.regions_xyz)
         plans.append(ViewDetectionPlan(v, plan.params, regions, tuple(plan.tasks)))

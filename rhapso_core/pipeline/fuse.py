@@ -12,14 +12,34 @@ from rhapso_core.fusion import FusionParams, FusionView, OutputGrid, fuse_to_zar
 from rhapso_core.io import ImageIOError, OmeZarrWriter, create_ome_zarr, fs_for
 from rhapso_core.multiscale.pyramid import LevelWork, build_pyramid, downsample_blocks, finish_levels, prepare_levels
 from rhapso_core.pipeline.dataset import DatasetError, load_dataset, open_view, view_geometry
+from rhapso_core.pipeline.fused_channels import write_channel_metadata
+from rhapso_core.pipeline.illumination import choose_illuminations
+from rhapso_core.pipeline.view_selection import ViewSelection, ViewSelectionError, view_attributes
+from rhapso_core.pipeline.view_selection import select_views as choose_views
 from rhapso_core.spimdata import SpimData, ViewId
 
 GRID_ATTR = "rhapso_fusion_grid"
 
 
 @dataclass(frozen=True)
+class FusionSlot:
+    """One fused image of the output: a timepoint and a channel, and the views fused into it.
+
+    ``t_index`` / ``c_index`` are its position on the output's t and c axes (the rank of
+    ``timepoint`` / ``channel`` among the fused ones, as BigStitcher-Spark numbers them).
+    """
+
+    t_index: int
+    c_index: int
+    timepoint: int
+    channel: int
+    views: tuple[ViewId, ...]
+
+
+@dataclass(frozen=True)
 class FusionPlan:
-    """The output grid (world frame, x y z) and the work units (lists of zyx boxes)."""
+    """The output grid (world frame, x y z), the fused images (slots) and the work units
+    (lists of zyx boxes, the same in every slot)."""
 
     out_uri: str
     origin_xyz: tuple[float, float, float]
@@ -27,26 +47,36 @@ class FusionPlan:
     shape_zyx: tuple[int, int, int]
     units: tuple[tuple, ...]
     views: tuple[ViewId, ...]
+    slots: tuple[FusionSlot, ...] = ()
 
     @property
     def grid(self) -> OutputGrid:
         return OutputGrid(np.asarray(self.origin_xyz), np.asarray(self.voxel_size_xyz), self.shape_zyx)
 
 
-def select_views(sd: SpimData, channels=None, timepoints=None, illuminations=None) -> list[ViewId]:
-    out = []
-    for v in sd.views():
-        s = sd.setup_of(v)
-        if timepoints is not None and v[0] not in timepoints:
-            continue
-        if channels is not None and s.channel not in channels:
-            continue
-        if illuminations is not None and s.illumination not in illuminations:
-            continue
-        out.append(v)
-    if not out:
-        raise DatasetError(f"{sd.source_uri}: no view matches the selected channels / timepoints / illuminations")
-    return out
+def select_views(sd: SpimData, channels=None, timepoints=None, illuminations=None, selection=None) -> list[ViewId]:
+    """Views to fuse: ``selection`` (a :class:`ViewSelection`) narrowed by the id lists given."""
+    sel = selection or ViewSelection()
+    update = {k: sorted(v) for k, v in (("channels", channels), ("timepoints", timepoints),
+                                         ("illuminations", illuminations)) if v is not None}
+    if update:
+        sel = sel.model_copy(update=update)
+    try:
+        return choose_views(sd, sel)
+    except ViewSelectionError as exc:
+        raise DatasetError(str(exc)) from None
+
+
+def fusion_slots(sd: SpimData, views) -> tuple[FusionSlot, ...]:
+    """One slot per (timepoint, channel) present among ``views``: channels are never mixed."""
+    by: dict[tuple[int, int], list[ViewId]] = {}
+    for v in views:
+        by.setdefault((int(v[0]), view_attributes(sd, v)["channel"]), []).append(tuple(v))
+    tps = sorted({t for t, _ in by})
+    chs = sorted({c for _, c in by})
+    return tuple(
+        FusionSlot(tps.index(t), chs.index(c), t, c, tuple(sorted(vs))) for (t, c), vs in sorted(by.items())
+    )
 
 
 def physical_unit_per_world(sd: SpimData, views) -> tuple[float, str | None]:
@@ -101,32 +131,46 @@ def fusion_views(sd: SpimData, views, storage_options=None) -> list[FusionView]:
 
 def plan_fusion(
     xml_uri: str, out_uri: str, params: FusionParams, *, channels=None, timepoints=None,
-    illuminations=None, overwrite: bool = False, storage_options=None,
+    illuminations=None, selection: ViewSelection | None = None, overwrite: bool = False, storage_options=None,
 ) -> FusionPlan:
     """Create (or reopen, for a resumed run) the output OME-Zarr and cut it into work units.
 
-    An existing output is reused only if it was created for the same grid and dtype;
-    anything else at ``out_uri`` is refused unless ``overwrite``.
+    The output holds one fused image per (timepoint, channel) of the selected views, on
+    axes t, c, z, y, x over one common grid (the box of all selected views); the
+    illuminations of a tile are combined by ``params.illumination``, angles are fused
+    together. An existing output is reused only if it was created for the same grid,
+    slots and dtype; anything else at ``out_uri`` is refused unless ``overwrite``.
     """
     sd = load_dataset(xml_uri, storage_options)
-    views = select_views(sd, channels, timepoints, illuminations)
+    views = select_views(sd, channels, timepoints, illuminations, selection)
+    views = choose_illuminations(sd, views, params.illumination, storage_options)
+    slots = fusion_slots(sd, views)
     fviews = fusion_views(sd, views, storage_options)
     bbox = None if params.bounding_box is None else (params.bounding_box[0], params.bounding_box[1])
     per_world, unit = physical_unit_per_world(sd, views)
     voxel = params.voxel_size or default_voxel_size_world(sd, views, per_world, params.isotropic)
     grid = make_output_grid(fviews, voxel, bbox, params.isotropic)
+    names = sd.attribute_defs.get("channel", {})
+    timepoints_out = sorted({s.timepoint for s in slots})
+    channels_out = sorted({s.channel for s in slots})
     record = {
         "origin_xyz": [float(v) for v in grid.origin_xyz],
         "voxel_size_xyz": [float(v) for v in grid.voxel_size_xyz],
         "shape_zyx": [int(v) for v in grid.shape_zyx],
         "dtype": params.output_dtype,
         "views": [list(v) for v in views],
+        "timepoints": timepoints_out,
+        "channels": channels_out,
+        "channel_names": [
+            (names[c].name if c in names and names[c].name else f"channel {c}") for c in channels_out
+        ],
+        "illumination": params.illumination,
     }
     writer = _open_or_create(out_uri, grid, params, per_world, unit, record, overwrite, storage_options)
-    units = plan_work_units(grid.shape_zyx, params, write_unit(writer.array(0)))
+    units = plan_work_units(grid.shape_zyx, params, write_unit(writer.slot(0)))
     return FusionPlan(
         out_uri, tuple(record["origin_xyz"]), tuple(record["voxel_size_xyz"]), tuple(grid.shape_zyx),
-        tuple(tuple(tuple(tuple(ax) for ax in box) for box in unit) for unit in units), tuple(views),
+        tuple(tuple(tuple(tuple(ax) for ax in box) for box in unit) for unit in units), tuple(views), slots,
     )
 
 
@@ -170,26 +214,39 @@ def _open_or_create(out_uri, grid, params, per_world, unit, record, overwrite, s
         unit=unit, n_levels=1, ngff_version=params.ngff_version,
         shards_zyx=None if params.shards is None else tuple(params.shards[::-1]),
         storage_options=storage_options, overwrite=overwrite,
+        tc_shape=(len(record["timepoints"]), len(record["channels"])),
     )
     group = zarr.open_group(out_uri, mode="a", storage_options=storage_options)
     group.attrs[GRID_ATTR] = json.loads(json.dumps(record))
     return writer
 
 
-def fuse_unit(xml_uri: str, plan: FusionPlan, unit_index: int, params: FusionParams, storage_options=None) -> int:
-    """Fuse one work unit (its blocks are chunk-aligned, so units never share a chunk)."""
+def fuse_unit(
+    xml_uri: str, plan: FusionPlan, unit_index: int, params: FusionParams, storage_options=None,
+    slot_index: int | None = None,
+) -> int:
+    """Fuse one work unit of one slot (default: of every slot, one after the other).
+
+    Blocks are chunk-aligned and one (t, c) deep, so units never share a chunk.
+    """
     sd = load_dataset(xml_uri, storage_options)
-    fviews = fusion_views(sd, list(plan.views), storage_options)
-    arr = OmeZarrWriter.open(plan.out_uri, storage_options=storage_options).array(0)
+    writer = OmeZarrWriter.open(plan.out_uri, storage_options=storage_options)
     blocks = [tuple(tuple(ax) for ax in box) for box in plan.units[unit_index]]
-    done = fuse_to_zarr(fviews, plan.grid, params, arr, blocks=blocks, skip_existing=True)
-    return len(done)
+    slots = plan.slots if slot_index is None else (plan.slots[slot_index],)
+    done = 0
+    for slot in slots:
+        fviews = fusion_views(sd, list(slot.views), storage_options)
+        arr = writer.slot(0, slot.t_index, slot.c_index)
+        done += len(fuse_to_zarr(fviews, plan.grid, params, arr, blocks=blocks, skip_existing=True))
+    return done
 
 
 def build_levels(out_uri: str, params: FusionParams, storage_options=None) -> list[str]:
     """Add the multiscale pyramid to the fused image in this process (resumable)."""
     group = zarr.open_group(out_uri, mode="a", storage_options=storage_options)
-    return build_pyramid(group, params.multiscale)
+    levels = build_pyramid(group, params.multiscale)
+    write_channel_metadata(out_uri, storage_options)
+    return levels
 
 
 def plan_pyramid(out_uri: str, params: FusionParams, storage_options=None) -> tuple[str, list[LevelWork]]:
@@ -206,4 +263,6 @@ def downsample_unit(out_uri: str, level: LevelWork, blocks, storage_options=None
 
 def finish_pyramid(out_uri: str, base_path: str, work: list[LevelWork], storage_options=None) -> list[str]:
     group = zarr.open_group(out_uri, mode="a", storage_options=storage_options)
-    return finish_levels(group, base_path, work)
+    levels = finish_levels(group, base_path, work)
+    write_channel_metadata(out_uri, storage_options)
+    return levels

@@ -10,6 +10,7 @@ fused image overlays the input views in BigStitcher and in every stage here.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import posixpath
 from collections.abc import Sequence
@@ -147,6 +148,52 @@ def _loader(root: str, paths: list[str], timepoint: int, out_xml: str) -> ZarrIm
     return ZarrImageLoader.from_paths(root, views, root_type="absolute")
 
 
+def _tc_layout(fused_uri: str, storage_options) -> dict | None:
+    """Timepoints, channels and channel names of a t, c, z, y, x fusion output (None for a 3-D image)."""
+    try:
+        group = zarr.open_group(fused_uri, mode="r", storage_options=storage_options)
+        attrs = group.attrs.asdict()
+    except Exception:
+        return None
+    rec = attrs.get(GRID_ATTR) or {}
+    if "channels" not in rec or "timepoints" not in rec:
+        return None
+    ms = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
+    if not ms or len(ms[0].get("axes") or []) != 5:
+        return None
+    return {"timepoints": [int(t) for t in rec["timepoints"]], "channels": [int(c) for c in rec["channels"]],
+            "names": list(rec.get("channel_names") or [f"channel {c}" for c in rec["channels"]])}
+
+
+def _write_tc_xml(fused_uri, g, root, path, layout, out_xml, storage_options) -> SpimData:
+    """One setup per fused channel (setup id = its index on the c axis), one view per timepoint,
+    read through BigStitcher 2.x zarr zgroups whose ``indicies`` pick (channel, timepoint)."""
+    unit = g["unit"]
+    setups, registrations, groups = [], {}, {}
+    for ci, (channel, name) in enumerate(zip(layout["channels"], layout["names"])):
+        setups.append(ViewSetup(
+            id=ci, name=str(name), size=tuple(int(n) for n in g["shape_zyx"][::-1]),  # type: ignore[arg-type]
+            voxel_size=g["physical_voxel_size_xyz"], voxel_unit=_XML_UNIT.get(unit, unit) if unit else "pixel",
+            attributes={"illumination": 0, "channel": channel, "tile": 0, "angle": 0},
+        ))
+        for ti, tp in enumerate(layout["timepoints"]):
+            registrations[(tp, ci)] = (
+                ViewTransform(ORIGIN_TRANSFORM_NAME, tf.translation(g["origin_xyz"])),
+                ViewTransform(CALIBRATION_NAME, tf.scaling(g["voxel_size_xyz"])),
+            )
+            groups[(tp, ci)] = (path, (ci, ti))
+    plain = _loader(root, [path], layout["timepoints"][0], out_xml)
+    loader = ZarrImageLoader.bigstitcher2(plain.root, groups, root_type=plain.root_type)
+    if plain.s3bucket:
+        loader = dataclasses.replace(loader, s3bucket=plain.s3bucket)
+    sd = make_spimdata(
+        setups=setups, registrations=registrations, image_loader=loader, timepoints=tuple(layout["timepoints"]),
+        base_path=".", attribute_names={"channel": {c: str(n) for c, n in zip(layout["channels"], layout["names"])}},
+        source_uri=out_xml,
+    )
+    return save_xml(sd, out_xml, storage_options)
+
+
 def write_fused_xml(
     fused_uri: str | Sequence[str],
     out_xml: str,
@@ -175,6 +222,11 @@ def write_fused_xml(
     storage_options : dict, optional
         fsspec / s3fs options for reading the images and writing the XML.
 
+    A single fusion output with axes t, c, z, y, x (what :func:`plan_fusion` writes) gets
+    one setup per channel (setup id = the channel's index on the c axis, ``channel``
+    attribute and name from the fused XML) and one view per timepoint, read through
+    BigStitcher 2.x zarr zgroups (``indicies`` = channel index, timepoint index).
+
     Returns
     -------
     SpimData
@@ -200,6 +252,10 @@ def write_fused_xml(
             raise FusedXmlError(f"{out_xml}: {label} has {len(seq)} entries for {len(uri_list)} fused images")
     grids = [fused_grid(u, storage_options) for u in uri_list]
     root, paths = _split_container(uri_list)
+    if len(uri_list) == 1 and names is None and channels is None:
+        layout = _tc_layout(uri_list[0], storage_options)
+        if layout is not None:
+            return _write_tc_xml(uri_list[0], grids[0], root, paths[0], layout, out_xml, storage_options)
 
     setups, registrations = [], {}
     for i, (u, g) in enumerate(zip(uri_list, grids)):

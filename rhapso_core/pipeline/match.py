@@ -10,6 +10,9 @@ from rhapso_core import transforms
 from rhapso_core.matching import MatchingParams, match_points, select_pairs
 from rhapso_core.pipeline.dataset import load_dataset, view_geometry
 from rhapso_core.pointstore import PointStore
+from rhapso_core.pipeline.view_groups import pair_attributes, timepoints_linked, view_groups
+from rhapso_core.pipeline.view_groups import reference_timepoint as reference_timepoint_of
+from rhapso_core.pipeline.view_selection import ViewSelection, select_views, view_attributes
 from rhapso_core.spimdata import ViewId
 
 
@@ -47,16 +50,34 @@ class PairRecord:
 
 
 def plan_pairs(
-    xml_uri: str, pair_mode: str = "overlapping", group_by=(), storage_options=None
+    xml_uri: str, pair_mode: str = "overlapping", group_by=(), storage_options=None, *,
+    grouping=("channel", "illumination"), timepoints: str = "individually", reference_timepoint: int | None = None,
+    timepoint_range: int = 5, selection: ViewSelection | None = None, channels=None,
 ) -> list[tuple[ViewId, ViewId]]:
-    """Pairs to match: boxes overlapping under the current registrations (or all), same timepoint."""
+    """Pairs to match: boxes overlapping under the current registrations (or all).
+
+    Only selected views (``selection``) of the detected ``channels`` (None: all) take
+    part. Views of one group (``grouping``, see :mod:`.view_groups`) are never paired;
+    views of different groups are paired when they share ``group_by`` and the grouped
+    attributes' values. Timepoints are paired as ``timepoints`` says (default: within
+    a timepoint only).
+    """
     sd = load_dataset(xml_uri, storage_options)
-    geometry = view_geometry(sd)
-    attributes = {v: dict(sd.setup_of(v).attributes) for v in geometry}
+    views = select_views(sd, selection)
+    if channels is not None:
+        views = [v for v in views if view_attributes(sd, v)["channel"] in set(channels)]
+    geometry = view_geometry(sd, views)
+    attributes = {v: view_attributes(sd, v) for v in geometry}
+    groups = view_groups(sd, views, grouping)
+    ref = reference_timepoint_of([v[0] for v in views], reference_timepoint)
     pairs = select_pairs(
-        geometry, mode=pair_mode, group_by=tuple(group_by), attributes=attributes,
+        geometry, mode=pair_mode, group_by=pair_attributes(grouping, group_by), attributes=attributes,
+        same_timepoint=timepoints == "individually",
     )
-    return [(tuple(p.a), tuple(p.b)) for p in pairs]
+    return [
+        (tuple(p.a), tuple(p.b)) for p in pairs
+        if groups[p.a] != groups[p.b] and timepoints_linked(p.a[0], p.b[0], timepoints, ref, timepoint_range)
+    ]
 
 
 def match_pair(

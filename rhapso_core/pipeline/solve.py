@@ -9,6 +9,9 @@ from rhapso_core.pipeline.dataset import load_dataset, view_geometry
 from rhapso_core.pipeline.detect import attach_interest_points
 from rhapso_core.pointstore import PointStore
 from rhapso_core.solver import Link, SolverParams, solve
+from rhapso_core.pipeline.view_groups import reference_timepoint as reference_timepoint_of
+from rhapso_core.pipeline.view_groups import view_groups
+from rhapso_core.pipeline.view_selection import ViewSelection, select_views
 from rhapso_core.spimdata import SpimData, ViewId, save_xml
 from rhapso_core.stitching import PHASE_LABEL, PhaseLink, anchor_links
 from rhapso_core.verify import VerifyParams, verify_round
@@ -39,19 +42,38 @@ def links_for_labels(sd: SpimData, store: PointStore, labels: Sequence[str], geo
     return links
 
 
+def grouped_links(links: Sequence[Link], groups: dict[ViewId, ViewId]) -> list[Link]:
+    """Links between group representatives (matches inside one group say nothing about its pose)."""
+    out = []
+    for lk in links:
+        a, b = groups.get(lk.a), groups.get(lk.b)
+        if a is None or b is None or a == b:
+            continue
+        out.append(Link(a, b, lk.pa, lk.pb, weight=lk.weight, label=lk.label))
+    return out
+
+
 def solve_dataset(
     xml_uri: str, store_uri: str, labels: str | Sequence[str], params: SolverParams, out_xml: str,
     storage_options=None, phase_anchors: dict | None = None, verify: VerifyParams | None = _VERIFY_DEFAULT,
+    *, grouping: Sequence[str] = ("channel", "illumination"),
+    timepoints: str = "individually", reference_timepoint: int | None = None,
+    selection: ViewSelection | None = None,
 ) -> dict:
-    """Solve, prepend the correction to every view's registration, write ``out_xml``.
+    """Solve, prepend the correction to every selected view's registration, write ``out_xml``.
 
     ``labels``: one label, or several solved together (a split-affine solve uses the
     matched label and the split's fake label, weighted by ``params.label_weights``).
+    Views differing only in ``grouping`` attributes are one solver tile and get one
+    correction (:mod:`.view_groups`); views outside ``selection`` keep their
+    registrations. Unless ``timepoints`` is "individually", the timepoints are solved
+    together with only the first group of ``reference_timepoint`` fixed (default: the
+    first timepoint), so every timepoint lands in the reference's frame.
     The XML also gets ``ViewInterestPoints`` entries for the store's views. Returns the
-    solver result as a JSON-able dict with ``transform_name``, ``n_links`` (total) and
-    ``n_links_by_label``. ``phase_anchors``: ``{"xml": XML the links were measured on, "links":
-    [PhaseLink.to_dict()]}`` of an earlier phase round, solved together with the matches (see
-    :func:`rhapso_core.stitching.anchor_links`).
+    solver result as a JSON-able dict with ``transform_name``, ``n_links`` (total),
+    ``n_links_by_label`` and ``n_groups``. ``phase_anchors``: ``{"xml": XML the links were measured
+    on, "links": [PhaseLink.to_dict()]}`` of an earlier phase round, solved together with the
+    matches (see :func:`rhapso_core.stitching.anchor_links`).
 
     ``verify`` (default on; None or ``enabled=False`` skips it): the written XML is then
     checked against ``xml_uri`` overlap by overlap (:func:`rhapso_core.verify.verify_round`);
@@ -60,7 +82,8 @@ def solve_dataset(
     """
     labels = [labels] if isinstance(labels, str) else list(labels)
     sd = load_dataset(xml_uri, storage_options)
-    geometry = view_geometry(sd)
+    views = select_views(sd, selection)
+    geometry = view_geometry(sd, views)
     store = PointStore(store_uri, storage_options=storage_options, mode="r")
     links = links_for_labels(sd, store, labels, geometry)
     if phase_anchors:
@@ -71,10 +94,18 @@ def solve_dataset(
         solved_labels = labels + [PHASE_LABEL]
     else:
         solved_labels = labels
-    result = solve(links, params, views=geometry)
+    groups = view_groups(sd, views, grouping)
+    reps = sorted(set(groups.values()))
+    if params.fixed_views is not None:
+        fixed = sorted({groups[(int(v[0]), int(v[1]))] for v in params.fixed_views if (int(v[0]), int(v[1])) in groups})
+        params = params.model_copy(update={"fixed_views": [list(v) for v in fixed]})
+    elif timepoints != "individually":
+        ref = reference_timepoint_of([v[0] for v in reps], reference_timepoint)
+        params = params.model_copy(update={"fixed_views": [list(min(v for v in reps if v[0] == ref))]})
+    result = solve(grouped_links(links, groups), params, views={r: geometry[r] for r in reps})
     out = sd
-    for view in sorted(result.corrections):
-        out = out.with_prepended_transform(view, result.transform_name, result.corrections[view])
+    for view in sorted(groups):
+        out = out.with_prepended_transform(view, result.transform_name, result.corrections[groups[view]])
     for label in labels:
         out = attach_interest_points(out, store_uri, label, storage_options)
     save_xml(out, out_xml, storage_options=storage_options)
@@ -82,6 +113,7 @@ def solve_dataset(
     report["transform_name"] = result.transform_name
     report["n_links"] = len(links)
     report["n_links_by_label"] = {lab: sum(1 for k in links if k.label == lab) for lab in solved_labels}
+    report["n_groups"] = len(reps)
     if verify is not None and verify.enabled:
         report["verify"] = verify_round(xml_uri, out_xml, store_uri, labels, verify,
                                         storage_options=storage_options).to_dict()

@@ -161,7 +161,13 @@ def neuroglancer_state(
         if grid is not None:
             a = transforms.scaling(grid["voxel_size_xyz"])
             a[:3, 3] = grid["origin_xyz"]
-            src["transform"] = {"outputDimensions": dims, "matrix": _matrix_from_zyx_index(a)}
+            matrix = _matrix_from_zyx_index(a)
+            if "channels" in grid:
+                # A t, c, z, y, x fusion output: t and c pass through (c' is Neuroglancer's channel axis).
+                matrix = [[0.0, 0.0] + row for row in matrix] + [[1.0, 0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0, 0]]
+                src["transform"] = {"outputDimensions": {**dims, "t": [1, ""], "c'": [1, ""]}, "matrix": matrix}
+            else:
+                src["transform"] = {"outputDimensions": dims, "matrix": matrix}
             size = np.asarray(grid["shape_zyx"][::-1])
             boxes.append(transforms.view_bounding_box(a, size))
         layers.append({"type": "image", "name": "fused", "source": src, "visible": True})

@@ -81,6 +81,31 @@ class SyntheticParams(StageParams):
         1.0, gt=0.0, le=100.0, description="Sine periods of the warp over the tile depth (periods; default 1)."
     )
 
+    # --- multiview acquisition (channels, illuminations, timepoints) ------------------
+    channels: int = Field(
+        1, ge=1, le=16,
+        description="Channels per tile (channels); channel c > 0 images its own specimen (drawn with a seed "
+        "derived from `seed` and c), at the same tile poses.",
+    )
+    illuminations: int = Field(
+        1, ge=1, le=2,
+        description="Illumination sides per tile and channel (1 or 2): side 0 lights the specimen from low x, "
+        "side 1 from high x, each attenuated along x by `illumination_attenuation`.",
+    )
+    illumination_attenuation: float = Field(
+        1.5, ge=0.0, le=20.0,
+        description="Light-sheet attenuation across the specimen along x: intensity times exp(-a * d), d the "
+        "depth from the lit side as a fraction of the specimen width (dimensionless); used only when "
+        "illuminations > 1.",
+    )
+    timepoints: int = Field(1, ge=1, le=64, description="Timepoints (timepoints); every tile is imaged at each.")
+    timepoint_drift_voxels: tuple[_Jitter, _Jitter, _Jitter] = Field(
+        (2.0, 2.0, 1.0),
+        description="Specimen drift between timepoints: at each timepoint > 0 the specimen is displaced "
+        "uniformly within +-value along x, y, z relative to timepoint 0 (view voxels); used only when "
+        "timepoints > 1.",
+    )
+
     # --- specimen ----------------------------------------------------------------------
     blob_count: int | None = Field(
         None, ge=0, le=2_000_000, description="Number of nucleus-like blobs; None uses blob_density (blobs)."

@@ -8,6 +8,11 @@ Layout of ``out_dir``::
     blobs.csv               blob list (um, photons) of an analytic specimen
     ground_truth.json       true and nominal poses per view (see :mod:`.truth`), written last
 
+With ``channels``, ``illuminations`` or ``timepoints`` above 1 every tile has one view
+per (timepoint, channel, illumination) (see :mod:`.multiview`); image groups are then
+named ``tile_..._ch_C_ill_I_tp_T.zarr`` and channel c > 0's blobs go to
+``blobs_channel_C.csv``.
+
 The XML holds what a microscope writes: per view a ``calibration`` transform
 (voxel size / world unit) and, before it, ``Translation to Regular Grid`` (the
 nominal stage position in world units).
@@ -15,6 +20,7 @@ nominal stage position in world units).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from dataclasses import dataclass
@@ -25,7 +31,7 @@ import numpy as np
 from rhapso_core import transforms as tf
 from rhapso_core.synthetic.geometry import TileSpec, tile_grid
 from rhapso_core.synthetic.params import SyntheticParams
-from rhapso_core.synthetic.render import acquire_tile
+from rhapso_core.synthetic.multiview import acquire_view, channel_specimen, setup_id, setup_name, views_of
 from rhapso_core.synthetic.specimen import AnalyticSpecimen, VolumeSpecimen, make_specimen, save_blobs_csv
 from rhapso_core.synthetic.truth import GroundTruth, ViewTruth
 
@@ -75,35 +81,51 @@ def pyramid_steps(voxel_size_xyz, size_xyz, n_levels: int) -> list[tuple[int, in
     return steps
 
 
-def build_spimdata(tiles: list[TileSpec], image_paths: dict[tuple[int, int], str], images_root: str = IMAGES_ROOT):
-    """A SpimData (``rhapso_core.spimdata``) with nominal poses and a relative zarr loader."""
+def build_spimdata(
+    tiles: list[TileSpec],
+    image_paths: dict[tuple[int, int], str],
+    images_root: str = IMAGES_ROOT,
+    params: SyntheticParams | None = None,
+):
+    """A SpimData (``rhapso_core.spimdata``) with nominal poses and a relative zarr loader.
+
+    With ``params`` the setups are the multiview ones of :func:`~.multiview.views_of`
+    (channel / illumination / tile / angle attributes as BigStitcher writes them) and
+    every timepoint of ``params`` is listed; without, one setup per tile at timepoint 0.
+    """
     from rhapso_core.spimdata import ViewSetup, ViewTransform, ZarrImageLoader, make_spimdata
 
-    setups = [
-        ViewSetup(
-            id=t.setup,
-            name=t.name,
-            size=t.size_xyz,
-            voxel_size=t.voxel_size_xyz,
-            voxel_unit="µm",
-            attributes={"illumination": 0, "channel": 0, "tile": t.setup, "angle": 0},
-        )
-        for t in tiles
-    ]
-    registrations = {
-        (TIMEPOINT, t.setup): (
-            ViewTransform(GRID_TRANSFORM_NAME, tf.translation(t.stage_world)),
-            ViewTransform(CALIBRATION_NAME, t.calibration),
-        )
-        for t in tiles
-    }
+    params = params or SyntheticParams(channels=1, illuminations=1, timepoints=1)
+    setups, registrations = [], {}
+    for k, t in enumerate(tiles):
+        for c in range(params.channels):
+            for i in range(params.illuminations):
+                sid = setup_id(k, c, i, params)
+                setups.append(ViewSetup(
+                    id=sid,
+                    name=setup_name(t, c, i, params),
+                    size=t.size_xyz,
+                    voxel_size=t.voxel_size_xyz,
+                    voxel_unit="µm",
+                    attributes={"illumination": i, "channel": c, "tile": k, "angle": 0},
+                ))
+                for tp in range(params.timepoints):
+                    registrations[(tp, sid)] = (
+                        ViewTransform(GRID_TRANSFORM_NAME, tf.translation(t.stage_world)),
+                        ViewTransform(CALIBRATION_NAME, t.calibration),
+                    )
+    names = {"tile": {k: t.name for k, t in enumerate(tiles)}}
+    if params.channels > 1:
+        names["channel"] = {c: f"channel {c}" for c in range(params.channels)}
+    if params.illuminations > 1:
+        names["illumination"] = {0: "left (low x)", 1: "right (high x)"}
     return make_spimdata(
         setups=setups,
         registrations=registrations,
         image_loader=ZarrImageLoader.from_paths(images_root, image_paths, root_type="relative"),
-        timepoints=(TIMEPOINT,),
+        timepoints=tuple(range(params.timepoints)),
         base_path=".",
-        attribute_names={"tile": {t.setup: t.name for t in tiles}},
+        attribute_names=names,
     )
 
 
@@ -148,37 +170,48 @@ def write_dataset(
 
     if specimen is None:
         specimen = make_specimen(params)
+    specimens = [channel_specimen(params, c, specimen) for c in range(params.channels)]
     tiles = tile_grid(params)
     steps = pyramid_steps(params.voxel_size_xyz, params.tile_size_xyz, params.n_levels)
     chunks_zyx = tuple(params.chunk_size_xyz[::-1])
     image_paths: dict[tuple[int, int], str] = {}
     tile_uris: dict[tuple[int, int], Path] = {}
-    for tile in tiles:
-        group = f"{tile.name}.zarr"
+    views = views_of(tiles, params)
+    for view in views:
+        name = setup_name(view.tile, view.channel, view.illumination, params)
+        if params.timepoints > 1:
+            name += f"_tp_{view.timepoint}"
+        group = f"{name}.zarr"
         uri = root / IMAGES_ROOT / group
         write_ome_zarr(
             str(uri),
-            acquire_tile(specimen, tile, params),
-            tuple(tile.voxel_size_xyz[::-1]),
+            acquire_view(specimens[view.channel], view, params),
+            tuple(view.tile.voxel_size_xyz[::-1]),
             n_levels=params.n_levels,
             scale_factors_zyx=steps or None,
             chunks_zyx=chunks_zyx,
             ngff_version=params.ngff_version,
             overwrite=True,
-            name=tile.name,
+            name=name,
         )
-        image_paths[(TIMEPOINT, tile.setup)] = group
-        tile_uris[(TIMEPOINT, tile.setup)] = uri
+        image_paths[(view.timepoint, view.setup)] = group
+        tile_uris[(view.timepoint, view.setup)] = uri
 
     blobs_path = None
     if isinstance(specimen, AnalyticSpecimen):
         blobs_path = root / BLOBS_NAME
         save_blobs_csv(blobs_path, specimen)
-    save_xml(build_spimdata(tiles, image_paths), str(xml_path))
+        for c in range(1, params.channels):  # the other channels' blobs, beside channel 0's
+            save_blobs_csv(root / f"blobs_channel_{c}.csv", specimens[c])
+    save_xml(build_spimdata(tiles, image_paths, params=params), str(xml_path))
 
     truth = GroundTruth(
         views=tuple(
-            ViewTruth.from_tile(t, TIMEPOINT, f"{IMAGES_ROOT}/{image_paths[(TIMEPOINT, t.setup)]}") for t in tiles
+            dataclasses.replace(
+                ViewTruth.from_tile(v.tile, v.timepoint, f"{IMAGES_ROOT}/{image_paths[(v.timepoint, v.setup)]}"),
+                setup=v.setup,
+            )
+            for v in views
         ),
         world_unit_um=params.world_unit_um,
         params=params.model_dump(mode="json"),

@@ -34,7 +34,7 @@ def test_source_urls(tmp_path):
 
 def _apply_layer(layer, zyx):
     m = np.asarray(layer["source"]["transform"]["matrix"], dtype=np.float64)
-    return m[:, :3] @ np.asarray(zyx, dtype=np.float64) + m[:, 3]
+    return m[:, :-1] @ np.asarray(zyx, dtype=np.float64) + m[:, -1]
 
 
 def test_state_places_tiles_by_their_registrations(qc_run):
@@ -59,7 +59,10 @@ def test_state_places_tiles_by_their_registrations(qc_run):
     grid = zarr.open_group(qc_run.fused, mode="r").attrs["rhapso_fusion_grid"]
     fused = state["layers"][0]
     idx = np.array([3.0, 5.0, 7.0])
-    assert _apply_layer(fused, idx[::-1]) == pytest.approx(np.array(grid["origin_xyz"]) + np.array(grid["voxel_size_xyz"]) * idx)
+    # Source dimensions t, c, z, y, x; output x, y, z then t and c' passed through.
+    out = _apply_layer(fused, np.concatenate([[0.0, 0.0], idx[::-1]]))
+    assert out[:3] == pytest.approx(np.array(grid["origin_xyz"]) + np.array(grid["voxel_size_xyz"]) * idx)
+    assert out[3:].tolist() == [0.0, 0.0]
     url = neuroglancer_url(state)
     prefix = "https://neuroglancer-demo.appspot.com/#!"
     assert url.startswith(prefix)
@@ -81,7 +84,7 @@ def test_state_for_s3_data(qc_run, tmp_path):
     # The grid record is passed in so the test never reaches for a real bucket.
     state = neuroglancer_state(str(xml), "s3://bucket/run/out/fused.ome.zarr", fused_grid=grid)
     assert state["layers"][0]["source"]["url"] == "zarr://s3://bucket/run/out/fused.ome.zarr/"
-    assert state["layers"][0]["source"]["transform"]["matrix"][0][2] == pytest.approx(grid["voxel_size_xyz"][0])
+    assert state["layers"][0]["source"]["transform"]["matrix"][0][4] == pytest.approx(grid["voxel_size_xyz"][0])  # column x of t, c, z, y, x
     assert all(lay["source"]["url"].startswith("zarr://s3://bucket/run/data/images.ome.zarr/tile_")
                for lay in state["layers"][1:])
 
