@@ -101,5 +101,6 @@ def test_nested_per_round_section_and_split_affine_round():
          "alignment": {"matching_per_round": {"split_affine": {"max_epsilon": 2.5, "model_min_matches": 30}}}}
     )
     m, s = p.round_params("affine", round_name="split_affine")
-    assert (m.max_epsilon, m.model_min_matches, m.model, s.model) == (2.5, 30, "affine", "affine")
+    # solver.model defaults to auto: validation picks a model no more flexible than the round's kind.
+    assert (m.max_epsilon, m.model_min_matches, m.model, s.model, s.max_model) == (2.5, 30, "affine", "auto", "affine")
     assert p.round_params("affine")[0].max_epsilon == 7.0
