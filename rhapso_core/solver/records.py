@@ -141,6 +141,8 @@ class SolveReport:
     unconnected_views: list[ViewId] = field(default_factory=list)
     weak_links: int = 0
     rounds: list[dict[str, Any]] = field(default_factory=list)
+    # Flatness of the matched points (rhapso_core.planar.Planarity.to_dict()); planar: in-plane model used.
+    plane: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (views as ``{"timepoint", "setup"}``; inf / nan as null)."""
@@ -175,6 +177,7 @@ class SolveReport:
             "converged": self.converged,
             "weak_links": self.weak_links,
             "rounds": self.rounds,
+            "plane": self.plane,
         }
 
 
