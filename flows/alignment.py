@@ -13,6 +13,7 @@ from flows import artifacts
 from flows.batched_matching import match_in_batches
 from flows.layout import alignment_layout, check_not_input, clear_dead_run_temporaries, default_aligned_xml
 from flows.params import resolve
+from flows.qc_failure import raise_if_qc_failed
 from flows.runtime import current_run_id, ray_session, stage_runner, worker_slots
 from rhapso_core.config import PipelineParams
 from rhapso_core.detection import DetectionParams
@@ -70,9 +71,15 @@ def match_and_solve_stage(
     logger.info("%s round: %d of %d pairs matched", round_name, ok, len(records))
     n_views = len({v for r in records for v in (r.view_a, r.view_b)})
     if ok < n_views - 1:
+        failed: dict[str, int] = {}
+        for r in records:
+            if not r.ok:
+                failed[r.status] = failed.get(r.status, 0) + 1
+        example = next((r.reason for r in records if not r.ok and r.reason), "")
         logger.warning(
-            "%s round: only %d pairs matched for %d views: some views cannot be placed by matches "
-            "(see the matching table; lower detection.threshold or raise the overlap)", round_name, ok, n_views)
+            "%s round: only %d pairs matched for %d views, some views cannot be placed by matches: %s%s",
+            round_name, ok, n_views, ", ".join(f"{n} {k}" for k, n in failed.items()),
+            f" (e.g. {example})" if example else "")
     artifacts.pairs_table(records, round_name)
     result = solving_tasks.solve_round(xml, store, label, solver, out_xml)
     artifacts.solver_table(result, round_name)
@@ -177,11 +184,15 @@ def alignment(
     """Align a BigStitcher dataset: the solved XML goes to ``out`` (default ``<xml stem>.aligned.xml``).
 
     A QC report (``qc_report.html``) is written beside it; with ``ground_truth``
-    (a synthetic dataset's) it also scores the alignment.
+    (a synthetic dataset's) it also scores the alignment. A "fail" verdict fails the flow
+    run (:class:`~rhapso_core.qc.causes.QCFailedError`, event ``rhapso.qc.failed``).
     """
     p = resolve(params, params_file, overrides)
     out = out or default_aligned_xml(xml)
     # The folder's point store is shared by anything aligned into it: one run at a time.
     with output_lock(alignment_layout(out)["folder"], run_id=current_run_id()) as lock, ray_session(p.runtime):
         clear_dead_run_temporaries(lock, out)
-        return run_alignment(xml, out, p, ground_truth=ground_truth)
+        summary = run_alignment(xml, out, p, ground_truth=ground_truth)
+    # Outputs are written and the lock released; a failed verdict then fails the run (exit 3 in the CLI).
+    raise_if_qc_failed(xml, summary, summary.get("qc"), p.detection.dimensions, summary)
+    return summary

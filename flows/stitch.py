@@ -11,6 +11,7 @@ from flows.alignment import run_alignment, run_qc
 from flows.fusion import run_fusion
 from flows.layout import clear_dead_run_temporaries
 from flows.params import resolve
+from flows.qc_failure import raise_if_qc_failed
 from flows.runtime import current_run_id, ray_session
 from rhapso_core.config import PipelineParams
 from rhapso_core.io import is_s3
@@ -49,4 +50,7 @@ def stitch(
         a = run_alignment(xml, aligned, p, qc=False)
         f = run_fusion(aligned, fused, p, overwrite)
         qc = run_qc(xml, a, p.detection.label, fused=fused, ground_truth=ground_truth)
-    return {"alignment": a, "fusion": f, "aligned_xml": aligned, "fused": fused, "qc": qc}
+    result = {"alignment": a, "fusion": f, "aligned_xml": aligned, "fused": fused, "qc": qc}
+    # A "fail" verdict fails the run after everything is written (exit 3 in the CLI).
+    raise_if_qc_failed(xml, a, qc, p.detection.dimensions, result)
+    return result

@@ -3,7 +3,8 @@
 Every command takes ``--params FILE.yml`` (nested by stage, or flat with the
 seed's names) and ``--set stage.name=value`` overrides. Bad input ends the
 command with one line on stderr naming the file, element or parameter, exit
-status 2, and nothing written.
+status 2, and nothing written. ``align`` and ``stitch`` whose QC verdict is "fail"
+print their summary, name the cause on stderr and exit with status 3.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 from flows.layout import check_not_input
 
 EXIT_BAD_INPUT = 2
+# Exit status when the run completed but QC's verdict is "fail" (rhapso_core.qc.causes.EXIT_QC_FAILED).
+EXIT_QC_FAILED = 3
 
 
 class CliError(Exception):
@@ -126,6 +129,23 @@ def _preflight(xml: str):
     return check_dataset(xml)
 
 
+class QCFailedExit(Exception):
+    """Raised by :func:`_qc_failure` to leave a command with EXIT_QC_FAILED."""
+
+
+@contextlib.contextmanager
+def _qc_failure(args):
+    """A flow's QCFailedError: print the summary it carries, the cause on stderr, then exit 3."""
+    from rhapso_core.qc.causes import QCFailedError
+
+    try:
+        yield
+    except QCFailedError as exc:
+        _print(exc.summary)
+        print(f"rhapso {args.command}: QC verdict fail: {'; '.join(exc.causes)}", file=sys.stderr)
+        raise QCFailedExit() from None
+
+
 def cmd_align(args) -> int:
     from flows.alignment import alignment
     from flows.runtime import prefect_api
@@ -135,7 +155,7 @@ def cmd_align(args) -> int:
     out = args.out
     check_not_input(out, args.xml, "--out")
     _check_out_free(out, args.overwrite)
-    with prefect_api():
+    with prefect_api(), _qc_failure(args):
         _print(alignment(args.xml, out, params=p))
     return 0
 
@@ -157,7 +177,7 @@ def cmd_stitch(args) -> int:
 
     p = _params(args)
     _preflight(args.xml)
-    with prefect_api():
+    with prefect_api(), _qc_failure(args):
         _print(stitch(args.xml, args.out, params=p, overwrite=args.overwrite))
     return 0
 
@@ -282,7 +302,7 @@ def cmd_demo(args) -> int:
             paths = write_dataset(data, p.synthetic)
             xml, truth = str(paths.xml), str(paths.ground_truth)
     _preflight(xml)
-    with prefect_api():
+    with prefect_api(), _qc_failure(args):
         result = stitch(xml, str(out / "stitched"), params=p, overwrite=args.overwrite, ground_truth=truth)
     summary = {
         "dataset": xml,
@@ -466,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"rhapso {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except QCFailedExit:
+        return EXIT_QC_FAILED
     except (ValueError, KeyError, FileNotFoundError, FileExistsError, PermissionError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if isinstance(exc, KeyError):
