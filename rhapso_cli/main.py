@@ -115,6 +115,28 @@ def cmd_xml(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    from rhapso_core.tileconfig import import_tileconfig
+
+    vox = tuple(float(v) for v in args.voxel_size.split(",")) if args.voxel_size else (1.0, 1.0, 1.0)
+    if len(vox) != 3:
+        raise CliError(f"--voxel-size: expected x,y,z, got {args.voxel_size!r}")
+    _check_out_free(args.out, args.overwrite)
+    written = import_tileconfig(args.tileconfig, args.out, voxel_size_xyz=vox, voxel_unit=args.voxel_unit)
+    _print({"xml": str(written)})
+    return 0
+
+
+def cmd_export_tileconfig(args) -> int:
+    from rhapso_core.tileconfig import export_tileconfig
+
+    check_not_input(args.out, args.xml, "--out")
+    _check_out_free(args.out, args.overwrite)
+    config = export_tileconfig(args.xml, args.out, dim=args.dim)
+    _print({"written": args.out, "dim": config.dim, "tiles": len(config.entries)})
+    return 0
+
+
 def cmd_score(args) -> int:
     from rhapso_core.synthetic.scoring import score
 
@@ -434,6 +456,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gauge", choices=["none", "translation", "rigid", "affine"], default="rigid")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("import", help="Fiji Grid/Collection TileConfiguration.txt (+ its TIFFs) -> BigStitcher XML")
+    p.add_argument("tileconfig")
+    p.add_argument("--out", required=True, help="the XML to write")
+    p.add_argument("--voxel-size", default=None, help="pixel size x,y,z (default 1,1,1)")
+    p.add_argument("--voxel-unit", default="pixel", help="unit of --voxel-size (default pixel)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("export-tileconfig", help="registered positions of an XML as a Fiji TileConfiguration")
+    p.add_argument("xml")
+    p.add_argument("--out", required=True, help="e.g. TileConfiguration.registered.txt")
+    p.add_argument("--dim", type=int, choices=(2, 3), default=None, help="2 or 3 (default: 2 for single planes)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_export_tileconfig)
 
     p = sub.add_parser("xml", help="load, validate and save an XML (the compatibility check)")
     p.add_argument("xml")

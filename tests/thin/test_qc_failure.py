@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -64,17 +62,20 @@ def test_cli_exits_3_with_summary_and_cause_on_qc_failure(command, monkeypatch, 
 
 
 @pytest.mark.slow
-def test_align_of_single_planes_forced_to_3d_exits_3(tmp_path):
+def test_align_of_single_planes_forced_to_3d_exits_3(prefect_harness, tmp_path):
     """End to end: single-plane tiles detected in 3-D find nothing; the run says why and exits 3."""
+    import io
+
     from rhapso_core.synthetic.mosaic import mosaic_params
     from rhapso_core.synthetic.write import write_dataset
 
     paths = write_dataset(tmp_path / "data", mosaic_params((2, 1), planes=1, tile_xy=(128, 128)))
-    res = subprocess.run(
-        [sys.executable, "-m", "rhapso_cli.main", "align", str(paths.xml), "--out", str(tmp_path / "out" / "a.xml"),
-         "--set", "detection.dimensions=3d", "--set", "runtime.use_ray=false"],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert res.returncode == 3, res.stderr[-2000:]
-    assert "single-plane views: no 3-D detection possible" in res.stderr
+    out_buf, err_buf = io.StringIO(), io.StringIO()  # not capsys: Prefect's handler keeps the first stream
+    with contextlib.redirect_stdout(out_buf), contextlib.redirect_stderr(err_buf):
+        rc = cli.main(["align", str(paths.xml), "--out", str(tmp_path / "out" / "a.xml"),
+                       "--set", "detection.dimensions=3d", "--no-ray"])
+    err = err_buf.getvalue()
+    assert rc == 3, err[-2000:]
+    assert "QC verdict fail: single-plane views: no 3-D detection possible" in err
     assert (tmp_path / "out" / "a.xml").exists()  # the outputs are still written
+    assert json.loads(out_buf.getvalue()[out_buf.getvalue().index("{"):])["qc"]["verdict"] == "fail"
