@@ -93,7 +93,7 @@ class DetectionParams(StageParams):
         "auto",
         description="'3d': DoG in 3-D, 26-neighbour extrema, 3-D sub-voxel fit; '2d': every plane on its "
         "own (in-plane Gaussians, 8-neighbour extrema, 2-D sub-pixel fit; points keep their plane's z); "
-        "'auto' (default): '2d' for views thinner than the DoG's extent in z (2 * ceil(2^(1/4) sigma) + 1 "
+        "'auto' (default): '2d' for views thinner than the DoG's extent in z (2 * ceil(2 * 2^(1/4) sigma) + 1 "
         "planes, at least 3), '3d' otherwise. In 3-D, dsz is "
         "lowered where it would leave fewer than 3 planes to detect in",
     )
