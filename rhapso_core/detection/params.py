@@ -95,7 +95,7 @@ class DetectionParams(StageParams):
         "own (in-plane Gaussians, 8-neighbour extrema, 2-D sub-pixel fit; points keep their plane's z); "
         "'auto' (default): '2d' for views thinner than the DoG's extent in z (2 * ceil(2 * 2^(1/4) sigma) + 1 "
         "planes, at least 3), '3d' otherwise. In 3-D, dsz is "
-        "lowered where it would leave fewer than 3 planes to detect in",
+        "lowered where it would leave a thinner stack than that to detect in",
     )
     overlap_only: bool = Field(
         False, description="detect only inside the boxes where the view overlaps other views"

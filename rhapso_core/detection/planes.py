@@ -48,8 +48,8 @@ def resolve_dimensions(params: DetectionParams, full_shape_zyx: Sequence[int]) -
     -------
     DetectionParams
         In 3-D, ``dsz`` is lowered to the largest factor that leaves at least
-        :data:`MIN_PLANES_3D` planes (a thin stack is never averaged into one or two
-        planes); in 2-D, ``dsz`` is 1 (planes are detected one by one, never averaged).
+        :func:`min_planes_3d` planes (a stack is never averaged into a thin one, nor into
+        one or two planes); in 2-D, ``dsz`` is 1 (planes are detected one by one, never averaged).
     """
     nz = int(full_shape_zyx[0])
     dims = params.dimensions
@@ -58,7 +58,8 @@ def resolve_dimensions(params: DetectionParams, full_shape_zyx: Sequence[int]) -
     if dims == "2d":
         dsz = 1
     else:
-        dsz = max(1, min(int(params.dsz), nz // MIN_PLANES_3D))
+        # Downsampling in z must not make the stack thin again.
+        dsz = max(1, min(int(params.dsz), nz // min_planes_3d(params.sigma)))
     if dims == params.dimensions and dsz == params.dsz:
         return params
     return params.model_copy(update={"dimensions": dims, "dsz": dsz})

@@ -59,6 +59,7 @@ def test_dimensions_and_z_downsampling_follow_the_view_shape():
     need = min_planes_3d(p.sigma)
     assert resolve_dimensions(p, (need - 1, 512, 512)).dimensions == "2d"
     deep = resolve_dimensions(p, (need, 512, 512))
-    assert deep.dimensions == "3d" and deep.dsz == max(1, need // 3)  # never fewer than 3 planes left
+    assert deep.dimensions == "3d" and deep.dsz == 1  # never downsampled into a thin stack
+    assert resolve_dimensions(p, (2 * need, 512, 512)).dsz == 2
     assert resolve_dimensions(p, (400, 512, 512)).dsz == 4
     assert resolve_dimensions(DetectionParams(dimensions="2d"), (400, 64, 64)).dimensions == "2d"
