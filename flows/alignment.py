@@ -21,6 +21,7 @@ from flows.layout import (
 )
 from flows.params import resolve
 from flows.phase import phase_stage
+from flows.qc_failure import raise_if_qc_failed
 from flows.runtime import current_run_id, ray_session, stage_runner, worker_slots
 from rhapso_core.config import AlignmentParams, PipelineParams
 from rhapso_core.pipeline.view_selection import ViewSelection
@@ -93,9 +94,15 @@ def match_and_solve_stage(
     logger.info("%s round: %d of %d pairs matched", round_name, ok, len(records))
     n_views = len({v for r in records for v in (r.view_a, r.view_b)})
     if ok < n_views - 1:
+        failed: dict[str, int] = {}
+        for r in records:
+            if not r.ok:
+                failed[r.status] = failed.get(r.status, 0) + 1
+        example = next((r.reason for r in records if not r.ok and r.reason), "")
         logger.warning(
-            "%s round: only %d pairs matched for %d views: some views cannot be placed by matches "
-            "(see the matching table; lower detection.threshold or raise the overlap)", round_name, ok, n_views)
+            "%s round: only %d pairs matched for %d views, some views cannot be placed by matches: %s%s",
+            round_name, ok, n_views, ", ".join(f"{n} {k}" for k, n in failed.items()),
+            f" (e.g. {example})" if example else "")
     artifacts.pairs_table(records, round_name)
     result = solving_tasks.solve_round(xml, store, label, solver, out_xml, verify or VerifyParams(), phase_anchors,
                                        alignment, selection)
@@ -234,7 +241,8 @@ def alignment(
 
     A QC report (``qc_report.html``) is written beside it; with ``ground_truth``
     (a synthetic dataset's) it also scores the alignment. ``views`` selects the views to
-    process (channels, illuminations, tiles, angles, timepoints; default all).
+    process (channels, illuminations, tiles, angles, timepoints; default all). A "fail" verdict
+    fails the flow run (:class:`~rhapso_core.qc.causes.QCFailedError`, event ``rhapso.qc.failed``).
     """
     p = resolve(params, params_file, overrides, views)
     out = out or default_aligned_xml(xml)
@@ -242,4 +250,7 @@ def alignment(
     # The folder's point store is shared by anything aligned into it: one run at a time.
     with output_lock(alignment_layout(out)["folder"], run_id=current_run_id()) as lock, ray_session(p.runtime):
         clear_dead_run_temporaries(lock, out)
-        return run_alignment(xml, out, p, ground_truth=ground_truth)
+        summary = run_alignment(xml, out, p, ground_truth=ground_truth)
+    # Outputs are written and the lock released; a failed verdict then fails the run (exit 3 in the CLI).
+    raise_if_qc_failed(xml, summary, summary.get("qc"), p.detection.dimensions, summary)
+    return summary

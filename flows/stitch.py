@@ -12,6 +12,7 @@ from flows.fusion import run_fusion
 from flows.layout import alignment_outputs, clear_dead_run_temporaries, fusion_outputs, guard_outputs
 from flows.params import resolve
 from rhapso_core.pipeline.view_selection import ViewSelection
+from flows.qc_failure import raise_if_qc_failed
 from flows.runtime import current_run_id, ray_session
 from rhapso_core.config import PipelineParams
 from rhapso_core.io import is_s3
@@ -74,4 +75,7 @@ def stitch(
         a["output"] = publish(staged, aligned)
         write_record(out, RunRecord(xml, sha, shaping, "complete"))
         qc = run_qc(xml, a, p.detection.label, fused=fused, ground_truth=ground_truth)
-    return {"alignment": a, "fusion": f, "aligned_xml": aligned, "fused": fused, "qc": qc}
+    result = {"alignment": a, "fusion": f, "aligned_xml": aligned, "fused": fused, "qc": qc}
+    # A "fail" verdict fails the run after everything is written (exit 3 in the CLI).
+    raise_if_qc_failed(xml, a, qc, p.detection.dimensions, result)
+    return result

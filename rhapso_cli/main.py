@@ -3,7 +3,8 @@
 Every command takes ``--params FILE.yml`` (nested by stage, or flat with the
 seed's names) and ``--set stage.name=value`` overrides. Bad input ends the
 command with one line on stderr naming the file, element or parameter, exit
-status 2, and nothing written.
+status 2, and nothing written. ``align`` and ``stitch`` whose QC verdict is "fail"
+print their summary, name the cause on stderr and exit with status 3.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 from flows.layout import alignment_outputs, check_not_input, fusion_outputs, guard_outputs
 
 EXIT_BAD_INPUT = 2
+# Exit status when the run completed but QC's verdict is "fail" (rhapso_core.qc.causes.EXIT_QC_FAILED).
+EXIT_QC_FAILED = 3
 
 
 class CliError(ValueError):
@@ -136,6 +139,28 @@ def cmd_xml(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    from rhapso_core.tileconfig import import_tileconfig
+
+    vox = tuple(float(v) for v in args.voxel_size.split(",")) if args.voxel_size else (1.0, 1.0, 1.0)
+    if len(vox) != 3:
+        raise CliError(f"--voxel-size: expected x,y,z, got {args.voxel_size!r}")
+    _check_out_free(args.out, args.overwrite)
+    written = import_tileconfig(args.tileconfig, args.out, voxel_size_xyz=vox, voxel_unit=args.voxel_unit)
+    _print({"xml": str(written)})
+    return 0
+
+
+def cmd_export_tileconfig(args) -> int:
+    from rhapso_core.tileconfig import export_tileconfig
+
+    check_not_input(args.out, args.xml, "--out")
+    _check_out_free(args.out, args.overwrite)
+    config = export_tileconfig(args.xml, args.out, dim=args.dim)
+    _print({"written": args.out, "dim": config.dim, "tiles": len(config.entries)})
+    return 0
+
+
 def cmd_score(args) -> int:
     from rhapso_core.synthetic.scoring import score
 
@@ -161,6 +186,23 @@ def _preflight(xml: str, p=None):
     return sd
 
 
+class QCFailedExit(Exception):
+    """Raised by :func:`_qc_failure` to leave a command with EXIT_QC_FAILED."""
+
+
+@contextlib.contextmanager
+def _qc_failure(args):
+    """A flow's QCFailedError: print the summary it carries, the cause on stderr, then exit 3."""
+    from rhapso_core.qc.causes import QCFailedError
+
+    try:
+        yield
+    except QCFailedError as exc:
+        _print(exc.summary)
+        print(f"rhapso {args.command}: QC verdict fail: {'; '.join(exc.causes)}", file=sys.stderr)
+        raise QCFailedExit() from None
+
+
 def cmd_align(args) -> int:
     from flows.alignment import alignment
     from flows.runtime import prefect_api
@@ -170,7 +212,7 @@ def cmd_align(args) -> int:
     out = args.out
     guard_outputs(args.xml, alignment_outputs(out))
     _check_out_free(out, args.overwrite)
-    with prefect_api():
+    with prefect_api(), _qc_failure(args):
         _print(alignment(args.xml, out, params=p))
     return 0
 
@@ -197,7 +239,7 @@ def cmd_stitch(args) -> int:
     guard_outputs(args.xml, alignment_outputs(aligned, "the aligned XML it writes")
                   + fusion_outputs(fused, "the fused image it writes"))
     _check_rerun(args.out, args.xml, p, args.overwrite)
-    with prefect_api():
+    with prefect_api(), _qc_failure(args):
         _print(stitch(args.xml, args.out, params=p, overwrite=args.overwrite))
     return 0
 
@@ -334,7 +376,7 @@ def cmd_demo(args) -> int:
             paths = write_dataset(data, p.synthetic)
             xml, truth = str(paths.xml), str(paths.ground_truth)
     _preflight(xml, p)
-    with prefect_api():
+    with prefect_api(), _qc_failure(args):
         result = stitch(xml, str(out / "stitched"), params=p, overwrite=args.overwrite, ground_truth=truth)
     summary = {
         "dataset": xml,
@@ -477,6 +519,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_score)
 
+    p = sub.add_parser("import", help="Fiji Grid/Collection TileConfiguration.txt (+ its TIFFs) -> BigStitcher XML")
+    p.add_argument("tileconfig")
+    p.add_argument("--out", required=True, help="the XML to write")
+    p.add_argument("--voxel-size", default=None, help="pixel size x,y,z (default 1,1,1)")
+    p.add_argument("--voxel-unit", default="pixel", help="unit of --voxel-size (default pixel)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("export-tileconfig", help="registered positions of an XML as a Fiji TileConfiguration")
+    p.add_argument("xml")
+    p.add_argument("--out", required=True, help="e.g. TileConfiguration.registered.txt")
+    p.add_argument("--dim", type=int, choices=(2, 3), default=None, help="2 or 3 (default: 2 for single planes)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_export_tileconfig)
+
     p = sub.add_parser("xml", help="load, validate and save an XML (the compatibility check)")
     p.add_argument("xml")
     p.add_argument("--out", required=True)
@@ -547,6 +604,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _command_env(args.verbose), handling_signals(args.command, _KEPT.get(args.command, "finished work")):
             return args.func(args)
+    except QCFailedExit:
+        return EXIT_QC_FAILED
     except Exception as exc:  # every failure ends in one line (the traceback only under -v)
         from rhapso_cli.failures import report_failure
 

@@ -105,7 +105,7 @@ def _pass_yx(a, wy, wx):
                     out[x] += wd * (row[x + rx - d] + row[x + rx + d])
 
 
-def gauss_inplace(a: np.ndarray, sigma: float) -> np.ndarray:
+def gauss_inplace(a: np.ndarray, sigma: float, in_plane: bool = False) -> np.ndarray:
     """Smooth a C-contiguous float32 (z, y, x) array in place with an isotropic Gaussian.
 
     Parameters
@@ -114,12 +114,15 @@ def gauss_inplace(a: np.ndarray, sigma: float) -> np.ndarray:
         Overwritten with the result.
     sigma : float
         Standard deviation in voxels (all axes); kernel radius ``ceil(4 sigma)``.
+    in_plane : bool, default False
+        Smooth each z plane on its own (y and x only): 2-D detection.
     """
     if a.dtype != np.float32 or not a.flags.c_contiguous or a.ndim != 3:
         raise ValueError("gauss_inplace needs a C-contiguous 3D float32 array")
     w = half_kernel(sigma)
     if a.size == 0:
         return a
-    _pass_z(a, w)
+    if not in_plane:
+        _pass_z(a, w)
     _pass_yx(a, w, w)
     return a

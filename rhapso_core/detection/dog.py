@@ -68,7 +68,7 @@ def normalise(values: np.ndarray, scale: float, offset: float,
     return out
 
 
-def dog_response(image: np.ndarray, sigma: float) -> np.ndarray:
+def dog_response(image: np.ndarray, sigma: float, in_plane: bool = False) -> np.ndarray:
     """DoG of a normalised float32 (z, y, x) block; ``image`` is overwritten with G1.
 
     Parameters
@@ -77,15 +77,17 @@ def dog_response(image: np.ndarray, sigma: float) -> np.ndarray:
         Normalised intensities; reused as the G1 buffer to save memory.
     sigma : float
         DoG scale in voxels.
+    in_plane : bool, default False
+        Gaussians in y and x only, each z plane on its own (2-D detection).
 
     Returns
     -------
     ndarray, float32, same shape: ``(G1 - G2) / (2^(1/4) - 1)``.
     """
     s1, _, sinc = dog_sigmas(sigma)
-    g1 = gauss_inplace(image, s1)
+    g1 = gauss_inplace(image, s1, in_plane)
     g2 = g1.copy()
-    gauss_inplace(g2, sinc)
+    gauss_inplace(g2, sinc, in_plane)
     np.subtract(g1, g2, out=g2)
     g2 *= np.float32(1.0 / (K - 1.0))
     return g2

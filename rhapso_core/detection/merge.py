@@ -10,7 +10,7 @@ from scipy.spatial import cKDTree
 from rhapso_core.detection.params import DetectionParams
 from rhapso_core.detection.points import InterestPoints
 
-__all__ = ["combine_close", "cap_spatially", "merge_points", "CAP_CELLS_PER_AXIS"]
+__all__ = ["combine_close", "combine_across_planes", "cap_spatially", "merge_points", "CAP_CELLS_PER_AXIS"]
 
 # Grid of the spatially balanced cap: this many cells along the region's longest axis.
 CAP_CELLS_PER_AXIS = 8
@@ -45,6 +45,34 @@ def combine_close(points: InterestPoints, distance: float) -> InterestPoints:
     nbrs = [[] for _ in range(n)]
     for i, j in pairs:
         nbrs[i].append(j)
+    keep = np.ones(n, bool)
+    for i in range(n):
+        if keep[i]:
+            for j in nbrs[i]:
+                keep[j] = False
+    return pts.subset(keep)
+
+
+def combine_across_planes(points: InterestPoints, radius_xy: float) -> InterestPoints:
+    """One point per blob of a stack detected plane by plane: strongest |DoG| first, drop
+    points of other planes within ``radius_xy`` in x, y (full-resolution pixels).
+
+    A blob thicker than a plane is found in each plane it shows in, at the same x, y;
+    left as several points, its copies become each other's nearest neighbours and every
+    descriptor looks alike. The kept point is the plane where the blob is strongest.
+    """
+    n = len(points)
+    if n < 2 or np.unique(points.loc_xyz[:, 2]).size < 2:
+        return points
+    pts = points.subset(_strength_order(points))
+    loc = pts.loc_xyz
+    pairs = cKDTree(loc[:, :2]).query_pairs(r=max(float(radius_xy), 1e-9), output_type="ndarray")
+    if pairs.size == 0:
+        return pts
+    pairs = pairs[loc[pairs[:, 0], 2] != loc[pairs[:, 1], 2]]
+    nbrs = [[] for _ in range(n)]
+    for i, j in pairs:
+        nbrs[min(i, j)].append(max(i, j))
     keep = np.ones(n, bool)
     for i in range(n):
         if keep[i]:
@@ -114,6 +142,9 @@ def merge_points(parts: Sequence[InterestPoints], params: DetectionParams,
     pts = InterestPoints.concat(list(parts))
     if params.combine_distance > 0:
         pts = combine_close(pts, params.combine_distance)
+    if params.dimensions == "2d":
+        # The DoG's own scale (full-res pixels): blobs closer than that are not told apart in a plane either.
+        pts = combine_across_planes(pts, params.sigma * params.dsxy)
     pts = cap_spatially(pts, params.max_spots, bounds_xyz)
     pts = pts.sorted_by_position()
     return pts.renumbered() if renumber else pts

@@ -89,6 +89,14 @@ class DetectionParams(StageParams):
         "memory (about 3x the chunk's float32 size, measured) is bounded whatever the view's size "
         "(voxels; default 128*512*512, about 0.4 GB per task)",
     )
+    dimensions: Literal["auto", "2d", "3d"] = Field(
+        "auto",
+        description="'3d': DoG in 3-D, 26-neighbour extrema, 3-D sub-voxel fit; '2d': every plane on its "
+        "own (in-plane Gaussians, 8-neighbour extrema, 2-D sub-pixel fit; points keep their plane's z); "
+        "'auto' (default): '2d' for views thinner than the DoG's extent in z (2 * ceil(2 * 2^(1/4) sigma) + 1 "
+        "planes, at least 3), '3d' otherwise. In 3-D, dsz is "
+        "lowered where it would leave a thinner stack than that to detect in",
+    )
     overlap_only: bool = Field(
         False, description="detect only inside the boxes where the view overlaps other views"
     )

@@ -29,10 +29,12 @@ from scipy import ndimage
 
 from rhapso_core.detection._downsample import block_sum
 from rhapso_core.detection._extrema import find_and_localize
+from rhapso_core.detection._extrema2d import find_and_localize_2d
 from rhapso_core.detection._median import median_xy_int
 from rhapso_core.detection.dog import dog_halo, dog_response, normalise
 from rhapso_core.detection.merge import combine_close, merge_points
 from rhapso_core.detection.params import MAX_MOVES, DetectionParams
+from rhapso_core.detection.planes import resolve_dimensions
 from rhapso_core.detection.points import InterestPoints
 from rhapso_core.image_source import ArraySource, Box, ImageSource
 
@@ -204,9 +206,10 @@ def chunk_boxes(core: Box, params: DetectionParams) -> list[Box]:
 
 
 def chunk_halo(params: DetectionParams) -> tuple[int, int, int]:
-    """Halo (z, y, x) in working voxels that makes a chunk's result exact."""
+    """Halo (z, y, x) in working voxels that makes a chunk's result exact (one plane in z for 2-D
+    detection: the neighbouring planes a point is compared with)."""
     base = dog_halo(params.sigma) + MAX_MOVES + 1
-    return (base, base + params.median_filter, base + params.median_filter)
+    return (1 if params.dimensions == "2d" else base, base + params.median_filter, base + params.median_filter)
 
 
 def plan_detection(source: ImageSource, params: DetectionParams, region_xyz=None,
@@ -231,6 +234,7 @@ def plan_detection(source: ImageSource, params: DetectionParams, region_xyz=None
         regions = [_as_box(b, f"overlap_boxes_xyz[{i}]") for i, b in enumerate(overlap_boxes_xyz)]
     else:
         regions = [None if region_xyz is None else _as_box(region_xyz, "region_xyz")]
+    params = resolve_dimensions(params, source.level_shape(0))
     level, m = choose_level(source, params.factors_zyx())
     total = params.factors_zyx()
     wshape = working_shape(source, level, m)
@@ -273,6 +277,9 @@ def detect_chunk(source: ImageSource, level: int, in_memory_factor: Sequence[int
         Full-res view voxel coordinates (x y z); ids are provisional (0..n-1).
     """
     params = resolve_intensity_range(source, params)
+    if params.dimensions == "auto":
+        params = resolve_dimensions(params, source.level_shape(0))
+    two_d = params.dimensions == "2d"
     m = tuple(int(v) for v in in_memory_factor)
     if any(v < 1 for v in m):
         raise DetectionError(f"in_memory_factor must be >= 1 per axis, got {m}")
@@ -312,10 +319,10 @@ def detect_chunk(source: ImageSource, level: int, in_memory_factor: Sequence[int
     inv = 1.0 / (hi - lo)
     img = normalise(values, vscale * inv, -lo * inv, background)
     del background
-    dog = dog_response(img, params.sigma)
+    dog = dog_response(img, params.sigma, in_plane=two_d)
     del img
     rel = [(a - ra, b - ra) for (a, b), (ra, _) in zip(core, read)]
-    loc, val, peak = find_and_localize(
+    loc, val, peak = (find_and_localize_2d if two_d else find_and_localize)(
         dog, rel[0][0], rel[0][1], rel[1][0], rel[1][1], rel[2][0], rel[2][1],
         float(params.threshold), params.peak_type in ("max", "both"),
         params.peak_type in ("min", "both"), MAX_MOVES,

@@ -7,12 +7,14 @@ those arrays plus a QC record.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from rhapso_core.models import IllDefinedFit, Model, make_model, residuals
+from rhapso_core.planar import Planarity, choose_model, planarity
 
 from .descriptors import match_descriptors
 from .icp import icp_refine, one_to_one
@@ -20,7 +22,7 @@ from .pairs import points_in_box
 from .params import MatchingParams
 from .ransac import ransac, robust_filter
 
-__all__ = ["PairMatch", "match_points", "model_for"]
+__all__ = ["PairMatch", "match_points", "model_for", "model_for_plane"]
 
 # The robust filter never drops residuals below this fraction of max_epsilon.
 _FILTER_FLOOR = 0.01
@@ -94,6 +96,13 @@ def model_for(params: MatchingParams) -> Model:
     return make_model(params.model, params.lambda_value, params.regularization_model)
 
 
+def model_for_plane(params: MatchingParams, plane: Planarity | None) -> Model:
+    """:func:`model_for`, in the plane when ``plane`` says the points are coplanar."""
+    if params.regularization_model == "none" or params.lambda_value == 0.0:
+        return choose_model(params.model, plane=plane)
+    return choose_model(params.model, params.lambda_value, params.regularization_model, plane)
+
+
 def _fail(status, reason, n_a, n_b, n_cand, model=None):
     e = np.zeros(0, dtype=np.int64)
     return PairMatch(e, e.copy(), model, n_a, n_b, n_cand, 0, float("nan"), status, reason)
@@ -104,6 +113,7 @@ def match_points(
     points_b: np.ndarray,
     params: MatchingParams | None = None,
     box: np.ndarray | None = None,
+    voxel_to_world: Sequence[np.ndarray] = (),
 ) -> PairMatch:
     """Correspondences between two views' interest points.
 
@@ -117,6 +127,12 @@ def match_points(
     box : (2, 3) float, optional
         World overlap box ``[min_xyz, max_xyz]`` (e.g. :attr:`Pair.overlap_box_world`):
         only points inside it take part. Returned indices still refer to the full arrays.
+    voxel_to_world : sequence of (4, 4), optional
+        The two views' view voxel -> world affines. They set the voxel size in which
+        the points' flatness is judged (:func:`rhapso_core.planar.planarity`); coplanar
+        points (a single plane, or a thin stack's extrema all in one plane) are matched
+        with the in-plane version of the model, which keeps the normal axis. Empty:
+        world units are taken as voxels.
 
     Returns
     -------
@@ -142,7 +158,8 @@ def match_points(
     if n_a <= needed or n_b <= needed:
         return _fail("too few points", f"{n_a} and {n_b} points; each side needs more than {needed}", n_a, n_b, 0)
 
-    model = model_for(params)
+    plane = planarity(np.vstack([pa, pb]), voxel_to_world)
+    model = model_for_plane(params, plane)
     min_inliers = max(params.model_min_matches, model.min_matches)
     cand = match_descriptors(
         pa,
@@ -190,7 +207,9 @@ def match_points(
             affine = model.fit(pa[ia], pb[ib])
         except IllDefinedFit:
             return _fail("filtered out", "refit on one-to-one matches is ill-defined", n_a, n_b, n_cand, affine)
-    extra: dict[str, Any] = {"ransac_inliers": int(found.inliers.size)}
+    extra: dict[str, Any] = {"ransac_inliers": int(found.inliers.size), "model_name": model.name}
+    if plane.planar:
+        extra["plane"] = plane.reason
     if params.icp_iterations > 0:
         refined = icp_refine(pa, pb, model, affine, params.icp_max_distance, params.icp_iterations, min_inliers)
         if refined is not None:

@@ -31,7 +31,9 @@ def level_plan(
 ) -> list[tuple[str, tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]]:
     """The levels to add: ``(path, shape_zyx, factor_from_previous_zyx, factor_from_base_zyx)``.
 
-    Paths continue the base path's integer name (``"0"`` -> ``"1"``, ``"2"``, ...).
+    Paths continue the base path's integer name (``"0"`` -> ``"1"``, ``"2"``, ...). An axis
+    that is already one voxel long is not downsampled (factor 1): a single-plane image
+    keeps one plane of the base's z scale at every level instead of claiming a coarser one.
     """
     try:
         first = int(base_path.rsplit("/", 1)[-1])
@@ -42,6 +44,7 @@ def level_plan(
     shape = tuple(int(n) for n in base_shape_zyx)
     cum = np.ones(3, np.int64)
     for k, f in enumerate(params.level_factors(), start=1):
+        f = tuple(1 if n == 1 else int(v) for n, v in zip(shape, f))
         shape = downsampled_shape(shape, f)
         cum = cum * np.asarray(f)
         out.append((f"{prefix}{first + k}", shape, tuple(f), tuple(int(c) for c in cum)))

@@ -96,7 +96,7 @@ def match_pair(
     lo_a, hi_a = transforms.view_bounding_box(*geometry[view_a])
     lo_b, hi_b = transforms.view_bounding_box(*geometry[view_b])
     box = np.stack([np.maximum(lo_a, lo_b), np.minimum(hi_a, hi_b)])
-    result = match_points(wa, wb, params, box=box)
+    result = match_points(wa, wb, params, box=box, voxel_to_world=(geometry[view_a][0], geometry[view_b][0]))
     idx_a = result.idx_a if result.status == "ok" else np.zeros(0, np.int64)
     idx_b = result.idx_b if result.status == "ok" else np.zeros(0, np.int64)
     store.write_correspondences(

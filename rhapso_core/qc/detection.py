@@ -14,7 +14,7 @@ import numpy as np
 from rhapso_core import transforms
 from rhapso_core.image_source import ImageSource
 from rhapso_core.qc._records import ViewId, name, vid
-from rhapso_core.qc.pictures import mip_picture
+from rhapso_core.qc.pictures import mip_picture, view_plane
 from rhapso_core.qc.sampling import choose_level, read_level
 
 __all__ = ["overlap_regions", "coverage", "detection_metrics", "detection_picture"]
@@ -136,7 +136,8 @@ def detection_picture(
     source: ImageSource, points_xyz: np.ndarray, *, max_voxels: int = 2_000_000, max_side: int = 240,
     caption: str = "",
 ) -> bytes:
-    """PNG: the view's maximum-intensity projection along z (a coarse level) with its points.
+    """PNG: the view (a coarse level) with its points: one plane for single planes and thin
+    stacks, the maximum-intensity projection along z otherwise (:func:`view_plane`).
 
     Parameters
     ----------
@@ -150,9 +151,10 @@ def detection_picture(
         Largest side of the picture (pixels).
     """
     level = choose_level(source, max_voxels)
-    mip = read_level(source, level).max(axis=0)
     f = np.asarray(source.level_factors(level), dtype=np.float64)
     p = np.asarray(points_xyz, dtype=np.float64).reshape(-1, 3)
-    # Level coordinates of the points: (p - (f - 1) / 2) / f, keeping (y, x).
-    yx = (p[:, [1, 0]] - (f[[1, 2]] - 1.0) / 2.0) / f[[1, 2]]
-    return mip_picture(mip, yx, max_side, caption)
+    # Level coordinates of the points: (p - (f - 1) / 2) / f, in (z, y, x).
+    zyx = (p[:, [2, 1, 0]] - (f - 1.0) / 2.0) / f
+    image, shown, label = view_plane(read_level(source, level), zyx[:, 0])
+    caption = f"{caption} ({label})" if caption else label
+    return mip_picture(image, zyx[shown][:, 1:], max_side, caption)

@@ -19,6 +19,8 @@ __all__ = [
     "scale_to_uint8",
     "colormap",
     "mip_picture",
+    "view_plane",
+    "THIN_STACK_PLANES",
     "layout_picture",
     "histogram_picture",
 ]
@@ -30,6 +32,36 @@ _ANCHORS = np.array(
 _BG = (255, 255, 255)
 _RED_INDEX = 64
 _INK = (30, 30, 30)
+
+
+#: Stacks with at most this many planes are shown as one plane, not a projection: a
+#: projection of a single plane or a thin stack adds nothing, and across a thin stack
+#: it overlays planes the alignment treats apart (out-of-focus haze hides seams).
+THIN_STACK_PLANES = 16
+
+
+def view_plane(
+    volume_zyx: np.ndarray, points_z: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """The 2-D picture of a (z, y, x) volume: ``(image_yx, mask of points shown, label)``.
+
+    A single plane is itself; a thin stack (<= :data:`THIN_STACK_PLANES` planes) shows
+    the plane holding most points (its middle plane without points) and only the points
+    within half a plane of it; deeper stacks keep the maximum-intensity projection and
+    every point. ``points_z`` are the points' z in the volume's plane coordinates.
+    """
+    v = np.asarray(volume_zyx)
+    nz = v.shape[0]
+    pz = None if points_z is None else np.asarray(points_z, dtype=np.float64).reshape(-1)
+    if nz == 1:
+        return v[0], None if pz is None else np.ones(pz.size, bool), "plane"
+    if nz <= THIN_STACK_PLANES:
+        k = nz // 2
+        if pz is not None and pz.size:
+            k = int(np.argmax(np.bincount(np.clip(np.rint(pz), 0, nz - 1).astype(int), minlength=nz)))
+        mask = None if pz is None else np.abs(pz - k) <= 0.5
+        return v[k], mask, f"plane {k} of {nz}"
+    return v.max(axis=0), None if pz is None else np.ones(pz.size, bool), "max projection"
 
 
 def _font():

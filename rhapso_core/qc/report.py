@@ -251,7 +251,7 @@ def _fused(fused_uri, sd_out, geom_out, p: QCParams, storage_options, pictures: 
     geometry = {v: geom_out[v] for v in fused_views if v in geom_out}
     seam = seam_visibility(data, to_world, geometry, p.seam_width)
     seam["level"] = int(level)
-    png = pics.mip_picture(data.max(axis=0), None, p.picture_size + 120) if pictures else None
+    png = pics.mip_picture(pics.view_plane(data)[0], None, p.picture_size + 120) if pictures else None
     return seam, png
 
 

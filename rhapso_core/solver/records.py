@@ -142,6 +142,8 @@ class SolveReport:
     weak_links: int = 0
     rounds: list[dict[str, Any]] = field(default_factory=list)
     model_selection: dict[str, Any] | None = None  # the held-out validation's choice (model / lambda auto)
+    # Flatness of the matched points (rhapso_core.planar.Planarity.to_dict()); planar: in-plane model used.
+    plane: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (views as ``{"timepoint", "setup"}``; inf / nan as null)."""
@@ -177,6 +179,7 @@ class SolveReport:
             "weak_links": self.weak_links,
             "rounds": self.rounds,
             "model_selection": self.model_selection,
+            "plane": self.plane,
         }
 
 

@@ -34,21 +34,33 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from rhapso_core import transforms
-from rhapso_core.models import make_model
+from rhapso_core.models import Model
+from rhapso_core.planar import Planarity, choose_model, planarity
 from rhapso_core.solver.graph import TileLink, components, mean_link_distances
 from rhapso_core.solver.iterative import MatchSet, optimise_iterative
 from rhapso_core.solver.params import SolverParams
+from rhapso_core.solver.planar import flatten_links, from_plane_frame, plane_frame, to_plane_frame
 from rhapso_core.solver.records import Link, LinkResidual, SolveReport, SolveResult, SolverInputError, ViewId
 from rhapso_core.solver.select import select_model
 from rhapso_core.solver.sparse import optimise_sparse
 
-__all__ = ["solve", "metadata_weak_links"]
+__all__ = ["solve", "metadata_weak_links", "solver_model"]
 
 # BigStitcher's SimpleIterativeConvergenceStrategy.minMaxError: below this max error, never drop links.
 _MIN_MAX_ERROR = 0.75
 
 
-def _core(n, links, fixed, params, solver, init=None):
+def solver_model(params: SolverParams, plane: Planarity | None) -> tuple[Model, str]:
+    """The model every view's correction is fitted with, and the optimiser that can fit it.
+
+    Coplanar matches (``plane.planar``) get the in-plane model about the plane's normal;
+    the sparse solver then works in the plane's frame (:mod:`rhapso_core.solver.planar`).
+    """
+    model = choose_model(params.model, params.effective_lambda(), "rigid", plane)
+    return model, params.resolved_solver()
+
+
+def _core(n, links, fixed, params, solver, init=None, model: Model | None = None, plane: Planarity | None = None):
     """Gauge-fix components without a fixed tile, then run the chosen optimiser."""
     fixed = np.array(fixed, dtype=bool)
     gauge = []
@@ -63,14 +75,21 @@ def _core(n, links, fixed, params, solver, init=None):
                 fixed[members[0]] = True
                 gauge.append(int(members[0]))
     lam = params.effective_lambda()
-    if solver == "sparse":
+    if solver == "sparse" and plane is not None and plane.planar and links:
+        frame = plane_frame(plane, links)
+        init_p = None if init is None else to_plane_frame(np.asarray(init, dtype=np.float64), frame)
+        models, info = optimise_sparse(n, flatten_links(links, frame), fixed, params.model, lam, init=init_p)
+        models = from_plane_frame(models, frame)
+        if init is not None:
+            models[fixed] = np.asarray(init, dtype=np.float64)[fixed]
+    elif solver == "sparse":
         models, info = optimise_sparse(n, links, fixed, params.model, lam, init=init)
     else:
         models, info = optimise_iterative(
             n,
             links,
             fixed,
-            make_model(params.model, lam),
+            model if model is not None else choose_model(params.model, lam),
             damp=params.damp,
             max_iterations=params.max_iterations,
             max_allowed_error=params.max_allowed_error,
@@ -100,7 +119,7 @@ def _worst_removable_pair(n, links, models):
     return None
 
 
-def _solve_with_removal(n, links, fixed, params, solver, remove):
+def _solve_with_removal(n, links, fixed, params, solver, remove, model=None, plane=None):
     """Solve; if ``remove``, drop worst connections until the thresholds hold. Returns models, kept ids, info."""
     active = list(range(len(links)))
     removed: list[int] = []
@@ -108,7 +127,7 @@ def _solve_with_removal(n, links, fixed, params, solver, remove):
     gauge: list[int] = []
     while True:
         current = [links[k] for k in active]
-        models, info, gauge = _core(n, current, fixed, params, solver)
+        models, info, gauge = _core(n, current, fixed, params, solver, model=model, plane=plane)
         iterations += info.iterations
         solves += 1
         avg, mx = MatchSet(n, current).error(models)
@@ -163,7 +182,7 @@ def metadata_weak_links(
     return out
 
 
-def _second_round(tiles, active_links, fixed_user, views, models, params, solver):
+def _second_round(tiles, active_links, fixed_user, views, models, params, solver, model=None, plane=None):
     n = len(tiles)
     labels = components(n, active_links)
     # Group ids in order of each group's first view (deterministic).
@@ -185,7 +204,7 @@ def _second_round(tiles, active_links, fixed_user, views, models, params, solver
     group_links.sort(key=lambda lk: (min(lk.ia, lk.ib), max(lk.ia, lk.ib)))
     fixed_groups = np.zeros(n_groups, dtype=bool)
     fixed_groups[groups[fixed_user]] = True
-    gmodels, info, gauge = _core(n_groups, group_links, fixed_groups, params, solver)
+    gmodels, info, gauge = _core(n_groups, group_links, fixed_groups, params, solver, model=model, plane=plane)
     final = np.einsum("tij,tjk->tik", gmodels[groups], models)
     return final, len(weak), n_groups, info
 
@@ -271,20 +290,27 @@ def solve(
     all_links = [TileLink(index[c[0]], index[c[1]], c[4], c[5], c[6]) for c in canon]
     use_ids = [k for k, u in enumerate(usable) if u]
     use_links = [all_links[k] for k in use_ids]
-    solver = params.resolved_solver()
+    if use_links:
+        plane = planarity(
+            np.vstack([x for lk in use_links for x in (lk.pa, lk.pb)]),
+            [np.asarray(views[v][0], dtype=np.float64) for v in tiles if v in views],
+        )
+    else:
+        plane = None
+    model, solver = solver_model(params, plane)
 
     if params.method == "two_round" and n and any(v not in views for v in tiles):
         missing = next(v for v in tiles if v not in views)
         raise SolverInputError(f"method two_round needs the box of view {missing} (missing from views)")
 
     models, kept, removed, gauge, iterations, solves, converged = _solve_with_removal(
-        n, use_links, fixed, params, solver, remove=params.method != "one_round"
+        n, use_links, fixed, params, solver, remove=params.method != "one_round", model=model, plane=plane
     )
     rounds = [{"round": 1, "solves": solves, "iterations": iterations, "removed_links": len(removed)}]
     weak_count = 0
     kept_links = [use_links[k] for k in kept]
     if params.method == "two_round":
-        models, weak_count, n_groups, info2 = _second_round(tiles, kept_links, fixed, views, models, params, solver)
+        models, weak_count, n_groups, info2 = _second_round(tiles, kept_links, fixed, views, models, params, solver, model, plane)
         iterations += info2.iterations
         solves += 1
         converged = converged and info2.converged
@@ -325,6 +351,7 @@ def solve(
         weak_links=weak_count,
         rounds=rounds,
         model_selection=None if choice is None else choice.to_dict(),
+        plane=None if plane is None else plane.to_dict(),
     )
     corrections = {v: models[i].copy() for i, v in enumerate(tiles)}
     return SolveResult(corrections=corrections, transform_name=transform_name or params.transform_name(), report=report)

@@ -153,6 +153,12 @@ def tile_grid(params: SyntheticParams) -> list[TileSpec]:
                 warp_phase = warp_rng.uniform(0.0, 2.0 * np.pi)
                 warp_sign = warp_rng.choice([-1.0, 1.0], 3)
 
+                if params.pose_axes == "xy":
+                    # Same draws, confined to the plane: the sequence of random numbers is unchanged.
+                    jitter[2] = 0.0
+                    axis = np.array([0.0, 0.0, 1.0])
+                    scale[2] = 1.0
+                    shear[1:] = 0.0
                 stage = np.array([i, j, k], dtype=np.float64) * step_world
                 nominal = tf.translation(stage) @ calib
                 lin = np.eye(3)

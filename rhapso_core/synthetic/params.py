@@ -13,9 +13,12 @@ __all__ = ["SyntheticParams"]
 
 _Count = Annotated[int, Field(ge=1, le=64)]
 _TileVox = Annotated[int, Field(ge=8, le=8192)]
+# Along z a tile may be a single plane (a 2-D mosaic) or a thin stack.
+_TilePlanes = Annotated[int, Field(ge=1, le=8192)]
 _VoxUm = Annotated[float, Field(gt=0.0, le=1000.0)]
 _Jitter = Annotated[float, Field(ge=0.0, le=200.0)]
 _Chunk = Annotated[int, Field(ge=8, le=4096)]
+_ChunkZ = Annotated[int, Field(ge=1, le=4096)]
 _PosUm = Annotated[float, Field(gt=0.0, le=1.0e4)]
 _Photons = Annotated[float, Field(ge=0.0, le=6.0e4)]
 _WarpVox = Annotated[float, Field(ge=0.0, le=1000.0)]
@@ -37,8 +40,8 @@ class SyntheticParams(StageParams):
     grid: tuple[_Count, _Count, _Count] = Field(
         (3, 2, 1), description="Number of tiles along x, y, z (tiles)."
     )
-    tile_size_xyz: tuple[_TileVox, _TileVox, _TileVox] = Field(
-        (256, 256, 64), description="Tile size along x, y, z (view voxels)."
+    tile_size_xyz: tuple[_TileVox, _TileVox, _TilePlanes] = Field(
+        (256, 256, 64), description="Tile size along x, y, z (view voxels); z may be 1 (a single-plane tile)."
     )
     overlap: float = Field(
         0.12, ge=0.0, le=0.5, description="Nominal overlap of neighbouring tiles (fraction of the tile size)."
@@ -67,6 +70,15 @@ class SyntheticParams(StageParams):
     )
     shear: float = Field(
         0.0, ge=0.0, le=0.1, description="Tile shear: xy, xz, yz entries uniform in +-value (fraction)."
+    )
+
+    pose_axes: Literal["3d", "xy"] = Field(
+        "3d",
+        description=(
+            "Axes of the pose errors: '3d' (default) rotates about a random axis and scales / shears / "
+            "jitters every axis; 'xy' keeps every error in the x, y plane (rotation about z, x y scale and "
+            "xy shear, no z jitter), the truth of a 2-D mosaic or of a thin stack imaged plane by plane."
+        ),
     )
 
     warp_amplitude_voxels: tuple[_WarpVox, _WarpVox, _WarpVox] = Field(
@@ -152,7 +164,7 @@ class SyntheticParams(StageParams):
     # --- output ----------------------------------------------------------------------------
     n_levels: int = Field(3, ge=1, le=10, description="Pyramid levels written per tile (levels).")
     ngff_version: Literal["0.4", "0.5"] = Field("0.4", description="OME-NGFF version of the tile images.")
-    chunk_size_xyz: tuple[_Chunk, _Chunk, _Chunk] = Field(
+    chunk_size_xyz: tuple[_Chunk, _Chunk, _ChunkZ] = Field(
         (128, 128, 64), description="Zarr chunk shape along x, y, z (voxels)."
     )
 

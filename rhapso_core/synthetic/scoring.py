@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 
 from rhapso_core import models
+from rhapso_core.planar import choose_model, planarity
 from rhapso_core import transforms as tf
 from rhapso_core.synthetic.truth import GroundTruth, ViewTruth
 
@@ -107,7 +108,10 @@ def sample_points(truth: GroundTruth) -> dict[tuple[int, int], np.ndarray]:
     hi = np.array([b[1] for b in boxes])
     ilo = np.maximum(lo[:, None, :], lo[None, :, :])
     ihi = np.minimum(hi[:, None, :], hi[None, :, :])
-    overlaps = np.all(ihi > ilo, axis=2)
+    # A single-plane view's box is flat along its normal: there, touching counts as overlapping.
+    flat = ((hi - lo) <= 1e-9)
+    flat_pair = flat[:, None, :] | flat[None, :, :]
+    overlaps = np.all(np.where(flat_pair, ihi >= ilo - 1e-9, ihi > ilo), axis=2)
     centres = (ilo + ihi) / 2.0
     out: dict[tuple[int, int], np.ndarray] = {}
     for a, v in enumerate(views):
@@ -176,11 +180,14 @@ def _spimdata_affines(spim: Any) -> dict[tuple[int, int], np.ndarray]:
     return out
 
 
-def _fit_gauge(kind: str, p: np.ndarray, q: np.ndarray) -> np.ndarray:
+def _fit_gauge(kind: str, p: np.ndarray, q: np.ndarray, affines=()) -> np.ndarray:
     if kind == "none":
         return np.eye(4)
+    # Sample points of single-plane tiles are coplanar: the gauge is then the in-plane
+    # model (a 3-D affine would be undetermined), keeping the normal axis.
+    plane = planarity(q, affines)
     try:
-        return models.make_model(kind).fit(p, q)  # type: ignore[arg-type]
+        return choose_model(kind, plane=plane).fit(p, q)
     except models.IllDefinedFit as exc:
         raise ScoreError(f"cannot remove the {kind} gauge: {exc}") from None
 
@@ -193,7 +200,7 @@ def _errors(
 ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     solved_w = [tf.apply(affines[v.view_id], pts[v.view_id]) for v in views]
     true_w = [v.voxel_to_world(pts[v.view_id]) for v in views]
-    g = _fit_gauge(gauge, np.vstack(solved_w), np.vstack(true_w))
+    g = _fit_gauge(gauge, np.vstack(solved_w), np.vstack(true_w), [v.true_affine for v in views])
     per_view = [np.linalg.norm(tf.apply(g, s) - t, axis=1) for s, t in zip(solved_w, true_w)]
     return g, per_view, np.concatenate(per_view)
 

@@ -24,7 +24,7 @@ def test_defaults_are_valid_and_documented():
         ({"overlap": -0.1}, "overlap"),
         ({"grid": (0, 1, 1)}, "grid"),
         ({"grid": (2, 2)}, "grid"),
-        ({"tile_size_xyz": (256, 256, 2)}, "tile_size_xyz"),
+        ({"tile_size_xyz": (256, 4, 64)}, "tile_size_xyz"),  # z may be 1 plane (2-D mosaics), x and y not
         ({"voxel_size_xyz": (0.5, 0.0, 2.0)}, "voxel_size_xyz"),
         ({"jitter_voxels": (-1.0, 0.0, 0.0)}, "jitter_voxels"),
         ({"jitter_voxels": (40.0, 3.0, 1.0)}, "jitter_voxels"),  # larger than half the 30.7-voxel overlap
@@ -41,7 +41,7 @@ def test_defaults_are_valid_and_documented():
         ({"seed": -1}, "seed"),
         ({"n_levels": 0}, "n_levels"),
         ({"ngff_version": "0.3"}, "ngff_version"),
-        ({"chunk_size_xyz": (128, 128, 1)}, "chunk_size_xyz"),
+        ({"chunk_size_xyz": (128, 4, 1)}, "chunk_size_xyz"),  # z chunks of 1 plane are allowed
         ({"interpolation_order": 5}, "interpolation_order"),
         ({"world_unit": "mm"}, "world_unit"),
         ({"blob_densty": 3.0}, "blob_densty"),  # typo: unknown names are refused
