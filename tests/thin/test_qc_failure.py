@@ -51,7 +51,10 @@ def test_cli_exits_3_with_summary_and_cause_on_qc_failure(command, monkeypatch, 
     monkeypatch.setattr(flows.alignment, "alignment", failing_flow)
     monkeypatch.setattr(flows.stitch, "stitch", failing_flow)
     monkeypatch.setattr(flows.runtime, "prefect_api", contextlib.nullcontext)
-    monkeypatch.setattr(cli, "_preflight", lambda xml: None)
+    monkeypatch.setattr(cli, "_preflight", lambda xml, *a: None)
+    # The flow is replaced: the input guard and the re-run check have no real dataset to read.
+    monkeypatch.setattr(cli, "guard_outputs", lambda *a, **k: None)
+    monkeypatch.setattr(cli, "_check_rerun", lambda *a, **k: None)
     xml = tmp_path / "in.xml"
     xml.write_text("<SpimData/>")
     rc = cli.main([command, str(xml), "--out", str(tmp_path / "out.xml" if command == "align" else tmp_path / "o")])
