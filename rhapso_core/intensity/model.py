@@ -3,7 +3,7 @@
 A view's sampled value ``x`` at view voxel ``v`` (x, y, z; level 0, centres on
 integers) is mapped to
 
-    y = A(v) * (x - d) / F(u, w) + d + B(v)
+    y = A(v) * x' + B(v),      x' = (x - d) / F(u, w) + d
 
 * ``A``, ``B``: the view's linear map, one ``(a, b)`` per cell of a coarse grid of
   ``cells_xyz`` cells over the view (one cell: one map per view). As in
@@ -15,7 +15,7 @@ integers) is mapped to
   in-plane position ``u = 2 v_x / (n_x - 1) - 1``, ``w = 2 v_y / (n_y - 1) - 1`` with ``F(0, 0) = 1``,
   acting on the signal above the camera's dark level ``d`` (counts).
 
-Without a flat field (``F = 1``) this is ``y = A x + B``: BigStitcher's affine
+``x'`` is the flat-field corrected value; without a flat field (``F = 1``) this is ``y = A x + B``: BigStitcher's affine
 ``<IntensityAdjustments>`` model ``(a, b)`` for one cell, or BigStitcher-Spark's
 coefficient field for a grid.
 """
@@ -173,7 +173,7 @@ class ViewIntensity:
             return a * x + b
         ff = self.flatfield
         f = ff.evaluate(normalised_position(p[:, 0], self.size_xyz[0]), normalised_position(p[:, 1], self.size_xyz[1]))
-        return a * (x - ff.dark) / f + ff.dark + b
+        return a * ((x - ff.dark) / f + ff.dark) + b
 
     def map_box(self, src_zyx: np.ndarray, box_start_zyx: Sequence[int], level_factors_zyx: Sequence[float]) -> np.ndarray:
         """Mapped float32 copy of a box read from a pyramid level.
@@ -198,4 +198,4 @@ class ViewIntensity:
         ff = self.flatfield
         fl = ff.evaluate(normalised_position(vx, sx)[None, :], normalised_position(vy, sy)[:, None]).astype(np.float32)
         d = np.float32(ff.dark)
-        return a * (x - d) / fl[None] + d + b
+        return a * ((x - d) / fl[None] + d) + b

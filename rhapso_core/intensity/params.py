@@ -51,6 +51,12 @@ class IntensityParams(StageParams):
         2, ge=2, le=6, description="Total degree of the flat-field polynomial, even terms only (2: u^2, u w, w^2, "
         "the paraxial vignetting model; 4 adds the quartic terms).",
     )
+    offsets: bool = Field(
+        False, description="Fit a free offset b per view (or cell) besides the gain. Off (default): each map is "
+        "a gain about the dark level, y - d = a (x - d) (d: `dark_level`, the flat field's, else 0), the "
+        "physical model of laser power, exposure and bleaching; a free offset trades off against the gain over "
+        "the narrow range of intensities the overlaps see, which biases both.",
+    )
     dark_level: float | None = Field(
         None, ge=0.0, description="Camera dark level (counts): the offset under the signal that vignetting "
         "scales. None: fitted with the flat field, which the overlaps determine only loosely (it trades off "

@@ -14,11 +14,12 @@ diagonal of ``J^T J`` at identity, so the weights do not depend on the noise lev
 * identity: ``sqrt(lambda h_k) (A_k - 1)`` and ``sqrt(lambda h_k) beta_k`` per cell;
 * smoothness (grid model): ``sqrt(mu h) (A_c - A_c')`` and likewise ``beta`` for
   neighbouring cells of a view (``h``: the view's mean);
+* without ``offsets``: ``B_k = d (1 - A_k)`` (a gain about the dark level ``d``);
 * gauge, per group (timepoint, channel, illumination): the mean mapped value over the
   group's samples equals their mean corrected value (overall brightness kept; without
-  it every map would shrink towards 0, where all views agree) and the mean ``beta`` of
-  the group's cells is 0; or, with ``reference`` a setup id, that view's cells are held
-  at identity.
+  it every map would shrink towards 0, where all views agree) and, with ``offsets``,
+  the mean ``beta`` of the group's cells is 0; or, with ``reference`` a setup id, that
+  view's cells are held at identity.
 
 The system is small (two unknowns per cell) and solved through its normal equations;
 then once more without the samples whose residual exceeds ``outlier_mad`` robust
@@ -172,8 +173,17 @@ def solve_intensities(
                 wsm = np.sqrt(params.smoothness * info[off + o: off + o + n_cell].mean())
                 for c0, c1 in links:
                     rows += [r, r]; cols += [off + o + c0, off + o + c1]; vals += [wsm, -wsm]; rhs.append(0.0); r += 1
+    if not params.offsets:
+        # Gains about the dark level: B_k = d (1 - A_k), i.e. beta_k + (d / s) A_k = d / s.
+        for vid in used:
+            ff = flatfields.get(by_id[vid].channel)
+            dk = (ff.dark if ff is not None else float(params.dark_level or 0.0)) / scale
+            o = offsets[vid]
+            for c in range(n_cell):
+                rows += [r, r]; cols += [n_cells_all + o + c, o + c]
+                vals += [_GAUGE_WEIGHT, _GAUGE_WEIGHT * dk]; rhs.append(_GAUGE_WEIGHT * dk); r += 1
     if params.reference == "mean":
-        for g in groups:
+        for g in groups if params.offsets else ():
             members = [v for v in used if by_id[v].group == g]
             for vid in members:
                 for c in range(n_cell):

@@ -67,13 +67,13 @@ def test_global_fit_recovers_relative_gains():
     gains = np.array([1.0, 0.87, 1.12, 0.9, 1.15, 0.95])
     offsets = np.array([0.0, 5.0, -3.0, 2.0, 0.0, 1.0])
     views, samples = _synthetic_samples(gains, offsets)
-    sol = solve_intensities(views, samples, IntensityParams(flatfield=False, regularisation=1e-4))
+    sol = solve_intensities(views, samples, IntensityParams(flatfield=False, offsets=True, regularisation=1e-4))
     eff = np.array([sol.maps[(0, k)].a.ravel()[0] * gains[k] for k in range(6)])
     assert np.ptp(eff) / eff.mean() < 1e-3
     for pf in sol.pairs:
         assert pf.rms_after < 0.01 * pf.rms_before + 1e-6
     # A fixed reference view stays at identity.
-    sol = solve_intensities(views, samples, IntensityParams(flatfield=False, reference=2, regularisation=1e-4))
+    sol = solve_intensities(views, samples, IntensityParams(flatfield=False, offsets=True, reference=2, regularisation=1e-4))
     assert sol.maps[(0, 2)].a.ravel()[0] == pytest.approx(1.0, abs=1e-3)
     assert sol.maps[(0, 0)].a.ravel()[0] == pytest.approx(gains[2] / gains[0], rel=1e-3)
 
