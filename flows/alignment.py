@@ -25,6 +25,7 @@ from rhapso_core.pointstore import PointStore, export_n5
 from rhapso_core.solver import SolverParams
 from rhapso_core.split import SplitParams
 from tasks import detection as detection_tasks
+from tasks import intensity as intensity_tasks
 from tasks import matching as matching_tasks
 from tasks import qc as qc_tasks
 from tasks import split as split_tasks
@@ -146,6 +147,11 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
         rounds.append(split_affine_stage.with_options(task_runner=stage_runner(p.runtime))(
             current, layout["store"], label, p.split, m, s, out, layout["work"], worker_slots(p.runtime)))
     summary["rounds"] = rounds
+    if p.intensity.enabled:
+        # After the last round: the maps depend on the final registrations, and stored with the
+        # solved XML they belong to the dataset, so every later fusion (here, BigStitcher,
+        # BigStitcher-Spark) applies them without estimating again.
+        summary["intensity"] = intensity_tasks.correct_intensity(out, p.intensity, p.views)
     export_n5(PointStore(layout["store"]), layout["n5"], labels=[label], on_invalid="skip")
     summary["n5"] = layout["n5"]
     if qc:

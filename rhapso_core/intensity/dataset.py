@@ -15,6 +15,7 @@ from rhapso_core.intensity.xml import read_intensity_adjustments, with_intensity
 from rhapso_core.io import fs_for
 from rhapso_core.pipeline.dataset import open_view, view_geometry
 from rhapso_core.pipeline.view_selection import view_attributes
+from rhapso_core.qc.intensity import FIT_ATTR
 from rhapso_core.spimdata import SpimData, ViewId
 
 __all__ = ["sampled_views", "estimate_intensity", "save_intensity", "load_intensity"]
@@ -54,11 +55,27 @@ def save_intensity(sd: SpimData, out_xml: str, solution: IntensitySolution, para
     The XML models are the per-view maps without the flat field (BigStitcher's model has
     no place for one); the container holds both, and fusion prefers it.
     """
-    write_coefficients(default_container(out_xml), solution.maps, storage_options=storage_options)
+    fit = {"pairs": [{"pair": f"t{f.a[0]} s{f.a[1]} - t{f.b[0]} s{f.b[1]}", "n": f.n_samples,
+                      "rms_before": f.rms_before, "rms_after": f.rms_after,
+                      "ratio_before": f.ratio_before, "ratio_after": f.ratio_after} for f in solution.pairs],
+           "n_samples": solution.n_samples, "n_outliers": solution.n_outliers, "model": params.model}
+    write_coefficients(default_container(out_xml), solution.maps, storage_options=storage_options,
+                       root_attrs={FIT_ATTR: _finite(fit)})
     if params.model != "view":
         return sd
     models = {tuple(v): (float(m.a.ravel()[0]), float(m.b.ravel()[0])) for v, m in solution.maps.items()}
     return with_intensity_adjustments(sd, models)
+
+
+def _finite(x):
+    """JSON-safe: NaN (a pair without inliers) becomes None."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    if isinstance(x, float) and x != x:
+        return None
+    return x
 
 
 def load_intensity(sd: SpimData, xml_uri: str, views: Sequence[ViewId], storage_options=None) -> dict[ViewId, ViewIntensity]:

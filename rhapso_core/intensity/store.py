@@ -44,8 +44,10 @@ def default_container(xml_uri: str) -> str:
     return base + CONTAINER_SUFFIX
 
 
-def _write(container: N5Container, maps: Mapping[Hashable, ViewIntensity], group: str) -> None:
+def _write(container: N5Container, maps: Mapping[Hashable, ViewIntensity], group: str, root_attrs) -> None:
     container.create_root()
+    if root_attrs:
+        container.set_attributes("", dict(root_attrs))
     for (t, s), m in sorted(maps.items()):
         path = coefficients_path(s, t, group)
         cx, cy, cz = m.cells_xyz
@@ -58,7 +60,7 @@ def _write(container: N5Container, maps: Mapping[Hashable, ViewIntensity], group
 
 
 def write_coefficients(uri: str, maps: Mapping[tuple[int, int], ViewIntensity], group: str = "",
-                       storage_options: dict | None = None) -> None:
+                       storage_options: dict | None = None, root_attrs: Mapping | None = None) -> None:
     """Write every view's map (keys ``(timepoint, setup)``), replacing the container.
 
     A local container is written beside its place and renamed into it, so a reader never
@@ -67,12 +69,12 @@ def write_coefficients(uri: str, maps: Mapping[tuple[int, int], ViewIntensity], 
     if "://" in uri and not uri.startswith("file://"):
         tmp = N5Container(uri, storage_options)
         tmp.remove("")
-        _write(tmp, maps, group)
+        _write(tmp, maps, group, root_attrs)
         return
     final = Path(uri.removeprefix("file://"))
     staging = final.with_name(final.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
-    _write(N5Container(str(staging)), maps, group)
+    _write(N5Container(str(staging)), maps, group, root_attrs)
     old = final.with_name(final.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():

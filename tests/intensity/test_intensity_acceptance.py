@@ -39,6 +39,17 @@ def test_correction_restores_true_relative_intensities(tmp_path, specimen):
     # (measured 3.2-3.9 %: the flat field estimated from six tiles is off by ~1-2 % at the corners).
     assert after.error_median <= 0.02
     assert after.error_max <= 0.05
+    # The QC section reads back what was stored: a gain per view, the flat field, the pair fits.
+    from rhapso_core.qc.intensity import intensity_metrics, intensity_section
+
+    m = intensity_metrics(ds.xml)
+    assert len(m["views"]) == 6 and len(m["flatfields"]) == 1 and len(m["fit"]["pairs"]) >= 7
+    pairs = m["fit"]["pairs"]
+    # Overlaps agree after: mean ratio within 1 % for every pair, mean RMS difference lower (a pair of
+    # nearly equal tiles is noise-limited either way).
+    assert all(abs(p["ratio_after"] - 1.0) <= 0.01 for p in pairs)
+    assert sum(p["rms_after"] for p in pairs) < sum(p["rms_before"] for p in pairs)
+    assert "Intensity correction" in intensity_section(m)
     if specimen == "smooth":
         # Seams: where content is smooth the gain steps stand out; the excess over 1 at least halves
         # (measured 2.25x, the true correction reaches 2.36x on this data).
