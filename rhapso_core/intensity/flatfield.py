@@ -1,26 +1,26 @@
 """Flat field (vignetting) of a channel, estimated from the content of all its tiles.
 
-Where a tile is dimmed by its optics, every structure it images is dimmed by the same
-factor ``F(u, w)`` (``u``, ``w``: in-plane position, -1 to 1 across the tile), so the
-*spread* of intensities along z at a pixel is ``F`` times the specimen's spread there,
-while the camera's dark level ``d`` adds nothing to it. With many tiles at different
-places in the specimen the specimen's spread is the same on average at every pixel,
-and one profile per channel is fitted to all tiles:
+Where a tile is dimmed by its optics, everything it images above the camera's dark
+level ``d`` is dimmed by the same factor ``F(u, w)`` (``u``, ``w``: in-plane position,
+-1 to 1 across the tile). With tiles at many places in the specimen, the specimen is
+on average the same at every pixel, so the median over tiles and planes of each tile's
+normalised signal follows ``F``:
 
 1. each view is read at the finest pyramid level whose planes have at most
    ``max_plane_pixels`` pixels (a smooth profile needs no more, and coarse levels have
    less noise);
-2. per pixel the spread along z is the MAD over planes; each view's map is divided by
-   its own median (so per-view gains cancel);
+2. per view, the signal ``x - d`` is divided by its median (the view's gain cancels) and
+   its per-pixel median over planes taken;
 3. a centrally symmetric polynomial ``P(u, w)`` (:func:`~rhapso_core.intensity.model.flatfield_terms`)
    is fitted by least squares to all views' pixels (then once more without pixels
-   beyond 4 robust deviations); ``F = P / P(0, 0)``;
-4. unless given, the dark level is where each view's per-pixel median along z meets
-   ``F = 0`` on a straight line (``median = d + M F``), the median over views, clipped
-   to ``[0, lowest median]``.
+   beyond 4 robust deviations); ``F = P / P(0, 0)``.
 
+The dark level is not seen by this (it is a constant under a scaled profile): it is
+``dark_level`` when given (the camera's offset), else the ``DARK_PERCENTILE`` percentile of
+all pixels, which is right only where tiles hold empty space (measured: true offset
+100, estimate 154 on tiles full of specimen, fused error 2 % median, 18 % worst block).
 It assumes the specimen is statistically the same across a tile (true of most tissue
-over many tiles, not of a single bright object in the middle of every tile).
+over many tiles, not of one bright object centred in every tile).
 """
 
 from __future__ import annotations
