@@ -36,6 +36,7 @@ from rhapso_core.split import SplitParams
 from rhapso_core.pipeline.retry import RetryParams
 from rhapso_core.verify import VerifyParams
 from tasks import detection as detection_tasks
+from tasks import intensity as intensity_tasks
 from tasks import matching as matching_tasks
 from tasks import qc as qc_tasks
 from tasks import split as split_tasks
@@ -196,6 +197,11 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
     summary["rounds"] = rounds
     summary["reverted_tiles"] = {r["xml"]: [t["name"] for t in r["verify"]["reverted"]]
                                  for r in rounds if r.get("verify") and r["verify"]["reverted"]}
+    if p.intensity.enabled:
+        # After the last round: the maps depend on the final registrations, and stored with the
+        # solved XML they belong to the dataset, so every later fusion (here, BigStitcher,
+        # BigStitcher-Spark) applies them without estimating again.
+        summary["intensity"] = intensity_tasks.correct_intensity(final, p.intensity, p.views)
     if points_needed:
         export_n5(PointStore(layout["store"]), layout["n5"], labels=[label], on_invalid="skip")
         summary["n5"] = layout["n5"]

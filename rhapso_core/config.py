@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from rhapso_core.detection import DetectionParams
 from rhapso_core.fusion import FusionParams
+from rhapso_core.intensity.params import IntensityParams
 from rhapso_core.matching import MatchingParams
 from rhapso_core.params import StageParams
 from rhapso_core.pipeline.view_selection import ViewSelection
@@ -119,6 +120,10 @@ class PipelineParams(StageParams):
     solver: SolverParams = Field(default_factory=SolverParams)
     alignment: AlignmentParams = Field(default_factory=AlignmentParams)
     fusion: FusionParams = Field(default_factory=FusionParams)
+    intensity: IntensityParams = Field(
+        default_factory=IntensityParams,
+        description="Intensity correction, run by the alignment flow after its last round when intensity.enabled.",
+    )
     runtime: RuntimeParams = Field(default_factory=RuntimeParams)
     qc: QCParams = Field(default_factory=QCParams)
     verify: VerifyParams = Field(

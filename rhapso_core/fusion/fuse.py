@@ -107,6 +107,8 @@ def fuse_block_float(
         src = np.ascontiguousarray(view.source.read(box, level))
         if src.dtype.kind not in "uif" or src.dtype == np.float16:
             src = src.astype(np.float32)
+        if view.intensity is not None:  # the view's intensity map, before blending
+            src = view.intensity.map_box(src, [a for a, _ in box], view.source.level_factors(level))
         if params.overlap_strategy == "content_based":
             weights = content_weights(src, s1, s2)
         m = output_to_view(grid, view)[:3, :]

@@ -13,6 +13,7 @@ Frames
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from typing import Any
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,12 +50,16 @@ class FusionView:
     view_id : hashable, orderable
         Identifier; views are combined in ascending ``view_id`` order and
         ``lowest_view_wins`` picks the smallest.
+    intensity : ViewIntensity, optional
+        Intensity map applied to the view's values before they are blended
+        (:mod:`rhapso_core.intensity`); None (default): values as read.
     """
 
     source: ImageSource
     view_to_world: np.ndarray
     size_xyz: tuple[int, int, int]
     view_id: Hashable
+    intensity: Any = None
 
     def __post_init__(self):
         a = np.asarray(self.view_to_world, dtype=np.float64)

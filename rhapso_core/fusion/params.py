@@ -98,6 +98,12 @@ class FusionParams(StageParams):
         "mean intensity and 'gradient' the one of highest mean gradient magnitude, both measured on the "
         "coarsest pyramid level (BigStitcher's illumination selection); an integer keeps that illumination id.",
     )
+    intensity_correction: bool = Field(
+        True,
+        description="apply the intensity correction the dataset carries (the coefficients container "
+        "'<xml stem>-intensity.n5' beside the XML, else the XML's IntensityAdjustments) to each view's "
+        "values before blending; none present: values as read",
+    )
     voxel_size: FloatTriple | None = Field(
         None,
         description="output voxel size (x, y, z) in world units; default: the finest input "

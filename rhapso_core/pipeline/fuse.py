@@ -124,9 +124,16 @@ def _ngff_unit(unit: str | None) -> str | None:
             "nanometer": "nanometer", "mm": "millimeter", "millimeter": "millimeter"}.get(u)
 
 
-def fusion_views(sd: SpimData, views, storage_options=None) -> list[FusionView]:
+def fusion_views(sd: SpimData, views, storage_options=None, xml_uri: str | None = None) -> list[FusionView]:
+    """The views to fuse; with ``xml_uri``, each with the intensity map the dataset carries (if any)."""
     geometry = view_geometry(sd, views)
-    return [FusionView(open_view(sd, v, storage_options), geometry[v][0], geometry[v][1], v) for v in views]
+    maps = {}
+    if xml_uri is not None:
+        from rhapso_core.intensity.dataset import load_intensity
+
+        maps = load_intensity(sd, xml_uri, list(views), storage_options)
+    return [FusionView(open_view(sd, v, storage_options), geometry[v][0], geometry[v][1], v, maps.get(tuple(v)))
+            for v in views]
 
 
 def plan_fusion(
@@ -235,7 +242,8 @@ def fuse_unit(
     slots = plan.slots if slot_index is None else (plan.slots[slot_index],)
     done = 0
     for slot in slots:
-        fviews = fusion_views(sd, list(slot.views), storage_options)
+        fviews = fusion_views(sd, list(slot.views), storage_options,
+                              xml_uri if params.intensity_correction else None)
         arr = writer.slot(0, slot.t_index, slot.c_index)
         done += len(fuse_to_zarr(fviews, plan.grid, params, arr, blocks=blocks, skip_existing=True))
     return done

@@ -24,6 +24,21 @@ def staged_name(path: str) -> str:
     return posixpath.join(folder, staged) if is_s3(path) else os.path.join(folder, staged)
 
 
+def published_name(path: str) -> str:
+    """The inverse of :func:`staged_name`; any other path is returned as it is.
+
+    Files named after a run's XML (the intensity coefficients) take the published name,
+    so they match the XML once it is moved into place.
+    """
+    sep = "/" if is_s3(path) else os.sep
+    folder, _, name = path.rstrip("/").rpartition(sep)
+    stem, ext = (name[:-4], ".xml") if name.endswith(".xml") else (name, "")
+    if not (name.startswith(".") and stem.endswith(".staged")):
+        return path
+    published = stem[1:-len(".staged")] + ext
+    return f"{folder}{sep}{published}" if folder else published
+
+
 def publish(staged: str, final: str, storage_options: dict | None = None) -> str:
     """Move ``staged`` over ``final`` (an atomic rename locally; a copy then delete on S3)."""
     if is_s3(final):

@@ -224,6 +224,10 @@ def render_report(metrics: dict, verdict: dict, pictures: dict, meta: dict,
         parts.append(_verify(metrics["verify"]))
     if metrics.get("truth"):
         parts.append(_truth(metrics["truth"]))
+    if metrics.get("intensity"):
+        from rhapso_core.qc.intensity import intensity_section
+
+        parts.append(intensity_section(metrics["intensity"]))
     if neuroglancer:
         parts.append('<section id="neuroglancer"><h2>Neuroglancer</h2>'
                      f'<p><a class="ng-link" href="{escape(neuroglancer, quote=True)}">Open the fused image and the placed tiles '

@@ -210,6 +210,11 @@ def compute_metrics(
 
         gauge = "affine" if (sol.get("model") == "affine") else "rigid"
         metrics["truth"] = score(ground_truth, sd_out, gauge=gauge).to_dict()
+    from rhapso_core.qc.intensity import intensity_metrics
+
+    intensity = intensity_metrics(solved_xml, storage_options)
+    if intensity is not None:
+        metrics["intensity"] = intensity
     return _jsonable(metrics), out_pics
 
 

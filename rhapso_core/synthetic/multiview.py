@@ -25,6 +25,7 @@ import numpy as np
 
 from rhapso_core import transforms as tf
 from rhapso_core.synthetic.geometry import STREAM_NOISE, TileSpec, seed_sequence
+from rhapso_core.synthetic.intensity import view_gain, vignetting_profile
 from rhapso_core.synthetic.params import SyntheticParams
 from rhapso_core.synthetic.render import apply_camera_noise, render_tile, tile_affine_um
 from rhapso_core.synthetic.specimen import AnalyticSpecimen, VolumeSpecimen, make_specimen, specimen_box_um
@@ -123,6 +124,10 @@ def acquire_view(specimen, view: ViewSpec, params: SyntheticParams) -> np.ndarra
     photons = render_tile(specimen, affine_um, tile.size_xyz, params.interpolation_order, tile.warp)
     if params.illuminations > 1:
         photons *= illumination_profile(affine_um, tile.shape_zyx, view.illumination, params)
+    if params.tile_gain_spread > 0.0:
+        photons *= np.float32(view_gain(params.seed, params.tile_gain_spread, view.timepoint, view.setup))
+    if params.vignetting > 0.0:
+        photons *= vignetting_profile(tile.shape_zyx[1], tile.shape_zyx[2], params.vignetting)[None]
     rng = None
     if params.noise:
         # View (0, tile) of channel 0, side 0 keeps the single-view stream: such datasets stay byte-identical.

@@ -118,6 +118,18 @@ class SyntheticParams(StageParams):
         "timepoints > 1.",
     )
 
+    # --- tile brightness errors (see rhapso_core.synthetic.intensity) -----------------
+    tile_gain_spread: float = Field(
+        0.0, ge=0.0, le=0.9,
+        description="Per-view signal gain drawn uniformly in [1 - value, 1 + value] (fraction; default 0 = "
+        "none): laser power, exposure or bleaching differing between tiles.",
+    )
+    vignetting: float = Field(
+        0.0, ge=0.0, le=0.45,
+        description="In-plane fall-off of every tile's signal: times 1 - v (u^2 + w^2), u, w in [-1, 1] across "
+        "the tile's x and y (fraction at the middle of an edge, twice that at the corners; default 0 = none).",
+    )
+
     # --- specimen ----------------------------------------------------------------------
     blob_count: int | None = Field(
         None, ge=0, le=2_000_000, description="Number of nucleus-like blobs; None uses blob_density (blobs)."

@@ -12,6 +12,7 @@ Stored as one JSON file (``ground_truth.json``) next to the dataset's XML::
 
 Affines are 4x4 row-major nested lists mapping view voxel (x, y, z) to the XML world
 frame, whose unit is ``world_unit_um`` micrometres. Paths are relative to the JSON file.
+A view with a signal gain holds ``"intensity_gain": g`` (the vignetting is in ``params``).
 A view of a warped dataset also holds ``"warp": {"amplitude_xyz": [...], "periods": k,
 "phase": rad, "depth": voxels}`` (:class:`~rhapso_core.synthetic.warp.ZWarp`); its true
 mapping is then ``true_affine @ warp(v)``, see :meth:`ViewTruth.voxel_to_world`.
@@ -59,6 +60,7 @@ class ViewTruth:
     jitter_world: np.ndarray = field(default_factory=lambda: np.zeros(3))
     image: str | None = None
     warp: ZWarp | None = None
+    intensity_gain: float = 1.0  # signal gain of the view (rhapso_core.synthetic.intensity); 1 = none
 
     @property
     def view_id(self) -> tuple[int, int]:
@@ -105,6 +107,8 @@ class ViewTruth:
         }
         if self.warp is not None:  # absent for unwarped views, so older files stay as they were
             d["warp"] = self.warp.to_dict()
+        if self.intensity_gain != 1.0:  # likewise absent without a gain
+            d["intensity_gain"] = float(self.intensity_gain)
         return d
 
     @classmethod
@@ -126,6 +130,7 @@ class ViewTruth:
                 jitter_world=np.asarray(d.get("jitter_world", (0.0, 0.0, 0.0)), dtype=np.float64),
                 image=d.get("image"),
                 warp=None if d.get("warp") is None else ZWarp.from_dict(d["warp"], f"{where}: view {d.get('setup')} warp"),
+                intensity_gain=float(d.get("intensity_gain", 1.0)),
             )
         except WarpError as exc:
             raise GroundTruthError(str(exc)) from None

@@ -30,6 +30,7 @@ import numpy as np
 
 from rhapso_core import transforms as tf
 from rhapso_core.synthetic.geometry import TileSpec, tile_grid
+from rhapso_core.synthetic.intensity import view_gain
 from rhapso_core.synthetic.params import SyntheticParams
 from rhapso_core.synthetic.multiview import acquire_view, channel_specimen, setup_id, setup_name, views_of
 from rhapso_core.synthetic.specimen import AnalyticSpecimen, VolumeSpecimen, make_specimen, save_blobs_csv
@@ -210,6 +211,7 @@ def write_dataset(
             dataclasses.replace(
                 ViewTruth.from_tile(v.tile, v.timepoint, f"{IMAGES_ROOT}/{image_paths[(v.timepoint, v.setup)]}"),
                 setup=v.setup,
+                intensity_gain=view_gain(params.seed, params.tile_gain_spread, v.timepoint, v.setup),
             )
             for v in views
         ),
