@@ -16,8 +16,6 @@ import os
 import sys
 from pathlib import Path
 
-from flows.layout import alignment_outputs, check_not_input, fusion_outputs, guard_outputs
-
 EXIT_BAD_INPUT = 2
 
 
@@ -26,6 +24,9 @@ class CliError(ValueError):
 
 
 def _params(args, extra: list[str] | None = None):
+    early = getattr(args, "_early_params", None)
+    if early is not None and not extra:  # validated by main() before the heavy imports
+        return early
     from rhapso_core import param_files
     from rhapso_core.config import PipelineParams
 
@@ -105,6 +106,7 @@ def _parse_grid(text: str) -> list[str]:
 
 
 def cmd_xml(args) -> int:
+    from flows.layout import check_not_input, guard_outputs
     from rhapso_core.spimdata import load_xml, save_xml
 
     check_not_input(args.out, args.xml, "--out")
@@ -143,6 +145,7 @@ def _preflight(xml: str, p=None):
 
 
 def cmd_align(args) -> int:
+    from flows.layout import alignment_outputs, guard_outputs
     from flows.alignment import alignment
     from flows.runtime import prefect_api
 
@@ -157,6 +160,7 @@ def cmd_align(args) -> int:
 
 
 def cmd_fuse(args) -> int:
+    from flows.layout import fusion_outputs, guard_outputs
     from flows.fusion import fusion
     from flows.runtime import prefect_api
 
@@ -169,6 +173,7 @@ def cmd_fuse(args) -> int:
 
 
 def cmd_stitch(args) -> int:
+    from flows.layout import alignment_outputs, fusion_outputs, guard_outputs
     from flows.runtime import prefect_api
     from flows.stitch import stitch, stitch_outputs
 
@@ -183,6 +188,7 @@ def cmd_stitch(args) -> int:
 
 
 def cmd_detect(args) -> int:
+    from flows.layout import guard_outputs
     from flows.alignment import detection_stage
     from flows.layout import alignment_layout
     from flows.runtime import prefect_api, ray_session, stage_runner
@@ -211,6 +217,7 @@ def cmd_detect(args) -> int:
 
 
 def cmd_match_solve(args, solve_only: bool = False) -> int:
+    from flows.layout import guard_outputs
     from flows.alignment import match_and_solve_stage
     from flows.layout import alignment_layout
     from flows.runtime import prefect_api, ray_session, stage_runner
@@ -233,6 +240,7 @@ def cmd_match_solve(args, solve_only: bool = False) -> int:
 
 
 def cmd_qc(args) -> int:
+    from flows.layout import guard_outputs
     from flows.layout import alignment_layout
     from rhapso_core.qc import build_report
 
@@ -251,6 +259,7 @@ def cmd_qc(args) -> int:
 
 
 def cmd_split(args) -> int:
+    from flows.layout import guard_outputs
     from flows.layout import alignment_layout
     from rhapso_core.split import split_dataset
     from rhapso_core.split.dataset import default_split_store
@@ -505,12 +514,22 @@ _KEPT = {
 }
 
 
+def _early_checks(args) -> None:
+    """Arguments and parameters, checked before Prefect, Ray, zarr or numba are imported."""
+    from rhapso_cli.early import check_xml_paths
+
+    check_xml_paths(args)
+    if hasattr(args, "params"):  # commands that take parameters
+        args._early_params = _params(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from rhapso_cli.interrupt import handling_signals
 
     try:
+        _early_checks(args)
         with _command_env(args.verbose), handling_signals(args.command, _KEPT.get(args.command, "finished work")):
             return args.func(args)
     except Exception as exc:  # every failure ends in one line (the traceback only under -v)
