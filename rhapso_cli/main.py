@@ -41,6 +41,21 @@ def _params(args, extra: list[str] | None = None):
     return param_files.load(PipelineParams, args.params, overrides)
 
 
+#: The full result of stitch and demo, beside their outputs (align and fuse: ``OUT.summary.json``).
+SUMMARY_NAME = "summary.json"
+
+
+def _command_run(args):
+    from rhapso_cli.summary import CommandRun
+
+    return CommandRun(args.command, getattr(args, "json", False))
+
+
+def _beside(out: str, suffix: str) -> str:
+    base = out.rstrip("/")
+    return (base[:-4] if base.endswith(".xml") else base) + suffix
+
+
 def _print(obj) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
@@ -154,8 +169,10 @@ def cmd_align(args) -> int:
     out = args.out
     guard_outputs(args.xml, alignment_outputs(out))
     _check_out_free(out, args.overwrite)
-    with prefect_api():
-        _print(alignment(args.xml, out, params=p))
+    run = _command_run(args)
+    with prefect_api(), run.progress():
+        result = alignment(args.xml, out, params=p)
+    run.finish(result, _beside(out, ".summary.json"))
     return 0
 
 
@@ -167,8 +184,10 @@ def cmd_fuse(args) -> int:
     p = _params(args)
     _preflight(args.xml, p)
     guard_outputs(args.xml, fusion_outputs(args.out))
-    with prefect_api():
-        _print(fusion(args.xml, args.out, params=p, overwrite=args.overwrite))
+    run = _command_run(args)
+    with prefect_api(), run.progress():
+        result = fusion(args.xml, args.out, params=p, overwrite=args.overwrite)
+    run.finish(result, _beside(args.out, ".summary.json"))
     return 0
 
 
@@ -182,8 +201,11 @@ def cmd_stitch(args) -> int:
     aligned, fused = stitch_outputs(args.out, args.xml)
     guard_outputs(args.xml, alignment_outputs(aligned, "the aligned XML it writes") + fusion_outputs(fused, "the fused image it writes"))
     _check_rerun(args.out, args.xml, p, args.overwrite)
-    with prefect_api():
-        _print(stitch(args.xml, args.out, params=p, overwrite=args.overwrite))
+    run = _command_run(args)
+    with prefect_api(), run.progress():
+        result = stitch(args.xml, args.out, params=p, overwrite=args.overwrite)
+    run.finish(result, os.path.join(args.out, SUMMARY_NAME) if "://" not in args.out
+               else f"{args.out.rstrip('/')}/{SUMMARY_NAME}")
     return 0
 
 
@@ -319,7 +341,8 @@ def cmd_demo(args) -> int:
             paths = write_dataset(data, p.synthetic)
             xml, truth = str(paths.xml), str(paths.ground_truth)
     _preflight(xml, p)
-    with prefect_api():
+    run = _command_run(args)
+    with prefect_api(), run.progress():
         result = stitch(xml, str(out / "stitched"), params=p, overwrite=args.overwrite, ground_truth=truth)
     summary = {
         "dataset": xml,
@@ -330,13 +353,18 @@ def cmd_demo(args) -> int:
         "qc_verdict": result["qc"]["verdict"],
         "qc_report": result["qc"]["report_uri"],
     }
+    error = None
     if truth:
-        s = score(truth, result["aligned_xml"])
-        summary["alignment_error_voxels"] = {
-            "rms": round(s.rms_voxels, 3), "max": round(s.max_voxels, 3),
-            "nominal_rms": round(s.nominal_rms_voxels, 3), "nominal_max": round(s.nominal_max_voxels, 3),
-        }
-    _print(summary)
+        # The QC report's gauge (affine after an affine round, else rigid), named, so the
+        # two numbers agree and say what they are.
+        gauge = "affine" if p.alignment.rounds[-1] == "affine" else "rigid"
+        s = score(truth, result["aligned_xml"], gauge=gauge)
+        error = {"gauge": gauge, "voxel_um": s.voxel_um,
+                 **{k: round(getattr(s, k), 4) for k in ("rms_voxels", "max_voxels", "rms_um", "max_um",
+                                                         "nominal_rms_voxels", "nominal_max_voxels")}}
+        summary["alignment_error"] = error
+    summary["stitch"] = result
+    run.finish(summary, str(out / SUMMARY_NAME), score=error)
     return 0
 
 
@@ -363,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", help="tile grid NxMxK of the generated dataset (default 3x2x1)")
     p.add_argument("--xml", help="use this dataset instead of generating one")
     p.add_argument("--ground-truth", help="ground truth of --xml, for the score")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON instead of the summary "
+                   "(otherwise it is written beside the outputs)")
     _common(p)
     p.set_defaults(func=cmd_demo)
 
@@ -379,18 +409,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("align", help="alignment flow: detect -> match + solve per round")
     p.add_argument("xml")
     p.add_argument("--out", required=True, help="solved XML")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON instead of the summary "
+                   "(otherwise it is written beside the outputs)")
     _common(p)
     p.set_defaults(func=cmd_align)
 
     p = sub.add_parser("fuse", help="fusion flow: fuse -> multiscale, to OME-Zarr")
     p.add_argument("xml")
     p.add_argument("--out", required=True, help="fused OME-Zarr")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON instead of the summary "
+                   "(otherwise it is written beside the outputs)")
     _common(p)
     p.set_defaults(func=cmd_fuse)
 
     p = sub.add_parser("stitch", help="alignment then fusion")
     p.add_argument("xml")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON instead of the summary "
+                   "(otherwise it is written beside the outputs)")
     _common(p)
     p.set_defaults(func=cmd_stitch)
 
