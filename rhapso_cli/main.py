@@ -371,14 +371,15 @@ def cmd_demo(args) -> int:
 # --- parser -------------------------------------------------------------------------------
 
 
-def _common(p: argparse.ArgumentParser, runtime: bool = True) -> None:
+def _common(p: argparse.ArgumentParser, runtime: bool = True, writes: bool = True) -> None:
     p.add_argument("--params", metavar="FILE.yml", help="parameter file (nested by stage, or flat with the seed's names)")
     p.add_argument("--set", action="append", metavar="STAGE.NAME=VALUE", help="override one parameter (repeatable)")
     if runtime:
         p.add_argument("--ray-address", help="Ray cluster address (default: a local Ray on this machine)")
         p.add_argument("--num-cpus", type=int, help="CPU cap for the local Ray")
         p.add_argument("--no-ray", action="store_true", help="run tasks in threads instead of Ray (debugging)")
-    p.add_argument("--overwrite", action="store_true", help="allow replacing an existing output")
+    if writes:
+        p.add_argument("--overwrite", action="store_true", help="allow replacing an existing output")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -397,9 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("synth", help="write a synthetic dataset (OME-Zarr tiles, XML, ground truth)")
-    p.add_argument("out_dir")
+    p.add_argument("out_dir", help="folder to write (dataset.xml, images.ome.zarr, ground_truth.json)")
     p.add_argument("--grid", help="tile grid NxMxK (default 3x2x1)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="random seed of the specimen, the stage errors and the camera noise "
+                   "(synthetic.seed; the same seed writes the same dataset)")
     p.add_argument("--volume", help="image a real volume instead of the analytic specimen "
                    "(folder of TIFF planes, TIFF stack or OME-Zarr)")
     p.add_argument("--volume-voxel-size", metavar="Z,Y,X", help="the volume's voxel size in um (default: its metadata)")
@@ -477,8 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--price-per-core-hour", type=float, metavar="PRICE",
                    help="price of one core for one hour (e.g. an instance's hourly price / its vCPUs): "
                    "prints the cluster's cost for the predicted time")
-    p.add_argument("--json", action="store_true")
-    _common(p, runtime=False)
+    p.add_argument("--json", action="store_true", help="print the plan as JSON (per stage, and the totals)")
+    _common(p, runtime=False, writes=False)
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("score", help="alignment error of a solved XML against ground truth")

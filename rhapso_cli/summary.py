@@ -45,6 +45,31 @@ def _num(v, digits: int = 3) -> str:
     return "-" if v is None else f"{float(v):.{digits}g}"
 
 
+def _stage_lines(stages, width: int = 100, most: int = 3) -> list[str]:
+    """Stage times, wrapped to ``most`` lines; numbered stages (pyramid levels) folded into one."""
+    import re
+
+    folded: list[tuple[str, int, float]] = []  # (name, count, seconds)
+    for s in stages:
+        name = re.sub(r" \d+$", "", s.what)
+        if folded and folded[-1][0] == name and name != s.what:
+            folded[-1] = (name, folded[-1][1] + 1, folded[-1][2] + s.seconds)
+        else:
+            folded.append((name, 1, s.seconds))
+    parts = [f"{n}{f' (x{c})' if c > 1 else ''} {_duration(t)}" for n, c, t in folded]
+    lines, cur = [], "  stages: "
+    for i, part in enumerate(parts):
+        if len(cur) + len(part) > width and cur.strip() != "stages:":
+            if len(lines) == most - 1:
+                cur += f"+{len(parts) - i} more"
+                break
+            lines.append(cur.rstrip("; "))
+            cur = "          "
+        cur += part + "; "
+    lines.append(cur.rstrip("; "))
+    return lines
+
+
 def summary_lines(command: str, result: dict, display: ProgressDisplay | None, seconds: float,
                   json_path: str | None, score: dict | None = None) -> list[str]:
     """At most ~20 lines whatever the dataset's size (a screen), from the command's result."""
@@ -52,16 +77,15 @@ def summary_lines(command: str, result: dict, display: ProgressDisplay | None, s
     dataset = result.get("dataset")
     result = result.get("stitch", result)  # demo: its stitch's result inside
     if display is not None and display.stages:
-        parts = [f"{s.what} {s.done}/{s.total} {_duration(s.seconds)}" for s in display.stages]
-        lines.append("  stages: " + "; ".join(parts[:8]) + (f"; +{len(parts) - 8} more" if len(parts) > 8 else ""))
+        lines += _stage_lines(display.stages)
     alignment = result.get("alignment", result if "rounds" in result else None)
     if alignment:
         counts = list((alignment.get("detection") or {}).values())
         if counts:
             lines.append(f"  interest points: {sum(counts)} in {len(counts)} views "
                          f"(fewest {min(counts)}, most {max(counts)})")
-        for r in alignment.get("rounds", []):
-            lines.append(f"  round {r.get('transform', '?')}: {r.get('pairs_matched')}/{r.get('pairs')} pairs "
+        for r in alignment.get("rounds", [])[:4]:
+            lines.append(f"  {r.get('transform', 'round')}: {r.get('pairs_matched')}/{r.get('pairs')} pairs "
                          f"matched, solver error {_num(r.get('final_error'))} (world units)")
     fusion = result.get("fusion", result if "blocks_written" in result else None)
     if fusion:

@@ -105,3 +105,26 @@ def test_lazy_package_exports_match_eager_semantics():
         mod = __import__(f"rhapso_core.{pkg}", fromlist=["__all__"])
         missing = [n for n in mod.__all__ if not hasattr(mod, n)]
         assert missing == [], (pkg, missing)
+
+
+def test_plan_takes_no_overwrite_and_the_nits_have_help_texts():
+    from rhapso_cli.main import build_parser
+
+    parser = build_parser()
+    with pytest.raises(SystemExit) as e:
+        parser.parse_args(["plan", "x.xml", "--cores", "2", "--memory-per-core", "2", "--overwrite"])
+    assert e.value.code == 2
+    sub = parser._subparsers._group_actions[0].choices
+    helps = {(cmd, a.dest): a.help for cmd in ("synth", "plan") for a in sub[cmd]._actions}
+    assert helps[("synth", "out_dir")] and helps[("synth", "seed")] and helps[("plan", "json")]
+    for cmd in ("align", "fuse", "stitch", "demo"):
+        assert any(a.dest == "json" for a in sub[cmd]._actions), cmd
+
+
+def test_plan_says_what_it_leaves_out():
+    from rhapso_core.planner import STARTUP_NOTE, plan
+
+    xml = ROOT.parent / "shared" / "fixtures" / "xml" / "brainglobe-stitch-mesospim" / "test_data_bdv.xml"
+    rep = plan(str(xml), cores=4, memory_per_core_gb=4)
+    assert rep.table().splitlines()[-1] == STARTUP_NOTE and "start-up" in STARTUP_NOTE
+    assert rep.to_dict()["excludes"] == STARTUP_NOTE
