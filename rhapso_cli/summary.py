@@ -41,6 +41,10 @@ def write_json(uri: str, obj: Any) -> str:
     return uri
 
 
+def _n(count, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
 def _num(v, digits: int = 3) -> str:
     return "-" if v is None else f"{float(v):.{digits}g}"
 
@@ -91,8 +95,8 @@ def summary_lines(command: str, result: dict, display: ProgressDisplay | None, s
     if fusion:
         shape = "x".join(str(v) for v in fusion.get("shape_zyx", []))
         written = fusion.get("blocks_written")
-        lines.append(f"  fused image: {shape} voxels (z,y,x), {fusion.get('units')} work units, "
-                     f"{written} blocks written this run" + (" (all reused from an earlier run)" if written == 0 else ""))
+        lines.append(f"  fused image: {shape} voxels (z,y,x), {_n(fusion.get('units'), 'work unit')}, "
+                     f"{_n(written, 'block')} written this run" + (" (all reused from an earlier run)" if written == 0 else ""))
     if score:
         lines.append(f"  error vs ground truth ({score['gauge']} gauge, as in the QC report): "
                      f"RMS {_num(score['rms_voxels'])} voxels = {_num(score['rms_um'])} um, "
@@ -103,7 +107,7 @@ def summary_lines(command: str, result: dict, display: ProgressDisplay | None, s
         reasons = [r.get("message", "") for r in qc.get("reasons", []) if r.get("level") != "info"]
         lines.append(f"  QC verdict: {qc.get('verdict', '?').upper()}" + (f" ({reasons[0]})" if reasons else ""))
         if len(reasons) > 1:
-            lines.append(f"    and {len(reasons) - 1} more reasons in the report")
+            lines.append(f"    and {_n(len(reasons) - 1, 'more reason')} in the report")
     outs = [("dataset", dataset),
             ("aligned XML", result.get("aligned_xml") or (result.get("output") if "rounds" in result else None)),
             ("fused image", result.get("fused") or (result.get("output") if "blocks_written" in result else None)),
