@@ -483,6 +483,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, runtime=False, writes=False)
     p.set_defaults(func=cmd_plan)
 
+    p = sub.add_parser("view", help="look at a result in Neuroglancer: serves the data on this machine and opens a link")
+    p.add_argument("target", help="an XML (tiles placed by its registrations, before fusion), a stitch output "
+                   "folder or a fused OME-Zarr (the fused image with the tiles)")
+    p.add_argument("--fused", help="a fused OME-Zarr to show with an XML")
+    p.add_argument("--port", type=int, default=0, help="HTTP port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--no-browser", action="store_true", help="print the link only")
+    p.set_defaults(func=lambda a: __import__("rhapso_cli.view", fromlist=["cmd_view"]).cmd_view(a))
+
     p = sub.add_parser("score", help="alignment error of a solved XML against ground truth")
     p.add_argument("ground_truth")
     p.add_argument("solved")
@@ -568,6 +576,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         _early_checks(args)
+        if args.command == "view":  # no run, nothing to resume: Ctrl-C just stops serving
+            return args.func(args)
         with _command_env(args.verbose), handling_signals(args.command, _KEPT.get(args.command, "finished work")):
             return args.func(args)
     except Exception as exc:  # every failure ends in one line (the traceback only under -v)
