@@ -98,8 +98,8 @@ def summary_lines(command: str, result: dict, display: ProgressDisplay | None, s
         lines.append(f"  fused image: {shape} voxels (z,y,x), {_n(fusion.get('units'), 'work unit')}, "
                      f"{_n(written, 'block')} written this run" + (" (all reused from an earlier run)" if written == 0 else ""))
     if score:
-        lines.append(f"  error vs ground truth ({score['gauge']} gauge, as in the QC report): "
-                     f"RMS {_num(score['rms_voxels'])} voxels = {_num(score['rms_um'])} um, "
+        lines.append(f"  error vs ground truth ({score['gauge']} gauge, as in the QC report):")
+        lines.append(f"    RMS {_num(score['rms_voxels'])} voxels = {_num(score['rms_um'])} um, "
                      f"max {_num(score['max_voxels'])} voxels = {_num(score['max_um'])} um "
                      f"(nominal positions: RMS {_num(score['nominal_rms_voxels'])} voxels)")
     qc = result.get("qc") or (alignment or {}).get("qc")

@@ -93,7 +93,8 @@ def test_summary_of_a_big_run_still_fits_a_screen(tmp_path):
     lines = summary_lines("stitch", result, d, 75.0, str(tmp_path / "summary.json"), score)
     assert len(lines) <= 25 and max(map(len, lines)) < 200
     assert "all reused from an earlier run" in " ".join(lines)
-    assert any("affine gauge" in ln and "voxels" in ln and " um" in ln for ln in lines)
+    i = next(i for i, ln in enumerate(lines) if "affine gauge" in ln)
+    assert "0.08 voxels = 0.04 um" in lines[i + 1]
     path = write_json(str(tmp_path / "summary.json"), result)
     assert json.loads(Path(path).read_text()) == result
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]  # no temporary left
