@@ -275,6 +275,8 @@ def cmd_qc(args) -> int:
     result = build_report(
         args.input, args.solved, store, p.detection.label, fused_uri=args.fused,
         ground_truth=args.ground_truth, out_html=args.out, params=p.qc,
+        neuroglancer_base_url=args.base_url, neuroglancer_serve_root=args.serve_root or (
+            os.path.dirname(os.path.abspath(args.solved)) if args.base_url else None),
     )
     _print({k: result[k] for k in ("verdict", "reasons", "report_uri", "neuroglancer_url")})
     return 0 if result["verdict"] != "fail" or not args.strict else 1
@@ -469,6 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ground-truth", help="ground truth of a synthetic dataset, for the score table")
     p.add_argument("--out", help="report file (default: qc_report.html beside the solved XML)")
     p.add_argument("--strict", action="store_true", help="exit 1 when the verdict is fail")
+    p.add_argument("--base-url", metavar="URL", help="where --serve-root is served over HTTP (e.g. by a web "
+                   "server, or `rhapso view`'s port): the report's Neuroglancer link then works for local data")
+    p.add_argument("--serve-root", metavar="DIR", help="the folder served at --base-url (default: the solved "
+                   "XML's folder)")
     _common(p, runtime=False)
     p.set_defaults(func=cmd_qc)
 

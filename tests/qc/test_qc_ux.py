@@ -66,3 +66,23 @@ def test_candidate_counts_are_plural_only_when_more_than_one():
     one = ransac(np.zeros((1, 3)), np.zeros((1, 3)), make_model("translation"), min_inliers=3)
     two = ransac(np.zeros((2, 3)), np.zeros((2, 3)), make_model("translation"), min_inliers=3)
     assert one.reason.startswith("1 candidate, fewer than") and two.reason.startswith("2 candidates, fewer")
+
+
+def test_qc_command_takes_a_base_url_so_the_neuroglancer_link_works_for_local_data(qc_run, tmp_path):
+    import contextlib
+    import json
+    from urllib.parse import unquote
+
+    from rhapso_cli.main import main
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(["qc", qc_run.solved_xml, "--input", qc_run.input_xml, "--store", qc_run.store, "--fused",
+                   qc_run.fused, "--out", str(tmp_path / "r.html"), "--base-url", "http://127.0.0.1:9000/",
+                   "--serve-root", str(qc_run.root)])
+    assert rc == 0
+    url = json.loads(buf.getvalue())["neuroglancer_url"]
+    state = json.loads(unquote(url.split("#!", 1)[1]))
+    sources = [ly["source"]["url"] if isinstance(ly["source"], dict) else ly["source"] for ly in state["layers"]]
+    assert "zarr://http://127.0.0.1:9000/out/fused.ome.zarr/" in sources
+    assert 'class="ng-link"' in (tmp_path / "r.html").read_text()
