@@ -145,3 +145,16 @@ def test_demo_in_a_terminal_shows_progress_then_a_screen_sized_summary(tmp_path)
     # the demo's error and the QC report's use one gauge, named
     assert full["alignment_error"]["gauge"] in ("affine", "rigid")
     assert f"{full['alignment_error']['rms_voxels']:.3g} voxels" in joined
+
+
+def test_align_and_fuse_summaries_name_their_outputs(tmp_path):
+    align = {"input": "in.xml", "output": "solved.xml", "store": "ip.zarr", "detection": {"0/0": 10, "0/1": 12},
+             "rounds": [{"transform": "rigid", "pairs": 1, "pairs_matched": 1, "final_error": 0.2}],
+             "qc": {"verdict": "pass", "reasons": [], "report_uri": "qc.html"}}
+    text = "\n".join(summary_lines("align", align, None, 5.0, "solved.summary.json"))
+    assert "aligned XML: solved.xml" in text and "1/1 pairs matched" in text and "QC verdict: PASS" in text
+    assert "interest points: 22 in 2 views" in text and "fused image" not in text
+    fuse = {"output": "f.ome.zarr", "xml": "f.xml", "shape_zyx": [10, 20, 30], "blocks_written": 3, "units": 1}
+    text = "\n".join(summary_lines("fuse", fuse, None, 5.0, "f.ome.zarr.summary.json"))
+    assert "fused image: f.ome.zarr" in text and "10x20x30 voxels (z,y,x), 1 work unit, 3 blocks written" in text
+    assert "aligned XML" not in text
