@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
@@ -74,12 +76,20 @@ class Progress:
         self.total = max(int(total), 1)
         self.done = 0
         self.what = what
+        self.started = time.monotonic()
         self.id = create_progress_artifact(0.0, description=f"{what}: 0 of {total}")
+        self._tell()
+
+    def _tell(self) -> None:
+        from flows.progress import ProgressEvent, report
+
+        report(ProgressEvent(self.what, min(self.done, self.total), self.total, time.monotonic() - self.started))
 
     def advance(self, n: int = 1) -> None:
         self.done += n
         pct = 100.0 * min(self.done, self.total) / self.total
         update_progress_artifact(self.id, pct, description=f"{self.what}: {self.done} of {self.total}")
+        self._tell()
 
 
 def wait_with_progress(futures: list, what: str) -> list:

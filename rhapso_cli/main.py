@@ -17,8 +17,6 @@ import os
 import sys
 from pathlib import Path
 
-from flows.layout import alignment_outputs, check_not_input, fusion_outputs, guard_outputs
-
 EXIT_BAD_INPUT = 2
 # Exit status when the run completed but QC's verdict is "fail" (rhapso_core.qc.causes.EXIT_QC_FAILED).
 EXIT_QC_FAILED = 3
@@ -29,6 +27,9 @@ class CliError(ValueError):
 
 
 def _params(args, extra: list[str] | None = None):
+    early = getattr(args, "_early_params", None)
+    if early is not None and not extra:  # validated by main() before the heavy imports
+        return early
     from rhapso_core import param_files
     from rhapso_core.config import PipelineParams
 
@@ -57,6 +58,19 @@ def _ids(text: str) -> list[int]:
         return [int(t) for t in text.replace(" ", "").split(",") if t != ""]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integer ids, got {text!r}") from None
+#: The full result of stitch and demo, beside their outputs (align and fuse: ``OUT.summary.json``).
+SUMMARY_NAME = "summary.json"
+
+
+def _command_run(args):
+    from rhapso_cli.summary import CommandRun
+
+    return CommandRun(args.command, getattr(args, "json", False))
+
+
+def _beside(out: str, suffix: str) -> str:
+    base = out.rstrip("/")
+    return (base[:-4] if base.endswith(".xml") else base) + suffix
 
 
 def _print(obj) -> None:
@@ -127,6 +141,7 @@ def _parse_grid(text: str) -> list[str]:
 
 
 def cmd_xml(args) -> int:
+    from flows.layout import check_not_input, guard_outputs
     from rhapso_core.spimdata import load_xml, save_xml
 
     check_not_input(args.out, args.xml, "--out")
@@ -191,19 +206,24 @@ class QCFailedExit(Exception):
 
 
 @contextlib.contextmanager
-def _qc_failure(args):
-    """A flow's QCFailedError: print the summary it carries, the cause on stderr, then exit 3."""
+def _qc_failure(args, run=None, json_path: str | None = None):
+    """A flow's QCFailedError: the summary it carries (``run.finish`` to ``json_path`` when
+    given, else printed as JSON), the cause on stderr, then exit 3."""
     from rhapso_core.qc.causes import QCFailedError
 
     try:
         yield
     except QCFailedError as exc:
-        _print(exc.summary)
+        if run is not None and json_path is not None:
+            run.finish(exc.summary, json_path)
+        else:
+            _print(exc.summary)
         print(f"rhapso {args.command}: QC verdict fail: {'; '.join(exc.causes)}", file=sys.stderr)
         raise QCFailedExit() from None
 
 
 def cmd_align(args) -> int:
+    from flows.layout import alignment_outputs, guard_outputs
     from flows.alignment import alignment
     from flows.runtime import prefect_api
 
@@ -212,24 +232,31 @@ def cmd_align(args) -> int:
     out = args.out
     guard_outputs(args.xml, alignment_outputs(out))
     _check_out_free(out, args.overwrite)
-    with prefect_api(), _qc_failure(args):
-        _print(alignment(args.xml, out, params=p))
+    run = _command_run(args)
+    json_path = _beside(out, ".summary.json")
+    with _qc_failure(args, run, json_path), prefect_api(), run.progress():
+        result = alignment(args.xml, out, params=p)
+    run.finish(result, json_path)
     return 0
 
 
 def cmd_fuse(args) -> int:
+    from flows.layout import fusion_outputs, guard_outputs
     from flows.fusion import fusion
     from flows.runtime import prefect_api
 
     p = _params(args)
     _preflight(args.xml, p)
     guard_outputs(args.xml, fusion_outputs(args.out))
-    with prefect_api():
-        _print(fusion(args.xml, args.out, params=p, overwrite=args.overwrite))
+    run = _command_run(args)
+    with prefect_api(), run.progress():
+        result = fusion(args.xml, args.out, params=p, overwrite=args.overwrite)
+    run.finish(result, _beside(args.out, ".summary.json"))
     return 0
 
 
 def cmd_stitch(args) -> int:
+    from flows.layout import alignment_outputs, fusion_outputs, guard_outputs
     from flows.runtime import prefect_api
     from flows.stitch import stitch, stitch_outputs
 
@@ -239,12 +266,17 @@ def cmd_stitch(args) -> int:
     guard_outputs(args.xml, alignment_outputs(aligned, "the aligned XML it writes")
                   + fusion_outputs(fused, "the fused image it writes"))
     _check_rerun(args.out, args.xml, p, args.overwrite)
-    with prefect_api(), _qc_failure(args):
-        _print(stitch(args.xml, args.out, params=p, overwrite=args.overwrite))
+    run = _command_run(args)
+    json_path = (os.path.join(args.out, SUMMARY_NAME) if "://" not in args.out
+                 else f"{args.out.rstrip('/')}/{SUMMARY_NAME}")
+    with _qc_failure(args, run, json_path), prefect_api(), run.progress():
+        result = stitch(args.xml, args.out, params=p, overwrite=args.overwrite)
+    run.finish(result, json_path)
     return 0
 
 
 def cmd_detect(args) -> int:
+    from flows.layout import guard_outputs
     from flows.alignment import detection_stage
     from flows.layout import alignment_layout
     from flows.runtime import prefect_api, ray_session, stage_runner
@@ -273,6 +305,7 @@ def cmd_detect(args) -> int:
 
 
 def cmd_match_solve(args, solve_only: bool = False) -> int:
+    from flows.layout import guard_outputs
     from flows.alignment import match_and_solve_stage
     from flows.layout import alignment_layout
     from flows.runtime import prefect_api, ray_session, stage_runner
@@ -299,6 +332,7 @@ def cmd_match_solve(args, solve_only: bool = False) -> int:
 
 
 def cmd_qc(args) -> int:
+    from flows.layout import guard_outputs
     from flows.layout import alignment_layout
     from rhapso_core.qc import build_report
 
@@ -311,12 +345,15 @@ def cmd_qc(args) -> int:
     result = build_report(
         args.input, args.solved, store, p.detection.label, fused_uri=args.fused,
         ground_truth=args.ground_truth, out_html=args.out, params=p.qc,
+        neuroglancer_base_url=args.base_url, neuroglancer_serve_root=args.serve_root or (
+            os.path.dirname(os.path.abspath(args.solved)) if args.base_url else None),
     )
     _print({k: result[k] for k in ("verdict", "reasons", "report_uri", "neuroglancer_url")})
     return 0 if result["verdict"] != "fail" or not args.strict else 1
 
 
 def cmd_split(args) -> int:
+    from flows.layout import guard_outputs
     from flows.layout import alignment_layout
     from rhapso_core.split import split_dataset
     from rhapso_core.split.dataset import default_split_store
@@ -376,7 +413,8 @@ def cmd_demo(args) -> int:
             paths = write_dataset(data, p.synthetic)
             xml, truth = str(paths.xml), str(paths.ground_truth)
     _preflight(xml, p)
-    with prefect_api(), _qc_failure(args):
+    run = _command_run(args)
+    with _qc_failure(args, run, str(out / SUMMARY_NAME)), prefect_api(), run.progress():
         result = stitch(xml, str(out / "stitched"), params=p, overwrite=args.overwrite, ground_truth=truth)
     summary = {
         "dataset": xml,
@@ -389,27 +427,33 @@ def cmd_demo(args) -> int:
     }
     if result["alignment"].get("reverted_tiles"):
         summary["reverted_tiles"] = result["alignment"]["reverted_tiles"]
+    error = None
     if truth:
-        s = score(truth, result["aligned_xml"])
-        summary["alignment_error_voxels"] = {
-            "rms": round(s.rms_voxels, 3), "max": round(s.max_voxels, 3),
-            "nominal_rms": round(s.nominal_rms_voxels, 3), "nominal_max": round(s.nominal_max_voxels, 3),
-        }
-    _print(summary)
+        # The QC report's gauge (affine after an affine round, else rigid), named, so the
+        # two numbers agree and say what they are.
+        gauge = "affine" if p.alignment.rounds[-1] == "affine" else "rigid"
+        s = score(truth, result["aligned_xml"], gauge=gauge)
+        error = {"gauge": gauge, "voxel_um": s.voxel_um,
+                 **{k: round(getattr(s, k), 4) for k in ("rms_voxels", "max_voxels", "rms_um", "max_um",
+                                                         "nominal_rms_voxels", "nominal_max_voxels")}}
+        summary["alignment_error"] = error
+    summary["stitch"] = result
+    run.finish(summary, str(out / SUMMARY_NAME), score=error)
     return 0
 
 
 # --- parser -------------------------------------------------------------------------------
 
 
-def _common(p: argparse.ArgumentParser, runtime: bool = True) -> None:
+def _common(p: argparse.ArgumentParser, runtime: bool = True, writes: bool = True) -> None:
     p.add_argument("--params", metavar="FILE.yml", help="parameter file (nested by stage, or flat with the seed's names)")
     p.add_argument("--set", action="append", metavar="STAGE.NAME=VALUE", help="override one parameter (repeatable)")
     if runtime:
         p.add_argument("--ray-address", help="Ray cluster address (default: a local Ray on this machine)")
         p.add_argument("--num-cpus", type=int, help="CPU cap for the local Ray")
         p.add_argument("--no-ray", action="store_true", help="run tasks in threads instead of Ray (debugging)")
-    p.add_argument("--overwrite", action="store_true", help="allow replacing an existing output")
+    if writes:
+        p.add_argument("--overwrite", action="store_true", help="allow replacing an existing output")
     sel = p.add_argument_group("view selection (BigStitcher-Spark's flags; ids comma-separated, AND-combined)")
     for flag, name in _SELECTION_FLAGS:
         option = "--" + flag.replace("_id", "Id").replace("_", "")
@@ -427,13 +471,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", help="tile grid NxMxK of the generated dataset (default 3x2x1)")
     p.add_argument("--xml", help="use this dataset instead of generating one")
     p.add_argument("--ground-truth", help="ground truth of --xml, for the score")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON instead of the summary "
+                   "(otherwise it is written beside the outputs)")
     _common(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("synth", help="write a synthetic dataset (OME-Zarr tiles, XML, ground truth)")
-    p.add_argument("out_dir")
+    p.add_argument("out_dir", help="folder to write (dataset.xml, images.ome.zarr, ground_truth.json)")
     p.add_argument("--grid", help="tile grid NxMxK (default 3x2x1)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="random seed of the specimen, the stage errors and the camera noise "
+                   "(synthetic.seed; the same seed writes the same dataset)")
     p.add_argument("--channels", type=int, help="channels per tile, each with its own specimen (default 1)")
     p.add_argument("--illuminations", type=int, help="illumination sides per tile, 1 or 2 (default 1)")
     p.add_argument("--timepoints", type=int, help="timepoints, the specimen drifting between them (default 1)")
@@ -446,18 +493,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("align", help="alignment flow: detect -> match + solve per round")
     p.add_argument("xml")
     p.add_argument("--out", required=True, help="solved XML")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON instead of the summary "
+                   "(otherwise it is written beside the outputs)")
     _common(p)
     p.set_defaults(func=cmd_align)
 
     p = sub.add_parser("fuse", help="fusion flow: fuse -> multiscale, to OME-Zarr")
     p.add_argument("xml")
     p.add_argument("--out", required=True, help="fused OME-Zarr")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON instead of the summary "
+                   "(otherwise it is written beside the outputs)")
     _common(p)
     p.set_defaults(func=cmd_fuse)
 
     p = sub.add_parser("stitch", help="alignment then fusion")
     p.add_argument("xml")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON instead of the summary "
+                   "(otherwise it is written beside the outputs)")
     _common(p)
     p.set_defaults(func=cmd_stitch)
 
@@ -498,6 +551,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ground-truth", help="ground truth of a synthetic dataset, for the score table")
     p.add_argument("--out", help="report file (default: qc_report.html beside the solved XML)")
     p.add_argument("--strict", action="store_true", help="exit 1 when the verdict is fail")
+    p.add_argument("--base-url", metavar="URL", help="where --serve-root is served over HTTP (e.g. by a web "
+                   "server, or `rhapso view`'s port): the report's Neuroglancer link then works for local data")
+    p.add_argument("--serve-root", metavar="DIR", help="the folder served at --base-url (default: the solved "
+                   "XML's folder)")
     _common(p, runtime=False)
     p.set_defaults(func=cmd_qc)
 
@@ -508,9 +565,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--price-per-core-hour", type=float, metavar="PRICE",
                    help="price of one core for one hour (e.g. an instance's hourly price / its vCPUs): "
                    "prints the cluster's cost for the predicted time")
-    p.add_argument("--json", action="store_true")
-    _common(p, runtime=False)
+    p.add_argument("--json", action="store_true", help="print the plan as JSON (per stage, and the totals)")
+    _common(p, runtime=False, writes=False)
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("view", help="look at a result in Neuroglancer: serves the data on this machine and opens a link")
+    p.add_argument("target", help="an XML (tiles placed by its registrations, before fusion), a stitch output "
+                   "folder or a fused OME-Zarr (the fused image with the tiles)")
+    p.add_argument("--fused", help="a fused OME-Zarr to show with an XML")
+    p.add_argument("--port", type=int, default=0, help="HTTP port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--no-browser", action="store_true", help="print the link only")
+    p.set_defaults(func=lambda a: __import__("rhapso_cli.view", fromlist=["cmd_view"]).cmd_view(a))
 
     p = sub.add_parser("score", help="alignment error of a solved XML against ground truth")
     p.add_argument("ground_truth")
@@ -596,12 +661,24 @@ _KEPT = {
 }
 
 
+def _early_checks(args) -> None:
+    """Arguments and parameters, checked before Prefect, Ray, zarr or numba are imported."""
+    from rhapso_cli.early import check_xml_paths
+
+    check_xml_paths(args)
+    if hasattr(args, "params"):  # commands that take parameters
+        args._early_params = _params(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from rhapso_cli.interrupt import handling_signals
 
     try:
+        _early_checks(args)
+        if args.command == "view":  # no run, nothing to resume: Ctrl-C just stops serving
+            return args.func(args)
         with _command_env(args.verbose), handling_signals(args.command, _KEPT.get(args.command, "finished work")):
             return args.func(args)
     except QCFailedExit:

@@ -20,10 +20,10 @@ from rhapso_core.pipeline.view_selection import ViewSelection
 from rhapso_core.qc import QCParams
 from rhapso_core.solver import SolverParams
 from rhapso_core.split import SplitParams
-from rhapso_core.stitching import StitchingParams
+from rhapso_core.stitching.params import StitchingParams
 from rhapso_core.synthetic.params import SyntheticParams
-from rhapso_core.pipeline.retry import RetryParams
-from rhapso_core.verify import VerifyParams
+from rhapso_core.pipeline.retry_params import RetryParams
+from rhapso_core.verify.params import VerifyParams
 
 RoundKind = Literal["phase", "translation", "rigid", "affine"]
 # Rounds that can carry their own matching parameters: the point-matching rounds and the split-affine solve.

@@ -14,6 +14,7 @@ each key is mapped, or noted as not a parameter here with the reason, or refused
 from __future__ import annotations
 
 import logging
+import difflib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -106,7 +107,8 @@ def nest(
             continue
         owners = [stage for stage, fields in stages.items() if key in fields]
         if not owners:
-            raise ParameterError(f"{source}: unknown parameter '{key}'")
+            known = set(stages) | set(model_cls.model_fields) | {f for fs in stages.values() for f in fs}
+            raise ParameterError(f"{source}: unknown parameter '{key}'{_did_you_mean(key, known)}")
         for stage in owners:
             out.setdefault(stage, {}).setdefault(key, value)
     return out
@@ -133,6 +135,21 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
     return out
 
 
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _fields_at(model_cls: type[BaseModel], loc: tuple) -> set[str]:
+    """The field names of the (nested) model that holds the parameter at ``loc``."""
+    cls: type | None = model_cls
+    for part in loc[:-1]:
+        field = cls.model_fields.get(str(part)) if cls is not None else None
+        ann = field.annotation if field is not None else None
+        cls = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    return set(cls.model_fields) if cls is not None else set()
+
+
 def build(model_cls: type[M], data: Mapping[str, Any], source: str = "parameters") -> M:
     """Validate into ``model_cls``; the error names the first bad parameter and why."""
     try:
@@ -140,6 +157,9 @@ def build(model_cls: type[M], data: Mapping[str, Any], source: str = "parameters
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":  # a typo: say so, and name the nearest real parameter
+            hint = _did_you_mean(str(err["loc"][-1]), _fields_at(model_cls, tuple(err["loc"])))
+            raise ParameterError(f"{source}: unknown parameter '{loc}'{hint}") from None
         value = err.get("input")
         shown = "" if isinstance(value, Mapping) else f" (got {value!r})"
         raise ParameterError(f"{source}: parameter '{loc}': {err['msg']}{shown}") from None
@@ -158,4 +178,7 @@ def load(
         for note in notes:  # Rhapso's files carry paths and cluster settings: say which keys were not used
             logging.getLogger(__name__).info("%s: %s", source, note)
     data = apply_overrides(data, overrides)
-    return build(model_cls, data, source if not overrides else f"{source} (with --set)")
+    overrides = list(overrides)
+    if overrides:
+        source = f"{path} (with --set)" if path is not None else "--set"
+    return build(model_cls, data, source)

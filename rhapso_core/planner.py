@@ -65,6 +65,11 @@ DEFAULT_THROUGHPUTS: dict[str, float] = {
 THROUGHPUTS_FILE = Path(__file__).resolve().parents[1] / "bench" / "throughputs.json"
 
 
+#: What the predicted times leave out, said under every plan.
+STARTUP_NOTE = ("not included: each run's fixed start-up (the Prefect API, starting or joining Ray, the workers' "
+                "first imports), which does not grow with the data")
+
+
 @dataclass(frozen=True)
 class StagePlan:
     """One stage's cost.
@@ -140,7 +145,7 @@ class PlanReport:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.update(wall_seconds=self.wall_seconds, core_hours_held=self.core_hours_held,
-                 core_hours_busy=self.core_hours_busy, cost=self.cost)
+                 core_hours_busy=self.core_hours_busy, cost=self.cost, excludes=STARTUP_NOTE)
         return d
 
     def table(self) -> str:
@@ -166,6 +171,7 @@ class PlanReport:
         share = 100 * busy / held if held else 0.0
         lines.append(f"cluster time: {held:,.0f} core-hours held ({self.cores} cores x {_dur(self.wall_seconds)}), "
                      f"{busy:,.0f} of them computing ({share:.0f} %; the rest reading and scheduling){cost}")
+        lines.append(STARTUP_NOTE)
         return "\n".join(lines)
 
 

@@ -35,7 +35,35 @@ def _clear_s3fs_cache() -> None:
     # endpoint changed would keep talking to the old endpoint.
     import s3fs
 
+    _close_s3fs_sessions(s3fs.S3FileSystem)
     s3fs.S3FileSystem.clear_instance_cache()
+
+
+def _zarr_loop():
+    try:
+        from zarr.core.sync import _get_loop
+
+        return _get_loop()
+    except Exception:
+        return None
+
+
+def _close_s3fs_sessions(cls) -> None:
+    # Closed here, while their event loops still run: left to the garbage collector at
+    # exit, each instance's aiohttp session is reported as an "Unclosed client session".
+    import fsspec.asyn
+
+    for fs in list(getattr(cls, "_cache", {}).values()):
+        client = getattr(fs, "_s3", None)
+        # an asynchronous instance (zarr's stores) lives on zarr's I/O loop
+        loop = _zarr_loop() if getattr(fs, "asynchronous", False) else getattr(fs, "_loop", None)
+        if client is None or loop is None or loop.is_closed() or not loop.is_running():
+            continue
+        try:
+            fsspec.asyn.sync(loop, client.close, timeout=10)
+            fs._s3 = None
+        except Exception:  # best effort: a session that cannot close only costs a warning
+            pass
 
 
 @pytest.fixture(scope="session")

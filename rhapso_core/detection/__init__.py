@@ -6,20 +6,14 @@ Public API: :class:`DetectionParams`, :class:`InterestPoints`, :func:`detect_dog
 per chunk for an orchestrator).
 """
 
-from rhapso_core.detection.merge import cap_spatially, combine_close, merge_points
+from rhapso_core._lazy import lazy_exports
 from rhapso_core.detection.params import DetectionParams
-from rhapso_core.detection.points import InterestPoints
-from rhapso_core.detection.view import (
-    ChunkTask,
-    DetectionError,
-    DetectionPlan,
-    choose_level,
-    detect_chunk,
-    detect_dog,
-    detect_view,
-    plan_detection,
-    resolve_intensity_range,
-)
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "rhapso_core.detection.merge": ('cap_spatially', 'combine_close', 'merge_points',),
+    "rhapso_core.detection.points": ('InterestPoints',),
+    "rhapso_core.detection.view": ('ChunkTask', 'DetectionError', 'DetectionPlan', 'choose_level', 'detect_chunk', 'detect_dog', 'detect_view', 'plan_detection', 'resolve_intensity_range',),
+})
 
 __all__ = [
     "DetectionParams", "InterestPoints", "detect_dog", "detect_view", "detect_chunk",

@@ -7,18 +7,16 @@ Typical use::
         fuse_to_zarr(views, grid, params, array, blocks=unit)   # one task per unit
 """
 
-from rhapso_core.fusion.blocks import group_blocks, plan_blocks, write_unit
-from rhapso_core.fusion.fuse import choose_level, fuse_block, source_box
-from rhapso_core.fusion.geometry import (
-    FusionGeometryError,
-    FusionView,
-    OutputGrid,
-    make_output_grid,
-    output_to_view,
-)
+from rhapso_core._lazy import lazy_exports
 from rhapso_core.fusion.params import OVERLAP_STRATEGIES, FusionParams
-from rhapso_core.fusion.resume import BlockMarkers, write_blocks
-from rhapso_core.fusion.writer import fuse_to_zarr
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "rhapso_core.fusion.blocks": ('group_blocks', 'plan_blocks', 'write_unit',),
+    "rhapso_core.fusion.fuse": ('choose_level', 'fuse_block', 'source_box',),
+    "rhapso_core.fusion.geometry": ('FusionGeometryError', 'FusionView', 'OutputGrid', 'make_output_grid', 'output_to_view',),
+    "rhapso_core.fusion.resume": ('BlockMarkers', 'write_blocks',),
+    "rhapso_core.fusion.writer": ('fuse_to_zarr',),
+})
 
 __all__ = [
     "FusionParams",
@@ -58,7 +56,7 @@ def plan_work_units(out_shape_zyx, params: FusionParams, chunk_size_zyx):
     list of list of Box
         One list of chunk-aligned blocks per task.
     """
-    from rhapso_core.fusion.blocks import aligned_block_size
+    from rhapso_core.fusion.blocks import aligned_block_size, group_blocks, plan_blocks
 
     bs = aligned_block_size(params.block_size[::-1], chunk_size_zyx)
     unit = [b * s for b, s in zip(bs, params.block_scale[::-1])]

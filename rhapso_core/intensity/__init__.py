@@ -18,9 +18,16 @@ Example
 >>> sol = estimate_intensity(sd, IntensityParams(dark_level=100))           # doctest: +SKIP
 """
 
-from rhapso_core.intensity.model import FlatField, ViewIntensity
+from rhapso_core._lazy import lazy_exports
 from rhapso_core.intensity.params import IntensityParams
-from rhapso_core.intensity.solve import IntensityError, IntensitySolution, PairFit, solve_intensities
+
+# The solver needs scipy and the dataset layer the pipeline: loaded only when asked, so that
+# validating a run's parameters (and importing fusion) stays light.
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "rhapso_core.intensity.model": ("FlatField", "ViewIntensity"),
+    "rhapso_core.intensity.solve": ("IntensityError", "IntensitySolution", "PairFit", "solve_intensities"),
+    "rhapso_core.intensity.dataset": ("estimate_intensity", "save_intensity", "load_intensity"),
+})
 
 __all__ = [
     "FlatField",
@@ -34,12 +41,3 @@ __all__ = [
     "save_intensity",
     "load_intensity",
 ]
-
-
-def __getattr__(name):
-    # The dataset layer imports the pipeline; load it only when asked (keeps fusion imports light).
-    if name in ("estimate_intensity", "save_intensity", "load_intensity"):
-        from rhapso_core.intensity import dataset
-
-        return getattr(dataset, name)
-    raise AttributeError(name)

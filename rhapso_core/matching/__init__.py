@@ -14,12 +14,16 @@ returned correspondences.
 ('ok', 400, True)
 """
 
-from .descriptors import Candidates, build_descriptors, match_descriptors, neighbor_vectors, subset_table
-from .icp import icp_refine, one_to_one
-from .match import PairMatch, match_points, model_for
-from .pairs import Pair, overlap_box, points_in_box, select_pairs
+from rhapso_core._lazy import lazy_exports
 from .params import MatchingParams
-from .ransac import RansacResult, draw_samples, ransac, robust_filter
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "rhapso_core.matching.descriptors": ('Candidates', 'build_descriptors', 'match_descriptors', 'neighbor_vectors', 'subset_table',),
+    "rhapso_core.matching.icp": ('icp_refine', 'one_to_one',),
+    "rhapso_core.matching.match": ('PairMatch', 'match_points', 'model_for',),
+    "rhapso_core.matching.ransac": ('RansacResult', 'draw_samples', 'ransac', 'robust_filter',),
+    "rhapso_core.matching.pairs": ('Pair', 'overlap_box', 'points_in_box', 'select_pairs',),
+})
 
 __all__ = [
     "MatchingParams",

@@ -172,7 +172,7 @@ def match_points(
     )
     n_cand = len(cand)
     if n_cand < min_inliers:
-        reason = f"{n_cand} candidates, fewer than the {min_inliers} needed"
+        reason = f"{n_cand} candidate{'' if n_cand == 1 else 's'}, fewer than the {min_inliers} needed"
         return _fail("too few candidates", reason, n_a, n_b, n_cand)
 
     p, q = pa[cand.idx_a], pb[cand.idx_b]

@@ -135,7 +135,7 @@ def ransac(
     need = max(int(min_inliers), m, int(np.ceil(min_inlier_ratio * n)))
     empty = np.zeros(0, dtype=np.int64)
     if n < max(int(min_inliers), m):
-        return RansacResult(None, empty, False, f"{n} candidates, fewer than the {max(int(min_inliers), m)} needed")
+        return RansacResult(None, empty, False, f"{n} candidate{'' if n == 1 else 's'}, fewer than the {max(int(min_inliers), m)} needed")
     rng = np.random.default_rng(seed)
     samples = draw_samples(rng, n, m, num_iterations)
     affines = np.ascontiguousarray(model.fit_batch(p[samples], q[samples])[:, :3, :])
@@ -165,7 +165,7 @@ def ransac(
             affine,
             empty,
             False,
-            f"best model has {c} inliers of {n} candidates; needs {need} "
+            f"best model has {c} inlier{'' if c == 1 else 's'} of {n} candidate{'' if n == 1 else 's'}; needs {need} "
             f"(min {max(int(min_inliers), m)}, ratio {min_inlier_ratio:g})",
         )
     return RansacResult(affine, np.flatnonzero(mask).astype(np.int64), True)

@@ -13,20 +13,18 @@ Example
 ('pass', '/.../out/qc_report.html')
 """
 
-from rhapso_core.qc.detection import coverage, detection_metrics, detection_picture, overlap_regions
-from rhapso_core.qc.fusion import level_to_world, ncc, overlap_ncc, overlap_ncc_table, seam_visibility
-from rhapso_core.qc.matching import matching_metrics, pair_residuals
-from rhapso_core.qc.neuroglancer import (
-    neuroglancer_link,
-    neuroglancer_state,
-    neuroglancer_url,
-    serve_for_neuroglancer,
-    source_url,
-)
+from rhapso_core._lazy import lazy_exports
 from rhapso_core.qc.params import QCParams
-from rhapso_core.qc.report import REPORT_NAME, build_report, compute_metrics, default_report_uri
-from rhapso_core.qc.solver import link_residuals, loop_closure, pair_models, solver_metrics, tile_layout_picture
 from rhapso_core.qc.verdict import verdict
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "rhapso_core.qc.detection": ('coverage', 'detection_metrics', 'detection_picture', 'overlap_regions',),
+    "rhapso_core.qc.fusion": ('level_to_world', 'ncc', 'overlap_ncc', 'overlap_ncc_table', 'seam_visibility',),
+    "rhapso_core.qc.matching": ('matching_metrics', 'pair_residuals',),
+    "rhapso_core.qc.neuroglancer": ('neuroglancer_link', 'neuroglancer_state', 'neuroglancer_url', 'serve_for_neuroglancer', 'source_url',),
+    "rhapso_core.qc.report": ('REPORT_NAME', 'build_report', 'compute_metrics', 'default_report_uri',),
+    "rhapso_core.qc.solver": ('link_residuals', 'loop_closure', 'pair_models', 'solver_metrics', 'tile_layout_picture',),
+})
 
 __all__ = [
     "QCParams",

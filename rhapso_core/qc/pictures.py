@@ -111,7 +111,14 @@ def _fit(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(1, round(width * s)), max(1, round(height * s))
 
 
-def mip_picture(mip_yx: np.ndarray, points_yx: np.ndarray | None, max_side: int, caption: str = "") -> bytes:
+def nice_length(target: float) -> float:
+    """The largest 1, 2 or 5 x 10^k not above ``target`` (> 0): a scale bar's length."""
+    k = 10.0 ** np.floor(np.log10(target))
+    return float(max(m * k for m in (1.0, 2.0, 5.0) if m * k <= target * (1 + 1e-9)))
+
+
+def mip_picture(mip_yx: np.ndarray, points_yx: np.ndarray | None, max_side: int, caption: str = "",
+                pixel_size: float | None = None, unit: str = "") -> bytes:
     """A maximum-intensity projection with points drawn as red circles.
 
     Parameters
@@ -124,6 +131,8 @@ def mip_picture(mip_yx: np.ndarray, points_yx: np.ndarray | None, max_side: int,
         Largest side of the picture (pixels).
     caption : str
         Text drawn in the top-left corner.
+    pixel_size, unit : float, str, optional
+        Length of one ``mip_yx`` pixel (x) and its unit: draws a scale bar bottom-left.
     """
     grey = scale_to_uint8(mip_yx)
     h, w = grey.shape
@@ -143,6 +152,15 @@ def mip_picture(mip_yx: np.ndarray, points_yx: np.ndarray | None, max_side: int,
     if caption:
         draw.rectangle((0, 0, 7 * len(caption) + 4, 13), fill=0)
         draw.text((2, 1), caption, fill=63, font=_font())
+    if pixel_size and pixel_size > 0:
+        per_px = pixel_size * w / W  # length of one picture pixel
+        length = nice_length(per_px * W / 4)
+        n = int(round(length / per_px))
+        label = f"{length:g} {unit}".strip()
+        x0, y0 = 8, H - 10
+        draw.rectangle((x0 - 4, y0 - 14, x0 + max(n, 7 * len(label)) + 4, H - 2), fill=0)
+        draw.rectangle((x0, y0, x0 + n, y0 + 3), fill=63)
+        draw.text((x0, y0 - 13), label, fill=63, font=_font())
     return to_png(img)
 
 

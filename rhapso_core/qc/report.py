@@ -187,8 +187,9 @@ def compute_metrics(
                  for k, (pa, pb) in matches_world.items()}
     metrics["loops"] = loop_closure(pair_models(matches_world, p.loop_model), centroids)
     if pictures and views:
+        # The colour bar ends at the warning threshold: a tile inside it never looks "bad".
         out_pics["layout"] = pics.data_uri(tile_layout_picture(geom_out, sol["tiles"], sol["links"],
-                                                               size=p.picture_size + 120))
+                                                               size=p.picture_size + 120, vmax=p.max_tile_error))
 
     sources = {v: open_view(sd_in, v, storage_options) for v in views}
     pairs = comparable_pairs(sd_in, views, geom_in, geom_out)
@@ -256,7 +257,14 @@ def _fused(fused_uri, sd_out, geom_out, p: QCParams, storage_options, pictures: 
     geometry = {v: geom_out[v] for v in fused_views if v in geom_out}
     seam = seam_visibility(data, to_world, geometry, p.seam_width)
     seam["level"] = int(level)
-    png = pics.mip_picture(pics.view_plane(data)[0], None, p.picture_size + 120) if pictures else None
+    png = None
+    if pictures:
+        from rhapso_core.qc.units import um_per_world_unit
+
+        px_world = float(voxel[0]) * float(img.level_factors(level)[-1])  # x of this level, world units
+        um = um_per_world_unit(sd_out) if grid is not None else None
+        png = pics.mip_picture(pics.view_plane(data)[0], None, p.picture_size + 120,
+                               pixel_size=px_world * um if um else px_world, unit="um" if um else "world units")
     return seam, png
 
 
@@ -318,6 +326,9 @@ def build_report(
             ng = None
     meta = {"input XML": input_xml, "solved XML": solved_xml, "interest points": f"{store_uri} (label {label})",
             "fused image": fused_uri, "ground truth": None if ground_truth is None else str(ground_truth)}
+    from rhapso_core.qc.units import um_per_world_unit, unit_note
+
+    meta["units"] = unit_note(um_per_world_unit(load_xml(input_xml, storage_options)))
     page = render_report(metrics, v, pictures, meta, neuroglancer=ng, title=title)
     uri = out_html or default_report_uri(solved_xml)
     written = atomic_write_bytes(uri, page.encode("utf-8"), storage_options)

@@ -14,11 +14,15 @@ Two optimisers share the same inputs and outputs:
   thousands of tiles.
 """
 
-from rhapso_core.solver.iterative import optimise_iterative, prealign
+from rhapso_core._lazy import lazy_exports
 from rhapso_core.solver.params import SolverParams
-from rhapso_core.solver.records import Link, LinkResidual, SolveReport, SolveResult, SolverInputError, ViewId
-from rhapso_core.solver.solve import metadata_weak_links, solve
-from rhapso_core.solver.sparse import optimise_sparse
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "rhapso_core.solver.iterative": ('optimise_iterative', 'prealign',),
+    "rhapso_core.solver.records": ('Link', 'LinkResidual', 'SolveReport', 'SolveResult', 'SolverInputError', 'ViewId',),
+    "rhapso_core.solver.solve": ('metadata_weak_links', 'solve',),
+    "rhapso_core.solver.sparse": ('optimise_sparse',),
+})
 
 __all__ = [
     "Link",

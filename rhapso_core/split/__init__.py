@@ -19,11 +19,15 @@ Example
 >>> # match r.xml with r.store, then solve labels ("beads", r.labels[-1]) with label_weights=r.label_weights
 """
 
-from .dataset import SplitError, SplitResult, data_step_xyz, default_split_store, split_dataset, write_split_points
-from .intervals import AxisPlan, SplitGeometryError, axis_intervals, distribute_intervals, snap_to_step, split_axis
-from .layout import SPLIT_TRANSFORM_NAME, SplitPlan, SubView, plan_split, pyramid_step_xyz, split_parents, split_spimdata
+from rhapso_core._lazy import lazy_exports
 from .params import SplitParams
-from .points import draw_fake_points, fake_point_count, fake_rng, in_box, jitter_pair
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "rhapso_core.split.dataset": ('SplitError', 'SplitResult', 'data_step_xyz', 'default_split_store', 'split_dataset', 'write_split_points',),
+    "rhapso_core.split.intervals": ('AxisPlan', 'SplitGeometryError', 'axis_intervals', 'distribute_intervals', 'snap_to_step', 'split_axis',),
+    "rhapso_core.split.layout": ('SPLIT_TRANSFORM_NAME', 'SplitPlan', 'SubView', 'plan_split', 'pyramid_step_xyz', 'split_parents', 'split_spimdata',),
+    "rhapso_core.split.points": ('draw_fake_points', 'fake_point_count', 'fake_rng', 'in_box', 'jitter_pair',),
+})
 
 __all__ = [
     "SPLIT_TRANSFORM_NAME",

@@ -5,11 +5,15 @@ Pure computation on arrays and image sources; :mod:`rhapso_core.pipeline.phase` 
 dataset, reading only the overlap boxes.
 """
 
-from rhapso_core.stitching.globalopt import PHASE_LABEL, anchor_links, solve_phase_links, solver_links
-from rhapso_core.stitching.pairwise import choose_level, correlate_views, level_affine, overlap_box
+from rhapso_core._lazy import lazy_exports
 from rhapso_core.stitching.params import StitchingParams
-from rhapso_core.stitching.phase import PhaseResult, ncc, phase_correlate
-from rhapso_core.stitching.records import PhaseLink, PhaseRoundRecord, registration_hash
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "rhapso_core.stitching.globalopt": ("PHASE_LABEL", "anchor_links", "solve_phase_links", "solver_links"),
+    "rhapso_core.stitching.pairwise": ("choose_level", "correlate_views", "level_affine", "overlap_box"),
+    "rhapso_core.stitching.phase": ("PhaseResult", "ncc", "phase_correlate"),
+    "rhapso_core.stitching.records": ("PhaseLink", "PhaseRoundRecord", "registration_hash"),
+})
 
 __all__ = [
     "PHASE_LABEL",

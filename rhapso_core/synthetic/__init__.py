@@ -21,22 +21,19 @@ Example
 >>> print(score(paths.ground_truth, "out/synth/solved.xml").summary())         # doctest: +SKIP
 """
 
-from rhapso_core.synthetic.consistency import OverlapConsistency, PairConsistency, overlap_consistency
-from rhapso_core.synthetic.geometry import TileSpec, tile_grid
+from rhapso_core._lazy import lazy_exports
 from rhapso_core.synthetic.params import SyntheticParams
-from rhapso_core.synthetic.render import acquire_tile, apply_camera_noise, render_tile, tile_affine_um
-from rhapso_core.synthetic.scoring import Score, ScoreError, ViewError, sample_points, score, solved_affines
-from rhapso_core.synthetic.specimen import (
-    AnalyticSpecimen,
-    VolumeSpecimen,
-    load_blobs_csv,
-    load_tiff_planes,
-    make_specimen,
-    save_blobs_csv,
-)
-from rhapso_core.synthetic.truth import GroundTruth, ViewBlobs, ViewTruth, view_blob_centres
-from rhapso_core.synthetic.warp import WarpError, ZWarp
-from rhapso_core.synthetic.write import DatasetPaths, pyramid_steps, write_dataset
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "rhapso_core.synthetic.consistency": ('OverlapConsistency', 'PairConsistency', 'overlap_consistency',),
+    "rhapso_core.synthetic.geometry": ('TileSpec', 'tile_grid',),
+    "rhapso_core.synthetic.render": ('acquire_tile', 'apply_camera_noise', 'render_tile', 'tile_affine_um',),
+    "rhapso_core.synthetic.scoring": ('Score', 'ScoreError', 'ViewError', 'sample_points', 'score', 'solved_affines',),
+    "rhapso_core.synthetic.specimen": ('AnalyticSpecimen', 'VolumeSpecimen', 'load_blobs_csv', 'load_tiff_planes', 'make_specimen', 'save_blobs_csv',),
+    "rhapso_core.synthetic.truth": ('GroundTruth', 'ViewBlobs', 'ViewTruth', 'view_blob_centres',),
+    "rhapso_core.synthetic.warp": ('WarpError', 'ZWarp',),
+    "rhapso_core.synthetic.write": ('DatasetPaths', 'pyramid_steps', 'write_dataset',),
+})
 
 __all__ = [
     "SyntheticParams",

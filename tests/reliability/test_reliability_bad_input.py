@@ -45,7 +45,7 @@ def _stitch_cli(xml, out, *extra) -> tuple[int, str, str]:
     # saw, and capsys closes its streams after each test.
     out_buf, err_buf = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out_buf), contextlib.redirect_stderr(err_buf):
-        rc = main(["-v", "stitch", str(xml), "--out", str(out), "--no-ray", "--num-cpus", "2", *extra])
+        rc = main(["-v", "stitch", str(xml), "--out", str(out), "--no-ray", "--num-cpus", "2", "--json", *extra])
     return rc, out_buf.getvalue(), err_buf.getvalue()
 
 

@@ -40,6 +40,7 @@ def test_without_an_upstream_cause_the_qc_reasons_are_given():
 @pytest.mark.parametrize("command", ["align", "stitch"])
 def test_cli_exits_3_with_summary_and_cause_on_qc_failure(command, monkeypatch, tmp_path, capsys):
     import flows.alignment
+    import flows.layout
     import flows.runtime
     import flows.stitch
 
@@ -53,11 +54,12 @@ def test_cli_exits_3_with_summary_and_cause_on_qc_failure(command, monkeypatch, 
     monkeypatch.setattr(flows.runtime, "prefect_api", contextlib.nullcontext)
     monkeypatch.setattr(cli, "_preflight", lambda xml, *a: None)
     # The flow is replaced: the input guard and the re-run check have no real dataset to read.
-    monkeypatch.setattr(cli, "guard_outputs", lambda *a, **k: None)
+    monkeypatch.setattr(flows.layout, "guard_outputs", lambda *a, **k: None)
     monkeypatch.setattr(cli, "_check_rerun", lambda *a, **k: None)
     xml = tmp_path / "in.xml"
     xml.write_text("<SpimData/>")
-    rc = cli.main([command, str(xml), "--out", str(tmp_path / "out.xml" if command == "align" else tmp_path / "o")])
+    rc = cli.main([command, str(xml), "--json", "--out",
+                   str(tmp_path / "out.xml" if command == "align" else tmp_path / "o")])
     out, err = capsys.readouterr()
     assert rc == EXIT_QC_FAILED == 3
     assert json.loads(out)["qc"]["verdict"] == "fail"

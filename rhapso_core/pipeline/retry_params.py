@@ -1,0 +1,54 @@
+"""Parameters of the failed-pair retries (:mod:`rhapso_core.pipeline.retry`), apart from it so
+that validating a run's parameters imports nothing heavy."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from rhapso_core.params import StageParams
+
+ESCALATIONS = ("lower_threshold", "finer_downsampling", "wider_search", "rotation_descriptor")
+
+
+class RetryParams(StageParams):
+    """How a failed pair is retried (the escalations of :mod:`rhapso_core.pipeline.retry`)."""
+
+    enabled: bool = Field(True, description="Retry every failed pair of overlapping views with escalations.")
+    steps: list[str] = Field(
+        default_factory=lambda: list(ESCALATIONS),
+        description="Escalations in the order tried: lower_threshold, finer_downsampling, wider_search, "
+        "rotation_descriptor (each builds on the previous).",
+    )
+    threshold_factor: float = Field(
+        0.25, gt=0.0, lt=1.0,
+        description="lower_threshold: the DoG threshold is multiplied by this inside the overlap (unitless; "
+        "default 0.25: dim features that the view-wide threshold left out, still above the candidate "
+        "threshold of noise peaks that RANSAC then rejects).",
+    )
+    search_radius_factor: float = Field(
+        3.0, gt=1.0, description="wider_search: search_radius is multiplied by this (unitless; default 3)."
+    )
+    dedup_distance: float = Field(
+        1.5, gt=0.0,
+        description="A re-detected point closer than this to a stored point of the view is the same point "
+        "(full-resolution view voxels; default 1.5: localisation differences between downsamplings).",
+    )
+    min_overlap_voxels: int = Field(
+        1000, ge=0,
+        description="Pairs whose world overlap box holds fewer full-resolution voxels than this are not "
+        "retried (voxels).",
+    )
+    min_relative_overlap: float = Field(
+        0.25, ge=0.0, le=1.0,
+        description="Pairs whose overlap volume is below this fraction of the largest overlap of either of "
+        "their views are not retried: corner contacts of a grid hold a few percent of an edge overlap's "
+        "features and are redundant links (fraction; default 0.25).",
+    )
+
+    @field_validator("steps")
+    @classmethod
+    def _known_steps(cls, v: list[str]) -> list[str]:
+        unknown = [s for s in v if s not in ESCALATIONS]
+        if unknown:
+            raise ValueError(f"unknown escalation {unknown[0]!r} (known: {', '.join(ESCALATIONS)})")
+        return v
