@@ -23,6 +23,7 @@ from rhapso_core.pipeline.run_lock import output_lock
 from rhapso_core.pointstore import PointStore, export_n5
 from rhapso_core.solver import SolverParams
 from rhapso_core.split import SplitParams
+from tasks import autoparams as autoparams_tasks
 from tasks import detection as detection_tasks
 from tasks import matching as matching_tasks
 from tasks import qc as qc_tasks
@@ -118,6 +119,13 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
     runner = stage_runner(p.runtime)
     label = p.detection.label
     summary = {"input": xml, "output": out, "store": layout["store"]}
+    # Every `auto` parameter is derived from this dataset once, before any stage runs.
+    resolution = autoparams_tasks.resolve(xml, p, layout["resolved_params"])
+    p = resolution.params
+    summary["resolved_parameters"] = resolution.summary()
+    summary["resolved_params_json"] = layout["resolved_params"]
+    summary["prealignment"] = resolution.prealignment.chosen
+    artifacts.resolved_table(resolution)
     summary["detection"] = detection_stage.with_options(task_runner=runner)(xml, layout["store"], p.detection)
     current = xml
     rounds = []
@@ -160,7 +168,8 @@ def run_qc(xml: str, summary: dict, label: str, fused: str | None = None, ground
         qc_input, store = xml, summary["store"]
     labels = last.get("labels", [label])
     qc = qc_tasks.qc_report(qc_input, summary["output"], store, labels, last["pair_records"],
-                            last["solver_report"], fused=fused, ground_truth=ground_truth)
+                            last["solver_report"], fused=fused, ground_truth=ground_truth,
+                            resolved_params=summary.get("resolved_params_json"))
     artifacts.qc_note(qc)
     return qc
 

@@ -126,10 +126,28 @@ def _preflight(xml: str):
     return check_dataset(xml)
 
 
+def cmd_explain(args) -> int:
+    """Print the parameters resolved for the dataset, with their reasons; runs no stage, writes nothing."""
+    from rhapso_core.autoparams import resolve_parameters
+
+    p = _params(args)
+    _preflight(args.xml)
+    res = resolve_parameters(args.xml, p)
+    if getattr(args, "json", False):
+        print(res.to_json())
+    else:
+        print(res.table())
+    return 0
+
+
 def cmd_align(args) -> int:
     from flows.alignment import alignment
     from flows.runtime import prefect_api
 
+    if args.explain:
+        return cmd_explain(args)
+    if not args.out:
+        raise CliError("--out is required (or --explain to print the resolved parameters only)")
     p = _params(args)
     _preflight(args.xml)
     out = args.out
@@ -214,10 +232,12 @@ def cmd_qc(args) -> int:
     from rhapso_core.qc import build_report
 
     p = _params(args)
-    store = args.store or alignment_layout(args.solved)["store"]
+    layout = alignment_layout(args.solved)
+    store = args.store or layout["store"]
     result = build_report(
         args.input, args.solved, store, p.detection.label, fused_uri=args.fused,
         ground_truth=args.ground_truth, out_html=args.out, params=p.qc,
+        resolved_params=layout["resolved_params"],
     )
     _print({k: result[k] for k in ("verdict", "reasons", "report_uri", "neuroglancer_url")})
     return 0 if result["verdict"] != "fail" or not args.strict else 1
@@ -341,7 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("align", help="alignment flow: detect -> match + solve per round")
     p.add_argument("xml")
-    p.add_argument("--out", required=True, help="solved XML")
+    p.add_argument("--out", help="solved XML (required unless --explain)")
+    p.add_argument("--explain", action="store_true",
+                   help="print the parameters resolved for this dataset and why; run no stage, write nothing")
+    p.add_argument("--json", action="store_true", help="with --explain: the full resolution as JSON")
     _common(p)
     p.set_defaults(func=cmd_align)
 

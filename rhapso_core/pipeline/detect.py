@@ -31,7 +31,16 @@ class ViewDetectionPlan:
 
 
 def plan_views(xml_uri: str, params: DetectionParams, views=None, storage_options=None) -> list[ViewDetectionPlan]:
-    """One plan per view: pyramid level, in-memory factor, intensity range, chunks."""
+    """One plan per view: pyramid level, in-memory factor, intensity range, chunks.
+
+    ``auto`` values are resolved for the dataset first (:mod:`rhapso_core.autoparams`);
+    the flows resolve them before calling, so this only happens to direct callers.
+    """
+    if params.auto_fields():
+        from rhapso_core.autoparams import resolved_for
+        from rhapso_core.config import PipelineParams
+
+        params = resolved_for(xml_uri, PipelineParams(detection=params), storage_options).params.detection
     sd = load_dataset(xml_uri, storage_options)
     views = sd.views() if views is None else [tuple(v) for v in views]
     geometry = view_geometry(sd) if params.overlap_only else None
