@@ -61,9 +61,7 @@ REAL_SYNTH = dict(grid=(3, 2, 1), tile_size_xyz=(220, 200, 26), overlap=0.15, vo
 CELLS = [
     Cell("base", "base"),
     Cell("xy128", "tile size", dict(tile_size_xyz=(128, 128, 64))),
-    Cell("xy768", "tile size", dict(tile_size_xyz=(768, 768, 64), grid=(2, 2, 1))),
     Cell("z32", "tile size", dict(tile_size_xyz=(256, 256, 32))),
-    Cell("z256", "tile size", dict(tile_size_xyz=(256, 256, 256), grid=(2, 2, 1))),
     Cell("overlap8", "overlap", dict(overlap=0.08, jitter_voxels=(2.0, 2.0, 1.0))),
     Cell("overlap30", "overlap", dict(overlap=0.30)),
     Cell("error2", "stage error", dict(jitter_voxels=(1.0, 1.0, 0.5))),
@@ -76,12 +74,15 @@ CELLS = [
     Cell("bright", "noise/brightness", dict(blob_amplitude=(3000.0, 30000.0), fibre_amplitude=(1000.0, 6000.0))),
     Cell("sparse", "specimen density", dict(blob_density=60.0)),
     Cell("fibres", "specimen density", dict(blob_density=0.0, fibre_count=300)),
-    Cell("dense", "specimen density", dict(blob_density=2000.0)),
+    Cell("dense", "specimen density", dict(blob_density=1000.0, margin_um=5.0)),
     Cell("real-ch0", "real texture", dict(REAL_SYNTH), volume="ch0"),
     Cell("real-ch1", "real texture", dict(REAL_SYNTH), volume="ch1"),
     Cell("rigid", "truth", truth="rigid"),
     Cell("affine", "truth", truth="affine"),
     Cell("real-affine", "truth + real texture", dict(REAL_SYNTH), truth="affine", volume="ch0"),
+    # the largest tiles last: a reduced run on a busy machine can stop before them
+    Cell("z256", "tile size", dict(tile_size_xyz=(256, 256, 256), grid=(2, 2, 1))),
+    Cell("xy768", "tile size", dict(tile_size_xyz=(768, 768, 64), grid=(2, 2, 1))),
 ]
 
 FIXED = {"detection": {"dsxy": 2, "dsz": 1, "sigma": 1.8, "threshold": 0.008, "min_intensity": None,
