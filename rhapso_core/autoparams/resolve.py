@@ -20,9 +20,9 @@ from rhapso_core.pipeline.dataset import load_dataset, xml_digest
 
 __all__ = ["resolve_parameters", "resolved_for", "has_auto", "SAMPLED_OVERLAPS", "SAMPLED_VIEWS", "CROP_VOXELS"]
 
-SAMPLED_OVERLAPS = 4  # overlaps cropped for feature size, noise and DoG peaks
+SAMPLED_OVERLAPS = 3  # overlaps cropped for feature size, noise and DoG peaks
 SAMPLED_VIEWS = 8  # views whose coarsest level gives the intensity percentiles
-CROP_VOXELS = 500_000  # full-resolution voxels per overlap crop (2 MB of float32)
+CROP_VOXELS = 300_000  # full-resolution voxels per overlap crop (1.2 MB of float32)
 
 
 def has_auto(params) -> bool:
