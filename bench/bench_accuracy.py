@@ -185,10 +185,12 @@ def main(argv=None) -> int:
     for c in CELLS:
         if c.name not in names:
             continue
-        if c.name in done:
-            results = [r for r in results if r["cell"] != c.name]
         t = time.perf_counter()
         r = run_cell(c, work, tuple(args.modes.split(",")))
+        if c.name in done:  # a re-run replaces the modes it ran, keeps the others
+            old = next(x for x in results if x["cell"] == c.name)
+            r = {**old, **r}
+            results = [x for x in results if x["cell"] != c.name]
         results.append(r)
         saved.write_text(json.dumps(results, indent=1))
         print(f"{c.name}: {json.dumps({k: r[k] for k in r if k not in ('resolved',)})} "

@@ -4,13 +4,16 @@
   is localised to better than half a working voxel per axis even where the sub-voxel fit
   fails, so ``LOC_FRACTION * w`` bounds its error; two views' errors add, and a true
   match is kept with ``max_epsilon = EPS_K * |LOC_FRACTION * w|`` (3 sigma of the bound).
-* **Minimum inliers.** The smallest count that chance cannot reach: with ``n``
+* **Minimum inliers.** At least the count that chance cannot reach: with ``n``
   candidates spread over an overlap of volume ``V``, a wrong model catches a wrong
   candidate within ``max_epsilon`` with probability ``p = (4/3 pi eps^3) / V``; over
   ``num_iterations`` hypotheses of an affine minimal sample (4), the expected number of
   wrong models gathering ``m`` inliers is ``I * C(n - 4, m - 4) * p^(m - 4)``, kept below
-  ``FALSE_CONSENSUS``. Where the overlaps hold many points, BigStitcher's 12 is kept
-  (``1/8`` of the expected points may not exceed it).
+  ``FALSE_CONSENSUS``. Never below BigStitcher's 12: fewer inliers spread over a thin
+  overlap leave an affine fit ill-conditioned across the tile (on the accuracy matrix's
+  sparse cell, 8 inliers let one such link move tiles by 30 voxels where 12 left them
+  at their stage positions). Overlaps holding fewer points than that fail to match and
+  say so; their tiles keep their stage positions.
 * **Search radius.** True matches lie within the relative stage error of each other. A
   pair whose error exceeded its overlap width would not overlap at all, so the radius
   covers the widest nominal overlap (or a user-given stage uncertainty) plus the RANSAC
@@ -140,12 +143,13 @@ def resolve_matching(
         v_med = float(np.median(vols))
         n_pool = int(max(expected_points))
         m_chance = min_inliers_against_chance(n_pool, eps, v_med, params.num_iterations)
-        m_pts = min(BIGSTITCHER_MIN_INLIERS, int(n_min // 8))
-        m = max(m_chance, m_pts, AFFINE_SAMPLE + 1)
+        m = max(m_chance, BIGSTITCHER_MIN_INLIERS)
+        few = (f"; the poorest sampled overlap expects {n_min:.0f} points, too few to reach it: such pairs "
+               "will not match (image-based stitching needed)") if n_min < 2 * m else ""
         put("model_min_matches", m, "auto",
             f"max(chance bound {m_chance} for {n_pool} points, eps {eps:.2f}, overlap {v_med:.3g} world^3 and "
-            f"{params.num_iterations} hypotheses; min(12, 1/8 of the {n_min:.0f} points expected in the "
-            f"poorest sampled overlap) = {m_pts})")
+            f"{params.num_iterations} hypotheses; 12, below which affine fits over thin overlaps are "
+            f"ill-conditioned){few}")
     resolved = params.model_copy(update=out)
     order = {"search_radius": 0, "max_epsilon": 1, "model_min_matches": 2}
     rec.sort(key=lambda r: order[r.name])
