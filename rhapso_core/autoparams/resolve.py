@@ -34,7 +34,7 @@ def has_auto(params) -> bool:
     return bool(params.auto_fields())
 
 
-def resolve_parameters(xml_uri: str, params, storage_options=None) -> Resolution:
+def resolve_parameters(xml_uri: str, params, storage_options=None, read_pixels: bool = True) -> Resolution:
     """Every ``auto`` detection and matching parameter of ``params`` derived for ``xml_uri``.
 
     Parameters
@@ -43,6 +43,9 @@ def resolve_parameters(xml_uri: str, params, storage_options=None) -> Resolution
         The dataset (BigStitcher XML, local or s3://).
     params : PipelineParams
         The run's parameters; values other than ``auto`` are kept.
+    read_pixels : bool
+        False: from the XML alone (the grid the overlaps allow; fallbacks for the values that
+        need pixels), for callers whose images are absent or not needed.
 
     Returns
     -------
@@ -56,9 +59,9 @@ def resolve_parameters(xml_uri: str, params, storage_options=None) -> Resolution
     d, m = params.detection, params.matching
     facts: dict = {"dataset": survey.to_facts()}
     d_auto = d.auto_fields()
-    need_pixels = bool(d_auto) or m.model_min_matches == "auto"
+    need_pixels = read_pixels and (bool(d_auto) or m.model_min_matches == "auto")
     intensity = None
-    if any(n in d_auto for n in ("min_intensity", "max_intensity")):
+    if read_pixels and any(n in d_auto for n in ("min_intensity", "max_intensity")):
         views = evenly([v.view for v in survey.views], SAMPLED_VIEWS)
         lo, hi, _ = coarse_percentiles(sd, views, INTENSITY_PERCENTILES, storage_options)
         intensity = (lo, hi, len(views))
@@ -76,23 +79,23 @@ def resolve_parameters(xml_uri: str, params, storage_options=None) -> Resolution
     return Resolution(xml_uri, resolved, tuple(d_rec + m_rec), pre, facts, time.perf_counter() - t0)
 
 
-_CACHE: dict[tuple[str, str, str], Resolution] = {}
+_CACHE: dict[tuple[str, str, str, bool], Resolution] = {}
 _CACHE_SIZE = 16
 
 
-def resolved_for(xml_uri: str, params, storage_options=None) -> Resolution:
+def resolved_for(xml_uri: str, params, storage_options=None, read_pixels: bool = True) -> Resolution:
     """:func:`resolve_parameters`, remembered per XML content and parameters in this process.
 
     Stage functions called on their own with ``auto`` values use this, so every call on
     the same dataset sees the same resolved values without reading pixels again.
     """
     if storage_options:
-        return resolve_parameters(xml_uri, params, storage_options)
-    key = (xml_uri, xml_digest(xml_uri), params.model_dump_json())
+        return resolve_parameters(xml_uri, params, storage_options, read_pixels)
+    key = (xml_uri, xml_digest(xml_uri), params.model_dump_json(), read_pixels)
     if key not in _CACHE:
         if len(_CACHE) >= _CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = resolve_parameters(xml_uri, params)
+        _CACHE[key] = resolve_parameters(xml_uri, params, read_pixels=read_pixels)
     return _CACHE[key]
 
 
