@@ -35,6 +35,7 @@ from rhapso_core.solver import SolverParams
 from rhapso_core.split import SplitParams
 from rhapso_core.pipeline.retry import RetryParams
 from rhapso_core.verify import VerifyParams
+from tasks import autoparams as autoparams_tasks
 from tasks import detection as detection_tasks
 from tasks import intensity as intensity_tasks
 from tasks import matching as matching_tasks
@@ -160,6 +161,13 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
     runner = stage_runner(p.runtime)
     label = p.detection.label
     summary = {"input": xml, "output": final, "store": layout["store"]}
+    # Every `auto` parameter is derived from this dataset once, before any stage runs.
+    resolution = autoparams_tasks.resolve(xml, p, layout["resolved_params"])
+    p = resolution.params
+    summary["resolved_parameters"] = resolution.summary()
+    summary["resolved_params_json"] = layout["resolved_params"]
+    summary["prealignment"] = resolution.prealignment.chosen
+    artifacts.resolved_table(resolution)
     # Phase rounds read pixels, not points: a run of phase rounds only detects nothing.
     points_needed = p.alignment.split_affine or any(k != "phase" for k in p.alignment.rounds)
     if points_needed:
@@ -228,7 +236,8 @@ def run_qc(xml: str, summary: dict, label: str, fused: str | None = None, ground
     qc = qc_tasks.qc_report(qc_input, summary["output"], store, labels, last["pair_records"],
                             last["solver_report"], fused=fused, ground_truth=ground_truth,
                             phase_links=phase_links or None,
-                            verify_reports=[r.get("verify") for r in summary["rounds"]])
+                            verify_reports=[r.get("verify") for r in summary["rounds"]],
+                            resolved_params=summary.get("resolved_params_json"))
     artifacts.qc_note(qc)
     return qc
 

@@ -22,6 +22,16 @@ def points_table(counts: dict, label: str) -> None:
     create_table_artifact(rows, key="detection-points-per-view", description="Interest points per view")
 
 
+def resolved_table(resolution) -> None:
+    """The parameters resolved for the dataset, with where each came from and why."""
+    rows = [{"parameter": v.key, "value": v.value if not isinstance(v.value, float) else round(v.value, 6),
+             "source": v.source, "reason": v.reason} for v in resolution.values]
+    rows.append({"parameter": "prealignment", "value": resolution.prealignment.chosen, "source": "auto",
+                 "reason": resolution.prealignment.reason})
+    create_table_artifact(rows, key="resolved-parameters",
+                          description=f"Parameters resolved for the dataset ({resolution.seconds:.1f} s)")
+
+
 def pairs_table(records: list, round_name: str) -> None:
     rows = []
     for r in records:

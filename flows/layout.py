@@ -35,6 +35,7 @@ def alignment_layout(out_xml: str) -> dict[str, str]:
         "store": _join(folder, "interestpoints.zarr"),
         "n5": _join(folder, "interestpoints.n5"),
         "round_xml": _join(work, "{index:02d}-{kind}.xml"),
+        "resolved_params": _join(work, "resolved_params.json"),
     }
 
 

@@ -222,11 +222,29 @@ def _qc_failure(args, run=None, json_path: str | None = None):
         raise QCFailedExit() from None
 
 
+def cmd_explain(args) -> int:
+    """Print the parameters resolved for the dataset, with their reasons; runs no stage, writes nothing."""
+    from rhapso_core.autoparams import resolve_parameters
+
+    p = _params(args)
+    _preflight(args.xml)
+    res = resolve_parameters(args.xml, p)
+    if getattr(args, "json", False):
+        print(res.to_json())
+    else:
+        print(res.table())
+    return 0
+
+
 def cmd_align(args) -> int:
+    if args.explain:
+        return cmd_explain(args)
     from flows.layout import alignment_outputs, guard_outputs
     from flows.alignment import alignment
     from flows.runtime import prefect_api
 
+    if not args.out:
+        raise CliError("--out is required (or --explain to print the resolved parameters only)")
     p = _params(args)
     _preflight(args.xml, p)
     out = args.out
@@ -337,7 +355,8 @@ def cmd_qc(args) -> int:
     from rhapso_core.qc import build_report
 
     p = _params(args)
-    store = args.store or alignment_layout(args.solved)["store"]
+    layout = alignment_layout(args.solved)
+    store = args.store or layout["store"]
     from rhapso_core.qc.report import default_report_uri
 
     report = args.out or default_report_uri(args.solved)
@@ -345,6 +364,7 @@ def cmd_qc(args) -> int:
     result = build_report(
         args.input, args.solved, store, p.detection.label, fused_uri=args.fused,
         ground_truth=args.ground_truth, out_html=args.out, params=p.qc,
+        resolved_params=layout["resolved_params"],
         neuroglancer_base_url=args.base_url, neuroglancer_serve_root=args.serve_root or (
             os.path.dirname(os.path.abspath(args.solved)) if args.base_url else None),
     )
@@ -492,9 +512,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("align", help="alignment flow: detect -> match + solve per round")
     p.add_argument("xml")
-    p.add_argument("--out", required=True, help="solved XML")
+    p.add_argument("--out", help="solved XML (required unless --explain)")
+    p.add_argument("--explain", action="store_true",
+                   help="print the parameters resolved for this dataset and why; run no stage, write nothing")
     p.add_argument("--json", action="store_true", help="print the full result as JSON instead of the summary "
-                   "(otherwise it is written beside the outputs)")
+                   "(otherwise it is written beside the outputs); with --explain, the full resolution")
     _common(p)
     p.set_defaults(func=cmd_align)
 

@@ -334,6 +334,12 @@ def plan(
 
     # --- detection: one task per chunk of every region of every view -----------------------
     d = p.detection
+    if d.auto_fields():
+        # From the XML alone (no pixels): the grid the overlaps allow, fallbacks for the rest.
+        from rhapso_core.autoparams.detection import resolve_detection
+        from rhapso_core.autoparams.survey import survey_dataset
+
+        d = resolve_detection(survey_dataset(xml_uri, sd, storage_options), d, [], None)[0]
     fz, fy, fx = d.factors_zyx()
     k = min(_factor_level(d.dsxy), _factor_level(d.dsz))
     halo = np.asarray(chunk_halo(d))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from rhapso_core.params import StageParams
 
-__all__ = ["DetectionParams", "MAX_MOVES", "GAUSS_TRUNCATE", "IMAGE_SIGMA"]
+__all__ = ["DetectionParams", "MAX_MOVES", "GAUSS_TRUNCATE", "IMAGE_SIGMA", "AUTO", "FALLBACKS"]
 
 # Sub-voxel localisation may shift the integer peak at most this many times (ImgLib2's
 # SubpixelLocalization default); it also sets part of the chunk halo.
@@ -18,6 +18,14 @@ MAX_MOVES = 4
 GAUSS_TRUNCATE = 4.0
 # Blur already present in a sampled image (BigStitcher's "image sigma").
 IMAGE_SIGMA = 0.5
+
+AUTO = "auto"
+Auto = Literal["auto"]
+# What "auto" means where no dataset is at hand to derive a value from (an in-memory
+# array, one view on its own): the values this project used as fixed defaults before
+# parameters were resolved per dataset (rhapso_core.autoparams). Intensity None = the
+# view's own minimum / maximum.
+FALLBACKS = {"dsxy": 2, "dsz": 1, "sigma": 1.8, "threshold": 0.008, "min_intensity": None, "max_intensity": None}
 
 
 class DetectionParams(StageParams):
@@ -31,38 +39,44 @@ class DetectionParams(StageParams):
     """
 
     label: str = Field("beads", min_length=1, description="interest-point label stored per view")
-    dsxy: int = Field(
-        2, ge=1, le=256,
+    dsxy: Annotated[int, Field(ge=1, le=256)] | Auto = Field(
+        AUTO,
         description="downsampling factor in x and y before detection (integer, full-res voxels per "
-        "working voxel); read from the coarsest pyramid level that divides it, rest averaged in memory",
+        "working voxel); read from the coarsest pyramid level that divides it, rest averaged in memory; "
+        "auto (default): per dataset from the overlap widths and the feature size (rhapso_core.autoparams)",
     )
-    dsz: int = Field(
-        1, ge=1, le=256,
-        description="downsampling factor in z before detection (integer); as dsxy",
+    dsz: Annotated[int, Field(ge=1, le=256)] | Auto = Field(
+        AUTO,
+        description="downsampling factor in z before detection (integer); as dsxy; auto (default): the "
+        "z factor that makes the working voxel closest to cubic, within the z overlap and tile depth",
     )
-    min_intensity: float | None = Field(
-        None,
+    min_intensity: float | None | Auto = Field(
+        AUTO,
         description="intensity mapped to 0 before the DoG (image units); None: the view's minimum, "
-        "taken from its coarsest pyramid level so every chunk uses the same value",
+        "taken from its coarsest pyramid level so every chunk uses the same value; auto (default): a "
+        "low percentile of the dataset's coarse levels",
     )
-    max_intensity: float | None = Field(
-        None,
+    max_intensity: float | None | Auto = Field(
+        AUTO,
         description="intensity mapped to 1 before the DoG (image units); None: the view's maximum "
-        "(coarsest pyramid level)",
+        "(coarsest pyramid level); auto (default): a high percentile of the dataset's coarse levels",
     )
     median_filter: int = Field(
         0, ge=0, le=64,
         description="XY background subtraction radius r (working-grid voxels): the image minus its "
         "median over a (2r+1) x (2r+1) XY window, as Rhapso 0.4.5; 0 = off",
     )
-    sigma: float = Field(
-        1.8, gt=0.5, le=50,
+    sigma: Annotated[float, Field(gt=0.5, le=50)] | Auto = Field(
+        AUTO,
         description="DoG scale (working-grid voxels); Gaussians sqrt(s^2-0.5^2) and "
-        "sqrt((s*2^(1/4))^2-0.5^2)",
+        "sqrt((s*2^(1/4))^2-0.5^2); auto (default): 1.8, or the features' own scale where the "
+        "working grid cannot be matched to them",
     )
-    threshold: float = Field(
-        0.008, gt=0,
-        description="minimum |DoG| of a fitted peak (normalised intensity); candidates need threshold/3",
+    threshold: Annotated[float, Field(gt=0)] | Auto = Field(
+        AUTO,
+        description="minimum |DoG| of a fitted peak (normalised intensity); candidates need threshold/3; "
+        "auto (default): the value that gives a target number of points per overlap in a sample of "
+        "the dataset's overlaps, never below the noise floor of the DoG",
     )
     peak_type: Literal["max", "min", "both"] = Field(
         "max", description="detect DoG maxima (bright blobs), minima (dark blobs) or both"
@@ -111,12 +125,26 @@ class DetectionParams(StageParams):
     @model_validator(mode="after")
     def _check_range(self):
         lo, hi = self.min_intensity, self.max_intensity
-        if lo is not None and hi is not None and not hi > lo:
+        if lo not in (None, AUTO) and hi not in (None, AUTO) and not hi > lo:
             raise ValueError(
                 f"max_intensity ({hi}) must be greater than min_intensity ({lo})"
             )
         return self
 
+    def auto_fields(self) -> list[str]:
+        """Names of the parameters still set to ``auto``."""
+        return [k for k in FALLBACKS if getattr(self, k) == AUTO]
+
+    def concrete(self) -> "DetectionParams":
+        """These parameters with every ``auto`` replaced by its dataset-free fallback.
+
+        For code that works on one array or one view with no dataset to derive a value
+        from; datasets go through :func:`rhapso_core.autoparams.resolve_parameters`.
+        """
+        auto = self.auto_fields()
+        return self.model_copy(update={k: FALLBACKS[k] for k in auto}) if auto else self
+
     def factors_zyx(self) -> tuple[int, int, int]:
-        """Requested total downsampling factor (z, y, x)."""
-        return (int(self.dsz), int(self.dsxy), int(self.dsxy))
+        """Requested total downsampling factor (z, y, x) (``auto``: the fallbacks)."""
+        p = self.concrete()
+        return (int(p.dsz), int(p.dsxy), int(p.dsxy))

@@ -117,8 +117,10 @@ def resolve_intensity_range(source: ImageSource, params: DetectionParams) -> Det
     """Fill unset ``min_intensity`` / ``max_intensity`` from the source's coarsest level.
 
     Using one view-wide value (not each chunk's own range) keeps results independent of
-    chunking. A constant view gets the range ``[v, v + 1]``.
+    chunking. A constant view gets the range ``[v, v + 1]``. ``auto`` values take their
+    dataset-free fallbacks first (:meth:`DetectionParams.concrete`).
     """
+    params = params.concrete()
     if params.min_intensity is not None and params.max_intensity is not None:
         return params
     lv = source.n_levels - 1
@@ -208,6 +210,7 @@ def chunk_boxes(core: Box, params: DetectionParams) -> list[Box]:
 def chunk_halo(params: DetectionParams) -> tuple[int, int, int]:
     """Halo (z, y, x) in working voxels that makes a chunk's result exact (one plane in z for 2-D
     detection: the neighbouring planes a point is compared with)."""
+    params = params.concrete()
     base = dog_halo(params.sigma) + MAX_MOVES + 1
     return (1 if params.dimensions == "2d" else base, base + params.median_filter, base + params.median_filter)
 
@@ -227,6 +230,7 @@ def plan_detection(source: ImageSource, params: DetectionParams, region_xyz=None
         Full-res boxes where the view overlaps other views; required when
         ``params.overlap_only`` (may be empty: nothing to detect).
     """
+    params = params.concrete()
     if params.overlap_only:
         if overlap_boxes_xyz is None:
             raise DetectionError(

@@ -138,7 +138,7 @@ def match_points(
     -------
     PairMatch
     """
-    params = MatchingParams() if params is None else params
+    params = (MatchingParams() if params is None else params).concrete()
     pa_all = np.asarray(points_a, dtype=np.float64)
     pb_all = np.asarray(points_b, dtype=np.float64)
     for name, arr in (("points_a", pa_all), ("points_b", pb_all)):

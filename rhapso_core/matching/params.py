@@ -8,13 +8,19 @@ max error 5, min inlier ratio 0.1, min 12 inliers.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 
 from rhapso_core.params import StageParams
 
-__all__ = ["MatchingParams"]
+__all__ = ["MatchingParams", "AUTO", "FALLBACKS"]
+
+AUTO = "auto"
+Auto = Literal["auto"]
+# What "auto" means with no dataset to derive a value from (two point sets on their own):
+# BigStitcher-Spark's fixed defaults. Datasets go through rhapso_core.autoparams.
+FALLBACKS = {"search_radius": None, "max_epsilon": 5.0, "model_min_matches": 12}
 
 
 class MatchingParams(StageParams):
@@ -48,12 +54,18 @@ class MatchingParams(StageParams):
         description="Ratio test: a match is kept when best * significance < second best, on squared descriptor "
         "distances as BigStitcher's SquareDistance (unitless; default 3).",
     )
-    search_radius: float | None = Field(
-        None,
-        gt=0.0,
+    search_radius: Annotated[float, Field(gt=0.0)] | None | Auto = Field(
+        AUTO,
         description="Spatial gating: only points whose world positions are within this distance are compared "
-        "(world units; default None = no gating, as BigStitcher's RGLDM; the seed's typical range is 100-300 "
-        "downsampled units).",
+        "(world units; None = no gating, as BigStitcher's RGLDM; the seed's typical range is 100-300 "
+        "downsampled units; auto (default): the stage uncertainty plus the RANSAC error, per dataset).",
+    )
+    stage_uncertainty: Annotated[float, Field(gt=0.0)] | Auto = Field(
+        AUTO,
+        description="Largest expected error of a tile's nominal position relative to its neighbour (world "
+        "units). Only read when parameters are resolved per dataset: it widens the search radius and, beyond "
+        "what the overlaps let the matcher bridge, records that a coarse image-based prealignment is needed; "
+        "auto (default): assumed within what the overlaps absorb.",
     )
     num_required_neighbors: int = Field(
         3,
@@ -82,12 +94,12 @@ class MatchingParams(StageParams):
         description="Regularisation weight lambda (unitless, 0..1; default 0.1; ignored when the "
         "regularization model is none or equals the model).",
     )
-    max_epsilon: float = Field(
-        5.0,
-        gt=0.0,
+    max_epsilon: Annotated[float, Field(gt=0.0)] | Auto = Field(
+        AUTO,
         validation_alias=AliasChoices("max_epsilon", "inlier_factor"),
         description="RANSAC max error: a candidate is an inlier when |T(a) - b| < max_epsilon (world units; "
-        "default 5; the seed calls it inlier_factor).",
+        "the seed calls it inlier_factor; auto (default): three times the points' localisation error, "
+        "which scales with the detection's working voxel; 5 with no dataset).",
     )
     min_inlier_ratio: float = Field(
         0.1,
@@ -95,11 +107,11 @@ class MatchingParams(StageParams):
         le=1.0,
         description="A model needs at least this fraction of the candidates as inliers (unitless; default 0.1).",
     )
-    model_min_matches: int = Field(
-        12,
-        ge=1,
-        description="A model needs at least this many inliers, after the robust filter too (count; default 12; "
-        "never fewer than the model's minimal sample).",
+    model_min_matches: Annotated[int, Field(ge=1)] | Auto = Field(
+        AUTO,
+        description="A model needs at least this many inliers, after the robust filter too (count; "
+        "never fewer than the model's minimal sample; auto (default): from the points expected in an "
+        "overlap, never below the count a chance consensus could reach; 12 with no dataset).",
     )
     num_iterations: int = Field(
         10000, ge=1, description="RANSAC hypotheses drawn (count; default 10,000)."
@@ -137,6 +149,15 @@ class MatchingParams(StageParams):
                 f"got {self.num_neighbors}"
             )
         return self
+
+    def auto_fields(self) -> list[str]:
+        """Names of the parameters still set to ``auto``."""
+        return [k for k in FALLBACKS if getattr(self, k) == AUTO]
+
+    def concrete(self) -> "MatchingParams":
+        """These parameters with every ``auto`` replaced by its dataset-free fallback."""
+        auto = self.auto_fields()
+        return self.model_copy(update={k: FALLBACKS[k] for k in auto}) if auto else self
 
     @property
     def neighbors_needed(self) -> int:

@@ -38,8 +38,15 @@ def plan_views(
     """One plan per view: pyramid level, in-memory factor, intensity range, chunks.
 
     Views: ``views`` if given, else the ``selection``'s (default all) of the channels in
-    ``params.channels`` (default all).
+    ``params.channels`` (default all). ``auto`` values are resolved for the dataset first
+    (:mod:`rhapso_core.autoparams`); the flows resolve them before calling, so this only
+    happens to direct callers.
     """
+    if params.auto_fields():
+        from rhapso_core.autoparams import resolved_for
+        from rhapso_core.config import PipelineParams
+
+        params = resolved_for(xml_uri, PipelineParams(detection=params), storage_options).params.detection
     sd = load_dataset(xml_uri, storage_options)
     if views is None:
         views = select_views(sd, selection)

@@ -84,7 +84,18 @@ def match_pair(
     xml_uri: str, store_uri: str, view_a: ViewId, view_b: ViewId, label: str,
     params: MatchingParams, storage_options=None,
 ) -> PairRecord:
-    """Match two views' stored points in world coordinates; store the correspondences."""
+    """Match two views' stored points in world coordinates; store the correspondences.
+
+    ``auto`` values are resolved from the XML alone first (the matcher needs no pixels:
+    the detection grid the overlaps allow, 12 inliers at least); the flows resolve every
+    stage together, from the pixels too, before calling.
+    """
+    if params.auto_fields():
+        from rhapso_core.autoparams import resolved_for
+        from rhapso_core.config import PipelineParams
+
+        params = resolved_for(xml_uri, PipelineParams(matching=params), storage_options,
+                              read_pixels=False).params.matching
     sd = load_dataset(xml_uri, storage_options)
     view_a, view_b = tuple(view_a), tuple(view_b)
     geometry = view_geometry(sd, [view_a, view_b])

@@ -208,6 +208,10 @@ def render_report(metrics: dict, verdict: dict, pictures: dict, meta: dict,
         A Neuroglancer link (the only external URL in the page).
     """
     parts = [f"<h1>{escape(title)}</h1>", _inputs(meta), _verdict_section(verdict)]
+    if metrics.get("parameters"):
+        from rhapso_core.qc.parameters import parameters_section
+
+        parts.append(parameters_section(metrics["parameters"]))
     if metrics.get("detection"):
         parts.append(_detection(metrics["detection"], pictures.get("detection", [])))
     if metrics.get("matching"):

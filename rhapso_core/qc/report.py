@@ -286,6 +286,7 @@ def build_report(
     storage_options: dict | None = None,
     phase_links: Sequence[Mapping] | None = None,
     verify_reports: Sequence[Mapping | None] | None = None,
+    resolved_params: str | Mapping | None = None,
 ) -> dict:
     """Compute every QC metric of a run, judge it, and write one self-contained HTML report.
 
@@ -301,6 +302,8 @@ def build_report(
         Neuroglancer view. Data on S3 gets a link without them.
     title : str
         Page heading.
+    resolved_params : str or mapping, optional
+        The run's parameter resolution (``resolved_params.json`` or its dict): shown as a table.
 
     Returns
     -------
@@ -315,6 +318,11 @@ def build_report(
         phase_links=phase_links, verify_reports=verify_reports,
     )
     v = judge(metrics, p)
+    from rhapso_core.qc.parameters import load_resolved
+
+    resolved = load_resolved(resolved_params, storage_options)
+    if resolved:
+        metrics["parameters"] = _jsonable(resolved)
     ng = None
     if neuroglancer_base_url is not None or is_s3(str(solved_xml)):
         from rhapso_core.qc.neuroglancer import NeuroglancerError, neuroglancer_link

@@ -29,10 +29,17 @@ def test_bad_values_name_the_parameter(kw, name):
 
 
 def test_defaults():
+    # Data-dependent parameters default to auto (resolved per dataset by rhapso_core.autoparams);
+    # with no dataset at hand they take the fixed fallbacks.
     p = DetectionParams()
-    assert (p.dsxy, p.dsz, p.sigma, p.threshold, p.combine_distance) == (2, 1, 1.8, 0.008, 0.5)
+    assert (p.dsxy, p.dsz, p.sigma, p.threshold, p.combine_distance) == ("auto", "auto", "auto", "auto", 0.5)
     assert (p.label, p.peak_type, p.max_spots, p.chunks_per_bound) == ("beads", "max", 0, 1)
     assert p.factors_zyx() == (1, 2, 2)
+    c = p.concrete()
+    assert (c.dsxy, c.dsz, c.sigma, c.threshold, c.min_intensity) == (2, 1, 1.8, 0.008, None)
+    assert DetectionParams(dsxy=1, sigma="auto").concrete().dsxy == 1
+    with pytest.raises(pydantic.ValidationError, match="dsxy"):
+        DetectionParams(dsxy="fine")
 
 
 def test_input_errors():

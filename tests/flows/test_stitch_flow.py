@@ -73,13 +73,19 @@ def test_stitch_on_local_ray(prefect_harness, small_dataset, tmp_path):
     assert len(fused_sd.views()) == 1
 
     keys = _artifact_keys()
-    assert {"detection-points-per-view", "matching-rigid", "solver-affine", "fusion-output", "qc-report"} <= keys, keys
+    assert {"detection-points-per-view", "matching-rigid", "solver-affine", "fusion-output", "qc-report",
+            "resolved-parameters"} <= keys, keys
 
     # The QC report is computed from this run's outputs and sits beside the aligned XML.
     from pathlib import Path
 
     html = Path(result["qc"]["report_uri"])
     assert html.exists() and html.parent == Path(result["aligned_xml"]).parent
+    # Every auto parameter was resolved before detection, recorded beside the XML and in the report.
+    resolved = Path(result["alignment"]["resolved_params_json"])
+    assert resolved.exists() and resolved.parent.parent == Path(result["aligned_xml"]).parent
+    assert "detection.dsxy" in result["alignment"]["resolved_parameters"]
+    assert "Resolved parameters" in html.read_text()
     assert result["qc"]["verdict"] in ("pass", "warn"), result["qc"]["reasons"]
 
 

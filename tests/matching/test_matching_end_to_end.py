@@ -140,7 +140,11 @@ def test_params_validation_and_seed_names():
     assert MatchingParams(inlier_factor=7.5).max_epsilon == 7.5
     p = MatchingParams()
     assert (p.num_neighbors, p.redundancy, p.significance, p.num_iterations) == (3, 1, 3.0, 10000)
-    assert (p.max_epsilon, p.min_inlier_ratio, p.model_min_matches, p.lambda_value) == (5.0, 0.1, 12, 0.1)
+    # data-dependent values default to auto (resolved per dataset); on their own, BigStitcher's
+    assert (p.max_epsilon, p.model_min_matches, p.search_radius) == ("auto", "auto", "auto")
+    c = p.concrete()
+    assert (c.max_epsilon, c.min_inlier_ratio, c.model_min_matches, c.lambda_value) == (5.0, 0.1, 12, 0.1)
+    assert c.search_radius is None
     m = model_for(p)
     assert isinstance(m, InterpolatedModel) and m.lam == 0.1
     assert isinstance(model_for(MatchingParams(regularization_model="none")), AffineModel)

@@ -1,0 +1,103 @@
+"""Resolve a run's ``auto`` parameters for one dataset, before detection.
+
+Reads the XML (tile sizes, voxel sizes, nominal overlaps), the coarsest pyramid level
+of a few views (intensity range) and full-resolution crops of a few overlaps (feature
+size, noise, DoG peak values), all bounded in size whatever the dataset's size. A value
+the user set always wins and is reported as such.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from rhapso_core.autoparams.detection import INTENSITY_PERCENTILES, resolve_detection
+from rhapso_core.autoparams.matching import resolve_matching
+from rhapso_core.autoparams.records import Resolution
+from rhapso_core.autoparams.sample import coarse_percentiles, evenly, overlap_crops
+from rhapso_core.autoparams.survey import survey_dataset
+from rhapso_core.pipeline.dataset import load_dataset, xml_digest
+
+__all__ = ["resolve_parameters", "resolved_for", "has_auto", "SAMPLED_OVERLAPS", "SAMPLED_VIEWS", "CROP_VOXELS"]
+
+SAMPLED_OVERLAPS = 3  # overlaps cropped for feature size, noise and DoG peaks
+SAMPLED_VIEWS = 8  # views whose coarsest level gives the intensity percentiles
+CROP_VOXELS = 300_000  # full-resolution voxels per overlap crop (1.2 MB of float32)
+
+
+def has_auto(params) -> bool:
+    """Whether a PipelineParams (or a stage's params) still holds ``auto`` values to resolve."""
+    from rhapso_core.config import PipelineParams
+
+    if isinstance(params, PipelineParams):
+        return bool(params.detection.auto_fields() or params.matching.auto_fields())
+    return bool(params.auto_fields())
+
+
+def resolve_parameters(xml_uri: str, params, storage_options=None, read_pixels: bool = True) -> Resolution:
+    """Every ``auto`` detection and matching parameter of ``params`` derived for ``xml_uri``.
+
+    Parameters
+    ----------
+    xml_uri : str
+        The dataset (BigStitcher XML, local or s3://).
+    params : PipelineParams
+        The run's parameters; values other than ``auto`` are kept.
+    read_pixels : bool
+        False: from the XML alone (the grid the overlaps allow; fallbacks for the values that
+        need pixels), for callers whose images are absent or not needed.
+
+    Returns
+    -------
+    Resolution
+        ``params`` with concrete detection and matching sections, each value with its
+        source and reason, the prealignment decision and the measured facts.
+    """
+    t0 = time.perf_counter()
+    sd = load_dataset(xml_uri, storage_options)
+    survey = survey_dataset(xml_uri, sd, storage_options)
+    d, m = params.detection, params.matching
+    facts: dict = {"dataset": survey.to_facts()}
+    d_auto = d.auto_fields()
+    need_pixels = read_pixels and (bool(d_auto) or m.model_min_matches == "auto")
+    intensity = None
+    if read_pixels and any(n in d_auto for n in ("min_intensity", "max_intensity")):
+        views = evenly([v.view for v in survey.views], SAMPLED_VIEWS)
+        lo, hi, _ = coarse_percentiles(sd, views, INTENSITY_PERCENTILES, storage_options)
+        intensity = (lo, hi, len(views))
+    crops = overlap_crops(sd, survey, SAMPLED_OVERLAPS, CROP_VOXELS, storage_options) if need_pixels else []
+    facts["sampled_overlaps"] = [
+        {"view": list(c.view), "crop_xyz": c.crop_xyz.tolist(), "volume_fraction": round(c.volume_fraction, 4)}
+        for c in crops
+    ]
+    det, d_rec, d_facts = resolve_detection(survey, d, crops, intensity)
+    facts["detection"] = dict(d_facts)
+    mat, m_rec, pre, m_facts = resolve_matching(
+        survey, m, det, list(d_facts.get("expected_points_per_overlap") or []), m.stage_uncertainty)
+    facts["matching"] = m_facts
+    resolved = params.model_copy(update={"detection": det, "matching": mat})
+    return Resolution(xml_uri, resolved, tuple(d_rec + m_rec), pre, facts, time.perf_counter() - t0)
+
+
+_CACHE: dict[tuple[str, str, str, bool], Resolution] = {}
+_CACHE_SIZE = 16
+
+
+def resolved_for(xml_uri: str, params, storage_options=None, read_pixels: bool = True) -> Resolution:
+    """:func:`resolve_parameters`, remembered per XML content and parameters in this process.
+
+    Stage functions called on their own with ``auto`` values use this, so every call on
+    the same dataset sees the same resolved values without reading pixels again.
+    """
+    if storage_options:
+        return resolve_parameters(xml_uri, params, storage_options, read_pixels)
+    key = (xml_uri, xml_digest(xml_uri), params.model_dump_json(), read_pixels)
+    if key not in _CACHE:
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = resolve_parameters(xml_uri, params, read_pixels=read_pixels)
+    return _CACHE[key]
+
+
+def params_digest(params) -> str:
+    return hashlib.sha256(params.model_dump_json().encode()).hexdigest()[:16]

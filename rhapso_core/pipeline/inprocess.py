@@ -1,0 +1,56 @@
+"""The whole alignment in one process (no Prefect, no Ray): resolve, detect, match and solve per round.
+
+The same stage functions the tasks run, one after another; for tests, benchmarks and
+scripts that want the alignment without an orchestrator. The flow
+(:mod:`flows.alignment`) runs the same steps as tasks.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from rhapso_core.autoparams import Resolution, resolve_parameters
+from rhapso_core.pipeline import detect, match, solve
+
+
+@dataclass(frozen=True)
+class InProcessAlignment:
+    """Where the solved XML went, the resolution used and how long each step took (s)."""
+
+    xml: str
+    resolution: Resolution
+    pairs_matched: tuple[str, ...]
+    seconds: dict = field(default_factory=dict)
+
+
+def align_in_process(xml: str, work: str, params, rounds=None) -> InProcessAlignment:
+    """Align ``xml`` into the folder ``work`` (point store, one XML per round); returns the last XML.
+
+    ``params`` is a :class:`~rhapso_core.config.PipelineParams`; its ``auto`` values are
+    resolved first (:func:`rhapso_core.autoparams.resolve_parameters`).
+    """
+    os.makedirs(work, exist_ok=True)
+    t0 = time.perf_counter()
+    res = resolve_parameters(xml, params)
+    p = res.params
+    t1 = time.perf_counter()
+    store = os.path.join(work, "interestpoints.zarr")
+    for plan in detect.plan_views(xml, p.detection):
+        parts = [detect.run_chunk(xml, plan.view, t, plan.params) for t in plan.tasks]
+        detect.store_view(store, plan, detect.merge_view(plan, parts))
+    t2 = time.perf_counter()
+    current, matched = xml, []
+    rounds = list(rounds or p.alignment.rounds)
+    for i, kind in enumerate(rounds, start=1):
+        m, s = p.round_params(kind)
+        records = [match.match_pair(current, store, a, b, p.detection.label, m)
+                   for a, b in match.plan_pairs(current, p.alignment.pair_mode, list(p.alignment.group_by))]
+        matched.append(f"{sum(r.ok for r in records)}/{len(records)}")
+        out = os.path.join(work, f"{i:02d}-{kind}.xml")
+        solve.solve_dataset(current, store, p.detection.label, s, out)
+        current = out
+    t3 = time.perf_counter()
+    return InProcessAlignment(current, res, tuple(matched),
+                              {"resolve": t1 - t0, "detect": t2 - t1, "match_solve": t3 - t2, "total": t3 - t0})
