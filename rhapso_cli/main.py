@@ -167,6 +167,7 @@ def cmd_import(args) -> int:
 
 
 def cmd_export_tileconfig(args) -> int:
+    from flows.layout import check_not_input
     from rhapso_core.tileconfig import export_tileconfig
 
     check_not_input(args.out, args.xml, "--out")

@@ -52,14 +52,16 @@ def resolve_dimensions(params: DetectionParams, full_shape_zyx: Sequence[int]) -
         one or two planes); in 2-D, ``dsz`` is 1 (planes are detected one by one, never averaged).
     """
     nz = int(full_shape_zyx[0])
+    # Unresolved `auto` values (a direct caller, no dataset resolution): their fallbacks.
+    sigma = params.concrete().sigma
     dims = params.dimensions
     if dims == "auto":
-        dims = "2d" if nz < min_planes_3d(params.sigma) else "3d"
+        dims = "2d" if nz < min_planes_3d(sigma) else "3d"
     if dims == "2d":
         dsz = 1
     else:
         # Downsampling in z must not make the stack thin again.
-        dsz = max(1, min(int(params.dsz), nz // min_planes_3d(params.sigma)))
+        dsz = max(1, min(int(params.concrete().dsz), nz // min_planes_3d(sigma)))
     if dims == params.dimensions and dsz == params.dsz:
         return params
     return params.model_copy(update={"dimensions": dims, "dsz": dsz})

@@ -54,6 +54,13 @@ class SolverParams(StageParams):
         description="Folds of the held-out validation: each fold's matches are left out once and predicted by "
         "a solve on the others (folds).",
     )
+    validation_max_views: int = Field(
+        64, ge=2,
+        description="The held-out validation solves the links among at most this many views: a connected "
+        "neighbourhood grown from the best-linked view (views). Its cost is folds x candidates solves; bounded "
+        "this way it stays seconds on thousands of tiles, and whether the data support an affine is a property "
+        "of the acquisition that a neighbourhood of this size shows (default 64: an 8 x 8 sub-grid).",
+    )
     relative_threshold: float = Field(
         3.5,
         gt=0.0,

@@ -112,6 +112,10 @@ def select_model(
         return ModelChoice(m, lam, "the only candidate", 0, 0)
     k = params.validation_folds
     label_w = params.label_weights
+    links = _neighbourhood(links, params.validation_max_views)
+    if views is not None:
+        kept = {v for lk in links for v in (lk.a, lk.b)}
+        views = {v: g for v, g in views.items() if v in kept}
     # Canonical link order and a seed per link: the choice does not depend on the order links come in.
     links = sorted(links, key=lambda lk: (_key(lk), lk.n))
     folds = []
@@ -193,6 +197,31 @@ def select_model(
                  f"the simplest within {_Z:g} standard errors of the best ({best_txt}, {np.sqrt(score[best]):.3g})"))
     return ModelChoice(m, float(lam), reason, k, int(len(w)), scores)
 
+
+
+def _neighbourhood(links: Sequence[Link], max_views: int) -> list[Link]:
+    """The links among at most ``max_views`` views: breadth-first from the view with the most matches,
+    so the subset is connected and its views are the well-linked ones (the validation's cost is bounded
+    by this, not by the dataset's size)."""
+    views = {v for lk in links for v in (lk.a, lk.b)}
+    if len(views) <= max_views:
+        return list(links)
+    adjacency: dict[ViewId, set[ViewId]] = {}
+    matches: dict[ViewId, int] = {}
+    for lk in links:
+        adjacency.setdefault(lk.a, set()).add(lk.b)
+        adjacency.setdefault(lk.b, set()).add(lk.a)
+        for v in (lk.a, lk.b):
+            matches[v] = matches.get(v, 0) + lk.n
+    start = max(sorted(matches), key=lambda v: matches[v])
+    chosen, queue = {start}, [start]
+    while queue and len(chosen) < max_views:
+        v = queue.pop(0)
+        for u in sorted(adjacency[v], key=lambda u: (-matches[u], u)):
+            if u not in chosen and len(chosen) < max_views:
+                chosen.add(u)
+                queue.append(u)
+    return [lk for lk in links if lk.a in chosen and lk.b in chosen]
 
 
 def _spread(runs: np.ndarray) -> float:

@@ -81,7 +81,7 @@ def test_special_keys_map_and_bad_values_are_refused_by_name(tmp_path):
     p, _ = _load(f)
     assert p.solver.fixed_views == [(0, 2), (0, 5)]
     assert p.detection.chunks_per_bound == 1  # Rhapso's 0 = no sub-chunking
-    assert p.round_params("affine")[0].search_radius == 42 and p.round_params("rigid")[0].search_radius is None
+    assert p.round_params("affine")[0].search_radius == 42 and p.round_params("rigid")[0].search_radius == "auto"
     for text, name, fragment in [
         ("match_type_rigid: 'affine'\n", "match_type_rigid", "alignment.rounds"),
         ("fixed_views: ['tile 3']\n", "fixed_views", "timepoint: 0, setup: 0"),

@@ -27,7 +27,9 @@ def test_changed_parameter_refused_before_anything_is_written(rel_harness, write
     paths = write_dataset_copy("rerun-changed", **SMALL)
     out = tmp_path / "out"
     rc, _, err = run_cli("stitch", paths.xml, "--out", out, "--no-ray", "--num-cpus", "2")
-    assert rc == 0, err[-2000:]
+    # 3: completed and published with a QC "fail" (two 64-voxel tiles hold few points); what is
+    # tested is the re-run, and a completed run is what it meets either way.
+    assert rc in (0, 3), err[-2000:]
     assert read_record(str(out)).state == "complete"
     assert not [n for n in os.listdir(out) if ".staged" in n], os.listdir(out)  # published, nothing left staged
     before = folder_hash(out)
@@ -38,7 +40,7 @@ def test_changed_parameter_refused_before_anything_is_written(rel_harness, write
     # and the published XML is the new run's.
     rc, _, err = run_cli("stitch", paths.xml, "--out", out, "--no-ray", "--num-cpus", "2",
                          "--set", "solver.lambda_value=0.5", "--overwrite")
-    assert rc == 0, err[-2000:]
+    assert rc in (0, 3), err[-2000:]
     rec = read_record(str(out))
     assert rec.state == "complete" and rec.params["solver.lambda_value"] == 0.5
     assert not [n for n in os.listdir(out) if ".staged" in n], os.listdir(out)

@@ -102,3 +102,23 @@ def test_large_grid_never_takes_an_undetermined_affine():
     r = solve(g.links, SolverParams(), g.views)
     assert (r.report.model, r.report.lambda_value) != ("affine", 0.0)
     assert correction_rms(g, r.corrections, gauge="rigid") < 0.2
+
+
+def test_validation_is_bounded_to_a_connected_neighbourhood():
+    # 12 x 12 tiles: the validation sees at most validation_max_views views, connected (every kept
+    # view linked to another kept one), and the choice on a rigid grid is still rigid.
+    from rhapso_core.solver.select import _neighbourhood
+
+    g = make_grid((12, 12, 1), "rigid", seed=5)
+    sub = _neighbourhood(g.links, 16)
+    kept = {v for lk in sub for v in (lk.a, lk.b)}
+    assert len(kept) == 16
+    seen, frontier = set(), [next(iter(sorted(kept)))]
+    while frontier:
+        v = frontier.pop()
+        if v not in seen:
+            seen.add(v)
+            frontier += [u for lk in sub for u in (lk.a, lk.b) if v in (lk.a, lk.b) and u != v]
+    assert seen == kept
+    r = solve(g.links, SolverParams(validation_max_views=16), g.views)
+    assert r.report.model_selection["model"] == "rigid", r.report.model_selection["reason"]

@@ -21,7 +21,7 @@ def test_rigid_after_phase_keeps_phase_links(tmp_path):
     found (measured: 0.46 voxel RMS); with the phase links kept it stays <= 0.3.
     """
     p = PipelineParams()
-    err = 1.5 * p.matching.max_epsilon
+    err = 1.5 * p.matching.concrete().max_epsilon  # the matcher's dataset-free fallback (5)
     ds = write_dataset(tmp_path / "ds", SyntheticParams(grid=(3, 2, 1), tile_size_xyz=(128, 128, 32), overlap=0.2,
                                                         jitter_voxels=(err, err, 2.0), seed=1, n_levels=2,
                                                         blob_density=1500.0))

@@ -56,7 +56,7 @@ def test_dimensions_and_z_downsampling_follow_the_view_shape():
     p = DetectionParams(dsz=4)
     assert resolve_dimensions(p, (1, 512, 512)).dimensions == "2d"
     assert resolve_dimensions(p, (1, 512, 512)).dsz == 1
-    need = min_planes_3d(p.sigma)
+    need = min_planes_3d(p.concrete().sigma)
     assert resolve_dimensions(p, (need - 1, 512, 512)).dimensions == "2d"
     deep = resolve_dimensions(p, (need, 512, 512))
     assert deep.dimensions == "3d" and deep.dsz == 1  # never downsampled into a thin stack
