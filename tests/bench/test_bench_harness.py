@@ -68,6 +68,7 @@ def test_saved_run_reprints_identically(rb, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_one_real_run_without_rhapso(rb, tmp_path, monkeypatch, capsys):
     """The whole harness on a small generated dataset: every stage measured, alignment within
     half a voxel of the truth (nominal error about 2.5 voxels), the figures saved and reprinted."""

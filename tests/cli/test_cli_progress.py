@@ -130,12 +130,13 @@ def _run_in_pty(argv: list[str], timeout: float) -> tuple[int, str]:
 @pytest.mark.slow
 def test_demo_in_a_terminal_shows_progress_then_a_screen_sized_summary(tmp_path):
     out = tmp_path / "demo"
-    rc, text = _run_in_pty(["demo", "--out", str(out), "--grid", "2x2", "--no-ray",
-                            "--set", "synthetic.tile_size_xyz=[128,128,32]", "--set", "synthetic.n_levels=2"], 900)
+    # The README's demo as it is (6 tiles): smaller tiles hold too few points in their overlaps to
+    # match, and a QC "fail" ends before the error against the truth is scored.
+    rc, text = _run_in_pty(["demo", "--out", str(out), "--no-ray"], 900)
     assert rc == 0, text[-3000:]
     (out / "terminal.txt").write_text(text)  # what a person saw (kept for the README)
     # progress: lines redrawn in place, with done/total
-    assert re.search(r"\r\x1b\[K  views detected: \d+/4", text), text[-3000:]
+    assert re.search(r"\r\x1b\[K  views detected: \d+/6", text), text[-3000:]
     assert re.search(r"fusion work units: (\d+)/\1 in ", text)
     summary = text[text.index("rhapso demo: done in"):].strip().splitlines()
     assert 5 <= len(summary) <= 25, summary

@@ -9,6 +9,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.heavy
 def test_alignment_flow_corrects_intensity(prefect_harness, tmp_path):
     from flows.alignment import alignment
     from rhapso_core.intensity.store import default_container

@@ -14,6 +14,7 @@ from rhapso_core.synthetic.scoring import score
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.heavy
 def test_stitch_flow_multiview(prefect_harness, multiview_dataset, tmp_path):
     from flows.stitch import stitch
 

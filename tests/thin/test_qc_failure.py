@@ -78,7 +78,7 @@ def test_align_of_single_planes_forced_to_3d_exits_3(prefect_harness, tmp_path):
     out_buf, err_buf = io.StringIO(), io.StringIO()  # not capsys: Prefect's handler keeps the first stream
     with contextlib.redirect_stdout(out_buf), contextlib.redirect_stderr(err_buf):
         rc = cli.main(["align", str(paths.xml), "--out", str(tmp_path / "out" / "a.xml"),
-                       "--set", "detection.dimensions=3d", "--no-ray"])
+                       "--set", "detection.dimensions=3d", "--no-ray", "--json"])
     err = err_buf.getvalue()
     assert rc == 3, err[-2000:]
     assert "QC verdict fail: single-plane views: no 3-D detection possible" in err
