@@ -127,6 +127,7 @@ def test_secret_never_in_logs_artifacts_or_outputs(s3_run, rel_s3):
     FIGURES["secret checks"] = f"{len(logs)} log lines + {len(texts)} artifacts/parameters + XML/QC scanned: 0 hits"
 
 
+@pytest.mark.heavy  # 140 s: a whole stitch through a fault-injecting proxy (RHAPSO_HEAVY_TESTS=1)
 def test_transient_s3_failures_end_byte_identical(s3_run, s3_dataset, rel_s3):
     """Every FAIL_EVERY-th request fails with 503 SlowDown; botocore/s3fs retry, tasks retry the rest."""
     from flows.stitch import stitch
