@@ -147,3 +147,42 @@ def handling_signals(command: str, kept: str):
             engine.capture_sigterm = bridge
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+
+def _finished_exit(rc: int):
+    def _finished(signum, frame) -> None:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(rc)
+
+    return _finished
+
+
+def guard_process_teardown() -> None:
+    """Called once, first thing, by the ``rhapso`` program. The interpreter's final stage
+    resets Python-level signal handlers to the system default, so a Ctrl-C landing there,
+    after a command has finished, would end the process with -SIGINT and read as an
+    interrupted run. An exit function registered now runs after every later-registered one
+    (Prefect's, Ray's, zarr's: exit functions run last-in, first-out) and ignores the two
+    signals for the last few milliseconds; Python leaves an ignored signal ignored."""
+    import atexit
+
+    def _ignore_from_here() -> None:
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(s, signal.SIG_IGN)
+
+    atexit.register(_ignore_from_here)
+
+
+def exit_quietly_on_signal(rc: int) -> None:
+    """After the command has finished (outputs published, lock released), the interpreter
+    still tears down Prefect's client, the local API and Ray for a few seconds. A Ctrl-C
+    there would print a KeyboardInterrupt traceback and end with -SIGINT, reading as an
+    interrupted run; the work is done, so the process ends with the command's own code."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, _finished_exit(rc))

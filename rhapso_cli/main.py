@@ -712,5 +712,21 @@ def main(argv: list[str] | None = None) -> int:
         return report_failure(args.command, exc, args.verbose)
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """The ``rhapso`` program (console script and ``python -m``): ``main`` plus a process-level
+    guard for the interpreter's teardown after the command returned."""
+    from rhapso_cli.interrupt import exit_quietly_on_signal, guard_process_teardown
+
+    guard_process_teardown()
+    try:
+        rc = main(argv)
+    except KeyboardInterrupt:  # before the command's handler was installed or after it was removed
+        print("rhapso: interrupted", file=sys.stderr, flush=True)
+        rc = 130
+
+    exit_quietly_on_signal(rc)
+    return rc
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())
