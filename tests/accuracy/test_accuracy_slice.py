@@ -31,6 +31,7 @@ def test_default_parameters_reach_the_target(name, tmp_path):
     auto = r["auto"]
     assert auto["rms"] <= TOLERANCE, r
     assert auto["rms"] < r["nominal_rms"] / 4, r
-    # the resolution is recorded and costs little beside the alignment
+    # the resolution is recorded; what it costs beside the alignment is a benchmark figure
+    # (bench/bench_accuracy.py), not a timed test: on a fresh checkout it includes numba's
+    # first compilation of the detection kernels.
     assert r["resolved"]["detection.dsxy"] >= 1
-    assert auto["seconds"]["resolve"] < 0.25 * auto["seconds"]["total"], auto["seconds"]
