@@ -21,6 +21,7 @@ from flows.layout import (
 )
 from flows.params import resolve
 from flows.phase import phase_stage
+from rhapso_core.pipeline.publish import publish, staged_name
 from flows.qc_failure import raise_if_qc_failed
 from flows.runtime import current_run_id, ray_session, stage_runner, worker_slots
 from rhapso_core.config import AlignmentParams, PipelineParams
@@ -265,7 +266,13 @@ def alignment(
     # The folder's point store is shared by anything aligned into it: one run at a time.
     with output_lock(alignment_layout(out)["folder"], run_id=current_run_id()) as lock, ray_session(p.runtime):
         clear_dead_run_temporaries(lock, out)
-        summary = run_alignment(xml, out, p, ground_truth=ground_truth)
+        # The solved XML is written under a staged name and moved into place once the point
+        # export is complete, so an interrupted run never leaves a new XML beside the
+        # previous run's exports; the QC report then describes the published XML.
+        staged = staged_name(out)
+        summary = run_alignment(xml, out, p, qc=False, final_xml=staged)
+        summary["output"] = publish(staged, out)
+        summary["qc"] = run_qc(xml, summary, p.detection.label, ground_truth=ground_truth)
     # Outputs are written and the lock released; a failed verdict then fails the run (exit 3 in the CLI).
     raise_if_qc_failed(xml, summary, summary.get("qc"), p.detection.dimensions, summary)
     return summary

@@ -50,8 +50,13 @@ def alignment_outputs(out_xml: str, what: str = "--out") -> list[tuple[str, str]
     """Every path an alignment into ``out_xml`` writes, with what it is (for refusals)."""
     from rhapso_core.pipeline.run_lock import lock_path
 
+    from rhapso_core.intensity.store import default_container
+    from rhapso_core.pipeline.publish import staged_name
+
     layout = alignment_layout(out_xml)
-    return [(out_xml, f"{what} (the solved XML)"), (layout["store"], "the point store it writes"),
+    return [(out_xml, f"{what} (the solved XML)"), (staged_name(out_xml), "the staged solved XML it writes"),
+            (default_container(out_xml), "the intensity coefficients it writes"),
+            (layout["store"], "the point store it writes"),
             (layout["n5"], "the BigStitcher interest-point export it writes"),
             (layout["work"], "the folder of per-round XMLs it writes"),
             (_join(layout["folder"], "qc_report.html"), "the QC report it writes"),

@@ -63,3 +63,30 @@ def test_record_compares_inputs_and_shaping_parameters(tmp_path):
     with pytest.raises(RerunMismatchError, match="detection.sigma"):
         check_rerun(str(tmp_path), "a.xml", "sha", changed, overwrite=False)
     assert check_rerun(str(tmp_path), "a.xml", "sha", changed, overwrite=True) is not None
+
+
+def test_align_publishes_its_xml_only_when_the_run_completed(rel_harness, write_dataset_copy, tmp_path, monkeypatch):
+    """An ``align --overwrite`` that fails after its last round (here: the interest-point export)
+    leaves the previous solved XML in place, byte for byte; the next run publishes its own."""
+    import flows.alignment as alignment_flow
+
+    paths = write_dataset_copy("align-staged", **SMALL)
+    out = tmp_path / "dataset.aligned.xml"
+    previous = b"<SpimData version='0.2'><!-- a previous run's solved XML --></SpimData>"
+    out.write_bytes(previous)
+
+    def disk_full(*a, **k):
+        raise OSError(28, "No space left on device", str(tmp_path / "interestpoints.n5"))
+
+    monkeypatch.setattr(alignment_flow, "export_n5", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        alignment_flow.alignment(str(paths.xml), str(out), overrides=["runtime.use_ray=false"])
+    assert out.read_bytes() == previous, "the failed run replaced the published XML"
+    monkeypatch.undo()
+    try:
+        summary = alignment_flow.alignment(str(paths.xml), str(out), overrides=["runtime.use_ray=false"])
+        assert summary["output"] == str(out)
+    except Exception as exc:  # a QC "fail" verdict on two small tiles still publishes (exit 3 in the CLI)
+        assert type(exc).__name__ == "QCFailedError", exc
+    assert out.read_bytes() != previous and b"<ViewRegistrations>" in out.read_bytes()
+    assert not [n for n in os.listdir(tmp_path) if ".staged" in n], os.listdir(tmp_path)
