@@ -725,6 +725,13 @@ def cli(argv: list[str] | None = None) -> int:
         rc = 130
 
     exit_quietly_on_signal(rc)
+    # Prefect's background services report, while the interpreter exits, items still queued
+    # for the API (events, logs of a run that has ended): a line after the command's own
+    # last line that says nothing to the user.
+    import logging
+
+    for service in ("EventsWorker", "APILogWorker"):
+        logging.getLogger(service).setLevel(logging.ERROR)
     return rc
 
 

@@ -126,3 +126,47 @@ def test_report_renders_in_headless_chromium(report, chromium, tmp_path):
     assert title == f"QC pass - images {n_img}/{n_img}", title
     assert f'data-images-decoded="{n_img}"' in dom and "Verdict: PASS" in dom
     assert "Uncaught" not in proc.stderr, proc.stderr[-2000:]
+
+
+def _screenshot(chromium: str, page, png, tmp_path, width: int = 1280, height: int = 4000) -> None:
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile-shot'}", f"--window-size={width},{height}",
+           f"--screenshot={png}", page.as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0 and png.exists(), proc.stderr[-2000:]
+
+
+def test_report_screenshot_shows_the_verdict_and_the_pictures(report, chromium, tmp_path):
+    """The rendered page, looked at as pixels: a pass banner in the verdict's colour near the top,
+    the microscopy pictures decoded (textured mid-grey areas on a light page), nothing wider than the window.
+
+    Tolerances: the banner must fill >= 40 % of a row within the top 800 px (its colour to +-3 per
+    channel); >= 40 cells of 40 x 40 px that are mostly mid-grey (30-220) with texture (sd > 25): the
+    six pictures of this run fill ~240, a broken <img> shows a small icon (none);
+    the rightmost 16 px column background-white (no horizontal overflow)."""
+    import numpy as np
+    from imageio.v3 import imread
+
+    _, html = report
+    page = tmp_path / "page.html"
+    page.write_text(html, encoding="utf-8")
+    png = tmp_path / "page.png"
+    _screenshot(chromium, page, png, tmp_path)
+    rgb = imread(png)[..., :3].astype(int)
+    h, w, _ = rgb.shape
+
+    def colour_rows(hex_colour: str, top: int) -> np.ndarray:
+        c = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)])
+        return (np.abs(rgb[:top] - c).max(axis=2) <= 3).mean(axis=1)
+
+    assert colour_rows("#d1e7dd", 800).max() >= 0.4, "no pass banner (#d1e7dd) near the top"
+    assert colour_rows("#f8d7da", 800).max() < 0.05, "a fail-coloured band near the top of a pass report"
+    grey = rgb.mean(axis=2)
+    cells = (grey[: h // 40 * 40, : w // 40 * 40].reshape(h // 40, 40, w // 40, 40)
+             .transpose(0, 2, 1, 3).reshape(h // 40, w // 40, 1600))
+    # A picture cell is mostly mid-grey and textured; text is mostly white, a flat fill has no texture.
+    pictures = ((((cells > 30) & (cells < 220)).mean(axis=2) >= 0.5) & (cells.std(axis=2) > 25)).sum()
+    assert pictures >= 40, f"only {pictures} textured 40-px cells: pictures not decoded?"
+    assert (grey[:, -16:] > 235).mean() > 0.99, "content reaches the right edge (horizontal overflow)"
+    shutil.copy(png, tmp_path / "kept.png")  # left in pytest's tmp folder for a person to look at

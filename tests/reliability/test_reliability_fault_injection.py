@@ -1,9 +1,11 @@
-"""Fault injection: a stitch interrupted at a random moment (SIGINT or SIGKILL), then run again
-into the same folder, ends byte-identical to a clean run.
+"""Fault injection: a stitch interrupted at a random moment (SIGINT, SIGKILL, or a disk that
+fills up), then run again into the same folder, ends byte-identical to a clean run.
 
-Each iteration draws its signal and its delay (seconds after the run took its output lock)
-from a seeded generator, printed in the failure message so a failing draw can be replayed.
-``RHAPSO_FAULT_ITERATIONS`` sets how many (default 2: CI time); ``RHAPSO_FAULT_SEED`` the seed.
+Iterations cycle through the three faults. Each draws its moment from a seeded generator
+(the delay in seconds after the run took its output lock; for the full disk, the write
+from which every write under the output folder fails with ENOSPC, out of the writes a
+clean run makes), printed in the failure message so a failing draw can be replayed.
+``RHAPSO_FAULT_ITERATIONS`` sets how many (default 3: CI time); ``RHAPSO_FAULT_SEED`` the seed.
 Compared: the fused OME-Zarr, the point store and the N5 export byte for byte (zarr
 consistency tokens aside, see reliability_helpers), the solved transforms to 1e-9.
 """
@@ -39,8 +41,17 @@ def _cmd(xml, out) -> list[str]:
             "--num-cpus", "2"]
 
 
-def _run(xml, out) -> None:
-    r = subprocess.run(_cmd(xml, out), capture_output=True, text=True, env=_env(), timeout=500)
+HERE = Path(__file__).resolve().parent
+
+
+def _diskfull_cmd(xml, out, n: int, count_file) -> list[str]:
+    """The stitch, with every write under ``out`` failing with ENOSPC from the n-th on (0: count)."""
+    return [sys.executable, str(HERE / "reliability_diskfull.py"), str(out), str(n), str(count_file), "--"] + \
+        _cmd(xml, out)[3:]
+
+
+def _run(xml, out, cmd=None) -> None:
+    r = subprocess.run(cmd or _cmd(xml, out), capture_output=True, text=True, env=_env(), timeout=500)
     # 3: completed with a QC "fail" (small tiles may not match); outputs are compared byte for byte below.
     assert r.returncode in (0, 3), r.stderr[-2000:]
 
@@ -67,32 +78,48 @@ def _interrupt(xml, out, sig: int, delay: float) -> tuple[int | None, float]:
 
 @pytest.mark.slow
 def test_interrupted_stitch_reruns_identical_to_a_clean_run(rel_harness, write_dataset_copy, tmp_path):
-    iterations = int(os.environ.get("RHAPSO_FAULT_ITERATIONS", "2"))
+    iterations = int(os.environ.get("RHAPSO_FAULT_ITERATIONS", "3"))
     seed = int(os.environ.get("RHAPSO_FAULT_SEED", str(random.SystemRandom().randrange(10**6))))
     rng = random.Random(seed)
     paths = write_dataset_copy("fault-injection", **SMALL)
     before = folder_hash(paths.root)
     clean = tmp_path / "clean"
     t0 = time.time()
-    _run(paths.xml, clean)
+    writes = tmp_path / "clean-writes"
+    _run(paths.xml, clean, _diskfull_cmd(paths.xml, clean, 0, writes))  # counts the writes only
     clean_s = time.time() - t0
+    n_writes = int(writes.read_text())
     fs = fsspec.filesystem("file")
     reference = outputs_digest(fs, str(clean))
     outcomes = []
     for i in range(iterations):
-        sig = signal.SIGINT if i % 2 == 0 else signal.SIGKILL
-        delay = rng.uniform(0.0, max(1.0, 0.8 * clean_s))
         out = tmp_path / f"run{i}"
-        rc, stop_s = _interrupt(paths.xml, out, sig, delay)
-        draw = f"seed {seed}, iteration {i}: {signal.Signals(sig).name} {delay:.1f} s after the lock"
-        if sig == signal.SIGINT and rc is not None and rc not in (0, 3):  # 0 or 3: finished before the signal
-            assert rc == 130 and stop_s < 15, f"{draw}: rc {rc}, stopped after {stop_s:.1f} s"
+        if i % 3 == 2:
+            n = rng.randint(1, n_writes)
+            draw = f"seed {seed}, iteration {i}: disk full from write {n} of {n_writes}"
+            r = subprocess.run(_diskfull_cmd(paths.xml, out, n, tmp_path / f"writes{i}"), capture_output=True,
+                               text=True, env=_env(), timeout=500)
+            # Progress lines and warnings may come before it; the failure is one line, the last.
+            last = r.stderr.strip().splitlines()[-1]
+            assert r.returncode == 2 and last.startswith("rhapso stitch: error:") and "no space" in last, \
+                f"{draw}: rc {r.returncode}: {r.stderr[-1500:]}"
+            assert "Traceback" not in r.stderr, f"{draw}: {r.stderr[-1500:]}"
             assert not (out / ".rhapso-run.lock").exists(), f"{draw}: lock left behind"
+            label = f"ENOSPC@write{n}/{n_writes}"
+        else:
+            sig = signal.SIGINT if i % 3 == 0 else signal.SIGKILL
+            delay = rng.uniform(0.0, max(1.0, 0.8 * clean_s))
+            rc, stop_s = _interrupt(paths.xml, out, sig, delay)
+            draw = f"seed {seed}, iteration {i}: {signal.Signals(sig).name} {delay:.1f} s after the lock"
+            if sig == signal.SIGINT and rc is not None and rc not in (0, 3):  # 0 or 3: finished before the signal
+                assert rc == 130 and stop_s < 15, f"{draw}: rc {rc}, stopped after {stop_s:.1f} s"
+                assert not (out / ".rhapso-run.lock").exists(), f"{draw}: lock left behind"
+            label = f"{signal.Signals(sig).name}@{delay:.1f}s"
         _run(paths.xml, out)
         diffs = diff_digests(reference, outputs_digest(fs, str(out)))
         assert not diffs, f"{draw}: re-run differs from the clean run: {diffs[:10]}"
         assert_same_registrations(str(clean / "dataset.aligned.xml"), str(out / "dataset.aligned.xml"))
-        outcomes.append(f"{signal.Signals(sig).name}@{delay:.1f}s->identical")
+        outcomes.append(f"{label}->identical")
     assert folder_hash(paths.root) == before, "the input folder was modified"
     FIGURES["fault injection (interrupt, re-run)"] = (
         f"{iterations}/{iterations} identical (seed {seed}: {', '.join(outcomes)})")
