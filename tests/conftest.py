@@ -149,3 +149,31 @@ def pytest_collection_modifyitems(config, items):
     if heavy:
         config.hook.pytest_deselected(items=heavy)
         items[:] = [it for it in items if not it.get_closest_marker("heavy")]
+
+
+# --- aiohttp sessions left open -------------------------------------------------------------
+# s3fs instances made with skip_instance_cache (tests that change credentials or endpoints)
+# are not in s3fs's instance cache, so _close_s3fs_sessions never sees them; their aiohttp
+# sessions were reported as "Unclosed client session" after the run's summary.
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import asyncio
+    import gc
+    import sys
+
+    aiohttp = sys.modules.get("aiohttp")
+    if aiohttp is None:
+        return
+    for obj in gc.get_objects():
+        if not isinstance(obj, aiohttp.ClientSession) or obj.closed:
+            continue
+        loop = getattr(obj, "_loop", None)
+        try:
+            if loop is not None and loop.is_running():
+                asyncio.run_coroutine_threadsafe(obj.close(), loop).result(timeout=5)
+            elif obj.connector is not None:  # its loop has stopped: drop the connector synchronously
+                obj.connector._close()
+                obj._connector = None
+        except Exception:  # best effort: at worst the warning comes back
+            pass
