@@ -44,8 +44,23 @@ def _mark_cancelled(held: dict[str, dict]) -> None:
     from prefect.client.orchestration import get_client
     from prefect.states import Cancelled
 
+    from prefect.client.schemas.filters import (
+        FlowRunFilter, FlowRunFilterParentFlowRunId, FlowRunFilterState, FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
     with get_client(sync_client=True) as client:
-        for rid in run_ids:
+        # The stage subflows still running (detection, a matching round, fusion) would otherwise
+        # stay "Running" in the UI for ever: the process that would finish them is gone.
+        unfinished = FlowRunFilterState(type=FlowRunFilterStateType(
+            any_=[StateType.RUNNING, StateType.PENDING, StateType.SCHEDULED]))
+        parents, seen = list(run_ids), set()
+        while parents:
+            subflows = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=parents), state=unfinished))
+            parents = [r.id for r in subflows if r.id not in seen]
+            seen.update(parents)
+        for rid in list(seen) + run_ids:
             client.set_flow_run_state(rid, Cancelled(message="interrupted by the user (signal)"), force=True)
 
 

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,7 @@ def test_interrupted_align_stops_quickly_and_resumes(rel_harness, write_dataset_
     paths = write_dataset_copy("interrupt-" + how.split()[0], **SMALL)
     before = folder_hash(paths.root)
     out = tmp_path / "out"
+    t_start = time.time()
     cmd = [sys.executable, "-m", "rhapso_cli.main", "align", str(paths.xml), "--out", str(out / "aligned.xml"),
            "--num-cpus", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
@@ -66,7 +68,19 @@ def test_interrupted_align_stops_quickly_and_resumes(rel_harness, write_dataset_
     assert lines and lines[-1].startswith("rhapso align: interrupted") and "resume" in lines[-1], err[-2000:]
     assert len(lines) <= 2, err[-2000:]
     assert not lock.exists(), "the output lock was left behind"
-    FIGURES[f"interrupt ({how})"] = f"exit 130 after {took:.1f} s, {len(lines)} stderr line(s)"
+    # The flow run and the stage subflows it had started are marked cancelled, none left "Running".
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterStartTime
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            start_time=FlowRunFilterStartTime(after_=datetime.fromtimestamp(t_start, timezone.utc))))
+    states = {r.name: (r.flow_id, r.state_type.value if r.state_type else None) for r in runs}
+    assert runs and not [n for n, (_, st) in states.items() if st in ("RUNNING", "PENDING")], states
+    assert any(st == "CANCELLED" for _, st in states.values()), states
+    cancelled = sorted(n for n, (_, st) in states.items() if st == "CANCELLED")
+    FIGURES[f"interrupt ({how})"] = (f"exit 130 after {took:.1f} s, {len(lines)} stderr line(s), "
+                                     f"{len(cancelled)} flow run(s) marked cancelled of {len(states)}")
     # The same command again, in the same folder, completes (tasks in threads to keep it short).
     rerun = subprocess.run(cmd + ["--no-ray"], capture_output=True, text=True, env=_env(), timeout=400)
     # 3: resumed to the end with a QC "fail" (two small tiles may not match): the resume is what counts.
