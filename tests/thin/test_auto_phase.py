@@ -85,3 +85,14 @@ def test_rule():
     assert choose_rounds(_geometry(1), det, 12, _facts(80.0), ["rigid"], True) is None
     assert choose_rounds(_geometry(1), det, 12, _facts(80.0), ["phase", "rigid"], False) is None
     assert choose_rounds(_geometry(64), det, 12, _facts(80.0), ["rigid", "affine"], False) is None
+
+
+def test_rule_with_some_short_overlaps():
+    # a wide and a narrow face overlap (36 % of the wide one): only the narrow one falls short
+    det = DetectionParams(sigma=1.8)
+    geo = _geometry(1)
+    shift = np.eye(4)
+    shift[1, 3] = 236.0
+    geo[(0, 2)] = (shift, (256, 256, 1))
+    r = choose_rounds(geo, det, 12, _facts(120.0), ["rigid", "affine"], False)
+    assert r is not None and r.value == ["phase", "rigid", "affine"], r
