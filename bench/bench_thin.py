@@ -47,14 +47,13 @@ def run_cell(grid, planes, truth, seed, work: Path, rounds=None) -> dict:
     xml = str(paths.xml)
     p = resolve_parameters(xml, PipelineParams()).params
     store = str(folder / "ip.zarr")
-    n_points = {}
     for plan in detect.plan_views(xml, p.detection):
         parts = [detect.run_chunk(xml, plan.view, t, plan.params) for t in plan.tasks]
-        merged = detect.merge_view(plan, parts)
-        detect.store_view(store, plan, merged)
+        detect.store_view(store, plan, detect.merge_view(plan, parts))
     rounds_out = []
     current = xml
-    for i, kind in enumerate(list(rounds or p.alignment.rounds), start=1):
+    # Point rounds only (a sparse mosaic that auto sends to phase is tests/thin/test_auto_phase.py's).
+    for i, kind in enumerate([k for k in (rounds or p.alignment.rounds) if k != "phase"], start=1):
         m, s = p.round_params(kind)
         records = [match.match_pair(current, store, a, b, p.detection.label, m)
                    for a, b in match.plan_pairs(current, p.alignment.pair_mode, list(p.alignment.group_by))]
