@@ -16,7 +16,8 @@ from rhapso_core.autoparams.matching import resolve_matching
 from rhapso_core.autoparams.records import Resolution
 from rhapso_core.autoparams.sample import coarse_percentiles, evenly, overlap_crops
 from rhapso_core.autoparams.survey import survey_dataset
-from rhapso_core.pipeline.dataset import load_dataset, xml_digest
+from rhapso_core.pipeline.dataset import load_dataset, view_geometry, xml_digest
+from rhapso_core.planar_rounds import choose_rounds
 
 __all__ = ["resolve_parameters", "resolved_for", "has_auto", "SAMPLED_OVERLAPS", "SAMPLED_VIEWS", "CROP_VOXELS"]
 
@@ -76,7 +77,14 @@ def resolve_parameters(xml_uri: str, params, storage_options=None, read_pixels: 
         survey, m, det, list(d_facts.get("expected_points_per_overlap") or []), m.stage_uncertainty)
     facts["matching"] = m_facts
     resolved = params.model_copy(update={"detection": det, "matching": mat})
-    return Resolution(xml_uri, resolved, tuple(d_rec + m_rec), pre, facts, time.perf_counter() - t0)
+    # 2-D mosaics whose overlaps hold too few points start image-based (rhapso_core.planar_rounds).
+    r_rec = choose_rounds(view_geometry(sd), det, int(mat.model_min_matches), facts,
+                          list(params.alignment.rounds), "rounds" in params.alignment.model_fields_set)
+    if r_rec is not None:
+        resolved = resolved.model_copy(
+            update={"alignment": resolved.alignment.model_copy(update={"rounds": list(r_rec.value)})})
+    return Resolution(xml_uri, resolved, tuple(d_rec + m_rec + ([r_rec] if r_rec else [])), pre, facts,
+                      time.perf_counter() - t0)
 
 
 _CACHE: dict[tuple[str, str, str, bool], Resolution] = {}

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from rhapso_core.autoparams import Resolution, resolve_parameters
 from rhapso_core.pipeline import detect, match, solve
+from rhapso_core.pipeline.phase import phase_round
 
 
 @dataclass(frozen=True)
@@ -37,19 +38,28 @@ def align_in_process(xml: str, work: str, params, rounds=None) -> InProcessAlign
     p = res.params
     t1 = time.perf_counter()
     store = os.path.join(work, "interestpoints.zarr")
-    for plan in detect.plan_views(xml, p.detection):
-        parts = [detect.run_chunk(xml, plan.view, t, plan.params) for t in plan.tasks]
-        detect.store_view(store, plan, detect.merge_view(plan, parts))
-    t2 = time.perf_counter()
-    current, matched = xml, []
     rounds = list(rounds or p.alignment.rounds)
+    # Phase rounds read pixels, not points (as the flow): a run of phase rounds only detects nothing.
+    if any(k != "phase" for k in rounds):
+        for plan in detect.plan_views(xml, p.detection):
+            parts = [detect.run_chunk(xml, plan.view, t, plan.params) for t in plan.tasks]
+            detect.store_view(store, plan, detect.merge_view(plan, parts))
+    t2 = time.perf_counter()
+    current, matched, anchors = xml, [], None
     for i, kind in enumerate(rounds, start=1):
+        out = os.path.join(work, f"{i:02d}-{kind}.xml")
+        if kind == "phase":
+            rec = phase_round(current, out, p.stitching, p.solver, p.alignment.pair_mode, list(p.alignment.group_by))
+            matched.append(f"{rec.n_ok}/{len(rec.links)}")
+            if p.stitching.keep_links:
+                anchors = {"xml": current, "links": [k.to_dict() for k in rec.links]}
+            current = out
+            continue
         m, s = p.round_params(kind)
         records = [match.match_pair(current, store, a, b, p.detection.label, m)
                    for a, b in match.plan_pairs(current, p.alignment.pair_mode, list(p.alignment.group_by))]
         matched.append(f"{sum(r.ok for r in records)}/{len(records)}")
-        out = os.path.join(work, f"{i:02d}-{kind}.xml")
-        solve.solve_dataset(current, store, p.detection.label, s, out)
+        solve.solve_dataset(current, store, p.detection.label, s, out, phase_anchors=anchors)
         current = out
     t3 = time.perf_counter()
     return InProcessAlignment(current, res, tuple(matched),

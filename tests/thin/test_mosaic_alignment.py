@@ -3,8 +3,9 @@
 Runs the stage functions in-process (no Prefect, no Ray). Tolerances (issue 24): single-plane
 mosaics with translation or rigid truth <= 0.2 pixel RMS, thin stacks <= 0.3 voxel RMS, over
 tile corners and overlap centres after removing the gauge (rhapso_core.synthetic.scoring).
-In-plane 1 % affine truth is held to 0.5 pixel: the default affine regularisation toward
-rigid (lambda 0.1) pulls the solve away from such a truth by 0.3-0.4 pixel at tile corners.
+In-plane 1 % affine truth is held to 0.5 pixel: the validated model choice takes affine with
+lambda 0.02 on such grids, whose pull toward rigid leaves 0.1-0.4 pixel at tile corners
+(measured over 2x2-6x6 grids in docs/accuracy.md, "2-D mosaics and thin stacks").
 """
 
 from __future__ import annotations
