@@ -483,6 +483,8 @@ def _common(p: argparse.ArgumentParser, runtime: bool = True, writes: bool = Tru
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from rhapso_core.model_registry import model_names  # registered models are the --model choices
+
     parser = argparse.ArgumentParser(prog="rhapso", description="Align and fuse tiled 3D microscopy datasets.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show Prefect's and Ray's logs")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -550,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("xml")
         p.add_argument("--out", required=True, help="solved XML")
         p.add_argument("--store", help="point store (default: interestpoints.zarr beside the XML)")
-        p.add_argument("--model", choices=["translation", "rigid", "affine"], default="affine")
+        p.add_argument("--model", choices=model_names(), default="affine")
         _common(p)
         p.set_defaults(func=lambda a, so=solve_only: cmd_match_solve(a, so))
 
@@ -603,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("score", help="alignment error of a solved XML against ground truth")
     p.add_argument("ground_truth")
     p.add_argument("solved")
-    p.add_argument("--gauge", choices=["none", "translation", "rigid", "affine"], default="rigid")
+    p.add_argument("--gauge", choices=["none", *model_names()], default="rigid")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_score)
 
