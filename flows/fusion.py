@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 from prefect import flow
 from prefect_ray.context import remote_options
 
@@ -10,6 +9,7 @@ from flows import artifacts
 from flows.params import resolve
 from flows.runtime import ray_session, stage_runner
 from rhapso_core.config import PipelineParams
+from rhapso_core.cost import downsample_block_memory, output_itemsize
 from rhapso_core.fusion import FusionParams
 from rhapso_core.pipeline.view_selection import ViewSelection
 from tasks import fusion as fusion_tasks
@@ -39,12 +39,11 @@ def fusion_stage(
 def pyramid(out: str, params: FusionParams) -> list[str]:
     """One task per block of a level; a level starts once the level it reads is complete."""
     base_path, work = fusion_tasks.plan_pyramid(out, params)
-    itemsize = 4 if params.output_dtype == "float32" else (1 if params.output_dtype == "uint8" else 2)
+    itemsize = output_itemsize(params.output_dtype)
     for level in work:
         futures = []
         for i, block in enumerate(level.blocks):
-            src_bytes = itemsize * float(np.prod([(b - a) * f for (a, b), f in zip(block, level.factor_zyx)]))
-            with remote_options(**ray_hints(2 * src_bytes)):
+            with remote_options(**ray_hints(downsample_block_memory(block, level.factor_zyx, itemsize))):
                 futures.append(fusion_tasks.downsample.submit(out, level, [block], i))
         artifacts.wait_with_progress(futures, f"pyramid level {level.dst_path}")
     return fusion_tasks.finish_pyramid(out, base_path, work)
