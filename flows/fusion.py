@@ -11,6 +11,7 @@ from flows.runtime import ray_session, stage_runner
 from rhapso_core.config import PipelineParams
 from rhapso_core.cost import downsample_block_memory, output_itemsize
 from rhapso_core.fusion import FusionParams
+from rhapso_core.output_layout import fused_xml_path
 from rhapso_core.pipeline.view_selection import ViewSelection
 from tasks import fusion as fusion_tasks
 from tasks.policies import ray_hints
@@ -47,16 +48,6 @@ def pyramid(out: str, params: FusionParams) -> list[str]:
                 futures.append(fusion_tasks.downsample.submit(out, level, [block], i))
         artifacts.wait_with_progress(futures, f"pyramid level {level.dst_path}")
     return fusion_tasks.finish_pyramid(out, base_path, work)
-
-
-def fused_xml_path(out: str) -> str:
-    """``.../fused.ome.zarr`` -> ``.../fused.xml`` beside it."""
-    stem = out.rstrip("/")
-    for suffix in (".ome.zarr", ".zarr"):
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
-    return stem + ".xml"
 
 
 def run_fusion(xml: str, out: str, p: PipelineParams, overwrite: bool = False) -> dict:

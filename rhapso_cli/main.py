@@ -17,6 +17,9 @@ import os
 import sys
 from pathlib import Path
 
+# SUMMARY_NAME: the full result of stitch and demo, beside their outputs (align and fuse: OUT.summary.json)
+from rhapso_core.output_layout import SUMMARY_NAME
+
 EXIT_BAD_INPUT = 2
 # Exit status when the run completed but QC's verdict is "fail" (rhapso_core.qc.causes.EXIT_QC_FAILED).
 EXIT_QC_FAILED = 3
@@ -58,8 +61,6 @@ def _ids(text: str) -> list[int]:
         return [int(t) for t in text.replace(" ", "").split(",") if t != ""]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integer ids, got {text!r}") from None
-#: The full result of stitch and demo, beside their outputs (align and fuse: ``OUT.summary.json``).
-SUMMARY_NAME = "summary.json"
 
 
 def _command_run(args):
@@ -286,8 +287,9 @@ def cmd_stitch(args) -> int:
                   + fusion_outputs(fused, "the fused image it writes"))
     _check_rerun(args.out, args.xml, p, args.overwrite)
     run = _command_run(args)
-    json_path = (os.path.join(args.out, SUMMARY_NAME) if "://" not in args.out
-                 else f"{args.out.rstrip('/')}/{SUMMARY_NAME}")
+    from rhapso_core.output_layout import summary_path
+
+    json_path = summary_path(args.out)
     with _qc_failure(args, run, json_path), prefect_api(), run.progress():
         result = stitch(args.xml, args.out, params=p, overwrite=args.overwrite)
     run.finish(result, json_path)

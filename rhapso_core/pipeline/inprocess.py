@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from rhapso_core.autoparams import Resolution, resolve_parameters
+from rhapso_core.output_layout import STORE_NAME, join, round_xml_name
 from rhapso_core.pipeline import detect, match, solve
 
 
@@ -36,7 +37,7 @@ def align_in_process(xml: str, work: str, params, rounds=None) -> InProcessAlign
     res = resolve_parameters(xml, params)
     p = res.params
     t1 = time.perf_counter()
-    store = os.path.join(work, "interestpoints.zarr")
+    store = join(work, STORE_NAME)
     for plan in detect.plan_views(xml, p.detection):
         parts = [detect.run_chunk(xml, plan.view, t, plan.params) for t in plan.tasks]
         detect.store_view(store, plan, detect.merge_view(plan, parts))
@@ -48,7 +49,7 @@ def align_in_process(xml: str, work: str, params, rounds=None) -> InProcessAlign
         records = [match.match_pair(current, store, a, b, p.detection.label, m)
                    for a, b in match.plan_pairs(current, p.alignment.pair_mode, list(p.alignment.group_by))]
         matched.append(f"{sum(r.ok for r in records)}/{len(records)}")
-        out = os.path.join(work, f"{i:02d}-{kind}.xml")
+        out = join(work, round_xml_name(i, kind))
         solve.solve_dataset(current, store, p.detection.label, s, out)
         current = out
     t3 = time.perf_counter()
