@@ -9,6 +9,7 @@ from rhapso_core.output_layout import (  # noqa: F401  (the names flows and the 
     fused_xml_path,
     join,
     lock_path,
+    parent,
 )
 from rhapso_core.pipeline.interrupted_writes import sweep_interrupted_writes
 
@@ -32,7 +33,8 @@ def alignment_outputs(out_xml: str, what: str = "--out") -> list[tuple[str, str]
 
 def fusion_outputs(out: str, what: str = "--out") -> list[tuple[str, str]]:
     """The fused OME-Zarr and the BigStitcher XML written beside it."""
-    return [(out, f"{what} (the fused OME-Zarr)"), (fused_xml_path(out), "the fused image's XML it writes")]
+    return [(out, f"{what} (the fused OME-Zarr)"), (fused_xml_path(out), "the fused image's XML it writes"),
+            (lock_path(parent(out)), "its output lock")]
 
 
 def guard_outputs(xml: str, outputs: list[tuple[str, str]], data_roots: list[str] | None = None) -> None:
@@ -56,11 +58,21 @@ def clear_dead_run_temporaries(lock: dict, out_xml: str, fused: str | None = Non
     the fused image recursively, the XML's folder at its top level (it may hold the
     input dataset).
     """
-    if "took_over" not in lock:
-        return []
     layout = alignment_layout(out_xml)
     trees = [layout["store"], layout["work"]] + ([fused] if fused else [])
-    removed = sweep_interrupted_writes(trees=trees, folders=[layout["folder"]])
+    return _sweep_after_takeover(lock, trees, [layout["folder"]])
+
+
+def clear_dead_fusion_temporaries(lock: dict, fused: str) -> list[str]:
+    """As :func:`clear_dead_run_temporaries` for a fusion: the fused image recursively, the folder
+    of its XML at its top level."""
+    return _sweep_after_takeover(lock, [fused], [parent(fused)])
+
+
+def _sweep_after_takeover(lock: dict, trees: list[str], folders: list[str]) -> list[str]:
+    if "took_over" not in lock:
+        return []
+    removed = sweep_interrupted_writes(trees=trees, folders=folders)
     if removed:
         print(f"took over the output lock of dead run {lock['took_over'].get('run_id')}: "
               f"removed {len(removed)} temporary file(s) its interrupted writes left")
