@@ -14,13 +14,13 @@ literal values such as ``"none"`` or ``"auto"``), so a registered model is accep
 
 from __future__ import annotations
 
-import importlib
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
 from pydantic import AfterValidator, WithJsonSchema
+
+from rhapso_core._registry import Registry
 
 if TYPE_CHECKING:
     from rhapso_core.models import Model
@@ -61,26 +61,17 @@ class ModelSpec:
     description: str = ""
 
 
-_MODELS: dict[str, ModelSpec] = {}
-_loaded = False
-_load_lock = threading.Lock()
+_REGISTRY: Registry[ModelSpec] = Registry(BUILTIN_MODEL_MODULES)
+_MODELS = _REGISTRY.entries
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:
     """Add (or replace, for the same name) a model; returns it."""
-    _MODELS[spec.name] = spec
-    return spec
+    return _REGISTRY.register(spec.name, spec)
 
 
 def _ensure_loaded() -> None:
-    global _loaded
-    if _loaded:
-        return
-    with _load_lock:
-        if not _loaded:
-            for name in BUILTIN_MODEL_MODULES:
-                importlib.import_module(name)
-            _loaded = True
+    _REGISTRY.ensure_loaded()
 
 
 def model_names() -> list[str]:

@@ -83,16 +83,6 @@ def test_more_cores_never_slower_and_memory_limits_concurrency():
     assert tight.wall_seconds > roomy.wall_seconds
 
 
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    from rhapso_core.synthetic import SyntheticParams, write_dataset
-
-    root = tmp_path_factory.mktemp("planner_ds")
-    params = SyntheticParams(grid=(3, 2, 2), tile_size_xyz=(96, 80, 40), blob_count=200, fibre_count=0,
-                             n_levels=2, chunk_size_xyz=(32, 32, 16), overlap=0.2)
-    return write_dataset(root / "data", params)
-
-
 @pytest.mark.parametrize("detection, alignment, fusion", [
     ({}, {}, {}),
     ({"chunks_per_bound": 5}, {"pair_mode": "all"}, {"block_size": (32, 32, 32), "chunks": (32, 32, 16)}),

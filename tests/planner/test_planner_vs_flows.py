@@ -42,16 +42,6 @@ class _Recorder:
         return _Done(self.run(*args, **kwargs))
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    from rhapso_core.synthetic import SyntheticParams, write_dataset
-
-    root = tmp_path_factory.mktemp("plan_vs_flows")
-    params = SyntheticParams(grid=(3, 2, 2), tile_size_xyz=(96, 80, 40), blob_count=50, fibre_count=0,
-                             n_levels=2, chunk_size_xyz=(32, 32, 16), overlap=0.2)
-    return write_dataset(root / "data", params)
-
-
 @pytest.fixture
 def submitted(monkeypatch):
     import flows.artifacts
@@ -87,7 +77,7 @@ def _stage(log, name):
      "fusion": {"block_size": (32, 32, 32), "block_scale": (2, 1, 1), "chunks": (32, 32, 32),
                 "multiscale": {"target_block_size_mb": 0.05}}},
 ])
-def test_planner_predicts_the_submitted_tasks_and_memory_hints(dataset, tmp_path, submitted, overrides):
+def test_planner_predicts_the_submitted_tasks_and_memory_hints(generated, tmp_path, submitted, overrides):
     from flows.alignment import detection_stage
     from flows.batched_matching import match_in_batches
     from flows.fusion import fusion_stage
@@ -96,7 +86,7 @@ def test_planner_predicts_the_submitted_tasks_and_memory_hints(dataset, tmp_path
     det = {"dsxy": 2, "dsz": 1, "sigma": 1.8, "threshold": 0.01, "min_intensity": 0, "max_intensity": 1000,
            **overrides.get("detection", {})}
     p = PipelineParams(detection=det, alignment=overrides.get("alignment", {}), fusion=overrides.get("fusion", {}))
-    xml = str(dataset.xml)
+    xml = str(generated.xml)
     rep = plan(xml, cores=CORES, memory_per_core_gb=4.0, params=p)
     base = rep.throughputs["process_baseline_mb"] * 1e6  # the worker process, which Ray does not reserve
 
