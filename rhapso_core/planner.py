@@ -317,7 +317,8 @@ def plan(
     from rhapso_core.matching import select_pairs
     from rhapso_core.multiscale.downsample import plan_level_blocks
     from rhapso_core.multiscale.pyramid import level_plan
-    from rhapso_core.pipeline.dataset import load_dataset, overlap_boxes_in_view, view_geometry
+    from rhapso_core.pipeline.dataset import load_dataset, view_geometry
+    from rhapso_core.pipeline.detect import overlap_regions
     from rhapso_core.pipeline.fuse import default_voxel_size_world, fusion_slots, physical_unit_per_world, select_views
 
     if not isinstance(cores, int) or cores < 1:
@@ -360,9 +361,9 @@ def plan(
     d_plan = d.model_copy(update={"min_intensity": 0.0, "max_intensity": 1.0})
     n_tasks, n_regions, work_vox, read_vox, det_arrays = 0, 0, 0.0, 0.0, 0.0
     levels_seen = set()
+    regions = overlap_regions(sd, geometry) if d.overlap_only else {}
     for v in views:
-        boxes = overlap_boxes_in_view(geometry, v) if d.overlap_only else None
-        vplan = plan_detection(_ShapeOnly(geometry[v][1], k + 1), d_plan, overlap_boxes_xyz=boxes)
+        vplan = plan_detection(_ShapeOnly(geometry[v][1], k + 1), d_plan, overlap_boxes_xyz=regions.get(v))
         halo = chunk_halo(vplan.params)
         m = np.asarray(vplan.in_memory_factor)
         levels_seen.add(vplan.level)
