@@ -107,6 +107,23 @@ def test_task_counts_equal_the_pipelines_plans(generated, tmp_path, detection, a
     assert rep.stage("fusion").bytes_written == pytest.approx(2 * n_out), "uint16 output voxels"
 
 
+def test_overlap_only_detection_counts_other_tiles_only_with_two_channels(tmp_path):
+    """A tile's other channel covers it whole and is no overlap: planner and pipeline agree on that."""
+    from rhapso_core.pipeline import detect
+    from rhapso_core.synthetic import SyntheticParams, write_dataset
+
+    ds = write_dataset(tmp_path / "data", SyntheticParams(grid=(2, 1, 1), tile_size_xyz=(96, 64, 24), channels=2,
+                                                          n_levels=1, chunk_size_xyz=(32, 32, 24), blob_count=20,
+                                                          fibre_count=0, overlap=0.25))
+    p = PipelineParams(detection={"overlap_only": True, "dsxy": 2, "dsz": 1, "min_intensity": 0,
+                                  "max_intensity": 1000})
+    plans = detect.plan_views(str(ds.xml), p.detection)
+    # a box per overlapping view of the other tile (its two channels), none for the own tile's other channel
+    assert {len(pl.regions_xyz) for pl in plans} == {2}
+    assert plan(str(ds.xml), cores=2, memory_per_core_gb=2.0, params=p).stage("detection").tasks == \
+        sum(len(pl.tasks) for pl in plans)
+
+
 def test_throughputs_file_and_overrides(tmp_path, generated):
     f = tmp_path / "throughputs.json"
     f.write_text('{"fusion_voxels_per_s": 1e9, "measured_on": "small", "date": "today", "other": 3}')
