@@ -64,6 +64,8 @@ def test_a_registered_model_is_accepted_by_params_and_cli_and_used_by_matching_a
     mp = MatchingParams(model="scaled_translation", regularization_model="none")
     pp = PipelineParams.model_validate({"alignment": {"rounds": ["rigid", "scaled_translation"]}})
     assert pp.alignment.rounds[-1] == "scaled_translation"
+    m, s = pp.round_params("scaled_translation")  # what the alignment flow hands the round's tasks
+    assert m.model == "scaled_translation" and s.max_model == "scaled_translation"
     from rhapso_cli.main import build_parser
 
     args = build_parser().parse_args(["match", "in.xml", "--out", "o.xml", "--model", "scaled_translation"])
