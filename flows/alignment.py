@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import posixpath
 
 from prefect import flow, get_run_logger
 from prefect.exceptions import UnfinishedRun
@@ -27,9 +25,10 @@ from flows.runtime import current_run_id, ray_session, stage_runner, worker_slot
 from rhapso_core.config import AlignmentParams, PipelineParams
 from rhapso_core.pipeline.view_selection import ViewSelection
 from rhapso_core.detection import DetectionParams
-from rhapso_core.io import fs_for, is_s3
+from rhapso_core.io import fs_for
 from rhapso_core.matching import MatchingParams
 from rhapso_core.pipeline.dataset import xml_digest
+from rhapso_core.output_layout import split_outputs
 from rhapso_core.pipeline.run_lock import output_lock
 from rhapso_core.pointstore import PointStore, export_n5
 from rhapso_core.solver import SolverParams
@@ -125,8 +124,7 @@ def split_affine_stage(
 ) -> dict:
     """Split views into sub-views, match sub-views of different tiles, solve real + fake matches."""
     logger = get_run_logger()
-    join = posixpath.join if is_s3(work) else os.path.join
-    split_xml, split_store = join(work, "split.xml"), join(work, "split.interestpoints.zarr")
+    split_xml, split_store = split_outputs(work)
     res = split_tasks.split(xml, split_xml, split, store, split_store)
     parent = {int(k): v for k, v in res["parent_of"].items()}
     pairs = [(a, b) for a, b in matching_tasks.plan_pairs(split_xml, "overlapping", [])

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import numpy as np
 from prefect import flow
 from prefect_ray.context import remote_options
 
 from flows import artifacts
 from flows.params import resolve
-from flows.runtime import ray_session, stage_runner
+from flows.pyramid import pyramid
+from flows.runtime import current_run_id, ray_session, stage_runner
 from rhapso_core.config import PipelineParams
 from rhapso_core.fusion import FusionParams
+from rhapso_core.output_layout import fused_xml_path, parent
+from rhapso_core.pipeline.run_lock import output_lock
 from rhapso_core.pipeline.view_selection import ViewSelection
 from tasks import fusion as fusion_tasks
 from tasks.policies import ray_hints
@@ -36,30 +38,6 @@ def fusion_stage(
             "channels": sorted({s.channel for s in plan.slots})}
 
 
-def pyramid(out: str, params: FusionParams) -> list[str]:
-    """One task per block of a level; a level starts once the level it reads is complete."""
-    base_path, work = fusion_tasks.plan_pyramid(out, params)
-    itemsize = 4 if params.output_dtype == "float32" else (1 if params.output_dtype == "uint8" else 2)
-    for level in work:
-        futures = []
-        for i, block in enumerate(level.blocks):
-            src_bytes = itemsize * float(np.prod([(b - a) * f for (a, b), f in zip(block, level.factor_zyx)]))
-            with remote_options(**ray_hints(2 * src_bytes)):
-                futures.append(fusion_tasks.downsample.submit(out, level, [block], i))
-        artifacts.wait_with_progress(futures, f"pyramid level {level.dst_path}")
-    return fusion_tasks.finish_pyramid(out, base_path, work)
-
-
-def fused_xml_path(out: str) -> str:
-    """``.../fused.ome.zarr`` -> ``.../fused.xml`` beside it."""
-    stem = out.rstrip("/")
-    for suffix in (".ome.zarr", ".zarr"):
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
-    return stem + ".xml"
-
-
 def run_fusion(xml: str, out: str, p: PipelineParams, overwrite: bool = False) -> dict:
     summary = fusion_stage.with_options(task_runner=stage_runner(p.runtime))(xml, out, p.fusion, overwrite, p.views)
     artifacts.output_note("Fusion", [f"input: {xml}", f"fused OME-Zarr: {out}",
@@ -82,8 +60,11 @@ def fusion(
     """Fuse the views of an (aligned) dataset into an OME-Zarr at ``out``: one image per
     (timepoint, channel) of the selected ``views`` (default all), axes t, c, z, y, x."""
     p = resolve(params, params_file, overrides, views)
-    from flows.layout import fusion_outputs, guard_outputs
+    from flows.layout import clear_dead_fusion_temporaries, fusion_outputs, guard_outputs
 
     guard_outputs(xml, fusion_outputs(out, "the output"), p.runtime.data_roots)
-    with ray_session(p.runtime):
+    # The fused image and its XML share a folder with whatever else is written there (a stitch,
+    # an alignment, another fusion): one run at a time, as the alignment flow does.
+    with output_lock(parent(out), run_id=current_run_id()) as lock, ray_session(p.runtime):
+        clear_dead_fusion_temporaries(lock, out)
         return run_fusion(xml, out, p, overwrite)

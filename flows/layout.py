@@ -2,41 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import posixpath
-
-from rhapso_core.io import is_s3
+from rhapso_core.output_layout import (  # noqa: F401  (the names flows and the CLI import from here)
+    REPORT_NAME,
+    alignment_layout,
+    default_aligned_xml,
+    fused_xml_path,
+    join,
+    lock_path,
+    parent,
+)
 from rhapso_core.pipeline.interrupted_writes import sweep_interrupted_writes
-
-
-def _dirname(uri: str) -> str:
-    return posixpath.dirname(uri.rstrip("/")) if is_s3(uri) else os.path.dirname(os.path.abspath(uri))
-
-
-def _join(base: str, *parts: str) -> str:
-    return posixpath.join(base, *parts) if is_s3(base) else os.path.join(base, *parts)
-
-
-def default_aligned_xml(xml: str) -> str:
-    """``data.xml`` -> ``data.aligned.xml`` beside it."""
-    stem = xml[:-4] if xml.endswith(".xml") else xml
-    return stem + ".aligned.xml"
-
-
-def alignment_layout(out_xml: str) -> dict[str, str]:
-    """Point store, N5 export and per-round XMLs next to the solved XML."""
-    folder = _dirname(out_xml)
-    stem = posixpath.basename(out_xml)
-    stem = stem[:-4] if stem.endswith(".xml") else stem
-    work = _join(folder, f"{stem}.rhapso")
-    return {
-        "folder": folder,
-        "work": work,
-        "store": _join(folder, "interestpoints.zarr"),
-        "n5": _join(folder, "interestpoints.n5"),
-        "round_xml": _join(work, "{index:02d}-{kind}.xml"),
-        "resolved_params": _join(work, "resolved_params.json"),
-    }
 
 
 def check_not_input(out: str, xml: str, what: str) -> None:
@@ -48,8 +23,6 @@ def check_not_input(out: str, xml: str, what: str) -> None:
 
 def alignment_outputs(out_xml: str, what: str = "--out") -> list[tuple[str, str]]:
     """Every path an alignment into ``out_xml`` writes, with what it is (for refusals)."""
-    from rhapso_core.pipeline.run_lock import lock_path
-
     from rhapso_core.intensity.store import default_container
     from rhapso_core.pipeline.publish import staged_name
 
@@ -59,15 +32,14 @@ def alignment_outputs(out_xml: str, what: str = "--out") -> list[tuple[str, str]
             (layout["store"], "the point store it writes"),
             (layout["n5"], "the BigStitcher interest-point export it writes"),
             (layout["work"], "the folder of per-round XMLs it writes"),
-            (_join(layout["folder"], "qc_report.html"), "the QC report it writes"),
+            (join(layout["folder"], REPORT_NAME), "the QC report it writes"),
             (lock_path(layout["folder"]), "its output lock")]
 
 
 def fusion_outputs(out: str, what: str = "--out") -> list[tuple[str, str]]:
     """The fused OME-Zarr and the BigStitcher XML written beside it."""
-    from flows.fusion import fused_xml_path
-
-    return [(out, f"{what} (the fused OME-Zarr)"), (fused_xml_path(out), "the fused image's XML it writes")]
+    return [(out, f"{what} (the fused OME-Zarr)"), (fused_xml_path(out), "the fused image's XML it writes"),
+            (lock_path(parent(out)), "its output lock")]
 
 
 def guard_outputs(xml: str, outputs: list[tuple[str, str]], data_roots: list[str] | None = None) -> None:
@@ -91,11 +63,21 @@ def clear_dead_run_temporaries(lock: dict, out_xml: str, fused: str | None = Non
     the fused image recursively, the XML's folder at its top level (it may hold the
     input dataset).
     """
-    if "took_over" not in lock:
-        return []
     layout = alignment_layout(out_xml)
     trees = [layout["store"], layout["work"]] + ([fused] if fused else [])
-    removed = sweep_interrupted_writes(trees=trees, folders=[layout["folder"]])
+    return _sweep_after_takeover(lock, trees, [layout["folder"]])
+
+
+def clear_dead_fusion_temporaries(lock: dict, fused: str) -> list[str]:
+    """As :func:`clear_dead_run_temporaries` for a fusion: the fused image recursively, the folder
+    of its XML at its top level."""
+    return _sweep_after_takeover(lock, [fused], [parent(fused)])
+
+
+def _sweep_after_takeover(lock: dict, trees: list[str], folders: list[str]) -> list[str]:
+    if "took_over" not in lock:
+        return []
+    removed = sweep_interrupted_writes(trees=trees, folders=folders)
     if removed:
         print(f"took over the output lock of dead run {lock['took_over'].get('run_id')}: "
               f"removed {len(removed)} temporary file(s) its interrupted writes left")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import posixpath
-
 from prefect import flow
 
 from flows.alignment import run_alignment, run_qc
@@ -15,19 +12,12 @@ from rhapso_core.pipeline.view_selection import ViewSelection
 from flows.qc_failure import raise_if_qc_failed
 from flows.runtime import current_run_id, ray_session
 from rhapso_core.config import PipelineParams
-from rhapso_core.io import is_s3
 from rhapso_core.pipeline.dataset import xml_digest
 from rhapso_core.pipeline.fuse import check_output_free
 from rhapso_core.pipeline.publish import publish, remove_outputs, staged_name
+from rhapso_core.output_layout import fused_xml_path, stitch_outputs
 from rhapso_core.pipeline.run_lock import output_lock
 from rhapso_core.pipeline.run_record import RunRecord, check_rerun, differences, shaping_params, write_record
-
-
-def stitch_outputs(out_dir: str, xml: str) -> tuple[str, str]:
-    join = posixpath.join if is_s3(out_dir) else os.path.join
-    stem = posixpath.basename(xml)
-    stem = stem[:-4] if stem.endswith(".xml") else stem
-    return join(out_dir, f"{stem}.aligned.xml"), join(out_dir, "fused.ome.zarr")
 
 
 @flow(name="stitch", log_prints=True)
@@ -64,8 +54,6 @@ def stitch(
         if previous is not None and differences(previous, sha, shaping):
             # --overwrite of another run: its published results go first, so the folder
             # never shows them beside this run's.
-            from flows.fusion import fused_xml_path
-
             remove_outputs([aligned, fused_xml_path(fused), fused])
         record = RunRecord(xml, sha, shaping, "running")
         write_record(out, record)

@@ -17,6 +17,9 @@ import os
 import sys
 from pathlib import Path
 
+# SUMMARY_NAME: the full result of stitch and demo, beside their outputs (align and fuse: OUT.summary.json)
+from rhapso_core.output_layout import SUMMARY_NAME
+
 EXIT_BAD_INPUT = 2
 # Exit status when the run completed but QC's verdict is "fail" (rhapso_core.qc.causes.EXIT_QC_FAILED).
 EXIT_QC_FAILED = 3
@@ -58,8 +61,6 @@ def _ids(text: str) -> list[int]:
         return [int(t) for t in text.replace(" ", "").split(",") if t != ""]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integer ids, got {text!r}") from None
-#: The full result of stitch and demo, beside their outputs (align and fuse: ``OUT.summary.json``).
-SUMMARY_NAME = "summary.json"
 
 
 def _command_run(args):
@@ -286,8 +287,9 @@ def cmd_stitch(args) -> int:
                   + fusion_outputs(fused, "the fused image it writes"))
     _check_rerun(args.out, args.xml, p, args.overwrite)
     run = _command_run(args)
-    json_path = (os.path.join(args.out, SUMMARY_NAME) if "://" not in args.out
-                 else f"{args.out.rstrip('/')}/{SUMMARY_NAME}")
+    from rhapso_core.output_layout import summary_path
+
+    json_path = summary_path(args.out)
     with _qc_failure(args, run, json_path), prefect_api(), run.progress():
         result = stitch(args.xml, args.out, params=p, overwrite=args.overwrite)
     run.finish(result, json_path)
@@ -483,6 +485,8 @@ def _common(p: argparse.ArgumentParser, runtime: bool = True, writes: bool = Tru
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from rhapso_core.model_registry import model_names  # registered models are the --model choices
+
     parser = argparse.ArgumentParser(prog="rhapso", description="Align and fuse tiled 3D microscopy datasets.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show Prefect's and Ray's logs")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -550,7 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("xml")
         p.add_argument("--out", required=True, help="solved XML")
         p.add_argument("--store", help="point store (default: interestpoints.zarr beside the XML)")
-        p.add_argument("--model", choices=["translation", "rigid", "affine"], default="affine")
+        p.add_argument("--model", choices=model_names(), default="affine")
         _common(p)
         p.set_defaults(func=lambda a, so=solve_only: cmd_match_solve(a, so))
 
@@ -603,7 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("score", help="alignment error of a solved XML against ground truth")
     p.add_argument("ground_truth")
     p.add_argument("solved")
-    p.add_argument("--gauge", choices=["none", "translation", "rigid", "affine"], default="rigid")
+    p.add_argument("--gauge", choices=["none", *model_names()], default="rigid")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_score)
 

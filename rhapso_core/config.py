@@ -15,6 +15,7 @@ from rhapso_core.detection import DetectionParams
 from rhapso_core.fusion import FusionParams
 from rhapso_core.intensity.params import IntensityParams
 from rhapso_core.matching import MatchingParams
+from rhapso_core.model_registry import model_name_type
 from rhapso_core.params import StageParams
 from rhapso_core.pipeline.view_selection import ViewSelection
 from rhapso_core.qc import QCParams
@@ -25,9 +26,9 @@ from rhapso_core.synthetic.params import SyntheticParams
 from rhapso_core.pipeline.retry_params import RetryParams
 from rhapso_core.verify.params import VerifyParams
 
-RoundKind = Literal["phase", "translation", "rigid", "affine"]
+RoundKind = model_name_type("phase")
 # Rounds that can carry their own matching parameters: the point-matching rounds and the split-affine solve.
-MatchingRound = Literal["translation", "rigid", "affine", "split_affine"]
+MatchingRound = model_name_type("split_affine")
 
 
 class AlignmentParams(StageParams):

@@ -19,9 +19,9 @@ models on the same matches and blend entry-wise, ``(1 - lambda) * A + lambda * B
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
 import numpy as np
+
+from rhapso_core.model_registry import ModelSpec, get_model_spec, register_model
 
 __all__ = [
     "IllDefinedFit",
@@ -174,17 +174,21 @@ class InterpolatedModel(Model):
         return (1.0 - self.lam) * a + self.lam * b
 
 
-ModelKind = Literal["translation", "rigid", "affine"]
+# Any registered model name (rhapso_core.model_registry): validated where parameters are parsed.
+ModelKind = str
 
 
 def make_model(kind: ModelKind, lam: float = 0.0, regularizer: ModelKind = "rigid") -> Model:
     """The model for a stage parameter: ``kind`` regularised toward ``regularizer`` by ``lam``."""
-    base = {"translation": TranslationModel(), "rigid": RigidModel(), "affine": AffineModel()}
-    if kind not in base:
-        raise ValueError(f"unknown model '{kind}' (expected translation, rigid or affine)")
+    main = get_model_spec(kind).factory()
     if lam == 0.0 or kind == regularizer:
-        return base[kind]
-    return InterpolatedModel(main=base[kind], regularizer=base[regularizer], lam=lam)
+        return main
+    return InterpolatedModel(main=main, regularizer=get_model_spec(regularizer).factory(), lam=lam)
+
+
+register_model(ModelSpec("translation", TranslationModel, dof=3, description="shift"))
+register_model(ModelSpec("rigid", RigidModel, dof=6, description="rotation + shift"))
+register_model(ModelSpec("affine", AffineModel, dof=12, description="general linear map + shift"))
 
 
 def residuals(affine: np.ndarray, p: np.ndarray, q: np.ndarray) -> np.ndarray:

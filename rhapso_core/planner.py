@@ -7,11 +7,15 @@ read and written, and predicts the wall time on ``cores`` cores from per-core
 throughputs measured by ``bench/run_benchmarks.py`` (``bench/throughputs.json``;
 conservative built-in defaults when that file is absent).
 
-Task counts use the same planning code as the pipeline (``split_box`` for detection
-chunks, :func:`rhapso_core.matching.select_pairs` for pairs,
-:func:`rhapso_core.fusion.plan_work_units` for fusion), so on a dataset they agree
-exactly with ``rhapso_core.pipeline.detect.plan_views``, ``match.plan_pairs`` and
-``fuse.plan_fusion``.
+Task counts use the same planning code as the pipeline
+(:func:`rhapso_core.detection.view.plan_detection` for detection chunks,
+:func:`rhapso_core.matching.select_pairs` for pairs and
+:func:`rhapso_core.cost.matching_batch_count` for the batches a round submits,
+:func:`rhapso_core.fusion.plan_work_units` for fusion), and memory per task is the
+largest of the hints the flows give Ray (:mod:`rhapso_core.cost`) plus the worker
+process's baseline; ``tests/planner/test_planner_vs_flows.py`` checks both against what
+the flows submit. Phase-correlation rounds (``alignment.rounds: phase``) and the
+split-affine round are not costed.
 
 Assumptions (the XML does not say them):
 
@@ -42,6 +46,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from rhapso_core.cost import (
+    detection_chunk_memory,
+    downsample_block_memory,
+    fusion_block_memory,
+    matching_batch_count,
+    output_itemsize,
+    reserved_memory,
+)
 
 __all__ = ["DEFAULT_THROUGHPUTS", "PlanReport", "StagePlan", "load_throughputs", "plan"]
 
@@ -220,26 +233,27 @@ def _waves(tasks: int, cpu_per_task: float, io_per_task: float, mem_task: float,
 
 
 class _ShapeOnly:
-    """An image source that knows its size only (the planner never reads pixels)."""
+    """An image source that knows its size only (the planner never reads pixels): ``n_levels``
+    levels of a factor-2 pyramid, each ``ceil(size / 2**level)`` voxels."""
 
-    n_levels = 1
     dtype = np.dtype("uint16")
 
-    def __init__(self, size_xyz):
+    def __init__(self, size_xyz, n_levels: int = 1):
         self._shape = tuple(int(n) for n in size_xyz[::-1])
+        self.n_levels = int(n_levels)
 
     def level_factors(self, level: int):
-        return (1, 1, 1)
+        return (2**level,) * 3
 
     def level_shape(self, level: int):
-        return self._shape
+        return tuple(-(-n // 2**level) for n in self._shape)
 
     def read(self, box, level: int = 0):
         raise RuntimeError("the planner does not read image data")
 
 
 def _count_units(shape_zyx, f, write_unit_zyx) -> tuple[int, int, float]:
-    """(work units, blocks, voxels of the largest block) of ``plan_work_units``, counted not listed.
+    """(work units, blocks, sides (z, y, x) of the largest block) of ``plan_work_units``, counted not listed.
 
     A 130 TB output has millions of blocks; listing them as the pipeline does (one task
     per unit, each a list of boxes) is what the flow needs, the count is all a plan needs.
@@ -249,13 +263,13 @@ def _count_units(shape_zyx, f, write_unit_zyx) -> tuple[int, int, float]:
     from rhapso_core.fusion.blocks import aligned_block_size
 
     bs = aligned_block_size(f.block_size[::-1], write_unit_zyx)
-    units, blocks, biggest = 1, 1, 1.0
+    units, blocks, biggest = 1, 1, []
     for n, b, s in zip(shape_zyx, bs, f.block_scale[::-1]):
         nb = -(-int(n) // int(b))
         blocks *= nb
         units *= -(-nb // int(s))
-        biggest *= min(int(b), int(n))
-    return units, blocks, biggest
+        biggest.append(min(int(b), int(n)))
+    return units, blocks, tuple(biggest)
 
 
 def _factor_level(ds: int) -> int:
@@ -297,14 +311,14 @@ def plan(
     PlanReport
         Per stage: tasks, memory per task, bytes read and written, CPU and wall time.
     """
-    from rhapso_core import transforms
     from rhapso_core.config import PipelineParams
-    from rhapso_core.detection.view import chunk_boxes, chunk_halo, region_to_working_box
+    from rhapso_core.detection.view import chunk_halo, plan_detection
     from rhapso_core.fusion import FusionView, make_output_grid
     from rhapso_core.matching import select_pairs
     from rhapso_core.multiscale.downsample import plan_level_blocks
     from rhapso_core.multiscale.pyramid import level_plan
-    from rhapso_core.pipeline.dataset import load_dataset, overlap_boxes_in_view, view_geometry
+    from rhapso_core.pipeline.dataset import load_dataset, view_geometry
+    from rhapso_core.pipeline.detect import overlap_regions
     from rhapso_core.pipeline.fuse import default_voxel_size_world, fusion_slots, physical_unit_per_world, select_views
 
     if not isinstance(cores, int) or cores < 1:
@@ -342,27 +356,25 @@ def plan(
         d = resolve_detection(survey_dataset(xml_uri, sd, storage_options), d, [], None)[0]
     fz, fy, fx = d.factors_zyx()
     k = min(_factor_level(d.dsxy), _factor_level(d.dsz))
-    halo = np.asarray(chunk_halo(d))
-    n_tasks, n_regions, work_vox, read_vox, max_chunk = 0, 0, 0.0, 0.0, 0.0
+    # The pipeline's own planning (level choice, 2-D views, chunking) on a pixel-less source;
+    # the intensity range is irrelevant to the chunks and would need pixels.
+    d_plan = d.model_copy(update={"min_intensity": 0.0, "max_intensity": 1.0})
+    n_tasks, n_regions, work_vox, read_vox, det_arrays = 0, 0, 0.0, 0.0, 0.0
+    levels_seen = set()
+    regions = overlap_regions(sd, geometry) if d.overlap_only else {}
     for v in views:
-        size_zyx = np.asarray(geometry[v][1][::-1], dtype=np.int64)
-        level_zyx = -(-size_zyx // 2**k)
-        m = np.asarray((fz, fy, fx)) // 2**k
-        wshape = tuple(int(n) for n in level_zyx // np.maximum(m, 1))
-        regions = overlap_boxes_in_view(geometry, v) if d.overlap_only else [None]
-        for reg in regions:
-            core = region_to_working_box(reg, (fz, fy, fx), wshape)
-            if any(b <= a for a, b in core):
-                continue
-            n_regions += 1
-            for box in chunk_boxes(core, d):
-                n_tasks += 1
-                ext = np.asarray([b - a for a, b in box], dtype=np.float64)
-                work_vox += float(np.prod(ext))
-                read_vox += float(np.prod(ext + 2 * halo) * np.prod(np.maximum(m, 1)))
-                max_chunk = max(max_chunk, float(np.prod(ext + 2 * halo)))
-    # 6 float32 copies of the chunk with its halo (the detection benchmark's bound).
-    det_mem = base + 6 * 4 * max_chunk
+        vplan = plan_detection(_ShapeOnly(geometry[v][1], k + 1), d_plan, overlap_boxes_xyz=regions.get(v))
+        halo = chunk_halo(vplan.params)
+        m = np.asarray(vplan.in_memory_factor)
+        levels_seen.add(vplan.level)
+        n_regions += len({t.region_index for t in vplan.tasks})
+        for t in vplan.tasks:
+            n_tasks += 1
+            ext = np.asarray([b - a for a, b in t.core_box], dtype=np.float64)
+            work_vox += float(np.prod(ext))
+            read_vox += float(np.prod(ext + 2 * np.asarray(halo)) * np.prod(m))
+            det_arrays = max(det_arrays, detection_chunk_memory(t.core_box, halo))
+    det_mem = base + reserved_memory(det_arrays)  # the flow's hint for its largest chunk, plus the worker process
     det_cpu = work_vox / tp["detection_working_voxels_per_s"]
     det_read = read_vox * BYTES_PER_VOXEL
     n_points = work_vox / 1e6 * tp["points_per_mvoxel"]
@@ -371,26 +383,31 @@ def plan(
     wall, conc = _waves(n_tasks, det_cpu / max(n_tasks, 1), det_read / max(n_tasks, 1) / read_bw, det_mem,
                         cores, mem_total, overhead)
     stages.append(StagePlan("detection", n_tasks, det_mem, det_read, n_points * 32, det_cpu, wall, conc,
-                            f"pyramid level {k} (2^{k}) + in-memory {fx}/{2**k} x {fz}/{2**k} (x, z)"))
+                            f"pyramid level {'/'.join(map(str, sorted(levels_seen))) or k} + in memory to x {fx}, z {fz}"))
 
-    # --- matching: one task per overlapping pair, per round ---------------------------------
-    rounds = len(p.alignment.rounds)
+    # --- matching: a few batches of pairs per worker slot, per point-matching round -----------
+    rounds = sum(1 for r in p.alignment.rounds if r != "phase")
     attributes = {v: dict(sd.setup_of(v).attributes) for v in views}
     pairs = select_pairs(geometry, mode=p.alignment.pair_mode, group_by=tuple(p.alignment.group_by),
                          attributes=attributes)
     n_pairs = len(pairs)
     pts_per_view = n_points / max(len(views), 1)
     # Two views' points (x y z float64 + id + descriptors of ~ 3 neighbours): ~ 200 B a point.
+    # A batch's pairs are matched one after another: its memory is one pair's.
     match_mem = base + 2 * pts_per_view * 200
     s_pair = tp["matching_s_per_pair"] * max(1.0, 2 * pts_per_view / tp["matching_points_per_pair"])
     match_cpu = rounds * n_pairs * s_pair
     match_read = rounds * n_pairs * 2 * pts_per_view * 32
-    wall, conc = _waves(rounds * n_pairs, s_pair, 2 * pts_per_view * 32 / read_bw, match_mem,
-                        cores, mem_total, overhead)
-    stages.append(StagePlan("matching", rounds * n_pairs, match_mem, match_read, match_read / 4, match_cpu, wall,
-                            conc, f"{n_pairs} overlapping pairs x {rounds} rounds"))
+    # Inside a Ray session the flows' worker slots are the cluster's CPUs: ``cores``.
+    n_batches = matching_batch_count(n_pairs, cores)
+    per_batch = n_pairs / max(n_batches, 1)
+    wall, conc = _waves(rounds * n_batches, s_pair * per_batch, per_batch * 2 * pts_per_view * 32 / read_bw,
+                        match_mem, cores, mem_total, overhead)
+    stages.append(StagePlan("matching", rounds * n_batches, match_mem, match_read, match_read / 4, match_cpu, wall,
+                            conc, f"{n_pairs} overlapping pairs in {n_batches} batches x {rounds} rounds"))
 
-    # --- solve: one task per round -----------------------------------------------------------
+    # --- solve: one task per round (phase rounds solve too) -----------------------------------
+    rounds = len(p.alignment.rounds)
     solve_cpu = rounds * n_pairs * tp["solver_s_per_link"]
     solve_mem = base + n_pairs * 2000 * 48 + len(views) * 4096
     wall = rounds * (n_pairs * tp["solver_s_per_link"] + overhead)
@@ -406,19 +423,12 @@ def plan(
     bbox = None if f.bounding_box is None else (f.bounding_box[0], f.bounding_box[1])
     grid = make_output_grid(fviews, voxel, bbox, f.isotropic)
     write_unit_zyx = tuple((f.shards or f.chunks)[::-1])
-    units_n, blocks_n, max_block = _count_units(grid.shape_zyx, f, write_unit_zyx)
+    units_n, blocks_n, max_block_sides = _count_units(grid.shape_zyx, f, write_unit_zyx)
     # One fused image per (timepoint, channel) on the same grid (rhapso_core.pipeline.fuse.fusion_slots).
     slots = fusion_slots(sd, fviews_ids)
     n_slots = max(len(slots), 1)
     out_vox = float(np.prod(grid.shape_zyx)) * n_slots
-    # Views overlapping one block: the most views of one slot any world point lies in, at most 4 for a grid.
-    slot_views = list(slots[0].views) if slots else fviews_ids
-    lo = np.array([transforms.view_bounding_box(*geometry[v])[0] for v in slot_views])
-    hi = np.array([transforms.view_bounding_box(*geometry[v])[1] for v in slot_views])
-    centres = (lo + hi) / 2.0
-    depth = int(max(np.sum(np.all((lo <= c) & (c <= hi), axis=1)) for c in np.vstack([lo, hi, centres])))
-    n_over = max(1, min(depth + 1, len(slot_views)))
-    fuse_mem = base + max_block * 4 * (3 + n_over)
+    fuse_mem = base + reserved_memory(fusion_block_memory(max_block_sides, f))  # the flow's hint for its largest block
     scale = float(np.prod(grid.voxel_size_xyz)) / max(
         float(np.mean([np.prod(np.linalg.norm(geometry[v][0][:3, :3], axis=0)) for v in fviews_ids])), 1e-12)
     fuse_read = min(input_voxels, out_vox * scale * 1.2) * BYTES_PER_VOXEL  # inputs under the grid (+20 % halo)
@@ -437,11 +447,14 @@ def plan(
     ms_cpu = ms_read / tp["multiscale_voxels_per_s"]
     ms_tasks, ms_wall, ms_mem = 0, 0.0, base
     src_vox = out_vox
+    itemsize = output_itemsize(f.output_dtype)
     for _, shape, factor, _ in levels:
         unit = tuple(min(c, n) for c, n in zip(f.multiscale.multiscale_chunk_size, shape))
-        n_blocks = len(plan_level_blocks(shape, unit, factor, BYTES_PER_VOXEL, f.multiscale.target_block_size_mb))
+        blocks = plan_level_blocks(shape, unit, factor, BYTES_PER_VOXEL, f.multiscale.target_block_size_mb)
+        n_blocks = len(blocks)
         lvl_cpu = src_vox / tp["multiscale_voxels_per_s"]
-        task_mem = base + 3 * src_vox / n_slots * BYTES_PER_VOXEL / max(n_blocks, 1)  # slots one after the other
+        # the flow's hint for the level's largest block, plus the worker process
+        task_mem = base + reserved_memory(max(downsample_block_memory(b, factor, itemsize) for b in blocks))
         w, _ = _waves(n_blocks, lvl_cpu / n_blocks, src_vox * BYTES_PER_VOXEL / n_blocks / read_bw, task_mem,
                       cores, mem_total, overhead)
         ms_tasks, ms_wall, ms_mem = ms_tasks + n_blocks, ms_wall + w, max(ms_mem, task_mem)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import task
 
+from rhapso_core.cost import detection_chunk_memory
 from rhapso_core.detection import ChunkTask, DetectionParams, InterestPoints
 from rhapso_core.detection.view import chunk_halo
 from rhapso_core.pipeline import detect
@@ -38,8 +39,5 @@ def store_points(store_uri: str, plan: detect.ViewDetectionPlan, parts: list[Int
 
 
 def chunk_memory_bytes(chunk: ChunkTask, params: DetectionParams) -> float:
-    """About 6x the float32 size of the chunk read with its halo (the detection benchmark's bound)."""
-    n = 1
-    for (a, b), h in zip(chunk.core_box, chunk_halo(params)):
-        n *= (b - a) + 2 * h
-    return 6 * 4 * n
+    """The chunk's memory hint (:func:`rhapso_core.cost.detection_chunk_memory`, as the planner's)."""
+    return detection_chunk_memory(chunk.core_box, chunk_halo(params))

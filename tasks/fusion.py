@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import task
 
+from rhapso_core.cost import fusion_unit_memory
 from rhapso_core.fusion import FusionParams
 from rhapso_core.pipeline import fuse
 from rhapso_core.pipeline.fused_xml import write_fused_xml
@@ -50,19 +51,5 @@ def finish_pyramid(out_uri: str, base_path: str, work) -> list[str]:
 
 
 def unit_memory_bytes(plan: fuse.FusionPlan, unit_index: int, params: FusionParams) -> float:
-    """The largest block's accumulators and output (about 10 bytes per voxel) plus one view's
-    source box at a time (float32, grown by the content-based filters' margin when used)."""
-    import numpy as np
-
-    from rhapso_core.fusion.content import halo_voxels
-
-    margin = (0, 0, 0)
-    if params.overlap_strategy == "content_based":
-        margin = halo_voxels(np.asarray(params.content_sigma1[::-1]), np.asarray(params.content_sigma2[::-1]))
-    worst = 0.0
-    for box in plan.units[unit_index]:
-        sides = [b - a for a, b in box]
-        out = float(sides[0] * sides[1] * sides[2])
-        src = float((sides[0] + 2 * margin[0] + 2) * (sides[1] + 2 * margin[1] + 2) * (sides[2] + 2 * margin[2] + 2))
-        worst = max(worst, 10 * out + 4 * 3 * src)
-    return worst
+    """The unit's memory hint (:func:`rhapso_core.cost.fusion_unit_memory`, as the planner's)."""
+    return fusion_unit_memory(plan.units[unit_index], params)

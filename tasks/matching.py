@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import task
 
 from rhapso_core.config import AlignmentParams
+from rhapso_core.cost import BATCHES_PER_SLOT, matching_batch_count
 from rhapso_core.matching import MatchingParams
 from rhapso_core.detection import DetectionParams
 from rhapso_core.pipeline.view_selection import ViewSelection
@@ -47,7 +48,7 @@ def retry_failed(xml_uri: str, store_uri: str, records: list, label: str, params
     return retry_failed_pairs(xml_uri, store_uri, records, label, params, detection, retry)
 
 
-def batch_pairs(pairs: list, slots: int, batches_per_slot: int = 4) -> list[list]:
+def batch_pairs(pairs: list, slots: int, batches_per_slot: int = BATCHES_PER_SLOT) -> list[list]:
     """Deal ``pairs`` round-robin into ``min(len(pairs), slots * batches_per_slot)`` batches.
 
     A pair is tens of milliseconds of work on a typical tile (the benchmark's 1 GB dataset:
@@ -56,7 +57,7 @@ def batch_pairs(pairs: list, slots: int, batches_per_slot: int = 4) -> list[list
     worker busy while the slowest batch stays short. Round-robin spreads costly pairs
     (many points) over the batches.
     """
-    n = min(len(pairs), max(1, int(slots) * int(batches_per_slot)))
+    n = matching_batch_count(len(pairs), slots, batches_per_slot)
     return [pairs[i::n] for i in range(n)]
 
 

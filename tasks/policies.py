@@ -51,4 +51,6 @@ def retry_transient(task, task_run, state) -> bool:
 
 def ray_hints(memory_bytes: float, num_cpus: float = 1.0) -> dict:
     """Ray resource hints for a task whose working set is ``memory_bytes``."""
-    return {"num_cpus": num_cpus, "memory": int(max(memory_bytes, 64 * 1024**2))}
+    from rhapso_core.cost import reserved_memory
+
+    return {"num_cpus": num_cpus, "memory": reserved_memory(memory_bytes)}

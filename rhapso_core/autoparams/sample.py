@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rhapso_core import transforms
 from rhapso_core.autoparams.survey import DatasetSurvey, PairOverlap
 from rhapso_core.image_source import ImageSource
+from rhapso_core.overlap import world_box_in_view
 from rhapso_core.pipeline.dataset import open_view
 from rhapso_core.spimdata import SpimData, ViewId
 
@@ -74,12 +74,7 @@ def coarse_percentiles(sd: SpimData, views: list[ViewId], percentiles: tuple[flo
 
 
 def _overlap_in_view(affine: np.ndarray, size_xyz, box_world) -> np.ndarray | None:
-    inv = transforms.invert(affine)
-    corners = transforms.apply(inv, transforms.box_corners(*np.asarray(box_world)))
-    size = np.asarray(size_xyz, dtype=np.float64)
-    lo = np.clip(corners.min(axis=0), 0, size - 1)
-    hi = np.clip(corners.max(axis=0), 0, size - 1)
-    return np.stack([lo, hi]) if np.all(hi > lo) else None
+    return world_box_in_view(affine, size_xyz, *np.asarray(box_world, dtype=np.float64))
 
 
 def _crop_box(overlap_xyz: np.ndarray, max_voxels: int) -> np.ndarray:

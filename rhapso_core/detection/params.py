@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
+from rhapso_core.detection.registry import check_detector_name
 from rhapso_core.params import StageParams
 
 __all__ = ["DetectionParams", "MAX_MOVES", "GAUSS_TRUNCATE", "IMAGE_SIGMA", "AUTO", "FALLBACKS"]
@@ -39,6 +40,11 @@ class DetectionParams(StageParams):
     """
 
     label: str = Field("beads", min_length=1, description="interest-point label stored per view")
+    method: Annotated[str, AfterValidator(check_detector_name)] = Field(
+        "dog",
+        description="detector (rhapso_core.detection.registry): dog (default), BigStitcher's Difference of "
+        "Gaussians; a registered detector's name selects it (the chunking, levels and halo stay the same)",
+    )
     dsxy: Annotated[int, Field(ge=1, le=256)] | Auto = Field(
         AUTO,
         description="downsampling factor in x and y before detection (integer, full-res voxels per "

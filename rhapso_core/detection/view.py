@@ -25,15 +25,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
-
 from rhapso_core.detection._downsample import block_sum
-from rhapso_core.detection._extrema import find_and_localize
-from rhapso_core.detection._extrema2d import find_and_localize_2d
-from rhapso_core.detection._median import median_xy_int
-from rhapso_core.detection.dog import dog_halo, dog_response, normalise
 from rhapso_core.detection.merge import combine_close, merge_points
-from rhapso_core.detection.params import MAX_MOVES, DetectionParams
+from rhapso_core.detection.params import DetectionParams
+from rhapso_core.detection.registry import get_detector
 from rhapso_core.detection.planes import resolve_dimensions
 from rhapso_core.detection.points import InterestPoints
 from rhapso_core.image_source import ArraySource, Box, ImageSource
@@ -208,11 +203,8 @@ def chunk_boxes(core: Box, params: DetectionParams) -> list[Box]:
 
 
 def chunk_halo(params: DetectionParams) -> tuple[int, int, int]:
-    """Halo (z, y, x) in working voxels that makes a chunk's result exact (one plane in z for 2-D
-    detection: the neighbouring planes a point is compared with)."""
-    params = params.concrete()
-    base = dog_halo(params.sigma) + MAX_MOVES + 1
-    return (1 if params.dimensions == "2d" else base, base + params.median_filter, base + params.median_filter)
+    """Halo (z, y, x) in working voxels that makes a chunk's result exact (the detector's)."""
+    return get_detector(params.method).halo(params)
 
 
 def plan_detection(source: ImageSource, params: DetectionParams, region_xyz=None,
@@ -310,28 +302,8 @@ def detect_chunk(source: ImageSource, level: int, in_memory_factor: Sequence[int
             values *= np.float32(1.0 / p)
     del raw
     vscale = 1.0 / p if integer else 1.0  # values * vscale = mean intensity
-    background = None
-    r = params.median_filter
-    if r > 0:
-        # the histogram median is exact and fast while the sums span few bins (16 MiB of
-        # histogram at most); otherwise scipy's exact but slower selection is used
-        if integer and values.size and int(values.max()) - int(values.min()) < 2**22:
-            background = median_xy_int(values, r)
-        else:
-            k = 2 * r + 1
-            background = ndimage.median_filter(values, size=(1, k, k), mode="reflect")
-    inv = 1.0 / (hi - lo)
-    img = normalise(values, vscale * inv, -lo * inv, background)
-    del background
-    dog = dog_response(img, params.sigma, in_plane=two_d)
-    del img
     rel = [(a - ra, b - ra) for (a, b), (ra, _) in zip(core, read)]
-    loc, val, peak = (find_and_localize_2d if two_d else find_and_localize)(
-        dog, rel[0][0], rel[0][1], rel[1][0], rel[1][1], rel[2][0], rel[2][1],
-        float(params.threshold), params.peak_type in ("max", "both"),
-        params.peak_type in ("min", "both"), MAX_MOVES,
-    )
-    del dog
+    loc, val, peak = get_detector(params.method).find(values, vscale, lo, hi, rel, params, two_d)
     n = loc.shape[0]
     if n == 0:
         return InterestPoints.empty()

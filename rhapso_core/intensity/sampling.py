@@ -23,6 +23,7 @@ from scipy import ndimage
 
 from rhapso_core import transforms as tf
 from rhapso_core.image_source import ImageSource
+from rhapso_core.overlap import boxes_overlap, world_overlap
 from rhapso_core.qc.fusion import overlap_grid
 from rhapso_core.qc.sampling import choose_level, read_level, to_level_zyx
 
@@ -66,9 +67,7 @@ def overlapping_pairs(views: Sequence[SampledView]) -> list[tuple[int, int]]:
         for j in range(i + 1, len(views)):
             if views[i].group != views[j].group:
                 continue
-            lo = np.maximum(boxes[i][0], boxes[j][0])
-            hi = np.minimum(boxes[i][1], boxes[j][1])
-            if np.all(hi > lo):
+            if boxes_overlap(boxes[i], boxes[j]):
                 out.append((i, j))
     return out
 
@@ -106,9 +105,8 @@ def sample_pairs(
         va, vb = views[i], views[j]
         la, fa = cache.get(va)
         lb, fb = cache.get(vb)
-        box_a = tf.view_bounding_box(va.view_to_world, va.size_xyz)
-        box_b = tf.view_bounding_box(vb.view_to_world, vb.size_xyz)
-        world = overlap_grid(np.maximum(box_a[0], box_b[0]), np.minimum(box_a[1], box_b[1]), samples_per_pair)
+        world = overlap_grid(*world_overlap(va.view_to_world, va.size_xyz, vb.view_to_world, vb.size_xyz),
+                             samples_per_pair)
         pa = tf.apply(tf.invert(va.view_to_world), world)
         pb = tf.apply(tf.invert(vb.view_to_world), world)
         # A thin view (few planes) keeps its planes: the margin never exceeds a third of an axis.

@@ -14,11 +14,11 @@ imported where that format is read. Adding a format: write the module (calling
 
 from __future__ import annotations
 
-import importlib
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from rhapso_core._registry import Registry
 
 from .errors import ImageIOError
 from .multiscale import MultiscaleImage
@@ -86,26 +86,17 @@ class ImageFormat:
     description: str = ""
 
 
-_FORMATS: dict[str, ImageFormat] = {}
-_loaded = False
-_load_lock = threading.Lock()  # tasks in threads may open their first image at the same time
+_REGISTRY: Registry[ImageFormat] = Registry(BUILTIN_FORMAT_MODULES)
+_FORMATS = _REGISTRY.entries
 
 
 def register_format(fmt: ImageFormat) -> ImageFormat:
     """Add (or replace, for the same kind) a format; returns it so modules can keep a handle."""
-    _FORMATS[fmt.kind] = fmt
-    return fmt
+    return _REGISTRY.register(fmt.kind, fmt)
 
 
 def _ensure_loaded() -> None:
-    global _loaded
-    if _loaded:
-        return
-    with _load_lock:
-        if not _loaded:
-            for name in BUILTIN_FORMAT_MODULES:
-                importlib.import_module(name)
-            _loaded = True
+    _REGISTRY.ensure_loaded()
 
 
 def registered_formats() -> list[ImageFormat]:

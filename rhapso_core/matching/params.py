@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 
+from rhapso_core.model_registry import ModelName, model_name_type
 from rhapso_core.params import StageParams
 
 __all__ = ["MatchingParams", "AUTO", "FALLBACKS"]
@@ -79,10 +80,10 @@ class MatchingParams(StageParams):
         "rotation); rotation: relative vectors expressed in a local frame built from the two nearest "
         "neighbours, so rigid rotations are tolerated (needs num_neighbors >= 2).",
     )
-    model: Literal["translation", "rigid", "affine"] = Field(
+    model: ModelName = Field(
         "affine", description="RANSAC model mapping view a's world points onto view b's (default affine)."
     )
-    regularization_model: Literal["none", "translation", "rigid", "affine"] = Field(
+    regularization_model: model_name_type("none") = Field(  # type: ignore[valid-type]
         "rigid",
         description="Model the fit is regularised toward: (1 - lambda) * model + lambda * regularizer "
         "(BigStitcher's InterpolatedAffineModel3D; default rigid; none disables).",

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from rhapso_core import transforms
 from rhapso_core.image_source import Box, ImageSource, clip_box
 from rhapso_core.io import fs_for, open_image
+from rhapso_core.overlap import overlap_box, world_box_in_view
 from rhapso_core.spimdata import ImageLocation, SpimData, ViewId, load_xml
 
 
@@ -138,20 +138,12 @@ def overlap_boxes_in_view(
 ) -> list[np.ndarray]:
     """Boxes ``(2, 3)`` in ``view``'s voxel frame (x y z) where it overlaps other views of its timepoint."""
     affine, size = geometry[view]
-    lo, hi = transforms.view_bounding_box(affine, size)
-    inv = transforms.invert(affine)
-    size_arr = np.asarray(size, dtype=np.float64)
     out = []
     for other, (a2, s2) in sorted(geometry.items()):
         if other == view or other[0] != view[0]:
             continue
-        lo2, hi2 = transforms.view_bounding_box(a2, s2)
-        ilo, ihi = np.maximum(lo, lo2), np.minimum(hi, hi2)
-        if np.any(ilo > ihi):
-            continue
-        corners = transforms.apply(inv, transforms.box_corners(ilo, ihi))
-        blo = np.clip(corners.min(axis=0), 0, size_arr - 1)
-        bhi = np.clip(corners.max(axis=0), 0, size_arr - 1)
-        if np.all(bhi > blo):
-            out.append(np.stack([blo, bhi]))
+        box = overlap_box(affine, size, a2, s2)
+        in_view = None if box is None else world_box_in_view(affine, size, *box)
+        if in_view is not None:
+            out.append(in_view)
     return out

@@ -53,20 +53,25 @@ def plan_views(
         if params.channels is not None:
             views = [v for v in views if view_attributes(sd, v)["channel"] in set(params.channels)]
     views = [tuple(v) for v in views]
-    geometry = view_geometry(sd) if params.overlap_only else None
-    # Views of one tile (other channels, illuminations) cover it whole; they are no overlap.
-    same_tile = view_groups(sd, sd.views(), ("channel", "illumination")) if geometry is not None else {}
+    overlaps = overlap_regions(sd, view_geometry(sd)) if params.overlap_only else {}
     plans = []
     for v in views:
         source = open_view(sd, v, storage_options)
-        boxes = None
-        if geometry is not None:
-            others = {w: g for w, g in geometry.items() if w == v or same_tile.get(w) != same_tile.get(v)}
-            boxes = overlap_boxes_in_view(others, v)
-        plan = plan_detection(source, params, overlap_boxes_xyz=boxes)
+        plan = plan_detection(source, params, overlap_boxes_xyz=overlaps.get(v))
         regions = tuple(tuple(tuple(float(x) for x in row) for row in np.asarray(r)) for r in plan.regions_xyz)
         plans.append(ViewDetectionPlan(v, plan.params, regions, tuple(plan.tasks)))
     return plans
+
+
+def overlap_regions(sd: SpimData, geometry) -> dict:
+    """``{view: [(2, 3) boxes]}``: where each view overlaps views of other tiles (view voxels, x y z).
+
+    Views of one tile (other channels, illuminations) cover it whole; they are no overlap.
+    """
+    same_tile = view_groups(sd, sd.views(), ("channel", "illumination"))
+    return {v: overlap_boxes_in_view({w: g for w, g in geometry.items()
+                                      if w == v or same_tile.get(w) != same_tile.get(v)}, v)
+            for v in geometry}
 
 
 def run_chunk(xml_uri: str, view: ViewId, task: ChunkTask, params: DetectionParams, storage_options=None) -> InterestPoints:

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from rhapso_core.autoparams import Resolution, resolve_parameters
+from rhapso_core.output_layout import STORE_NAME, join, round_xml_name
 from rhapso_core.pipeline import detect, match, solve
 from rhapso_core.pipeline.phase import phase_round
 
@@ -37,7 +38,7 @@ def align_in_process(xml: str, work: str, params, rounds=None) -> InProcessAlign
     res = resolve_parameters(xml, params)
     p = res.params
     t1 = time.perf_counter()
-    store = os.path.join(work, "interestpoints.zarr")
+    store = join(work, STORE_NAME)
     rounds = list(rounds or p.alignment.rounds)
     # Phase rounds read pixels, not points (as the flow): a run of phase rounds only detects nothing.
     if any(k != "phase" for k in rounds):
@@ -47,7 +48,7 @@ def align_in_process(xml: str, work: str, params, rounds=None) -> InProcessAlign
     t2 = time.perf_counter()
     current, matched, anchors = xml, [], None
     for i, kind in enumerate(rounds, start=1):
-        out = os.path.join(work, f"{i:02d}-{kind}.xml")
+        out = join(work, round_xml_name(i, kind))
         if kind == "phase":
             rec = phase_round(current, out, p.stitching, p.solver, p.alignment.pair_mode, list(p.alignment.group_by))
             matched.append(f"{rec.n_ok}/{len(rec.links)}")

@@ -11,17 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import posixpath
 
 from rhapso_core.io import fs_for, is_s3
-
-
-def staged_name(path: str) -> str:
-    """``.../dataset.aligned.xml`` -> ``.../.dataset.aligned.staged.xml`` (same folder)."""
-    folder, name = (posixpath.split(path.rstrip("/")) if is_s3(path) else os.path.split(os.path.abspath(path)))
-    stem, ext = (name[:-4], ".xml") if name.endswith(".xml") else (name, "")
-    staged = f".{stem}.staged{ext}"
-    return posixpath.join(folder, staged) if is_s3(path) else os.path.join(folder, staged)
+from rhapso_core.output_layout import staged_name  # noqa: F401  (re-exported)
 
 
 def published_name(path: str) -> str:

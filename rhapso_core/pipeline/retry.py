@@ -42,10 +42,10 @@ import numpy as np
 from pydantic import Field, field_validator
 from scipy.spatial import cKDTree
 
-from rhapso_core import transforms
 from rhapso_core.detection import DetectionParams
 from rhapso_core.detection.view import detect_view
 from rhapso_core.matching import MatchingParams
+from rhapso_core.overlap import world_box_in_view, world_overlap
 from rhapso_core.pipeline.dataset import load_dataset, open_view, view_geometry
 from rhapso_core.pipeline.match import PairRecord, match_pair
 from rhapso_core.pipeline.retry_params import ESCALATIONS, RetryParams
@@ -55,21 +55,13 @@ from rhapso_core.spimdata import ViewId
 __all__ = ["RetryParams", "ESCALATIONS", "retry_pair", "retry_failed_pairs", "overlap_box_in_view"]
 
 def _world_overlap(geometry, a: ViewId, b: ViewId) -> tuple[np.ndarray, np.ndarray]:
-    lo_a, hi_a = transforms.view_bounding_box(*geometry[a])
-    lo_b, hi_b = transforms.view_bounding_box(*geometry[b])
-    return np.maximum(lo_a, lo_b), np.minimum(hi_a, hi_b)
+    return world_overlap(*geometry[a], *geometry[b])
 
 
 def overlap_box_in_view(geometry, view: ViewId, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
     """A world box ``[lo, hi]`` as the view-voxel box ``(2, 3)`` x y z (inclusive) it covers, or None."""
     affine, size = geometry[view]
-    corners = transforms.apply(transforms.invert(affine), transforms.box_corners(lo, hi))
-    top = np.asarray(size, dtype=np.float64) - 1.0
-    vlo = np.clip(np.floor(corners.min(axis=0)), 0.0, top)
-    vhi = np.clip(np.ceil(corners.max(axis=0)), 0.0, top)
-    if np.any(vhi <= vlo):
-        return None
-    return np.stack([vlo, vhi])
+    return world_box_in_view(affine, size, lo, hi, whole_voxels=True)
 
 
 def _add_points(store: PointStore, sd, view: ViewId, label: str, params: DetectionParams, box_xyz: np.ndarray,

@@ -18,15 +18,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import posixpath
 import socket
 import time
 import uuid
 from collections.abc import Iterator
 
 from rhapso_core.io import fs_for, is_s3
-
-LOCK_NAME = ".rhapso-run.lock"
+from rhapso_core.output_layout import LOCK_NAME, lock_path  # noqa: F401  (re-exported)
 
 #: Locks this process holds, ``{out_dir: (record, storage_options)}``: an interrupted
 #: command releases them on its way out (see :func:`release_held`).
@@ -35,11 +33,6 @@ _HELD: dict[str, tuple[dict, dict | None]] = {}
 
 class OutputLockedError(ValueError):
     """Another run holds the output folder (the message names it)."""
-
-
-def lock_path(out_dir: str) -> str:
-    """Where the lock of ``out_dir`` lives."""
-    return posixpath.join(out_dir.rstrip("/"), LOCK_NAME) if is_s3(out_dir) else os.path.join(out_dir, LOCK_NAME)
 
 
 def read_lock(out_dir: str, storage_options: dict | None = None) -> dict | None:

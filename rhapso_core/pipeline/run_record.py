@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import posixpath
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 
 from rhapso_core.io import fs_for, is_s3
-
-RECORD_NAME = ".rhapso-run.json"
+from rhapso_core.output_layout import RECORD_NAME, record_path  # noqa: F401  (re-exported)
 
 #: Parameter sections that do not change the bytes of a run's outputs.
 NOT_RESULT_SHAPING = ("runtime", "qc", "synthetic")
@@ -40,10 +38,6 @@ class RunRecord:
     params: dict
     state: str = "running"
     updated: str = ""
-
-
-def record_path(out_dir: str) -> str:
-    return posixpath.join(out_dir.rstrip("/"), RECORD_NAME) if is_s3(out_dir) else os.path.join(out_dir, RECORD_NAME)
 
 
 def shaping_params(params) -> dict:

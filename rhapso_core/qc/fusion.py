@@ -22,6 +22,7 @@ import numpy as np
 
 from rhapso_core import transforms
 from rhapso_core.image_source import ImageSource
+from rhapso_core.overlap import overlap_box, world_overlap
 from rhapso_core.qc._records import ViewId, name, vid
 from rhapso_core.qc.sampling import choose_level, sample_view
 
@@ -86,9 +87,7 @@ def overlap_ncc(
     dict
         ``ncc`` (None when there is no usable overlap), ``n_samples`` (points inside both views).
     """
-    lo_a, hi_a = transforms.view_bounding_box(affine_a, size_a)
-    lo_b, hi_b = transforms.view_bounding_box(affine_b, size_b)
-    lo, hi = np.maximum(lo_a, lo_b), np.minimum(hi_a, hi_b)
+    lo, hi = world_overlap(affine_a, size_a, affine_b, size_b)
     if np.any(lo >= hi):
         return {"ncc": None, "n_samples": 0}
     world = overlap_grid(lo, hi, n_samples)
@@ -104,9 +103,7 @@ def overlap_ncc(
 
 
 def _boxes_overlap(ga, gb) -> bool:
-    lo_a, hi_a = transforms.view_bounding_box(*ga)
-    lo_b, hi_b = transforms.view_bounding_box(*gb)
-    return bool(np.all(np.minimum(hi_a, hi_b) > np.maximum(lo_a, lo_b)))
+    return overlap_box(*ga, *gb, strict=True) is not None
 
 
 def comparable_pairs(

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 
+from rhapso_core.model_registry import ModelName
 from rhapso_core.params import StageParams
 
 __all__ = ["QCParams"]
@@ -54,7 +53,7 @@ class QCParams(StageParams):
         3.0, gt=0.0,
         description="Warn when composing pairwise models around a cycle of links moves points by more than this (world units).",
     )
-    loop_model: Literal["translation", "rigid", "affine"] = Field(
+    loop_model: ModelName = Field(
         "rigid", description="Model fitted to each pair's stored correspondences for the loop-closure check."
     )
 

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 import math
 import os
-import posixpath
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from rhapso_core import transforms
 from rhapso_core.io import atomic_write_bytes, is_s3, open_image
+from rhapso_core.output_layout import REPORT_NAME, report_path
 from rhapso_core.pipeline.dataset import open_view, view_geometry
 from rhapso_core.pointstore import PointStore
 from rhapso_core.qc import pictures as pics
@@ -36,7 +36,6 @@ from rhapso_core.spimdata import load_xml
 
 __all__ = ["REPORT_NAME", "compute_metrics", "build_report", "default_report_uri"]
 
-REPORT_NAME = "qc_report.html"
 
 
 def _jsonable(x: Any) -> Any:
@@ -57,10 +56,7 @@ def _jsonable(x: Any) -> Any:
 
 def default_report_uri(solved_xml: str) -> str:
     """``qc_report.html`` in the solved XML's folder (local path or ``s3://``)."""
-    s = str(solved_xml)
-    if is_s3(s) or "://" in s:
-        return posixpath.join(posixpath.dirname(s), REPORT_NAME)
-    return os.path.join(os.path.dirname(os.path.abspath(s)), REPORT_NAME)
+    return report_path(str(solved_xml))
 
 
 def compute_metrics(

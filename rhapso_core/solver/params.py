@@ -7,9 +7,15 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from rhapso_core.model_registry import ModelName, model_name_type
 from rhapso_core.params import StageParams
 
 __all__ = ["SolverParams"]
+
+
+def _nonlinear(model: str) -> bool:
+    """The direct sparse solver is linear least squares in translation or affine; "auto" is not decided."""
+    return model not in ("auto", "translation", "affine")
 
 
 class SolverParams(StageParams):
@@ -21,7 +27,7 @@ class SolverParams(StageParams):
     solve). Both give the same answer where both apply (see the tests).
     """
 
-    model: Literal["auto", "translation", "rigid", "affine"] = Field(
+    model: model_name_type("auto") = Field(  # type: ignore[valid-type]
         "auto",
         description=(
             "Transformation model of every view's correction. auto (default): chosen per dataset by held-out "
@@ -38,7 +44,7 @@ class SolverParams(StageParams):
             "held-out validation among lambda_candidates."
         ),
     )
-    max_model: Literal["translation", "rigid", "affine"] = Field(
+    max_model: ModelName = Field(
         "affine",
         description="With model auto: the most flexible model the validation may choose (an alignment round "
         "sets it to its own model).",
@@ -144,7 +150,7 @@ class SolverParams(StageParams):
     @model_validator(mode="after")
     def _sparse_needs_linear_model(self) -> "SolverParams":
         lam = 0.0 if self.lambda_value == "auto" else self.lambda_value
-        if self.solver == "sparse" and (self.model == "rigid" or (self.model == "affine" and lam >= 1.0)):
+        if self.solver == "sparse" and (_nonlinear(self.model) or (self.model == "affine" and lam >= 1.0)):
             raise ValueError(
                 "solver='sparse' supports translation and affine with lambda_value < 1; use solver='iterative' for rigid"
             )
@@ -155,7 +161,7 @@ class SolverParams(StageParams):
         if self.solver != "auto":
             return self.solver
         lam = 0.0 if self.lambda_value == "auto" else self.lambda_value
-        nonlinear = self.model == "rigid" or (self.model == "affine" and lam >= 1.0)
+        nonlinear = _nonlinear(self.model) or (self.model == "affine" and lam >= 1.0)
         return "iterative" if nonlinear else "sparse"
 
     def effective_lambda(self) -> float:

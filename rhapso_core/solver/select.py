@@ -40,12 +40,12 @@ import zlib
 import numpy as np
 
 from rhapso_core import transforms
+from rhapso_core.model_registry import model_names
 from rhapso_core.solver.params import SolverParams
 from rhapso_core.solver.records import Link, ViewId
 
 __all__ = ["ModelChoice", "candidates", "select_model"]
 
-_MODEL_ORDER = {"translation": 0, "rigid": 1, "affine": 2}
 _Z = 1.0  # standard errors a simpler model may trail the best by (the one-standard-error rule)
 
 
@@ -68,13 +68,14 @@ class ModelChoice:
 def candidates(params: SolverParams) -> list[tuple[str, float]]:
     """(model, lambda) pairs to validate, simplest first."""
     if params.model == "auto":
-        models = [m for m in ("translation", "rigid", "affine") if _MODEL_ORDER[m] <= _MODEL_ORDER[params.max_model]]
+        names = model_names()  # simplest first
+        models = names[: names.index(params.max_model) + 1]
     else:
         models = [params.model]
     out = []
     for m in models:
-        if m == "rigid" and params.solver == "sparse":
-            continue  # the sparse solver is linear: rigid needs the iterative one
+        if m not in ("translation", "affine") and params.solver == "sparse":
+            continue  # the sparse solver is linear in translation and affine only: others need the iterative one
         if m != "affine":
             out.append((m, 0.0))
             continue

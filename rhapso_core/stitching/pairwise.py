@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import ndimage as ndi
 
-from rhapso_core import transforms
+from rhapso_core import overlap, transforms
 from rhapso_core.image_source import ImageSource
 from rhapso_core.stitching.params import StitchingParams
 from rhapso_core.stitching.phase import phase_correlate
@@ -33,25 +33,10 @@ def level_affine(view_to_world: np.ndarray, factors_zyx) -> np.ndarray:
     return np.asarray(view_to_world, dtype=np.float64) @ s
 
 
-def _box(affine: np.ndarray, size) -> tuple[np.ndarray, np.ndarray]:
-    """World box of a view's voxel centres; a single-voxel axis (one plane) counts half a voxel each
-    side, so two planes whose recorded z differ by a fraction of a voxel still overlap."""
-    size = np.asarray(size, dtype=np.float64)
-    flat = size <= 1
-    lo = np.where(flat, -0.5, 0.0)
-    hi = np.where(flat, 0.5, size - 1.0)
-    c = transforms.apply(affine, transforms.box_corners(lo, hi))
-    return c.min(axis=0), c.max(axis=0)
-
-
 def overlap_box(a2w: np.ndarray, size_a, b2w: np.ndarray, size_b) -> tuple[np.ndarray, np.ndarray] | None:
-    """World box (min_xyz, max_xyz) shared by two views' voxel centres, or None if they do not meet."""
-    lo_a, hi_a = _box(a2w, size_a)
-    lo_b, hi_b = _box(b2w, size_b)
-    lo, hi = np.maximum(lo_a, lo_b), np.minimum(hi_a, hi_b)
-    if np.any(hi < lo):
-        return None
-    return lo, hi
+    """World box (min_xyz, max_xyz) shared by two views' voxel centres, or None if they do not meet
+    (a single plane counts half a voxel each side: :func:`rhapso_core.overlap.world_box`)."""
+    return overlap.overlap_box(a2w, size_a, b2w, size_b, flat_half_voxel=True)
 
 
 def _voxel_range(l2w: np.ndarray, lo_w, hi_w, shape_zyx) -> tuple[np.ndarray, np.ndarray]:

@@ -23,18 +23,19 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from rhapso_core import models
+from rhapso_core.model_registry import check_model_name
 from rhapso_core.planar import choose_model, planarity
 from rhapso_core import transforms as tf
 from rhapso_core.synthetic.truth import GroundTruth, ViewTruth
 
 __all__ = ["Score", "ViewError", "ScoreError", "score", "sample_points", "solved_affines"]
 
-Gauge = Literal["none", "translation", "rigid", "affine"]
+Gauge = str  # "none" or a registered model name (rhapso_core.model_registry)
 
 
 class ScoreError(ValueError):
@@ -231,8 +232,10 @@ def score(ground_truth: GroundTruth | str | os.PathLike, solved: Any, gauge: Gau
         the same for the nominal poses, and per-view figures.
     """
     truth = ground_truth if isinstance(ground_truth, GroundTruth) else GroundTruth.load(ground_truth)
-    if gauge not in ("none", "translation", "rigid", "affine"):
-        raise ScoreError(f"gauge must be none, translation, rigid or affine, got {gauge!r}")
+    try:
+        check_model_name(gauge, ("none",))
+    except ValueError as e:
+        raise ScoreError(f"gauge: {e}") from None
     affines = solved_affines(solved)
     missing = [v.view_id for v in truth.views if v.view_id not in affines]
     if missing:

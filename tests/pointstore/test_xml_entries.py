@@ -10,12 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 from lxml import etree
 
 from rhapso_core.pointstore import PointStore, ViewInterestPointsEntry, view_interest_points_entries
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+XML_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "xml"
 
 
 def test_entries_list_every_complete_view_and_label(tmp_path):
@@ -37,9 +36,7 @@ def test_entries_list_every_complete_view_and_label(tmp_path):
 
 
 def test_entry_paths_match_real_bigstitcher_xml(tmp_path):
-    xml_dir = SHARED / "fixtures" / "xml"
-    if not xml_dir.is_dir():
-        pytest.skip(f"shared fixtures {xml_dir} not available")
+    xml_dir = XML_FIXTURES
     checked = 0
     for n, xml in enumerate(sorted(xml_dir.rglob("*.xml"))):
         files = etree.parse(str(xml)).findall(".//ViewInterestPoints/ViewInterestPointsFile")
@@ -58,5 +55,4 @@ def test_entry_paths_match_real_bigstitcher_xml(tmp_path):
         got = sorted(tuple(e) for e in view_interest_points_entries(store))
         assert got == want, xml.name
         checked += len(files)
-    if not checked:
-        pytest.skip("no shared XML fixture has ViewInterestPointsFile entries")
+    assert checked, "some fixture XMLs have ViewInterestPointsFile entries"

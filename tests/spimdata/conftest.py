@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-FIXTURE_XML = SHARED / "fixtures" / "xml"
+# Real BigStitcher XMLs, in the repository (tests/fixtures/xml/SOURCES.txt: sources and licences).
+FIXTURE_XML = Path(__file__).resolve().parents[1] / "fixtures" / "xml"
 DATA = Path(__file__).resolve().parent / "data"
 
 
@@ -25,8 +25,7 @@ def canonical(xml: bytes) -> bytes:
 
 @pytest.fixture
 def shared_xml() -> Path:
-    if not FIXTURE_XML.is_dir():
-        pytest.skip(f"shared fixtures not found at {FIXTURE_XML} (run inside the project checkout)")
+    assert FIXTURE_XML.is_dir(), f"{FIXTURE_XML} is part of the repository"
     return FIXTURE_XML
 
 

@@ -10,12 +10,10 @@ import pytest
 from rhapso_core.spimdata import SpimDataError, from_xml_bytes, load_xml, save_xml, to_xml_bytes
 from rhapso_core.spimdata.stitching_results import PairwiseShift, read_stitching_results, with_stitching_results
 
-FIXTURE = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "xml" / "brainglobe-stitch-mesospim" / "test_data_bdv.xml"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "xml" / "brainglobe-stitch-mesospim" / "test_data_bdv.xml"
 
 
 def _fixture():
-    if not FIXTURE.exists():
-        pytest.skip(f"fixture {FIXTURE} not found")
     return load_xml(str(FIXTURE))
 
 

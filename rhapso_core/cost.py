@@ -1,0 +1,96 @@
+"""What one task of each stage costs: the single formula the flows' resource hints and the planner share.
+
+The flows ask Ray for ``memory`` per task from these functions (:mod:`flows.alignment`,
+:mod:`flows.fusion`), and :func:`rhapso_core.planner.plan` predicts the same numbers from
+the XML alone (adding the worker process's baseline, which Ray does not reserve per task),
+so ``rhapso plan`` sizes a cluster by what the flows will actually submit. Task counts come
+from the same planning functions too: detection chunks (:func:`~rhapso_core.detection.view.plan_detection`),
+fusion work units, pyramid blocks, and :func:`matching_batch_count` for the pair batches a
+matching round submits.
+
+Memory is in bytes of the task's arrays (its working set), not of the process.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+__all__ = [
+    "BATCHES_PER_SLOT",
+    "MIN_TASK_MEMORY",
+    "reserved_memory",
+    "matching_batch_count",
+    "detection_chunk_memory",
+    "fusion_block_memory",
+    "fusion_unit_memory",
+    "output_itemsize",
+    "downsample_block_memory",
+]
+
+Box = Sequence[tuple[int, int]]
+
+# A few batches per worker slot keep every worker busy while the slowest batch stays short
+# (one task per pair spends most of a small cluster on orchestration).
+BATCHES_PER_SLOT = 4
+
+
+# Ray's memory reservation is never below this (bytes): small tasks still allocate buffers.
+MIN_TASK_MEMORY = 64 * 1024**2
+
+
+def reserved_memory(memory_bytes: float) -> int:
+    """The memory Ray is asked to reserve for a task whose working set is ``memory_bytes``."""
+    return int(max(memory_bytes, MIN_TASK_MEMORY))
+
+
+def matching_batch_count(n_pairs: int, slots: int, batches_per_slot: int = BATCHES_PER_SLOT) -> int:
+    """Tasks one matching round submits for ``n_pairs`` pairs on ``slots`` worker slots (CPUs)."""
+    return min(int(n_pairs), max(1, int(slots) * int(batches_per_slot)))
+
+
+def detection_chunk_memory(core_box: Box, halo_zyx: Sequence[int]) -> float:
+    """About 6x the float32 size of a chunk read with its halo (the detection benchmark's bound).
+
+    ``core_box`` is the chunk's working-grid box ((z0, z1), (y0, y1), (x0, x1)); ``halo_zyx``
+    the detector's halo (:func:`~rhapso_core.detection.view.chunk_halo`).
+    """
+    n = 1
+    for (a, b), h in zip(core_box, halo_zyx):
+        n *= (b - a) + 2 * h
+    return 6.0 * 4.0 * n
+
+
+def _content_margin(params) -> tuple[int, int, int]:
+    if params.overlap_strategy != "content_based":
+        return (0, 0, 0)
+    import numpy as np
+
+    from rhapso_core.fusion.content import halo_voxels
+
+    return halo_voxels(np.asarray(params.content_sigma1[::-1]), np.asarray(params.content_sigma2[::-1]))
+
+
+def fusion_block_memory(sides_zyx: Sequence[int], params) -> float:
+    """One output block's accumulators and output (about 10 bytes per voxel) plus one view's source
+    box at a time (float32, 2 voxels of interpolation margin, grown by the content-based filters'
+    margin when used). ``params``: :class:`~rhapso_core.fusion.FusionParams`."""
+    margin = _content_margin(params)
+    out = float(math.prod(int(s) for s in sides_zyx))
+    src = float(math.prod(int(s) + 2 * int(m) + 2 for s, m in zip(sides_zyx, margin)))
+    return 10 * out + 4 * 3 * src
+
+
+def fusion_unit_memory(boxes: Sequence[Box], params) -> float:
+    """A work unit's memory: its largest block's (blocks are fused one after another)."""
+    return max((fusion_block_memory([b - a for a, b in box], params) for box in boxes), default=0.0)
+
+
+def output_itemsize(output_dtype: str) -> int:
+    """Bytes per voxel of the fused image's dtype."""
+    return {"float32": 4, "uint8": 1}.get(output_dtype, 2)
+
+
+def downsample_block_memory(block: Box, factor_zyx: Sequence[int], itemsize: int) -> float:
+    """A pyramid block's source region and its result (twice the source's bytes)."""
+    return 2.0 * itemsize * float(math.prod((b - a) * int(f) for (a, b), f in zip(block, factor_zyx)))
