@@ -94,10 +94,21 @@ def differences(old: RunRecord, input_sha256: str, params: dict) -> list[str]:
     diffs = []
     if old.input_sha256 != input_sha256:
         diffs.append(f"the input XML ({old.input_xml}) is not the same file content")
+    defaults = None
     for key in sorted(set(old.params) | set(params)):
         a, b = old.params.get(key, "<unset>"), params.get(key, "<unset>")
-        if a != b:
-            diffs.append(f"{key} {json.dumps(a)} -> {json.dumps(b)}")
+        if a == b:
+            continue
+        if key not in old.params or key not in params:
+            # A parameter added or removed by an upgrade of this software since the recorded run:
+            # at its default it reproduces the earlier behaviour, so the run resumes.
+            if defaults is None:
+                from rhapso_core.config import PipelineParams
+
+                defaults = shaping_params(PipelineParams())
+            if key not in params or b == defaults.get(key, "<unset>"):
+                continue
+        diffs.append(f"{key} {json.dumps(a)} -> {json.dumps(b)}")
     return diffs
 
 

@@ -63,6 +63,13 @@ def test_record_compares_inputs_and_shaping_parameters(tmp_path):
     with pytest.raises(RerunMismatchError, match="detection.sigma"):
         check_rerun(str(tmp_path), "a.xml", "sha", changed, overwrite=False)
     assert check_rerun(str(tmp_path), "a.xml", "sha", changed, overwrite=True) is not None
+    # A parameter this software gained after the recorded run, at its default: the run resumes;
+    # set to something else, it is a change like any other.
+    older = {k: v for k, v in shaping.items() if k != "detection.sigma"}
+    write_record(str(tmp_path), RunRecord("a.xml", "sha", older, "complete"))
+    assert check_rerun(str(tmp_path), "a.xml", "sha", shaping, overwrite=False).state == "complete"
+    with pytest.raises(RerunMismatchError, match="detection.sigma"):
+        check_rerun(str(tmp_path), "a.xml", "sha", changed, overwrite=False)
 
 
 def test_align_publishes_its_xml_only_when_the_run_completed(rel_harness, write_dataset_copy, tmp_path, monkeypatch):
