@@ -66,8 +66,26 @@ def _serve_root(t: ViewTarget) -> str:
     return os.path.commonpath(paths)
 
 
-def start(target: str, fused: str | None = None, port: int = 0, host: str = "127.0.0.1"):
-    """Serve and build the link: (server, url, skipped views)."""
+def _local_viewer(state: dict, host: str):
+    """Neuroglancer served from this machine by its Python package (the ``view`` extra): the
+    page works without internet access and holds the state itself. None when not installed."""
+    try:
+        import neuroglancer
+    except ImportError:
+        return None
+    neuroglancer.set_server_bind_address(host)
+    viewer = neuroglancer.Viewer()
+    viewer.set_state(neuroglancer.ViewerState({k: v for k, v in state.items() if not k.startswith("_")}))
+    return viewer
+
+
+def start(target: str, fused: str | None = None, port: int = 0, host: str = "127.0.0.1", local_viewer: bool = True):
+    """Serve and build the link: (server, url, skipped views).
+
+    ``url`` is the public Neuroglancer page with the state in its address (shareable; needs
+    internet access). With the ``neuroglancer`` package installed, ``server.local_viewer_url``
+    is also set: the same view served from this machine, offline.
+    """
     from rhapso_core.qc.neuroglancer import neuroglancer_state, neuroglancer_url, serve_for_neuroglancer
 
     t = resolve_target(target, fused)
@@ -76,6 +94,9 @@ def start(target: str, fused: str | None = None, port: int = 0, host: str = "127
     try:
         state = neuroglancer_state(t.xml, t.fused, base_url=server.url, serve_root=root)
         skipped = state.get("_skipped", [])
+        viewer = _local_viewer(state, host) if local_viewer else None
+        server.local_viewer = viewer  # kept alive with the data server
+        server.local_viewer_url = viewer.get_viewer_url() if viewer is not None else None
         return server, neuroglancer_url(state), skipped
     except BaseException:
         server.shutdown()
@@ -88,9 +109,15 @@ def cmd_view(args) -> int:
     print(f"serving {server.url} (this machine only) for Neuroglancer; Ctrl-C stops it")
     if skipped:
         print(f"{len(skipped)} views left out: {skipped[0]['reason']}")
+    if server.local_viewer_url:
+        print("Neuroglancer from this machine (works offline):")
+        print(server.local_viewer_url)
+        print("the same view on the public Neuroglancer page (needs internet access; the link holds the view):")
+    else:
+        print("Neuroglancer (public page; install the 'view' extra to view offline):")
     print(url, flush=True)
     if not args.no_browser:
-        webbrowser.open(url)
+        webbrowser.open(server.local_viewer_url or url)
     try:
         threading.Event().wait()  # until Ctrl-C
     except KeyboardInterrupt:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -116,6 +120,21 @@ def moto_s3():
 def s3_prefix(moto_s3) -> str:
     """A fresh ``s3://`` prefix in the moto bucket for one test."""
     return moto_s3.uri("t-" + uuid.uuid4().hex[:12])
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Path of Debian's chromium; installed once with apt-get only when RHAPSO_INSTALL_CHROMIUM=1 (CI)."""
+    if not Path(CHROMIUM).exists() and os.environ.get("RHAPSO_INSTALL_CHROMIUM") == "1" and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update"], check=False, env=env, capture_output=True, timeout=600)
+        subprocess.run(["apt-get", "install", "-y", "chromium"], check=False, env=env, capture_output=True, timeout=900)
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is absent (set RHAPSO_INSTALL_CHROMIUM=1 to let the tests apt-get install it)")
+    return CHROMIUM
 
 
 @pytest.fixture(scope="session")

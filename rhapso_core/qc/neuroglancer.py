@@ -114,6 +114,36 @@ def _read_grid(fused_uri: str, storage_options) -> dict | None:
         return None
 
 
+def display_window(uri: str, storage_options: dict | None = None) -> list[float] | None:
+    """The intensity range to show an OME-Zarr image with: its ``omero`` window when it has one,
+    else the 0.1-99.9th percentiles of its coarsest level. Neuroglancer's default for uint16
+    (0-65535) shows a typical microscopy image black; None when the image cannot be read."""
+    try:
+        import zarr
+
+        group = zarr.open_group(uri, mode="r", storage_options=storage_options)
+        attrs = group.attrs.asdict()
+        omero = attrs.get("omero") or attrs.get("ome", {}).get("omero") or {}
+        windows = [c.get("window") for c in omero.get("channels", []) if c.get("window")]
+        if windows:
+            return [float(min(w["start"] for w in windows)), float(max(w["end"] for w in windows))]
+        ms = (attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales") or [{}])[0]
+        coarsest = ms.get("datasets", [{}])[-1].get("path")
+        if coarsest is None:
+            return None
+        data = np.asarray(group[coarsest][...], dtype=np.float64)
+        lo, hi = np.percentile(data, [0.1, 99.9])
+        return [float(lo), float(hi if hi > lo else lo + 1.0)]
+    except Exception:  # the viewer's default range is a fallback, not a failure
+        return None
+
+
+def _with_window(layer: dict, window: list[float] | None) -> dict:
+    if window is not None:
+        layer["shaderControls"] = {"normalized": {"range": window}}
+    return layer
+
+
 def neuroglancer_state(
     solved_xml: str,
     fused_uri: str | None = None,
@@ -170,8 +200,10 @@ def neuroglancer_state(
                 src["transform"] = {"outputDimensions": dims, "matrix": matrix}
             size = np.asarray(grid["shape_zyx"][::-1])
             boxes.append(transforms.view_bounding_box(a, size))
-        layers.append({"type": "image", "name": "fused", "source": src, "visible": True})
+        layers.append(_with_window({"type": "image", "name": "fused", "source": src, "visible": True},
+                                   display_window(fused_uri, storage_options)))
     if include_tiles:
+        tile_window: list | None = []  # one range for every tile (one acquisition): from the first read
         for v in views:
             setup = sd.setup_of(v)
             try:
@@ -192,11 +224,13 @@ def neuroglancer_state(
             affine = sd.view_to_world(v)
             if setup.size is not None:
                 boxes.append(transforms.view_bounding_box(affine, setup.size))
-            layers.append({
+            if tile_window == []:
+                tile_window = display_window(uri, storage_options)
+            layers.append(_with_window({
                 "type": "image", "name": setup.name or f"t{v[0]} s{v[1]}",
                 "source": {"url": url, "transform": {"outputDimensions": dims, "matrix": _matrix_from_zyx_index(affine)}},
                 "visible": fused_uri is None,
-            })
+            }, tile_window))
     if boxes:
         lo = np.min([b[0] for b in boxes], axis=0)
         hi = np.max([b[1] for b in boxes], axis=0)

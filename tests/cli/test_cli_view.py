@@ -1,5 +1,5 @@
 """``rhapso view``: a local server that Neuroglancer can read, and a link whose state shows the
-tiles in place (issue 22 item 2). Not checked here: the page rendered in a browser."""
+tiles in place (issue 22 item 2). The page rendered in a browser: test_view_in_chromium.py."""
 
 from __future__ import annotations
 

@@ -1,16 +1,11 @@
-"""QC fixtures: one tiny pipeline run (in-process, no Prefect) shared by the report tests, and chromium."""
+"""QC fixtures: one tiny pipeline run (in-process, no Prefect) shared by the report tests."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-CHROMIUM = "/usr/bin/chromium"
 
 
 @dataclass(frozen=True)
@@ -55,15 +50,3 @@ def qc_run(tmp_path_factory) -> Run:
         fuse.fuse_unit(solved, plan, i, p.fusion)
     fuse.build_levels(fused, p.fusion)
     return Run(root, xml, solved, store, fused, str(paths.ground_truth), records, report)
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """Path of Debian's chromium; installed once with apt-get only when RHAPSO_INSTALL_CHROMIUM=1 (CI)."""
-    if not Path(CHROMIUM).exists() and os.environ.get("RHAPSO_INSTALL_CHROMIUM") == "1" and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update"], check=False, env=env, capture_output=True, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "chromium"], check=False, env=env, capture_output=True, timeout=900)
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is absent (set RHAPSO_INSTALL_CHROMIUM=1 to let the tests apt-get install it)")
-    return CHROMIUM
