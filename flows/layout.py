@@ -48,10 +48,12 @@ def check_not_input(out: str, xml: str, what: str) -> None:
 
 def alignment_outputs(out_xml: str, what: str = "--out") -> list[tuple[str, str]]:
     """Every path an alignment into ``out_xml`` writes, with what it is (for refusals)."""
+    from rhapso_core.intensity.store import default_container
     from rhapso_core.pipeline.run_lock import lock_path
 
     layout = alignment_layout(out_xml)
     return [(out_xml, f"{what} (the solved XML)"), (layout["store"], "the point store it writes"),
+            (default_container(out_xml), "the intensity coefficients it writes (intensity.enabled)"),
             (layout["n5"], "the BigStitcher interest-point export it writes"),
             (layout["work"], "the folder of per-round XMLs it writes"),
             (_join(layout["folder"], "qc_report.html"), "the QC report it writes"),
@@ -63,6 +65,17 @@ def fusion_outputs(out: str, what: str = "--out") -> list[tuple[str, str]]:
     from flows.fusion import fused_xml_path
 
     return [(out, f"{what} (the fused OME-Zarr)"), (fused_xml_path(out), "the fused image's XML it writes")]
+
+
+def fusion_intensity_outputs(out: str) -> list[tuple[str, str]]:
+    """What a fusion with ``intensity.enabled`` also writes: the corrected copy of the input XML and
+    its intensity coefficients, beside the fused image."""
+    from flows.fusion import intensity_xml_path
+    from rhapso_core.intensity.store import default_container
+
+    xml = intensity_xml_path(out)
+    return [(xml, "the intensity-corrected input XML it writes (intensity.enabled)"),
+            (default_container(xml), "the intensity coefficients it writes (intensity.enabled)")]
 
 
 def guard_outputs(xml: str, outputs: list[tuple[str, str]], data_roots: list[str] | None = None) -> None:
