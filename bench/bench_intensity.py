@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import json
 import shutil
 import sys
@@ -67,7 +68,7 @@ def cell(work: Path, seed: int, grid, specimen: str, strategy: str) -> dict:
     clean = make_dataset(work / "clean", seed=seed, grid=grid, tile_gain_spread=0.0, vignetting=0.0, **over)
     fig = {"before": fuse_and_measure(ds, ds.xml, correct=False, strategy=strategy)}
     sd = load_xml(ds.xml)
-    params = IntensityParams(dark_level=ds.params.camera_offset)
+    params = IntensityParams(dark_level=ds.params.camera_offset, **json.loads(os.environ.get("INT_PARAMS", "{}")))
     t0 = time.perf_counter()
     sol = estimate_intensity(sd, params)
     seconds = time.perf_counter() - t0

@@ -74,11 +74,12 @@ class IntensityParams(StageParams):
     )
     regularisation: float = Field(
         0.01, ge=0.0, le=100.0, description="Weight of each cell's pull towards the identity map (a = 1, b = 0), "
-        "relative to the mean squared overlap residual (BigStitcher-Spark's lambda 0.01).",
+        "in overlap samples of that cell (0.01: a hundredth of one sample; BigStitcher-Spark's lambda is 0.01): "
+        "it decides only what the overlaps leave undetermined (dimensionless).",
     )
     smoothness: float = Field(
         0.1, ge=0.0, le=100.0, description="model='grid': weight tying neighbouring cells of a view together "
-        "(relative, as `regularisation`).",
+        "(relative to the mean information of the view's cells: 0.1 is a tenth of all their samples).",
     )
     outlier_mad: float = Field(
         4.0, gt=0.0, le=100.0, description="After a first fit, samples whose residual exceeds this many robust "

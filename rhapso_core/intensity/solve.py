@@ -11,7 +11,8 @@ with ``A``, ``B`` interpolated between cell centres (:mod:`rhapso_core.intensity
 Added rows, weighted by the information the data hold on each unknown (``h_k``, the
 diagonal of ``J^T J`` at identity, so the weights do not depend on the noise level):
 
-* identity: ``sqrt(lambda h_k) (A_k - 1)`` and ``sqrt(lambda h_k) beta_k`` per cell;
+* identity: ``sqrt(lambda h_k / n_k) (A_k - 1)`` and ``sqrt(lambda h_k / n_k) beta_k`` per cell
+  (``n_k``: the cell's samples, interpolation weights summed): worth ``lambda`` of one sample;
 * smoothness (grid model): ``sqrt(mu h) (A_c - A_c')`` and likewise ``beta`` for
   neighbouring cells of a view (``h``: the view's mean);
 * without ``offsets``: ``B_k = d (1 - A_k)`` (a gain about the dark level ``d``);
@@ -154,7 +155,14 @@ def solve_intensities(
 
     rows, cols, vals, rhs = [], [], [], []
     r = 0
-    wid = np.sqrt(params.regularisation * info)
+    # The identity pull is worth `regularisation` of one of the cell's own samples (interpolation
+    # weights summed): it settles what the overlaps leave open and nothing they determine. Relative to
+    # all of a cell's samples (as before) it biased the gains of a 4 x 3 grid by 1-1.5 % (the long-range
+    # modes of a chain of views are weak), the fused image's worst block 1.8 % against 0.9 %.
+    seen_by = np.bincount(ia.ravel(), wa.ravel(), minlength=n_cells_all) + np.bincount(ib.ravel(), wb.ravel(),
+                                                                                       minlength=n_cells_all)
+    seen_by = np.maximum(np.concatenate([seen_by, seen_by]), 1.0)
+    wid = np.sqrt(params.regularisation * info / seen_by)
     for k in range(n_par):
         rows.append(r); cols.append(k); vals.append(wid[k]); rhs.append(wid[k] if k < n_cells_all else 0.0); r += 1
     if n_cell > 1:
