@@ -68,7 +68,9 @@ def cell(work: Path, seed: int, grid, specimen: str, strategy: str) -> dict:
     clean = make_dataset(work / "clean", seed=seed, grid=grid, tile_gain_spread=0.0, vignetting=0.0, **over)
     fig = {"before": fuse_and_measure(ds, ds.xml, correct=False, strategy=strategy)}
     sd = load_xml(ds.xml)
-    params = IntensityParams(dark_level=ds.params.camera_offset, **json.loads(os.environ.get("INT_PARAMS", "{}")))
+    # RHAPSO_INTENSITY_PARAMS: JSON overrides of the estimate's parameters (e.g. '{"dark_level": null}').
+    params = IntensityParams(**{"dark_level": ds.params.camera_offset,
+                                **json.loads(os.environ.get("RHAPSO_INTENSITY_PARAMS", "{}"))})
     t0 = time.perf_counter()
     sol = estimate_intensity(sd, params)
     seconds = time.perf_counter() - t0
@@ -81,6 +83,7 @@ def cell(work: Path, seed: int, grid, specimen: str, strategy: str) -> dict:
     out = {"seed": seed, "grid": "x".join(map(str, grid)), "specimen": specimen, "strategy": strategy,
            "estimate_s": round(seconds, 2),
            "flatfield": [round(c, 4) for f in sol.flatfields.values() for c in f.coefficients],
+           "dark": [round(f.dark, 1) for f in sol.flatfields.values()],
            "flatfield_true": [-ds.params.vignetting, 0.0, -ds.params.vignetting]}
     for k, f in fig.items():
         out[k] = {"ratio": f.seam_ratio, "step_ratio": f.step_ratio, "error_median": f.error_median,
@@ -105,7 +108,7 @@ def report(rows: list[dict]) -> str:
             f"{r['ratio_drop']:>5.1f}{'' if r['ratio_visible'] else '*'} | {four('step_ratio'):>27} "
             f"{r['step_ratio_drop']:>5.1f}{'' if r['step_ratio_visible'] else '*'} | "
             f"{100 * r['after']['error_median']:>6.2f}/{100 * r['after']['error_max']:>5.2f} % "
-            f"{100 * r['oracle']['error_max']:>8.2f} % | {r['flatfield']}")
+            f"{100 * r['oracle']['error_max']:>8.2f} % | {r['flatfield']} dark {r.get('dark')}")
     vis = [r for r in rows if r["step_ratio_visible"]]
     lines.append("(* seams not visible above the content: |before - 1| < 3 |clean - 1|; no drop can be shown)")
     lines.append(f"worst fused error (max block): {100 * max(r['after']['error_max'] for r in rows):.2f} % "

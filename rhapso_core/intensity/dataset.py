@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 
 from rhapso_core.intensity.flatfield import content_flatfield
-from rhapso_core.intensity.flatfield_overlap import refine_flatfield
+from rhapso_core.intensity.flatfield_overlap import fit_dark_level, refine_flatfield
 from rhapso_core.intensity.model import ViewIntensity
 from rhapso_core.intensity.params import IntensityParams
 from rhapso_core.intensity.sampling import SampledView, sample_pairs
@@ -46,6 +46,11 @@ def estimate_intensity(
         for ch in sorted({v.channel for v in sv}):
             of_channel = [v for v in sv if v.channel == ch]
             content = content_flatfield(of_channel, params.flatfield_degree, params.dark_level)
+            if params.dark_level is None:
+                # The content estimate was made above a percentile guess of the dark level (too high
+                # where tiles hold no empty space): once more above the level the overlaps agree on.
+                dark = fit_dark_level(of_channel, samples, content, params.outlier_mad)
+                content = content_flatfield(of_channel, params.flatfield_degree, dark)
             flatfields[ch] = refine_flatfield(of_channel, samples, content, params.outlier_mad)
     return solve_intensities(sv, samples, params, flatfields)
 

@@ -18,7 +18,9 @@ normalised signal follows ``F``:
 The dark level is not seen by this (it is a constant under a scaled profile): it is
 ``dark_level`` when given (the camera's offset), else the ``DARK_PERCENTILE`` percentile of
 all pixels, which is right only where tiles hold empty space (measured: true offset
-100, estimate 154 on tiles full of specimen, fused error 2 % median, 18 % worst block).
+100, estimate 154 on tiles full of specimen, fused error 2 % median, 18 % worst block);
+:func:`~rhapso_core.intensity.flatfield_overlap.fit_dark_level` then replaces it by what the
+overlaps say, and this estimate is made again above that level.
 It assumes the specimen is statistically the same across a tile (true of most tissue
 over many tiles, not of one bright object centred in every tile).
 """

@@ -86,3 +86,17 @@ def test_bins_resolve_a_thin_overlap():
     binned = _binned(ps, 200, (2.0, 2.0, 2.0))
     assert len(np.unique(np.round(binned.points_a[:, 0]))) >= 4
     assert binned.n <= 400  # still about the requested number
+
+
+def test_dark_level_from_the_overlaps():
+    """A percentile guess of the dark level 40 counts too high (tiles without empty space) is replaced
+    by the level under which the overlaps agree: within 3 counts of the truth (signal 150-600 counts
+    above it, 1 % noise)."""
+    from rhapso_core.intensity.flatfield_overlap import fit_dark_level
+
+    rng = np.random.default_rng(5)
+    views = _tiles(3, 2)
+    gains = rng.uniform(0.85, 1.15, len(views))
+    samples = _pairs(views, gains, 0.01, rng)
+    content = ContentEstimate(FlatField(2, TRUE, DARK + 40.0), np.diag([0.02 ** 2] * 3), 6)
+    assert fit_dark_level(views, samples, content) == pytest.approx(DARK, abs=3.0)
