@@ -26,8 +26,9 @@ class IntensityParams(StageParams):
     light-sheet or confocal acquisition (laser power, exposure and bleaching scale a
     whole tile; the objective's vignetting is the same for every tile of a channel).
     A grid of cells per view (BigStitcher-Spark's model) sees only the cells that lie
-    in overlaps; the centre of a tile is then set by smoothness alone, so it is the
-    option for smooth in-tile changes (bleaching along z) rather than the default.
+    in overlaps; the centre of a tile is then set by smoothness alone (each view's mean
+    map is held at its one-map fit), so it is the option for smooth in-tile changes
+    (bleaching along z) rather than the default.
     """
 
     enabled: bool = Field(
