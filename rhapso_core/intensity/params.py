@@ -61,8 +61,9 @@ class IntensityParams(StageParams):
     dark_level: float | None = Field(
         None, ge=0.0, description="Camera dark level (counts): the offset under the signal that vignetting "
         "scales. None: the level under which overlapping views agree best (flatfield only), well determined "
-        "where overlaps span a range of brightness (measured on generated tiles: within 3 counts of the true "
-        "100 on textured content, 53-109 on smooth content, where it trades off against the fall-off); give "
+        "where overlaps span a range of brightness (measured on generated tiles with a true level of 100: "
+        "95-104 on textured content, 18-109 on smooth content, where it trades off against the fall-off; "
+        "fused worst block 2.1 %); give "
         "the camera's documented offset when it is known.",
     )
     samples_per_pair: int = Field(
