@@ -70,7 +70,9 @@ def overlapping_pairs(views: Sequence[SampledView]) -> list[tuple[int, int]]:
                 continue
             lo = np.maximum(boxes[i][0], boxes[j][0])
             hi = np.minimum(boxes[i][1], boxes[j][1])
-            if np.all(hi > lo):
+            # Single-plane views have boxes without depth: there touching planes overlap.
+            flat = (boxes[i][1] - boxes[i][0] <= 0) | (boxes[j][1] - boxes[j][0] <= 0)
+            if np.all((hi > lo) | (flat & (hi >= lo))):
                 out.append((i, j))
     return out
 
@@ -142,13 +144,20 @@ def _binned(ps: PairSamples, bins: int, min_width_xyz=(0.0, 0.0, 0.0)) -> PairSa
         return ps
     lo, hi = ps.points_a.min(axis=0), ps.points_a.max(axis=0)
     ext = np.maximum(hi - lo, 1e-9)
-    step = (float(np.prod(ext)) / bins) ** (1.0 / 3.0)
-    width = np.minimum(step, np.maximum(ext / _ACROSS, np.asarray(min_width_xyz, np.float64)))
-    thin = width < step
-    if thin.any() and not thin.all():
+    min_width = np.asarray(min_width_xyz, np.float64)
+    # An axis no wider than one box (the planes of a single-plane or thin view) is not cut.
+    wide = ext > np.maximum(min_width, 1e-6)
+    if not wide.any():
+        return ps
+    width = ext.copy()
+    step = (float(np.prod(ext[wide])) / bins) ** (1.0 / int(wide.sum()))
+    width[wide] = np.minimum(step, np.maximum(ext[wide] / _ACROSS, min_width[wide]))
+    thin = wide & (width < step)
+    free = wide & ~thin
+    if thin.any() and free.any():
         # The other axes' cubes grow so that the number of boxes stays about ``bins``.
         fixed = float(np.prod(ext[thin] / width[thin]))
-        width[~thin] = (float(np.prod(ext[~thin])) * fixed / bins) ** (1.0 / int((~thin).sum()))
+        width[free] = (float(np.prod(ext[free])) * fixed / bins) ** (1.0 / int(free.sum()))
     counts = np.maximum(np.floor(ext / np.maximum(width, 1e-9)).astype(np.int64), 1)
     cell = np.minimum(((ps.points_a - lo) / ext * counts).astype(np.int64), counts - 1)
     key = (cell[:, 2] * counts[1] + cell[:, 1]) * counts[0] + cell[:, 0]

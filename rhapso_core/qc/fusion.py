@@ -43,8 +43,10 @@ def overlap_grid(lo: np.ndarray, hi: np.ndarray, n_max: int) -> np.ndarray:
     """World points ``(N, 3)`` x y z at cell centres of a regular grid of about ``n_max`` cells over a box."""
     lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
     ext = np.maximum(hi - lo, 0.0)
-    vol = float(np.prod(np.maximum(ext, 1e-9)))
-    step = max((vol / max(n_max, 1)) ** (1.0 / 3.0), 1e-9)
+    # Axes without extent (single-plane views) hold one cell: the others share the points.
+    deep = ext > 1e-9
+    vol = float(np.prod(ext[deep])) if deep.any() else 1.0
+    step = max((vol / max(n_max, 1)) ** (1.0 / max(int(deep.sum()), 1)), 1e-9)
     counts = np.maximum(np.floor(ext / step).astype(int), 1)
     # A thin axis keeps one cell; give its share back to the others.
     while int(np.prod(counts)) * 2 <= n_max and np.any(ext / counts > step * 1.01):

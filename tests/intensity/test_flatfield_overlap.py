@@ -116,3 +116,28 @@ def test_grid_model_does_not_drift_along_world_trends():
                             {0: FlatField(2, TRUE, DARK)})
     eff = np.concatenate([sol.maps[v.view_id].a.ravel() * g for v, g in zip(views, gains)])
     assert np.ptp(eff) / eff.mean() < 0.025, np.ptp(eff) / eff.mean()
+
+
+def test_bins_of_single_plane_views_average_in_plane():
+    """Single-plane views (all z equal): boxes cut x and y only, still about the requested number."""
+    rng = np.random.default_rng(1)
+    p = np.column_stack([rng.uniform(90, 99, 5000), rng.uniform(0, 99, 5000), np.zeros(5000)])
+    binned = _binned(PairSamples((0, 0), (0, 1), p, p, np.ones(5000), np.ones(5000)), 200, (2.0, 2.0, 2.0))
+    assert 100 <= binned.n <= 400
+    assert len(np.unique(np.round(binned.points_a[:, 0]))) >= 4
+
+
+def test_single_plane_views_overlap_and_are_sampled():
+    """Two single-plane views side by side in one plane are a pair, and the grid over their overlap
+    (no depth) holds about the requested number of points, not one per 1e-9 of depth."""
+    from rhapso_core.intensity.sampling import overlapping_pairs
+    from rhapso_core.qc.fusion import overlap_grid
+
+    a = np.eye(4)
+    b = np.eye(4)
+    b[0, 3] = 88.0
+    views = [SampledView((0, 0), None, a, (100, 100, 1), (0, 0, 0), 0),
+             SampledView((0, 1), None, b, (100, 100, 1), (0, 0, 0), 0)]
+    assert overlapping_pairs(views) == [(0, 1)]
+    pts = overlap_grid(np.array([88.0, 0.0, 0.0]), np.array([99.0, 99.0, 0.0]), 5000)
+    assert 2500 <= len(pts) <= 5000 and np.all(pts[:, 2] == 0.0)
