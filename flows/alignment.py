@@ -209,6 +209,7 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
         # solved XML they belong to the dataset, so every later fusion (here, BigStitcher,
         # BigStitcher-Spark) applies them without estimating again.
         summary["intensity"] = intensity_tasks.correct_intensity(final, p.intensity, p.views)
+        artifacts.intensity_note(summary["intensity"])
     if points_needed:
         export_n5(PointStore(layout["store"]), layout["n5"], labels=[label], on_invalid="skip")
         summary["n5"] = layout["n5"]

@@ -121,3 +121,19 @@ def qc_note(qc: dict) -> None:
     md += [f"| {r['level']} | {r['stage']} | {r['message']} |" for r in qc.get("reasons", [])]
     md += ["", "Thresholds: " + ", ".join(f"{k}={v}" for k, v in (qc.get("thresholds") or {}).items())]
     create_markdown_artifact("\n".join(md), key="qc-report", description="QC verdict and report location")
+
+
+def intensity_note(summary: dict) -> None:
+    """The intensity correction a run estimated: gains, flat fields, how well overlaps agree."""
+    md = ["### Intensity correction", "",
+          f"- {summary['views']} views, {summary['pairs']} overlapping pairs; gains {summary['gain_min']:.4g} "
+          f"to {summary['gain_max']:.4g}",
+          f"- worst pair RMS relative difference: {_round(summary.get('rms_before'))} before, "
+          f"{_round(summary.get('rms_after'))} after",
+          f"- coefficients: {summary['container']}"]
+    for ch, ff in summary.get("flatfields", {}).items():
+        md.append(f"- flat field of channel {ch}: dark level {ff['dark']:.4g}, coefficients "
+                  f"{', '.join(f'{c:.4g}' for c in ff['coefficients'])} (F = 1 at the tile centre)")
+    if summary.get("views_without_overlap"):
+        md.append(f"- views without usable overlap (flat field only): {summary['views_without_overlap']}")
+    create_markdown_artifact("\n".join(md), key="intensity-correction", description="Intensity correction")

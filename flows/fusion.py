@@ -38,8 +38,25 @@ def fusion_stage(
             "channels": sorted({s.channel for s in plan.slots})}
 
 
-def run_fusion(xml: str, out: str, p: PipelineParams, overwrite: bool = False) -> dict:
+def intensity_xml_path(out: str) -> str:
+    """``.../fused.ome.zarr`` -> ``.../fused.input.xml``: the input XML with the intensity correction a
+    fusion run estimated (its coefficients in ``fused.input-intensity.n5`` beside it)."""
+    return fused_xml_path(out)[:-4] + ".input.xml"
+
+
+def run_fusion(xml: str, out: str, p: PipelineParams, overwrite: bool = False, estimate_intensity: bool = False) -> dict:
+    """Fuse ``xml`` into ``out``; with ``estimate_intensity``, first estimate the intensity correction
+    (written with a copy of the XML beside the output, never beside the input) and fuse that copy."""
+    corrected = None
+    if estimate_intensity:
+        from tasks import intensity as intensity_tasks
+
+        corrected = intensity_tasks.correct_intensity(xml, p.intensity, p.views, out_xml=intensity_xml_path(out))
+        artifacts.intensity_note(corrected)
+        xml = corrected["xml"]
     summary = fusion_stage.with_options(task_runner=stage_runner(p.runtime))(xml, out, p.fusion, overwrite, p.views)
+    if corrected is not None:
+        summary["intensity"] = corrected
     artifacts.output_note("Fusion", [f"input: {xml}", f"fused OME-Zarr: {out}",
                                      f"BigStitcher XML of the fused image: {summary['xml']}",
                                      f"shape (z, y, x): {summary['shape_zyx']}",
@@ -60,11 +77,14 @@ def fusion(
     """Fuse the views of an (aligned) dataset into an OME-Zarr at ``out``: one image per
     (timepoint, channel) of the selected ``views`` (default all), axes t, c, z, y, x."""
     p = resolve(params, params_file, overrides, views)
-    from flows.layout import clear_dead_fusion_temporaries, fusion_outputs, guard_outputs
+    from flows.layout import clear_dead_fusion_temporaries, fusion_intensity_outputs, fusion_outputs, guard_outputs
 
-    guard_outputs(xml, fusion_outputs(out, "the output"), p.runtime.data_roots)
+    # intensity.enabled: estimated here from the input's overlaps (the alignment flow stores its
+    # estimate with the aligned XML, which this flow then applies without it).
+    outputs = fusion_outputs(out, "the output") + (fusion_intensity_outputs(out) if p.intensity.enabled else [])
+    guard_outputs(xml, outputs, p.runtime.data_roots)
     # The fused image and its XML share a folder with whatever else is written there (a stitch,
     # an alignment, another fusion): one run at a time, as the alignment flow does.
     with output_lock(parent(out), run_id=current_run_id()) as lock, ray_session(p.runtime):
         clear_dead_fusion_temporaries(lock, out)
-        return run_fusion(xml, out, p, overwrite)
+        return run_fusion(xml, out, p, overwrite, estimate_intensity=p.intensity.enabled)

@@ -28,7 +28,7 @@ def alignment_outputs(out_xml: str, what: str = "--out") -> list[tuple[str, str]
 
     layout = alignment_layout(out_xml)
     return [(out_xml, f"{what} (the solved XML)"), (staged_name(out_xml), "the staged solved XML it writes"),
-            (default_container(out_xml), "the intensity coefficients it writes"),
+            (default_container(out_xml), "the intensity coefficients it writes (intensity.enabled)"),
             (layout["store"], "the point store it writes"),
             (layout["n5"], "the BigStitcher interest-point export it writes"),
             (layout["work"], "the folder of per-round XMLs it writes"),
@@ -40,6 +40,17 @@ def fusion_outputs(out: str, what: str = "--out") -> list[tuple[str, str]]:
     """The fused OME-Zarr and the BigStitcher XML written beside it."""
     return [(out, f"{what} (the fused OME-Zarr)"), (fused_xml_path(out), "the fused image's XML it writes"),
             (lock_path(parent(out)), "its output lock")]
+
+
+def fusion_intensity_outputs(out: str) -> list[tuple[str, str]]:
+    """What a fusion with ``intensity.enabled`` also writes: the corrected copy of the input XML and
+    its intensity coefficients, beside the fused image."""
+    from flows.fusion import intensity_xml_path
+    from rhapso_core.intensity.store import default_container
+
+    xml = intensity_xml_path(out)
+    return [(xml, "the intensity-corrected input XML it writes (intensity.enabled)"),
+            (default_container(xml), "the intensity coefficients it writes (intensity.enabled)")]
 
 
 def guard_outputs(xml: str, outputs: list[tuple[str, str]], data_roots: list[str] | None = None) -> None:

@@ -261,13 +261,13 @@ def cmd_align(args) -> int:
 
 
 def cmd_fuse(args) -> int:
-    from flows.layout import fusion_outputs, guard_outputs
+    from flows.layout import fusion_intensity_outputs, fusion_outputs, guard_outputs
     from flows.fusion import fusion
     from flows.runtime import prefect_api
 
     p = _params(args)
     _preflight(args.xml, p)
-    guard_outputs(args.xml, fusion_outputs(args.out))
+    guard_outputs(args.xml, fusion_outputs(args.out) + (fusion_intensity_outputs(args.out) if p.intensity.enabled else []))
     run = _command_run(args)
     with prefect_api(), run.progress():
         result = fusion(args.xml, args.out, params=p, overwrite=args.overwrite)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-from rhapso_core.intensity.flatfield import estimate_flatfield
+from rhapso_core.intensity.flatfield import content_flatfield
+from rhapso_core.intensity.flatfield_overlap import fit_dark_level, refine_flatfield
 from rhapso_core.intensity.model import ViewIntensity
 from rhapso_core.intensity.params import IntensityParams
 from rhapso_core.intensity.sampling import SampledView, sample_pairs
@@ -36,14 +37,21 @@ def sampled_views(sd: SpimData, views: Sequence[ViewId] | None = None, storage_o
 def estimate_intensity(
     sd: SpimData, params: IntensityParams, views: Sequence[ViewId] | None = None, storage_options=None,
 ) -> IntensitySolution:
-    """Flat fields per channel (if ``params.flatfield``), then the per-view maps from the overlaps."""
+    """Flat fields per channel (if ``params.flatfield``: from all the channel's tiles, refined by the
+    overlaps, :mod:`.flatfield_overlap`), then the per-view maps from the overlaps."""
     sv = sampled_views(sd, views, storage_options)
+    samples = sample_pairs(sv, params.samples_per_pair, params.max_voxels, params.min_samples)
     flatfields = {}
     if params.flatfield:
         for ch in sorted({v.channel for v in sv}):
-            flatfields[ch] = estimate_flatfield([v for v in sv if v.channel == ch], params.flatfield_degree,
-                                                params.dark_level)
-    samples = sample_pairs(sv, params.samples_per_pair, params.max_voxels, params.min_samples)
+            of_channel = [v for v in sv if v.channel == ch]
+            content = content_flatfield(of_channel, params.flatfield_degree, params.dark_level)
+            if params.dark_level is None:
+                # The content estimate was made above a percentile guess of the dark level (too high
+                # where tiles hold no empty space): once more above the level the overlaps agree on.
+                dark = fit_dark_level(of_channel, samples, content, params.outlier_mad)
+                content = content_flatfield(of_channel, params.flatfield_degree, dark)
+            flatfields[ch] = refine_flatfield(of_channel, samples, content, params.outlier_mad)
     return solve_intensities(sv, samples, params, flatfields)
 
 

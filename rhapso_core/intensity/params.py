@@ -26,8 +26,9 @@ class IntensityParams(StageParams):
     light-sheet or confocal acquisition (laser power, exposure and bleaching scale a
     whole tile; the objective's vignetting is the same for every tile of a channel).
     A grid of cells per view (BigStitcher-Spark's model) sees only the cells that lie
-    in overlaps; the centre of a tile is then set by smoothness alone, so it is the
-    option for smooth in-tile changes (bleaching along z) rather than the default.
+    in overlaps; the centre of a tile is then set by smoothness alone (each view's mean
+    map is held at its one-map fit), so it is the option for smooth in-tile changes
+    (bleaching along z) rather than the default.
     """
 
     enabled: bool = Field(
@@ -59,8 +60,11 @@ class IntensityParams(StageParams):
     )
     dark_level: float | None = Field(
         None, ge=0.0, description="Camera dark level (counts): the offset under the signal that vignetting "
-        "scales. None: fitted with the flat field, which the overlaps determine only loosely (it trades off "
-        "against the fall-off); give the camera's documented offset when it is known.",
+        "scales. None: the level under which overlapping views agree best (flatfield only), well determined "
+        "where overlaps span a range of brightness (measured on generated tiles with a true level of 100: "
+        "95-104 on textured content, 18-109 on smooth content, where it trades off against the fall-off; "
+        "fused worst block 2.1 %); give "
+        "the camera's documented offset when it is known.",
     )
     samples_per_pair: int = Field(
         5_000, ge=100, le=10_000_000, description="World points sampled on a regular grid over each overlap (points).",
@@ -74,11 +78,12 @@ class IntensityParams(StageParams):
     )
     regularisation: float = Field(
         0.01, ge=0.0, le=100.0, description="Weight of each cell's pull towards the identity map (a = 1, b = 0), "
-        "relative to the mean squared overlap residual (BigStitcher-Spark's lambda 0.01).",
+        "in overlap samples of that cell (0.01: a hundredth of one sample; BigStitcher-Spark's lambda is 0.01): "
+        "it decides only what the overlaps leave undetermined (dimensionless).",
     )
     smoothness: float = Field(
         0.1, ge=0.0, le=100.0, description="model='grid': weight tying neighbouring cells of a view together "
-        "(relative, as `regularisation`).",
+        "(relative to the mean information of the view's cells: 0.1 is a tenth of all their samples).",
     )
     outlier_mad: float = Field(
         4.0, gt=0.0, le=100.0, description="After a first fit, samples whose residual exceeds this many robust "

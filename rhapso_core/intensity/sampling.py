@@ -23,11 +23,13 @@ from scipy import ndimage
 
 from rhapso_core import transforms as tf
 from rhapso_core.image_source import ImageSource
-from rhapso_core.overlap import boxes_overlap, world_overlap
+from rhapso_core.overlap import world_overlap
 from rhapso_core.qc.fusion import overlap_grid
 from rhapso_core.qc.sampling import choose_level, read_level, to_level_zyx
 
 __all__ = ["SampledView", "PairSamples", "overlapping_pairs", "sample_pairs"]
+
+_ACROSS = 4  # fewest boxes along an axis of an overlap (where boxes of the minimum width fit)
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,11 @@ def overlapping_pairs(views: Sequence[SampledView]) -> list[tuple[int, int]]:
         for j in range(i + 1, len(views)):
             if views[i].group != views[j].group:
                 continue
-            if boxes_overlap(boxes[i], boxes[j]):
+            lo = np.maximum(boxes[i][0], boxes[j][0])
+            hi = np.minimum(boxes[i][1], boxes[j][1])
+            # Single-plane views have boxes without depth: there touching planes overlap.
+            flat = (boxes[i][1] - boxes[i][0] <= 0) | (boxes[j][1] - boxes[j][0] <= 0)
+            if np.all((hi > lo) | (flat & (hi >= lo))):
                 out.append((i, j))
     return out
 
@@ -120,18 +126,39 @@ def sample_pairs(
         pa, pb = pa[keep], pb[keep]
         xa = ndimage.map_coordinates(la, to_level_zyx(pa, fa).T, order=1, mode="nearest").astype(np.float64)
         xb = ndimage.map_coordinates(lb, to_level_zyx(pb, fb).T, order=1, mode="nearest").astype(np.float64)
-        out.append(_binned(PairSamples(va.view_id, vb.view_id, pa, pb, xa, xb), bins))
+        # Bins at least two sampled voxels wide (of the finer of the two levels) along each axis.
+        out.append(_binned(PairSamples(va.view_id, vb.view_id, pa, pb, xa, xb), bins, 2.0 * np.minimum(fa, fb)[::-1]))
     return out
 
 
-def _binned(ps: PairSamples, bins: int) -> PairSamples:
-    """Means of points and values over about ``bins`` equal boxes of the pair's sample extent."""
+def _binned(ps: PairSamples, bins: int, min_width_xyz=(0.0, 0.0, 0.0)) -> PairSamples:
+    """Means of points and values over about ``bins`` boxes of the pair's sample extent.
+
+    Boxes are cubes where the extent allows, but never fewer than ``_ACROSS`` along an
+    axis that is wide enough for that many boxes of ``min_width_xyz`` (view voxels): an
+    overlap is thin across the border, and that is the direction in which the two views'
+    vignetting differs most (one view's edge against the other's far edge), which the
+    flat-field fit reads (:mod:`.flatfield_overlap`); cubes would leave one box across it.
+    """
     if bins <= 0 or ps.n <= bins:
         return ps
     lo, hi = ps.points_a.min(axis=0), ps.points_a.max(axis=0)
     ext = np.maximum(hi - lo, 1e-9)
-    step = (float(np.prod(ext)) / bins) ** (1.0 / 3.0)
-    counts = np.maximum(np.floor(ext / step).astype(np.int64), 1)
+    min_width = np.asarray(min_width_xyz, np.float64)
+    # An axis no wider than one box (the planes of a single-plane or thin view) is not cut.
+    wide = ext > np.maximum(min_width, 1e-6)
+    if not wide.any():
+        return ps
+    width = ext.copy()
+    step = (float(np.prod(ext[wide])) / bins) ** (1.0 / int(wide.sum()))
+    width[wide] = np.minimum(step, np.maximum(ext[wide] / _ACROSS, min_width[wide]))
+    thin = wide & (width < step)
+    free = wide & ~thin
+    if thin.any() and free.any():
+        # The other axes' cubes grow so that the number of boxes stays about ``bins``.
+        fixed = float(np.prod(ext[thin] / width[thin]))
+        width[free] = (float(np.prod(ext[free])) * fixed / bins) ** (1.0 / int(free.sum()))
+    counts = np.maximum(np.floor(ext / np.maximum(width, 1e-9)).astype(np.int64), 1)
     cell = np.minimum(((ps.points_a - lo) / ext * counts).astype(np.int64), counts - 1)
     key = (cell[:, 2] * counts[1] + cell[:, 1]) * counts[0] + cell[:, 0]
     uniq, inv, num = np.unique(key, return_inverse=True, return_counts=True)

@@ -94,6 +94,15 @@ def dataset_inputs(xml_uri: str, storage_options: dict | None = None, sd=None) -
             add(loc.dataset_uri if loc.kind == "ome-zarr" else loc.uri, what)
     if sd.interest_points:
         add(uris.join(sd.base_path, "interestpoints.n5"), "the interest points the input XML lists")
+    # Fusion applies the intensity coefficients stored beside the XML, when there are any: then
+    # they are part of the dataset.
+    from rhapso_core.intensity.store import default_container
+    from rhapso_core.io import fs_for
+
+    container = default_container(xml_uri)
+    fs, path = fs_for(container, storage_options)
+    if fs.exists(path):
+        add(container, "the intensity coefficients of the input XML")
     return out
 
 

@@ -7,7 +7,8 @@
   the alignment brought the views' content into agreement.
 * Seam visibility: the fused image's mean gradient magnitude in a band around
   view borders that lie inside another view, over the mean elsewhere inside the
-  data. Near 1: borders do not stand out; well above 1: visible seams. It
+  data (``ratio``), and in that band the gradient across the border over the
+  gradient along it (``step_ratio``, blind to content). Near 1: borders do not stand out; well above 1: visible seams. It
   catches intensity steps along tile edges (illumination differences, missing
   or broken blending); a misregistration blended over the overlap blurs rather
   than sharpens, so it shows in the overlap NCC, not here (measured on a 3 x 2
@@ -43,8 +44,10 @@ def overlap_grid(lo: np.ndarray, hi: np.ndarray, n_max: int) -> np.ndarray:
     """World points ``(N, 3)`` x y z at cell centres of a regular grid of about ``n_max`` cells over a box."""
     lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
     ext = np.maximum(hi - lo, 0.0)
-    vol = float(np.prod(np.maximum(ext, 1e-9)))
-    step = max((vol / max(n_max, 1)) ** (1.0 / 3.0), 1e-9)
+    # Axes without extent (single-plane views) hold one cell: the others share the points.
+    deep = ext > 1e-9
+    vol = float(np.prod(ext[deep])) if deep.any() else 1.0
+    step = max((vol / max(n_max, 1)) ** (1.0 / max(int(deep.sum()), 1)), 1e-9)
     counts = np.maximum(np.floor(ext / step).astype(int), 1)
     # A thin axis keeps one cell; give its share back to the others.
     while int(np.prod(counts)) * 2 <= n_max and np.any(ext / counts > step * 1.01):
@@ -194,37 +197,68 @@ def seam_visibility(
     -------
     dict
         ``ratio`` (None without seams or interior), ``seam_gradient``, ``interior_gradient``
-        (intensity per world unit), ``n_seam``, ``n_interior`` (voxels).
+        (intensity per world unit), ``n_seam``, ``n_interior`` (voxels), and ``step_ratio``:
+        in the seam band, the mean gradient across the nearest border over the mean along it.
+        ``ratio`` compares the band with the rest of the image, so content that differs
+        between the two moves it (measured on tiles without any brightness error: 0.89 to
+        1.29 across synthetic specimens); an intensity step or a vignetting dip at a border
+        is a gradient across it, while content and noise have no preferred direction
+        there, so ``step_ratio`` stays near 1 without seams whatever the content.
     """
     img = np.asarray(image_zyx, dtype=np.float64)
     step_xyz = np.linalg.norm(image_to_world[:3, :3], axis=0)
     grads = np.gradient(img, *[float(s) for s in step_xyz[::-1]]) if min(img.shape) > 1 else None
+    empty = {"ratio": None, "step_ratio": None, "seam_gradient": None, "interior_gradient": None,
+             "n_seam": 0, "n_interior": 0}
     if grads is None:
-        return {"ratio": None, "seam_gradient": None, "interior_gradient": None, "n_seam": 0, "n_interior": 0}
+        return empty
     gmag = np.sqrt(sum(g * g for g in grads)).ravel()
+    # World gradient (x y z) per voxel: image axes are world axes scaled (level_to_world has no rotation).
+    gworld = np.stack([g.ravel() for g in grads[::-1]], axis=1)
     zz, yy, xx = np.meshgrid(*[np.arange(n, dtype=np.float64) for n in img.shape], indexing="ij")
     world = transforms.apply(image_to_world, np.stack([xx.ravel(), yy.ravel(), zz.ravel()], axis=1))
     width = float(seam_width) * float(np.mean(step_xyz[:2]))
-    near, deep = [], []
+    near, deep, across = [], [], []
     for v in sorted(geometry):
         affine, size = geometry[v]
         c = transforms.apply(transforms.invert(affine), world)
         top = np.asarray(size, dtype=np.float64) - 1.0
         # Signed distance to the view's box (world units; negative outside): the band straddles the border,
         # since an intensity step shows in the gradient on both sides of it.
-        d = (np.minimum(c, top - c) * np.linalg.norm(affine[:3, :3], axis=0)).min(axis=1)
+        per_axis = np.minimum(c, top - c) * np.linalg.norm(affine[:3, :3], axis=0)
+        d = per_axis.min(axis=1)
         near.append(np.abs(d) <= width)
         deep.append(d > width)
+        across.append(_across_along(gworld, affine, per_axis.argmin(axis=1)))
     near_a, deep_a = np.array(near), np.array(deep)
     deep_count = deep_a.sum(axis=0)
     # A border of one view is a seam where some *other* view covers it well inside its own borders.
     seam = np.zeros(world.shape[0], dtype=bool)
+    g_across = np.zeros(world.shape[0])
+    g_along = np.zeros(world.shape[0])
     for i in range(len(near)):
-        seam |= near_a[i] & ((deep_count - deep_a[i]) > 0)
+        here = near_a[i] & ((deep_count - deep_a[i]) > 0) & ~seam
+        g_across[here], g_along[here] = across[i][0][here], across[i][1][here]
+        seam |= here
     interior = (deep_count > 0) & ~seam
     if not seam.any() or not interior.any():
-        return {"ratio": None, "seam_gradient": None, "interior_gradient": None,
-                "n_seam": int(seam.sum()), "n_interior": int(interior.sum())}
+        return {**empty, "n_seam": int(seam.sum()), "n_interior": int(interior.sum())}
     gs, gi = float(gmag[seam].mean()), float(gmag[interior].mean())
-    return {"ratio": gs / gi if gi > 0 else None, "seam_gradient": gs, "interior_gradient": gi,
+    ga, gt = float(g_across[seam].mean()), float(g_along[seam].mean())
+    return {"ratio": gs / gi if gi > 0 else None, "step_ratio": ga / gt if gt > 0 else None,
+            "seam_gradient": gs, "interior_gradient": gi,
             "n_seam": int(seam.sum()), "n_interior": int(interior.sum())}
+
+
+def _across_along(gworld: np.ndarray, affine: np.ndarray, axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``|g . n|`` and ``|g . t|`` per voxel: the world gradient across the view's nearest face
+    (``n``: that face's unit normal) and along it (``t``: the unit direction of the view's
+    next in-plane axis, x for a face of y or z, y for a face of x)."""
+    lin = np.asarray(affine, np.float64)[:3, :3]
+    normals = np.linalg.inv(lin).T  # column k: gradient of view coordinate k in world, normal to faces of k
+    normals = normals / np.linalg.norm(normals, axis=0)
+    tangents = lin / np.linalg.norm(lin, axis=0)
+    other = np.where(axis == 0, 1, 0)
+    g_n = np.abs(np.einsum("ij,ji->i", gworld, normals[:, axis]))
+    g_t = np.abs(np.einsum("ij,ji->i", gworld, tangents[:, other]))
+    return g_n, g_t

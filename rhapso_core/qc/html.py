@@ -153,7 +153,9 @@ def _fusion(fus: dict, fused_pic: str | None) -> str:
     seam = fus.get("seam")
     if seam:
         out.append(f'<p>Seam visibility (fused image, level {fmt(seam.get("level"))}): gradient at inner view borders / elsewhere = '
-                   f'<b>{fmt(seam["ratio"])}</b> ({seam["n_seam"]} seam voxels, {seam["n_interior"]} interior voxels).</p>')
+                   f'<b>{fmt(seam["ratio"])}</b> ({seam["n_seam"]} seam voxels, {seam["n_interior"]} interior voxels); '
+                   f'at those borders, gradient across / along = <b>{fmt(seam.get("step_ratio"))}</b> '
+                   '(1: no intensity step, whatever the content).</p>')
     if fused_pic:
         out.append(img(fused_pic, "fused projection", "Fused image, maximum projection along z"))
     out.append("</section>")

@@ -55,7 +55,8 @@ def intensity_section(m: dict) -> str:
                                      ("offset b", lambda r: r["offset"], ""), ("cells", lambda r: r["cells"], "")]))
     for ff in m["flatfields"]:
         parts.append(f"<p>Flat field (degree {ff['degree']}, dark level {fmt(ff['dark'])}): coefficients "
-                     f"{escape(', '.join(f'{c:.4g}' for c in ff['coefficients']))} (F = 1 at the tile centre).</p>")
+                     f"{escape(', '.join(f'{c:.4g}' for c in ff['coefficients']))} (F = 1 at the tile centre; "
+                     f"{escape(_falloff(ff))}).</p>")
     pairs = m.get("fit", {}).get("pairs", [])
     if pairs:
         parts.append("<p>Overlap agreement (RMS of the relative difference, and mean ratio, of the two views):</p>")
@@ -65,3 +66,12 @@ def intensity_section(m: dict) -> str:
                                    ("ratio after", lambda r: r["ratio_after"], "")]))
     parts.append("</section>")
     return "".join(parts)
+
+
+def _falloff(ff: dict) -> str:
+    """The flat field where a reader judges it: the middles of the tile's edges and its corners."""
+    from rhapso_core.intensity.model import FlatField
+
+    f = FlatField.from_dict(ff)
+    at = {"x edges": [(-1, 0), (1, 0)], "y edges": [(0, -1), (0, 1)], "corners": [(-1, -1), (1, -1), (-1, 1), (1, 1)]}
+    return "; ".join(f"{name} {', '.join(f'{float(f.evaluate(u, w)):.3f}' for u, w in pts)}" for name, pts in at.items())

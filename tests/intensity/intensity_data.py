@@ -41,6 +41,7 @@ def make_dataset(root: Path, seed: int = 0, **overrides) -> Dataset:
 @dataclass
 class FusedFigures:
     seam_ratio: float  # seam_visibility ratio of the fused image (1: no seams)
+    step_ratio: float  # seam_visibility step_ratio: gradient across borders / along them (1: no seams)
     error_median: float  # |fused / truth - 1| over blocks, after one global scale: median
     error_max: float  # ... and worst block
 
@@ -67,7 +68,7 @@ def fuse_and_measure(ds: Dataset, xml: str, correct: bool, block: int = 12,
     nz0, ny0, nx0 = fused.shape
     coarse = fused[:, : ny0 // 4 * 4, : nx0 // 4 * 4].reshape(nz0, ny0 // 4, 4, nx0 // 4, 4).mean(axis=(2, 4))
     to_world = level_to_world(grid.origin_xyz, grid.voxel_size_xyz, (1, 4, 4))
-    seam = seam_visibility(coarse, to_world, geometry)["ratio"]
+    seam = seam_visibility(coarse, to_world, geometry)
     specimen = make_specimen(ds.params)
     to_um = tf.scaling([ds.params.world_unit_um] * 3) @ grid.out_to_world()
     truth = render_tile(specimen, to_um, grid.shape_zyx[::-1]).astype(np.float64)
@@ -81,4 +82,4 @@ def fuse_and_measure(ds: Dataset, xml: str, correct: bool, block: int = 12,
     ratio = (blocks(signal * inside) / blocks(truth * inside))[covered]
     ratio /= np.median(ratio)
     err = np.abs(ratio - 1.0)
-    return FusedFigures(float(seam), float(np.median(err)), float(err.max()))
+    return FusedFigures(float(seam["ratio"]), float(seam["step_ratio"]), float(np.median(err)), float(err.max()))
