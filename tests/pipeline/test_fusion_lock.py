@@ -62,7 +62,7 @@ def test_a_dead_runs_lock_is_taken_over_and_its_interrupted_writes_removed(xml, 
         open(p, "w").close()
     seen = {}
 
-    def probe(xml_, out_, p, overwrite=False):
+    def probe(xml_, out_, p, overwrite=False, estimate_intensity=False):
         seen["lock"] = read_lock(parent(out_))
         seen["left"] = [q for q in (partial, staged, kept) if os.path.exists(q)]
         return {"output": out_}
