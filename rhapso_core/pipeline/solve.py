@@ -116,5 +116,5 @@ def solve_dataset(
     report["n_groups"] = len(reps)
     if verify is not None and verify.enabled:
         report["verify"] = verify_round(xml_uri, out_xml, store_uri, labels, verify,
-                                        storage_options=storage_options).to_dict()
+                                        storage_options=storage_options, groups=groups).to_dict()
     return report
