@@ -21,6 +21,7 @@ from flows.layout import (
 )
 from flows.params import resolve
 from flows.phase import phase_stage
+from rhapso_core.pipeline.prealign import alignment_rounds, kept_links
 from flows.qc_failure import raise_if_qc_failed
 from flows.runtime import current_run_id, ray_session, stage_runner, worker_slots
 from rhapso_core.config import AlignmentParams, PipelineParams
@@ -176,17 +177,19 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
     current = xml
     rounds = []
     anchors = None  # the last phase round's links, kept by later point rounds (stitching.keep_links)
-    n_rounds = len(p.alignment.rounds) + (1 if p.alignment.split_affine else 0)
-    for i, kind in enumerate(p.alignment.rounds, start=1):
+    kinds = alignment_rounds(p, resolution.prealignment)
+    n_rounds = len(kinds) + (1 if p.alignment.split_affine else 0)
+    for i, kind in enumerate(kinds, start=1):
         target = final if i == n_rounds else layout["round_xml"].format(index=i, kind=kind)
         fs, path = fs_for(target)
         fs.makedirs(fs._parent(path), exist_ok=True)
         if kind == "phase":
             rounds.append(phase_stage.with_options(task_runner=stage_runner(p.runtime))(
                 current, p.stitching, p.solver, target, f"phase-{i}", p.alignment.pair_mode,
-                list(p.alignment.group_by), worker_slots(p.runtime)))
+                list(p.alignment.group_by), worker_slots(p.runtime), p.verify, list(p.alignment.grouping)))
             if p.stitching.keep_links:
-                anchors = {"xml": current, "links": rounds[-1]["phase_links"]}
+                anchors = {"xml": current, "links": kept_links(rounds[-1]["phase_links"],
+                                                                rounds[-1]["solver_report"].get("report"))}
             current = target
             continue
         m, s = p.round_params(kind)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from rhapso_core.autoparams import Resolution, resolve_parameters
 from rhapso_core.pipeline import detect, match, solve
+from rhapso_core.pipeline.retry import retry_failed_pairs
+from rhapso_core.pipeline.prealign import alignment_rounds, prealign_in_process
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,9 @@ def align_in_process(xml: str, work: str, params, rounds=None) -> InProcessAlign
     """Align ``xml`` into the folder ``work`` (point store, one XML per round); returns the last XML.
 
     ``params`` is a :class:`~rhapso_core.config.PipelineParams`; its ``auto`` values are
-    resolved first (:func:`rhapso_core.autoparams.resolve_parameters`).
+    resolved first (:func:`rhapso_core.autoparams.resolve_parameters`). As in the flow: a
+    phase round leads when the resolver chose prealignment (its links kept by the point
+    rounds), failed pairs are retried, and every round's result is checked.
     """
     os.makedirs(work, exist_ok=True)
     t0 = time.perf_counter()
@@ -41,15 +45,23 @@ def align_in_process(xml: str, work: str, params, rounds=None) -> InProcessAlign
         parts = [detect.run_chunk(xml, plan.view, t, plan.params) for t in plan.tasks]
         detect.store_view(store, plan, detect.merge_view(plan, parts))
     t2 = time.perf_counter()
-    current, matched = xml, []
-    rounds = list(rounds or p.alignment.rounds)
+    current, matched, anchors = xml, [], None
+    rounds = list(rounds or alignment_rounds(p, res.prealignment))
     for i, kind in enumerate(rounds, start=1):
+        out = os.path.join(work, f"{i:02d}-{kind}.xml")
+        if kind == "phase":
+            rec = prealign_in_process(current, out, p)
+            matched.append(f"phase {rec['pairs_matched']}/{rec['pairs']}")
+            anchors, current = rec["anchors"], out
+            continue
         m, s = p.round_params(kind)
         records = [match.match_pair(current, store, a, b, p.detection.label, m)
                    for a, b in match.plan_pairs(current, p.alignment.pair_mode, list(p.alignment.group_by))]
+        if p.pair_retry.enabled and not all(r.ok for r in records):
+            records = retry_failed_pairs(current, store, records, p.detection.label, m, p.detection, p.pair_retry)
         matched.append(f"{sum(r.ok for r in records)}/{len(records)}")
-        out = os.path.join(work, f"{i:02d}-{kind}.xml")
-        solve.solve_dataset(current, store, p.detection.label, s, out)
+        solve.solve_dataset(current, store, p.detection.label, s, out, phase_anchors=anchors,
+                            verify=p.verify, grouping=p.alignment.grouping)
         current = out
     t3 = time.perf_counter()
     return InProcessAlignment(current, res, tuple(matched),

@@ -15,11 +15,13 @@ channels) when its mean match distance grew by more than ``max_link_increase``.
 Link residuals alone cannot see a tile placed consistently wrong (a wrong but
 self-consistent match set has small residuals after the solve); the images can.
 
-Reverting. Tiles are reverted one at a time, greedily, each tried at most once:
-among the tiles that the solve moved and that touch a worse overlap, the one with
-the most worse overlaps (ties: the larger summed NCC drop) gets its input
-registration back (the round's correction for it is dropped, not prepended), and
-its overlaps are measured again. A "tile" is a solver tile: views that move
+Reverting. Tiles are reverted one at a time, greedily: among the tiles that the
+solve moved and that touch a worse overlap, the one with the most worse overlaps
+(ties: the larger summed NCC drop) gets its input registration back (the round's
+correction for it is dropped, not prepended), and its overlaps are measured again.
+A tile whose revert was turned down is tried again only after another tile was
+reverted (its neighbourhood changed: a distortion spread over several tiles comes
+back one tile at a time); a revert is final, so this ends. A "tile" is a solver tile: views that move
 together (the channels and illuminations of one stage position, ``alignment.grouping``)
 got one correction and are reverted together, judged on the overlaps of all of
 them; reverting one channel alone would split a tile the microscope imaged at one
@@ -222,13 +224,15 @@ def choose_reverts(
     moved = {tile_of[v] for v in current if v in before and not np.allclose(current[v], before[v], atol=1e-9)}
     tried: list[ViewId] = []
     reverted: list[TileRevert] = []
+    rejected: set[ViewId] = set()
+    done: set[ViewId] = set()
 
     def touches(t, pr):
         return tile_of.get(pr[0], pr[0]) == t or tile_of.get(pr[1], pr[1]) == t
 
     while True:
         worse = [pr for pr, c in checks.items() if c.worse]
-        cand = {tile_of.get(v, v) for pr in worse for v in pr} & moved - set(tried)
+        cand = {tile_of.get(v, v) for pr in worse for v in pr} & moved - rejected - done
         if not cand:
             break
 
@@ -238,7 +242,8 @@ def choose_reverts(
             return (-len(own), -drop, t)
 
         t = min(cand, key=rank)
-        tried.append(t)
+        if t not in tried:
+            tried.append(t)
         own = [pr for pr in pairs if touches(t, pr)]
         trial = {**current, **{v: before[v] for v in members[t] if v in before}}
         new = {pr: _check(pr, before, trial, ncc_fn, link_fn, p, cache) for pr in own}
@@ -253,6 +258,12 @@ def choose_reverts(
             reverted.append(TileRevert(t, why, n_old, n_new, tuple(members[t])))
             current = trial
             checks.update(new)
+            done.add(t)
+            # Its neighbours' overlaps changed: a tile turned down before may be worth reverting now
+            # (each revert is final, so this ends after at most one pass per tile).
+            rejected.clear()
+        else:
+            rejected.add(t)
     report = VerifyReport(measured, list(checks.values()), reverted, tried, p.model_dump(mode="json"))
     return current, report
 
