@@ -189,7 +189,8 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
                 list(p.alignment.group_by), worker_slots(p.runtime), p.verify, list(p.alignment.grouping)))
             if p.stitching.keep_links:
                 anchors = {"xml": current, "links": kept_links(rounds[-1]["phase_links"],
-                                                                rounds[-1]["solver_report"].get("report"))}
+                                                                rounds[-1]["solver_report"].get("report"),
+                                                                rounds[-1].get("verify"))}
             current = target
             continue
         m, s = p.round_params(kind)

@@ -19,17 +19,21 @@ from rhapso_core.pipeline.view_groups import view_groups
 __all__ = ["alignment_rounds", "verify_phase_round", "prealign_in_process", "kept_links"]
 
 
-def kept_links(links: Sequence[dict], solver_report: dict | None) -> list[dict]:
-    """The phase links (``PhaseLink.to_dict()``) that the phase round's solve kept.
+def kept_links(links: Sequence[dict], solver_report: dict | None, verify: dict | None = None) -> list[dict]:
+    """The phase links (``PhaseLink.to_dict()``) that the phase round kept.
 
     A link the global solve removed (inconsistent with the others: typically a corner
     overlap of a few voxels whose correlation peak is an alias) must not come back as an
-    anchor in a later round, where an affine model could bend tiles to honour it.
+    anchor in a later round, where an affine model could bend tiles to honour it; nor
+    must the links of a tile the check put back (``verify``: the round's report), which
+    would pull it where the images said it was worse.
     """
     removed = {frozenset(((r["a"]["timepoint"], r["a"]["setup"]), (r["b"]["timepoint"], r["b"]["setup"])))
                for r in (solver_report or {}).get("removed_links") or ()}
+    reverted = {tuple(v) for r in (verify or {}).get("reverted") or () for v in r.get("views", [r["view"]])}
     return [k for k in links
-            if frozenset((tuple(k["view_a"]), tuple(k["view_b"]))) not in removed]
+            if frozenset((tuple(k["view_a"]), tuple(k["view_b"]))) not in removed
+            and tuple(k["view_a"]) not in reverted and tuple(k["view_b"]) not in reverted]
 
 
 def alignment_rounds(params, prealignment=None) -> list[str]:
@@ -68,5 +72,5 @@ def prealign_in_process(xml_in: str, xml_out: str, p) -> dict:
     links = [k.to_dict() for k in rec.links]
     return {"xml": xml_out, "pairs": len(links), "pairs_matched": sum(k.ok for k in rec.links),
             "phase_links": links, "verify": verify, "solver_report": rec.solver_report,
-            "anchors": ({"xml": xml_in, "links": kept_links(links, rec.solver_report)}
+            "anchors": ({"xml": xml_in, "links": kept_links(links, rec.solver_report, verify)}
                         if p.stitching.keep_links else None)}

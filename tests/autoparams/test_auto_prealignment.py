@@ -83,3 +83,17 @@ def test_prealignment_off_is_respected_and_recorded(tmp_path):
     assert alignment_rounds(on.params, on.prealignment) == ["phase", "rigid", "affine"]
     kept = PipelineParams(alignment={"rounds": ["phase", "rigid"]})
     assert alignment_rounds(kept, on.prealignment) == ["phase", "rigid"]
+
+
+def test_anchors_leave_out_removed_links_and_reverted_tiles():
+    from rhapso_core.pipeline.prealign import kept_links
+
+    def link(a, b):
+        return {"view_a": [0, a], "view_b": [0, b], "status": "ok"}
+
+    links = [link(0, 1), link(0, 2), link(1, 2), link(2, 3)]
+    report = {"removed_links": [{"a": {"timepoint": 0, "setup": 1}, "b": {"timepoint": 0, "setup": 2}}]}
+    verify = {"reverted": [{"view": [0, 3], "views": [[0, 3]]}]}
+    kept = kept_links(links, report, verify)
+    assert [(k["view_a"][1], k["view_b"][1]) for k in kept] == [(0, 1), (0, 2)]
+    assert len(kept_links(links, None)) == 4
