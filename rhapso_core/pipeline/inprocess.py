@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from rhapso_core.autoparams import Resolution, resolve_parameters
 from rhapso_core.pipeline import detect, match, solve
+from rhapso_core.pipeline.phase_fallback import anchored_pairs, link_failed_pairs
 from rhapso_core.pipeline.retry import retry_failed_pairs
 from rhapso_core.pipeline.prealign import alignment_rounds, prealign_in_process
 
@@ -57,10 +58,19 @@ def align_in_process(xml: str, work: str, params, rounds=None) -> InProcessAlign
         m, s = p.round_params(kind)
         records = [match.match_pair(current, store, a, b, p.detection.label, m)
                    for a, b in match.plan_pairs(current, p.alignment.pair_mode, list(p.alignment.group_by))]
+        round_anchors = [anchors] if anchors else []
         if p.pair_retry.enabled and not all(r.ok for r in records):
-            records = retry_failed_pairs(current, store, records, p.detection.label, m, p.detection, p.pair_retry)
+            held = anchored_pairs(anchors)  # a phase link holds them already: no retries
+            free = [r for r in records if frozenset((tuple(r.view_a), tuple(r.view_b))) not in held]
+            retried = {(tuple(r.view_a), tuple(r.view_b)): r for r in
+                       retry_failed_pairs(current, store, free, p.detection.label, m, p.detection, p.pair_retry)}
+            records = [retried.get((tuple(r.view_a), tuple(r.view_b)), r) for r in records]
+            if p.pair_retry.phase_link:
+                records, extra = link_failed_pairs(current, records, p.stitching, p.pair_retry.min_relative_overlap,
+                                                   held)
+                round_anchors += [extra] if extra else []
         matched.append(f"{sum(r.ok for r in records)}/{len(records)}")
-        solve.solve_dataset(current, store, p.detection.label, s, out, phase_anchors=anchors,
+        solve.solve_dataset(current, store, p.detection.label, s, out, phase_anchors=round_anchors,
                             verify=p.verify, grouping=p.alignment.grouping)
         current = out
     t3 = time.perf_counter()
