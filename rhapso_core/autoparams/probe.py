@@ -58,7 +58,10 @@ def probe_stage_error(sd: SpimData, survey: DatasetSurvey, n: int, storage_optio
     if not pairs:
         return []
     geom = view_geometry(sd, sorted({v for p in pairs for v in (p.a, p.b)}))
-    params = StitchingParams(refine_level=None)  # the error's size, not its last sub-voxel
+    # The error's size to within a coarse voxel, not its last sub-voxel: no refinement, no sub-voxel
+    # fit, BigStitcher's 5 verified peaks, and the coarsest level keeping 12 voxels across the overlap
+    # (a shift of a few voxels stays measurable); about a third of the full-resolution probe's time.
+    params = StitchingParams(refine_level=None, subpixel=False, peaks_to_check=5, min_overlap_voxels=12)
     sources: dict = {}
     out = []
     for p in pairs:
