@@ -87,8 +87,11 @@ CELLS = [
 
 FIXED = {"detection": {"dsxy": 2, "dsz": 1, "sigma": 1.8, "threshold": 0.008, "min_intensity": None,
                        "max_intensity": None},
-         "matching": {"search_radius": None, "max_epsilon": 5.0, "model_min_matches": 12}}
-HAND = {"detection": {**FIXED["detection"], "dsxy": 1}, "matching": dict(FIXED["matching"])}
+         "matching": {"search_radius": None, "max_epsilon": 5.0, "model_min_matches": 12},
+         # the fixed defaults had no prealignment; the in-process alignment now retries and checks as the flow does
+         "alignment": {"prealign": "off"}}
+HAND = {"detection": {**FIXED["detection"], "dsxy": 1}, "matching": dict(FIXED["matching"]),
+        "alignment": dict(FIXED["alignment"])}
 MODES = {"auto": {}, "fixed": FIXED, "hand": HAND}
 
 
@@ -137,6 +140,7 @@ def run_cell(cell: Cell, work: Path, modes=("auto", "fixed", "hand")) -> dict:
         if mode == "auto":
             out["nominal_rms"] = round(s.nominal_rms_voxels, 3)
             out["resolved"] = r.resolution.summary()
+            out["prealignment"] = r.resolution.prealignment.cause or "-"
         shutil.rmtree(run, ignore_errors=True)
     shutil.rmtree(work / cell.name, ignore_errors=True)
     return out
@@ -144,8 +148,8 @@ def run_cell(cell: Cell, work: Path, modes=("auto", "fixed", "hand")) -> dict:
 
 def report(results: list[dict]) -> str:
     lines = ["| cell | varied | truth | stage error RMS | auto RMS (max) | fixed defaults | hand-set dsxy=1 | "
-             "auto pairs | resolve / total s | target |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "auto pairs | prealignment | resolve / total s | target |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         a = r.get("auto", {})
         f, h = r.get("fixed", {}), r.get("hand", {})
@@ -154,7 +158,8 @@ def report(results: list[dict]) -> str:
         lines.append(
             f"| {r['cell']} | {r['factor']} | {r['truth']} | {r.get('nominal_rms', '-')} | "
             f"{a.get('rms', '-')} ({a.get('max', '-')}) | {f.get('rms', '-')} | {h.get('rms', '-')} | "
-            f"{' '.join(a.get('pairs_matched', []))} | {sec.get('resolve', '-')} / {sec.get('total', '-')} | "
+            f"{', '.join(a.get('pairs_matched', []))} | {r.get('prealignment', '-')} | "
+            f"{sec.get('resolve', '-')} / {sec.get('total', '-')} | "
             f"<= {r['target']} {ok} |")
     worst = max((r for r in results if "auto" in r), key=lambda r: r["auto"]["rms"] / r["target"], default=None)
     if worst:

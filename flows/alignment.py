@@ -19,6 +19,8 @@ from flows.layout import (
 )
 from flows.params import resolve
 from flows.phase import phase_stage
+from rhapso_core.pipeline.phase_fallback import anchored_pairs
+from rhapso_core.pipeline.prealign import alignment_rounds, kept_links
 from rhapso_core.pipeline.publish import publish, staged_name
 from flows.qc_failure import raise_if_qc_failed
 from flows.runtime import current_run_id, ray_session, stage_runner, worker_slots
@@ -33,6 +35,7 @@ from rhapso_core.pipeline.run_lock import output_lock
 from rhapso_core.pointstore import PointStore, export_n5
 from rhapso_core.solver import SolverParams
 from rhapso_core.split import SplitParams
+from rhapso_core.stitching import StitchingParams
 from rhapso_core.pipeline.retry import RetryParams
 from rhapso_core.verify import VerifyParams
 from tasks import autoparams as autoparams_tasks
@@ -41,6 +44,7 @@ from tasks import intensity as intensity_tasks
 from tasks import matching as matching_tasks
 from tasks import qc as qc_tasks
 from tasks import split as split_tasks
+from tasks import stitching as stitching_tasks
 from tasks import solving as solving_tasks
 from tasks.policies import ray_hints
 
@@ -77,7 +81,7 @@ def match_and_solve_stage(
     slots: int = 1, phase_anchors: dict | None = None, verify: VerifyParams | None = None,
     detection: DetectionParams | None = None, pair_retry: RetryParams | None = None,
     alignment: AlignmentParams | None = None, selection: ViewSelection | None = None,
-    channels: list[int] | None = None,
+    channels: list[int] | None = None, stitching: StitchingParams | None = None,
 ) -> dict:
     """The view pairs matched in a few batches per worker slot, then the global solve writing ``out_xml``
     (checked against ``xml`` overlap by overlap unless ``verify.enabled`` is false).
@@ -89,9 +93,17 @@ def match_and_solve_stage(
     pairs = matching_tasks.plan_pairs(xml, pair_mode, list(group_by or []), alignment, selection, channels)
     records = match_in_batches(xml, store, pairs, label, matching, slots, f"pair batches matched ({round_name})")
     pair_retry = pair_retry or RetryParams()
+    round_anchors = [phase_anchors] if phase_anchors else []
     if pair_retry.enabled and not all(r.ok for r in records):
-        records = matching_tasks.retry_failed(xml, store, records, label, matching,
-                                              detection or DetectionParams(label=label), pair_retry)
+        held = anchored_pairs(phase_anchors)  # a phase link holds them already: no retries
+        free = [r for r in records if frozenset((tuple(r.view_a), tuple(r.view_b))) not in held]
+        retried = {(tuple(r.view_a), tuple(r.view_b)): r for r in matching_tasks.retry_failed(
+            xml, store, free, label, matching, detection or DetectionParams(label=label), pair_retry)}
+        records = [retried.get((tuple(r.view_a), tuple(r.view_b)), r) for r in records]
+        if pair_retry.phase_link:
+            records, extra = stitching_tasks.link_failed(xml, records, stitching or StitchingParams(),
+                                                         pair_retry.min_relative_overlap, held)
+            round_anchors += [extra] if extra else []
     ok = sum(r.ok for r in records)
     logger.info("%s round: %d of %d pairs matched", round_name, ok, len(records))
     n_views = len({v for r in records for v in (r.view_a, r.view_b)})
@@ -106,7 +118,7 @@ def match_and_solve_stage(
             round_name, ok, n_views, ", ".join(f"{n} {k}" for k, n in failed.items()),
             f" (e.g. {example})" if example else "")
     artifacts.pairs_table(records, round_name)
-    result = solving_tasks.solve_round(xml, store, label, solver, out_xml, verify or VerifyParams(), phase_anchors,
+    result = solving_tasks.solve_round(xml, store, label, solver, out_xml, verify or VerifyParams(), round_anchors,
                                        alignment, selection)
     artifacts.solver_table(result, round_name)
     check = result.get("verify")
@@ -175,17 +187,20 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
     current = xml
     rounds = []
     anchors = None  # the last phase round's links, kept by later point rounds (stitching.keep_links)
-    n_rounds = len(p.alignment.rounds) + (1 if p.alignment.split_affine else 0)
-    for i, kind in enumerate(p.alignment.rounds, start=1):
+    kinds = alignment_rounds(p, resolution.prealignment)
+    n_rounds = len(kinds) + (1 if p.alignment.split_affine else 0)
+    for i, kind in enumerate(kinds, start=1):
         target = final if i == n_rounds else layout["round_xml"].format(index=i, kind=kind)
         fs, path = fs_for(target)
         fs.makedirs(fs._parent(path), exist_ok=True)
         if kind == "phase":
             rounds.append(phase_stage.with_options(task_runner=stage_runner(p.runtime))(
                 current, p.stitching, p.solver, target, f"phase-{i}", p.alignment.pair_mode,
-                list(p.alignment.group_by), worker_slots(p.runtime)))
+                list(p.alignment.group_by), worker_slots(p.runtime), p.verify, list(p.alignment.grouping)))
             if p.stitching.keep_links:
-                anchors = {"xml": current, "links": rounds[-1]["phase_links"]}
+                anchors = {"xml": current, "links": kept_links(rounds[-1]["phase_links"],
+                                                                rounds[-1]["solver_report"].get("report"),
+                                                                rounds[-1].get("verify"))}
             current = target
             continue
         m, s = p.round_params(kind)
@@ -193,7 +208,7 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
             match_and_solve_stage.with_options(task_runner=stage_runner(p.runtime))(
                 current, layout["store"], label, m, s, target, kind,
                 p.alignment.pair_mode, list(p.alignment.group_by), worker_slots(p.runtime), anchors, p.verify,
-                p.detection, p.pair_retry, p.alignment, p.views, p.detection.channels,
+                p.detection, p.pair_retry, p.alignment, p.views, p.detection.channels, p.stitching,
             )
         )
         current = target

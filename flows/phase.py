@@ -11,6 +11,7 @@ from prefect import flow, get_run_logger
 from flows import artifacts
 from rhapso_core.solver import SolverParams
 from rhapso_core.stitching import StitchingParams
+from rhapso_core.verify.params import VerifyParams
 from tasks import matching as matching_tasks
 from tasks import stitching as stitching_tasks
 
@@ -30,8 +31,10 @@ def links_table(links: list, round_name: str) -> None:
 def phase_stage(
     xml: str, params: StitchingParams, solver: SolverParams, out_xml: str, round_name: str = "phase",
     pair_mode: str = "overlapping", group_by: list[str] | None = None, slots: int = 1,
+    verify: VerifyParams | None = None, grouping: list[str] | None = None,
 ) -> dict:
-    """Correlate the overlapping view pairs in a few batches per worker slot, solve, write ``out_xml``."""
+    """Correlate the overlapping view pairs in a few batches per worker slot, solve, write ``out_xml``;
+    with ``verify``, check the result against ``xml`` overlap by overlap (tiles made worse go back)."""
     logger = get_run_logger()
     pairs = matching_tasks.plan_pairs(xml, pair_mode, list(group_by or []))
     batches = matching_tasks.batch_pairs(list(pairs), slots)
@@ -48,6 +51,10 @@ def phase_stage(
     rec = stitching_tasks.solve_links(xml, links, out_xml, solver, params)
     result = {"transform_name": rec["transform_name"], "report": rec["solver_report"], "n_links": ok}
     artifacts.solver_table(result, round_name)
-    return {"xml": out_xml, "pairs": len(links), "pairs_matched": ok,
+    check = None
+    if verify is not None and verify.enabled:
+        check = stitching_tasks.verify_round(xml, out_xml, verify, list(grouping or ["channel", "illumination"]))
+        (logger.warning if check["worse_than_input"] else logger.info)("%s round: %s", round_name, check["summary"])
+    return {"verify": check, "xml": out_xml, "pairs": len(links), "pairs_matched": ok,
             "final_error": rec["solver_report"].get("final_error"), "transform": rec["transform_name"],
             "pair_records": [], "phase_links": rec["links"], "solver_report": result}

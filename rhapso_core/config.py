@@ -42,6 +42,13 @@ class AlignmentParams(StageParams):
         "translation by phase correlation of the overlaps + translation solve (parameters in `stitching`), e.g. "
         "[phase, rigid, affine] when stage errors exceed what matching bridges. Default rigid then affine.",
     )
+    prealign: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="A phase-correlation round before the point rounds (when rounds has none): auto (default) "
+        "runs it where the resolver finds the stage error beyond what matching bridges (matching.stage_uncertainty, "
+        "or the shift measured by phase correlation of a few sampled overlaps) or overlaps too poor in interest "
+        "points to match; on: always; off: never. The choice and its reason are in resolved_params.json / --explain.",
+    )
     pair_mode: Literal["overlapping", "all"] = Field(
         "overlapping", description="Match views whose boxes overlap under current registrations, or all pairs."
     )

@@ -15,7 +15,7 @@ from tasks.policies import RETRY_DELAYS, retry_transient
 @task(name="solve", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
 def solve_round(
     xml_uri: str, store_uri: str, label: str, params: SolverParams, out_xml: str, verify: VerifyParams | None = None,
-    phase_anchors: dict | None = None, alignment: AlignmentParams | None = None, selection: ViewSelection | None = None,
+    phase_anchors: dict | list | None = None, alignment: AlignmentParams | None = None, selection: ViewSelection | None = None,
 ) -> dict:
     a = alignment or AlignmentParams()
     return solve.solve_dataset(xml_uri, store_uri, label, params, out_xml, verify=verify, phase_anchors=phase_anchors,

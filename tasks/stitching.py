@@ -5,6 +5,9 @@ from __future__ import annotations
 from prefect import task
 
 from rhapso_core.pipeline import phase
+from rhapso_core.pipeline.phase_fallback import link_failed_pairs
+from rhapso_core.pipeline.prealign import verify_phase_round
+from rhapso_core.verify.params import VerifyParams
 from rhapso_core.solver import SolverParams
 from rhapso_core.stitching import PhaseLink, StitchingParams
 from tasks.policies import RETRY_DELAYS, retry_transient
@@ -26,3 +29,16 @@ def correlate_pairs(xml_uri: str, pairs, params: StitchingParams, batch_index: i
 def solve_links(xml_uri: str, links: list[PhaseLink], out_xml: str, solver: SolverParams,
                 params: StitchingParams) -> dict:
     return phase.solve_phase_round(xml_uri, links, out_xml, solver, params).to_dict()
+
+
+@task(name="verify-phase-round", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
+def verify_round(xml_in: str, xml_out: str, verify: VerifyParams, grouping: list[str]) -> dict | None:
+    # Rewrites xml_out only when a tile is reverted (atomically); a retry measures the same images again.
+    return verify_phase_round(xml_in, xml_out, verify, grouping)
+
+
+@task(name="phase-link-failed-pairs", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
+def link_failed(xml_uri: str, records: list, params: StitchingParams, min_relative_overlap: float,
+                anchored: set) -> tuple[list, dict | None]:
+    # Reads the failed pairs' overlaps only; writes nothing.
+    return link_failed_pairs(xml_uri, records, params, min_relative_overlap, anchored)

@@ -19,10 +19,15 @@
   covers the widest nominal overlap (or a user-given stage uncertainty) plus the RANSAC
   error: it never cuts a reachable match and still keeps descriptors from pairing points
   across the whole tile.
-* **Prealignment hook.** The descriptor matcher bridges any shift that leaves the pair an
+* **Prealignment.** The descriptor matcher bridges any shift that leaves the pair an
   overlap wide enough for detection (the width :func:`min_overlap_working_voxels` asks
-  for). A stage uncertainty beyond that needs a coarse image-based prealignment first
-  (phase correlation, ``rhapso_core.stitching``); the decision is recorded here.
+  for). A stage error beyond that (the user's ``stage_uncertainty``, or the largest shift
+  that phase correlation measured on a few sampled overlaps, :mod:`.probe`) needs a
+  coarse image-based prealignment first (a phase-correlation round,
+  ``rhapso_core.stitching``); so does a specimen whose overlaps hold fewer than
+  ``FEW_POINTS_FACTOR`` x the minimum inliers in points: phase correlation uses every
+  voxel of the overlap, and its links hold those pairs in the point rounds. The
+  decision and its reason are recorded; the rounds run it (``alignment.prealign``).
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ EPS_K = 3.0
 FALSE_CONSENSUS = 1e-3
 BIGSTITCHER_MIN_INLIERS = 12
 AFFINE_SAMPLE = 4
+# About half of an overlap's points are found in both views and survive as inliers: an overlap with
+# fewer than twice the minimum inliers cannot be expected to match.
+FEW_POINTS_FACTOR = 2.0
 
 
 def min_inliers_against_chance(n: int, eps: float, volume: float, iterations: int) -> int:
@@ -68,8 +76,14 @@ def resolve_matching(
     detection: DetectionParams,
     expected_points: list[float],
     stage_uncertainty: float | str = AUTO,
+    probe: list | None = None,
+    prealign: str = AUTO,
 ) -> tuple[MatchingParams, list[ResolvedValue], PrealignmentDecision, dict]:
-    """Replace every ``auto`` in ``params`` (``detection`` must be concrete)."""
+    """Replace every ``auto`` in ``params`` (``detection`` must be concrete) and decide on prealignment.
+
+    ``probe``: :class:`~rhapso_core.autoparams.probe.ShiftProbe` of a few sampled overlaps (the
+    measured stage error); ``prealign``: ``alignment.prealign`` (auto / on / off).
+    """
     out: dict[str, object] = {}
     rec: list[ResolvedValue] = []
     facts: dict = {}
@@ -91,7 +105,7 @@ def resolve_matching(
             f"{[round(float(x), 3) for x in wv]}| world units")
     eps = float(out["max_epsilon"])
 
-    # --- stage uncertainty, bridgeable shift, prealignment hook, search radius --------------
+    # --- bridgeable shift -------------------------------------------------------------------------
     w_need = min_overlap_working_voxels(float(detection.sigma))
     if survey.pairs:
         widest = max(p.across_world for p in survey.pairs)
@@ -103,35 +117,9 @@ def resolve_matching(
     else:
         widest, bridge = 0.0, 0.0
     facts["bridgeable_shift_world"] = round(bridge, 3)
-    if stage_uncertainty == AUTO:
-        u = bridge
-        pre = PrealignmentDecision(
-            False, round(u, 3), round(bridge, 3),
-            f"stage uncertainty not given: assumed within what the overlaps absorb ({bridge:.1f} world units, "
-            f"the narrowest overlap less the {w_need} working voxels detection needs); descriptors are "
-            "translation-invariant and the search radius covers every overlap's width")
-    else:
-        u = float(stage_uncertainty)
-        chosen = u > bridge
-        pre = PrealignmentDecision(
-            chosen, round(u, 3), round(bridge, 3),
-            (f"stage uncertainty {u:g} exceeds the {bridge:.1f} world units the matcher can bridge: a coarse "
-             "image-based prealignment (phase correlation) should place the tiles first; it is not part of this "
-             "build, so matching runs with the search radius widened to the uncertainty")
-            if chosen else
-            f"stage uncertainty {u:g} is within the {bridge:.1f} world units the matcher bridges")
-
-    if params.search_radius != AUTO:
-        put("search_radius", params.search_radius, "user", "set by the user")
-    elif not survey.pairs:
-        put("search_radius", FALLBACKS["search_radius"], "fallback", "no overlapping pairs: no gating")
-    else:
-        reach = max(widest, u)
-        put("search_radius", round(reach + eps, 3), "auto",
-            f"widest nominal overlap {widest:.1f}" + (f" (stage uncertainty {u:g})" if u > widest else "")
-            + f" + max_epsilon {eps:.2f} world units: a larger relative error leaves no overlap")
 
     # --- minimum inliers --------------------------------------------------------------------------
+    n_min = None
     if params.model_min_matches != AUTO:
         put("model_min_matches", params.model_min_matches, "user", "set by the user")
     elif not survey.pairs or not expected_points:
@@ -145,13 +133,89 @@ def resolve_matching(
         m_chance = min_inliers_against_chance(n_pool, eps, v_med, params.num_iterations)
         m = max(m_chance, BIGSTITCHER_MIN_INLIERS)
         few = (f"; the poorest sampled overlap expects {n_min:.0f} points, too few to reach it: such pairs "
-               "will not match (image-based stitching needed)") if n_min < 2 * m else ""
+               "are linked by phase correlation instead (prealignment)") if n_min < FEW_POINTS_FACTOR * m else ""
         put("model_min_matches", m, "auto",
             f"max(chance bound {m_chance} for {n_pool} points, eps {eps:.2f}, overlap {v_med:.3g} world^3 and "
             f"{params.num_iterations} hypotheses; 12, below which affine fits over thin overlaps are "
             f"ill-conditioned){few}")
+    if expected_points and survey.pairs and n_min is None:
+        n_min = max(0.0, float(min(expected_points)))
+    m_used = int(out["model_min_matches"])
+
+    # --- prealignment: the stage error beyond the bridge, or overlaps too poor in points ----------
+    pre, u = _prealignment(survey, bridge, stage_uncertainty, probe or [], n_min, m_used, prealign)
+
+    if params.search_radius != AUTO:
+        put("search_radius", params.search_radius, "user", "set by the user")
+    elif not survey.pairs:
+        put("search_radius", FALLBACKS["search_radius"], "fallback", "no overlapping pairs: no gating")
+    elif pre.chosen:
+        # The phase round leaves a sub-voxel residual; the radius only has to keep the nominal overlap.
+        put("search_radius", round(widest + eps, 3), "auto",
+            f"widest nominal overlap {widest:.1f} + max_epsilon {eps:.2f} world units: the phase-correlation "
+            "prealignment removes the stage error before matching")
+    else:
+        reach = max(widest, u)
+        put("search_radius", round(reach + eps, 3), "auto",
+            f"widest nominal overlap {widest:.1f}" + (f" (stage uncertainty {u:g})" if u > widest else "")
+            + f" + max_epsilon {eps:.2f} world units: a larger relative error leaves no overlap")
     resolved = params.model_copy(update=out)
     order = {"search_radius": 0, "max_epsilon": 1, "model_min_matches": 2}
     rec.sort(key=lambda r: order[r.name])
     facts["stage_uncertainty_world"] = pre.stage_uncertainty
+    facts["stage_error_probe"] = [k.to_dict() for k in probe or []]
     return resolved, rec, pre, facts
+
+
+def _prealignment(survey, bridge: float, stage_uncertainty, probe: list, n_min: float | None, m: int,
+                  mode: str) -> tuple[PrealignmentDecision, float]:
+    """The decision and the stage uncertainty (world units) it assumed."""
+    reasons: list[str] = []
+    causes: list[str] = []
+    if stage_uncertainty != AUTO:
+        u = float(stage_uncertainty)
+        if u > bridge:
+            causes.append("stage_uncertainty")
+            reasons.append(f"stage uncertainty {u:g} (matching.stage_uncertainty) exceeds the {bridge:.1f} world "
+                           "units the matcher can bridge")
+        else:
+            reasons.append(f"stage uncertainty {u:g} is within the {bridge:.1f} world units the matcher bridges")
+    else:
+        good = [k for k in probe if k.ok]
+        if good:
+            u = max(k.length for k in good)
+            worst = max(good, key=lambda k: k.length)
+            what = (f"largest relative stage error measured by phase correlation of {len(good)} of {len(probe)} "
+                    f"sampled overlap(s): {u:.1f} world units (t{worst.a[0]} s{worst.a[1]} - t{worst.b[0]} "
+                    f"s{worst.b[1]}, r {worst.r:.2f})")
+            if u > bridge:
+                causes.append("measured_stage_error")
+                reasons.append(f"{what} exceeds the {bridge:.1f} the matcher can bridge (the narrowest overlap "
+                               "less the working voxels detection needs)")
+            else:
+                reasons.append(f"{what} is within the {bridge:.1f} the matcher bridges")
+        else:
+            u = bridge
+            reasons.append(
+                (f"no sampled overlap gave a trustworthy phase-correlation shift ({len(probe)} tried): " if probe
+                 else "stage error not measured: ")
+                + f"assumed within what the overlaps absorb ({bridge:.1f} world units)")
+    if n_min is not None and survey.pairs and n_min < FEW_POINTS_FACTOR * m:
+        causes.append("few_points")
+        reasons.append(f"the poorest sampled overlap expects {n_min:.0f} interest points, fewer than "
+                       f"{FEW_POINTS_FACTOR:g} x the {m} inliers a match needs: phase correlation of the images "
+                       "links such overlaps (its links are kept by the point rounds)")
+    chosen = bool(causes) and bool(survey.pairs)
+    if mode == "on":
+        chosen, causes = bool(survey.pairs), ["user"]
+        reasons.insert(0, "alignment.prealign=on (set by the user)")
+    elif mode == "off":
+        if chosen:
+            reasons.insert(0, "alignment.prealign=off (set by the user), although")
+        chosen, causes = False, []
+    elif not survey.pairs:
+        reasons.append("no overlapping pairs")
+    text = "; ".join(reasons)
+    if chosen:
+        text = "phase-correlation prealignment before matching: " + text
+    return PrealignmentDecision(chosen, round(u, 3), round(bridge, 3), text, ",".join(causes)), u

@@ -31,18 +31,20 @@ class ResolvedValue:
 
 @dataclass(frozen=True)
 class PrealignmentDecision:
-    """Whether a coarse image-based prealignment should run before matching, and why.
+    """Whether a coarse image-based prealignment runs before matching, and why.
 
-    ``chosen`` is a recommendation: prealignment (phase correlation of the overlaps,
-    ``rhapso_core.stitching``) is built separately; until it is wired in, a chosen
-    prealignment is reported and matching runs with the search radius widened to the
-    stated stage uncertainty.
+    ``chosen``: a phase-correlation round (``rhapso_core.stitching``) runs before the
+    point rounds (:func:`rhapso_core.pipeline.prealign.alignment_rounds`). ``cause``:
+    comma-separated ``stage_uncertainty`` (the user's, beyond the bridge),
+    ``measured_stage_error`` (phase correlation of sampled overlaps measured more),
+    ``few_points`` (overlaps too poor in points to match), ``user`` (alignment.prealign=on).
     """
 
     chosen: bool
     stage_uncertainty: float  # world units
     bridgeable: float  # world units: largest relative error the matcher can bridge
     reason: str
+    cause: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Resolve a run's ``auto`` parameters for one dataset, before detection.
 
 Reads the XML (tile sizes, voxel sizes, nominal overlaps), the coarsest pyramid level
-of a few views (intensity range) and full-resolution crops of a few overlaps (feature
-size, noise, DoG peak values), all bounded in size whatever the dataset's size. A value
+of a few views (intensity range), full-resolution crops of a few overlaps (feature
+size, noise, DoG peak values) and a phase correlation of a few overlaps (the stage
+error, :mod:`.probe`), all bounded in size whatever the dataset's size. A value
 the user set always wins and is reported as such.
 """
 
@@ -13,6 +14,7 @@ import time
 
 from rhapso_core.autoparams.detection import INTENSITY_PERCENTILES, resolve_detection
 from rhapso_core.autoparams.matching import resolve_matching
+from rhapso_core.autoparams.probe import probe_stage_error
 from rhapso_core.autoparams.records import Resolution
 from rhapso_core.autoparams.sample import coarse_percentiles, evenly, overlap_crops
 from rhapso_core.autoparams.survey import survey_dataset
@@ -73,8 +75,15 @@ def resolve_parameters(xml_uri: str, params, storage_options=None, read_pixels: 
     ]
     det, d_rec, d_facts = resolve_detection(survey, d, crops, intensity)
     facts["detection"] = dict(d_facts)
+    mode = getattr(getattr(params, "alignment", None), "prealign", "auto")
+    probe = []
+    if read_pixels and mode == "auto" and m.stage_uncertainty == "auto" and survey.pairs:
+        t_probe = time.perf_counter()
+        probe = probe_stage_error(sd, survey, SAMPLED_OVERLAPS, storage_options)
+        facts["stage_error_probe_seconds"] = round(time.perf_counter() - t_probe, 3)
     mat, m_rec, pre, m_facts = resolve_matching(
-        survey, m, det, list(d_facts.get("expected_points_per_overlap") or []), m.stage_uncertainty)
+        survey, m, det, list(d_facts.get("expected_points_per_overlap") or []), m.stage_uncertainty,
+        probe=probe, prealign=mode)
     facts["matching"] = m_facts
     resolved = params.model_copy(update={"detection": det, "matching": mat})
     # 2-D mosaics whose overlaps hold too few points start image-based (rhapso_core.planar_rounds).

@@ -64,9 +64,9 @@ class MatchingParams(StageParams):
     stage_uncertainty: Annotated[float, Field(gt=0.0)] | Auto = Field(
         AUTO,
         description="Largest expected error of a tile's nominal position relative to its neighbour (world "
-        "units). Only read when parameters are resolved per dataset: it widens the search radius and, beyond "
-        "what the overlaps let the matcher bridge, records that a coarse image-based prealignment is needed; "
-        "auto (default): assumed within what the overlaps absorb.",
+        "units). Only read when parameters are resolved per dataset: beyond what the overlaps let the matcher "
+        "bridge, a phase-correlation prealignment runs first (alignment.prealign), else it widens the search "
+        "radius; auto (default): measured by phase correlation of a few sampled overlaps.",
     )
     num_required_neighbors: int = Field(
         3,

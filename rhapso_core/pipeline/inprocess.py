@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from rhapso_core.autoparams import Resolution, resolve_parameters
 from rhapso_core.output_layout import STORE_NAME, join, round_xml_name
 from rhapso_core.pipeline import detect, match, solve
-from rhapso_core.pipeline.phase import phase_round
+from rhapso_core.pipeline.phase_fallback import anchored_pairs, link_failed_pairs
+from rhapso_core.pipeline.retry import retry_failed_pairs
+from rhapso_core.pipeline.prealign import alignment_rounds, prealign_in_process
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,9 @@ def align_in_process(xml: str, work: str, params, rounds=None) -> InProcessAlign
     """Align ``xml`` into the folder ``work`` (point store, one XML per round); returns the last XML.
 
     ``params`` is a :class:`~rhapso_core.config.PipelineParams`; its ``auto`` values are
-    resolved first (:func:`rhapso_core.autoparams.resolve_parameters`).
+    resolved first (:func:`rhapso_core.autoparams.resolve_parameters`). As in the flow: a
+    phase round leads when the resolver chose prealignment (its links kept by the point
+    rounds), failed pairs are retried, and every round's result is checked.
     """
     os.makedirs(work, exist_ok=True)
     t0 = time.perf_counter()
@@ -39,7 +43,7 @@ def align_in_process(xml: str, work: str, params, rounds=None) -> InProcessAlign
     p = res.params
     t1 = time.perf_counter()
     store = join(work, STORE_NAME)
-    rounds = list(rounds or p.alignment.rounds)
+    rounds = list(rounds or alignment_rounds(p, res.prealignment))
     # Phase rounds read pixels, not points (as the flow): a run of phase rounds only detects nothing.
     if any(k != "phase" for k in rounds):
         for plan in detect.plan_views(xml, p.detection):
@@ -50,17 +54,27 @@ def align_in_process(xml: str, work: str, params, rounds=None) -> InProcessAlign
     for i, kind in enumerate(rounds, start=1):
         out = join(work, round_xml_name(i, kind))
         if kind == "phase":
-            rec = phase_round(current, out, p.stitching, p.solver, p.alignment.pair_mode, list(p.alignment.group_by))
-            matched.append(f"{rec.n_ok}/{len(rec.links)}")
-            if p.stitching.keep_links:
-                anchors = {"xml": current, "links": [k.to_dict() for k in rec.links]}
-            current = out
+            rec = prealign_in_process(current, out, p)
+            matched.append(f"phase {rec['pairs_matched']}/{rec['pairs']}")
+            anchors, current = rec["anchors"], out
             continue
         m, s = p.round_params(kind)
         records = [match.match_pair(current, store, a, b, p.detection.label, m)
                    for a, b in match.plan_pairs(current, p.alignment.pair_mode, list(p.alignment.group_by))]
+        round_anchors = [anchors] if anchors else []
+        if p.pair_retry.enabled and not all(r.ok for r in records):
+            held = anchored_pairs(anchors)  # a phase link holds them already: no retries
+            free = [r for r in records if frozenset((tuple(r.view_a), tuple(r.view_b))) not in held]
+            retried = {(tuple(r.view_a), tuple(r.view_b)): r for r in
+                       retry_failed_pairs(current, store, free, p.detection.label, m, p.detection, p.pair_retry)}
+            records = [retried.get((tuple(r.view_a), tuple(r.view_b)), r) for r in records]
+            if p.pair_retry.phase_link:
+                records, extra = link_failed_pairs(current, records, p.stitching, p.pair_retry.min_relative_overlap,
+                                                   held)
+                round_anchors += [extra] if extra else []
         matched.append(f"{sum(r.ok for r in records)}/{len(records)}")
-        solve.solve_dataset(current, store, p.detection.label, s, out, phase_anchors=anchors)
+        solve.solve_dataset(current, store, p.detection.label, s, out, phase_anchors=round_anchors,
+                            verify=p.verify, grouping=p.alignment.grouping)
         current = out
     t3 = time.perf_counter()
     return InProcessAlignment(current, res, tuple(matched),

@@ -45,6 +45,16 @@ class RetryParams(StageParams):
         "features and are redundant links (fraction; default 0.25).",
     )
 
+    phase_link: bool = Field(
+        False,
+        description="A pair of face-overlapping views still unmatched after the escalations is phase-correlated "
+        "over its overlap; a link passing stitching.min_r holds the pair in the round's solve "
+        "(rhapso_core.pipeline.phase_fallback). Default off: where the other pairs' points are biased (DoG "
+        "points along fibres, docs/accuracy.md) the correct image links beside them made the result worse "
+        "(0.54 -> 1.05 voxel RMS); a check of points against images is needed first. Pairs that an earlier "
+        "phase round links are never retried.",
+    )
+
     @field_validator("steps")
     @classmethod
     def _known_steps(cls, v: list[str]) -> list[str]:

@@ -55,7 +55,7 @@ def grouped_links(links: Sequence[Link], groups: dict[ViewId, ViewId]) -> list[L
 
 def solve_dataset(
     xml_uri: str, store_uri: str, labels: str | Sequence[str], params: SolverParams, out_xml: str,
-    storage_options=None, phase_anchors: dict | None = None, verify: VerifyParams | None = _VERIFY_DEFAULT,
+    storage_options=None, phase_anchors: dict | list | None = None, verify: VerifyParams | None = _VERIFY_DEFAULT,
     *, grouping: Sequence[str] = ("channel", "illumination"),
     timepoints: str = "individually", reference_timepoint: int | None = None,
     selection: ViewSelection | None = None,
@@ -73,7 +73,8 @@ def solve_dataset(
     solver result as a JSON-able dict with ``transform_name``, ``n_links`` (total),
     ``n_links_by_label`` and ``n_groups``. ``phase_anchors``: ``{"xml": XML the links were measured
     on, "links": [PhaseLink.to_dict()]}`` of an earlier phase round, solved together with the
-    matches (see :func:`rhapso_core.stitching.anchor_links`).
+    matches (see :func:`rhapso_core.stitching.anchor_links`); a list of such dicts (an earlier
+    phase round's and this round's links of pairs points could not match) is solved together.
 
     ``verify`` (default on; None or ``enabled=False`` skips it): the written XML is then
     checked against ``xml_uri`` overlap by overlap (:func:`rhapso_core.verify.verify_round`);
@@ -86,11 +87,13 @@ def solve_dataset(
     geometry = view_geometry(sd, views)
     store = PointStore(store_uri, storage_options=storage_options, mode="r")
     links = links_for_labels(sd, store, labels, geometry)
-    if phase_anchors:
-        then = load_dataset(phase_anchors["xml"], storage_options)
-        links += anchor_links([PhaseLink.from_dict(d) for d in phase_anchors["links"]],
-                              {v: then.view_to_world(v) for v in geometry if v in then.registrations},
-                              {v: g[0] for v, g in geometry.items()})
+    anchor_sets = [a for a in ([phase_anchors] if isinstance(phase_anchors, dict) else phase_anchors or []) if a]
+    if anchor_sets:
+        for anchors in anchor_sets:
+            then = load_dataset(anchors["xml"], storage_options)
+            links += anchor_links([PhaseLink.from_dict(d) for d in anchors["links"]],
+                                  {v: then.view_to_world(v) for v in geometry if v in then.registrations},
+                                  {v: g[0] for v, g in geometry.items()})
         solved_labels = labels + [PHASE_LABEL]
     else:
         solved_labels = labels
@@ -116,5 +119,5 @@ def solve_dataset(
     report["n_groups"] = len(reps)
     if verify is not None and verify.enabled:
         report["verify"] = verify_round(xml_uri, out_xml, store_uri, labels, verify,
-                                        storage_options=storage_options).to_dict()
+                                        storage_options=storage_options, groups=groups).to_dict()
     return report

@@ -15,11 +15,17 @@ channels) when its mean match distance grew by more than ``max_link_increase``.
 Link residuals alone cannot see a tile placed consistently wrong (a wrong but
 self-consistent match set has small residuals after the solve); the images can.
 
-Reverting. Tiles are reverted one at a time, greedily, each tried at most once:
-among the tiles that the solve moved and that touch a worse overlap, the one with
-the most worse overlaps (ties: the larger summed NCC drop) gets its input
-registration back (the round's correction for it is dropped, not prepended), and
-its overlaps are measured again. The revert is kept only if it leaves that tile
+Reverting. Tiles are reverted one at a time, greedily: among the tiles that the
+solve moved and that touch a worse overlap, the one with the most worse overlaps
+(ties: the larger summed NCC drop) gets its input registration back (the round's
+correction for it is dropped, not prepended), and its overlaps are measured again.
+A tile whose revert was turned down is tried again only after another tile was
+reverted (its neighbourhood changed: a distortion spread over several tiles comes
+back one tile at a time); a revert is final, so this ends. A "tile" is a solver tile: views that move
+together (the channels and illuminations of one stage position, ``alignment.grouping``)
+got one correction and are reverted together, judged on the overlaps of all of
+them; reverting one channel alone would split a tile the microscope imaged at one
+position. The revert is kept only if it leaves that tile
 with fewer worse overlaps and lowers none of its overlaps' NCC (against the solved
 state) by more than ``max_ncc_drop``; otherwise the tile keeps its solved registration. This handles a revert that makes
 neighbours inconsistent: a tile is put back only where the images say that its
@@ -94,15 +100,31 @@ class OverlapCheck:
 
 @dataclass(frozen=True)
 class TileRevert:
-    """A tile that kept its input registration, and why."""
+    """A tile that kept its input registration, and why.
+
+    ``view`` is the tile's representative (its lowest view); ``members`` every view of
+    the tile (one solver tile: the views that move together), all reverted.
+    """
 
     view: ViewId
     reason: str
     worse_before: int
     worse_after: int
+    members: tuple[ViewId, ...] = ()
+
+    @property
+    def views(self) -> tuple[ViewId, ...]:
+        return self.members or (self.view,)
+
+    @property
+    def name(self) -> str:
+        if len(self.views) == 1:
+            return _name(self.view)
+        return f"{_name(self.view)} (with {', '.join(_name(v) for v in self.views if v != self.view)})"
 
     def to_dict(self) -> dict:
-        return {"view": list(self.view), "name": _name(self.view), "reason": self.reason,
+        return {"view": list(self.view), "views": [list(v) for v in self.views], "name": self.name,
+                "reason": self.reason,
                 "worse_overlaps_solved": self.worse_before, "worse_overlaps_reverted": self.worse_after}
 
 
@@ -130,7 +152,7 @@ class VerifyReport:
         parts = [f"{len(self.final)} overlaps checked"]
         if self.reverted:
             parts.append("reverted to their input registration: " + "; ".join(
-                f"{_name(r.view)} ({r.reason})" for r in self.reverted))
+                f"{r.name} ({r.reason})" for r in self.reverted))
         if self.still_worse:
             parts.append("still worse than the input: " + "; ".join(f"{c.name} ({c.why})" for c in self.still_worse))
         if not self.worse_than_input:
@@ -179,37 +201,51 @@ def choose_reverts(
     ncc_fn: NccFn | None,
     link_fn: LinkFn | None,
     params: VerifyParams | None = None,
+    groups: Mapping[ViewId, ViewId] | None = None,
 ) -> tuple[dict[ViewId, np.ndarray], VerifyReport]:
     """The registrations to keep and the report (the greedy revert of the module docstring).
 
     ``before`` / ``after``: view-voxel -> world 4x4 (x y z) of the round's input and result.
     ``ncc_fn(a, b, A_a, A_b)`` and ``link_fn`` return ``(value or None, count)`` for one
-    overlap under the given registrations.
+    overlap under the given registrations. ``groups``: ``{view: its tile's representative}``
+    (:func:`rhapso_core.pipeline.view_groups.view_groups`); the views of one tile are
+    reverted together. None or a view missing from it: the view is a tile of its own.
     """
     p = params or VerifyParams()
     cache: dict = {}
     current = {v: np.asarray(m, dtype=np.float64) for v, m in after.items()}
     before = {v: np.asarray(m, dtype=np.float64) for v, m in before.items()}
+    tile_of = {v: (groups or {}).get(v, v) for v in current}
+    members: dict[ViewId, list[ViewId]] = {}
+    for v in sorted(current):
+        members.setdefault(tile_of[v], []).append(v)
     checks = {pr: _check(pr, before, current, ncc_fn, link_fn, p, cache) for pr in pairs}
     measured = list(checks.values())
-    moved = {v for v in current if v in before and not np.allclose(current[v], before[v], atol=1e-9)}
+    moved = {tile_of[v] for v in current if v in before and not np.allclose(current[v], before[v], atol=1e-9)}
     tried: list[ViewId] = []
     reverted: list[TileRevert] = []
+    rejected: set[ViewId] = set()
+    done: set[ViewId] = set()
+
+    def touches(t, pr):
+        return tile_of.get(pr[0], pr[0]) == t or tile_of.get(pr[1], pr[1]) == t
+
     while True:
         worse = [pr for pr, c in checks.items() if c.worse]
-        cand = {v for pr in worse for v in pr if v in moved and v not in tried}
+        cand = {tile_of.get(v, v) for pr in worse for v in pr} & moved - rejected - done
         if not cand:
             break
 
-        def rank(v):
-            own = [checks[pr] for pr in worse if v in pr]
+        def rank(t):
+            own = [checks[pr] for pr in worse if touches(t, pr)]
             drop = sum(-(c.ncc_change or 0.0) for c in own)
-            return (-len(own), -drop, v)
+            return (-len(own), -drop, t)
 
         t = min(cand, key=rank)
-        tried.append(t)
-        own = [pr for pr in pairs if t in pr]
-        trial = {**current, t: before[t]}
+        if t not in tried:
+            tried.append(t)
+        own = [pr for pr in pairs if touches(t, pr)]
+        trial = {**current, **{v: before[v] for v in members[t] if v in before}}
         new = {pr: _check(pr, before, trial, ncc_fn, link_fn, p, cache) for pr in own}
         n_old = sum(checks[pr].worse for pr in own)
         n_new = sum(c.worse for c in new.values())
@@ -219,9 +255,15 @@ def choose_reverts(
                      if new[pr].ncc_after is not None and checks[pr].ncc_after is not None)
         if n_new < n_old and not spoils:
             why = "; ".join(f"{checks[pr].name}: {checks[pr].why}" for pr in own if checks[pr].worse)
-            reverted.append(TileRevert(t, why, n_old, n_new))
+            reverted.append(TileRevert(t, why, n_old, n_new, tuple(members[t])))
             current = trial
             checks.update(new)
+            done.add(t)
+            # Its neighbours' overlaps changed: a tile turned down before may be worth reverting now
+            # (each revert is final, so this ends after at most one pass per tile).
+            rejected.clear()
+        else:
+            rejected.add(t)
     report = VerifyReport(measured, list(checks.values()), reverted, tried, p.model_dump(mode="json"))
     return current, report
 
@@ -255,6 +297,7 @@ def verify_round(
     params: VerifyParams | None = None,
     out_xml: str | None = None,
     storage_options: dict | None = None,
+    groups: Mapping[ViewId, ViewId] | None = None,
 ) -> VerifyReport:
     """Check one round's solved XML against its input XML; revert the tiles it made worse.
 
@@ -273,6 +316,10 @@ def verify_round(
     out_xml : str, optional
         Where the XML with the reverted tiles goes (default: ``solved_xml``, rewritten
         atomically, only when a tile was reverted).
+    groups : mapping, optional
+        ``{view: its tile's representative}``: views that the solve moved together
+        (channels / illuminations of one tile) are reverted together. None: every view
+        is its own tile.
 
     Returns
     -------
@@ -319,11 +366,11 @@ def verify_round(
         return float(d.mean()), int(len(d))
 
     unreadable: list[str] = []
-    _, report = choose_reverts(pairs, before, after, ncc_fn, link_fn, p)
+    _, report = choose_reverts(pairs, before, after, ncc_fn, link_fn, p, groups=groups)
     if unreadable:
         report = dataclasses.replace(report, notes=[f"images not read, match distances only: {u}" for u in unreadable])
     if report.reverted:
-        regs = {r.view: sd_in.registrations[r.view] for r in report.reverted}
+        regs = {v: sd_in.registrations[v] for r in report.reverted for v in r.views}
         save_xml(sd_out.with_registrations(regs), out_xml or solved_xml, storage_options=storage_options)
     elif out_xml is not None and out_xml != solved_xml:
         save_xml(sd_out, out_xml, storage_options=storage_options)

@@ -125,12 +125,20 @@ def test_user_values_win_and_are_reported(tmp_path):
 def test_stage_uncertainty_beyond_the_overlap_records_prealignment(tmp_path):
     ds = _dataset(tmp_path, "pre", overlap=0.2)
     r = resolve_parameters(str(ds.xml), PipelineParams())
-    assert not r.prealignment.chosen
+    # The probe measures the stage error (jitter +-2 voxels: relative errors up to about 4 world
+    # units, within 10 %) and finds it within the bridge (25-voxel overlaps less the 17 detection needs).
+    assert "stage_uncertainty" not in r.prealignment.cause and "measured_stage_error" not in r.prealignment.cause
+    assert 0.5 < r.prealignment.stage_uncertainty < r.prealignment.bridgeable
     big = PipelineParams.model_validate({"matching": {"stage_uncertainty": 60.0}})
     r2 = resolve_parameters(str(ds.xml), big)
-    assert r2.prealignment.chosen and "prealignment" in r2.prealignment.reason
+    assert r2.prealignment.chosen and "stage_uncertainty" in r2.prealignment.cause
+    assert "prealignment" in r2.prealignment.reason and "60" in r2.prealignment.reason
     assert r2.prealignment.stage_uncertainty == 60.0
-    assert r2.params.matching.search_radius >= 60.0
+    # The phase round removes the error: the matcher's radius keeps to the nominal overlap.
+    assert r2.params.matching.search_radius < 60.0 and "prealignment" in r2.value("matching.search_radius").reason
+    off = PipelineParams.model_validate({"matching": {"stage_uncertainty": 60.0}, "alignment": {"prealign": "off"}})
+    r3 = resolve_parameters(str(ds.xml), off)
+    assert not r3.prealignment.chosen and r3.params.matching.search_radius >= 60.0
 
 
 def test_stage_functions_resolve_auto_on_their_own(tmp_path):
