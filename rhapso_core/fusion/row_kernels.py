@@ -60,6 +60,21 @@ def _axis_weight(v, n, border, inv_rng):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _axis_weight_flat(v, n, border, inv_rng):
+    # _axis_weight without branches (so the weight pass vectorises): the table is read at a
+    # safe index in every case and the result selected; where the lerp is the answer
+    # (0 < dist, t < _LUT_N) its index and fraction are those of _axis_weight.
+    dist = min(v - border, (n - 1.0) - v - border)
+    t = dist * inv_rng * _LUT_N
+    tk = t if (t >= 0.0) & (t < _LUT_N) else 0.0
+    k = int(tk)
+    f = t - k
+    lerp = BLEND_LUT[k] + (BLEND_LUT[k + 1] - BLEND_LUT[k]) * f
+    one_or_lerp = 1.0 if t >= _LUT_N else lerp
+    return 0.0 if dist <= 0.0 else one_or_lerp
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _axis_one(v, n, border, inv_rng):
     # True exactly where _axis_weight returns 1.0.
     dist = min(v - border, (n - 1.0) - v - border)
@@ -195,6 +210,95 @@ def _interior_interval(ia, ib, i0, r0, r1, r2, cx0, cx1, cx2, hx, hy, hz, gx, gy
 
 
 @numba.njit(cache=True, nogil=True)
+def _interior_pass(arow, brow, s, e, mode, axisw, i0, r0, r1, r2, cx0, cx1, cx2,
+                   flat, wflat, hz, hy, hx, gz, gy, gx, lvl0, oz, oy, ox, sz_, sy_,
+                   sx, sy, sz, bbx, bby, bbz, irx, iry, irz, P, FZ, FY, FX, W):
+    """Voxels ``s..e`` of one row inside the level's interior (no clamps), in two passes:
+    coordinates, tap offsets, fractions and weights first (straight-line arithmetic the
+    compiler vectorises), then the taps and the accumulation. Same operations per voxel
+    as :func:`_sample` / the reference kernel, so the same bits."""
+    n = e + 1 - s
+    for q in range(n):
+        i = float(i0 + s + q)
+        lz = _level(r2 + i * cx2, hz, gz, lvl0)
+        ly = _level(r1 + i * cx1, hy, gy, lvl0)
+        lx = _level(r0 + i * cx0, hx, gx, lvl0)
+        z0 = int(lz)
+        y0 = int(ly)
+        x0 = int(lx)
+        FZ[q] = lz - z0
+        FY[q] = ly - y0
+        FX[q] = lx - x0
+        P[q] = (z0 - oz) * sz_ + (y0 - oy) * sy_ + (x0 - ox)
+    blend = mode == 1 or mode == 5
+    if blend:
+        if axisw:
+            for q in range(n):
+                i = float(i0 + s + q)
+                W[q] = (_axis_weight_flat(r0 + i * cx0, sx, bbx, irx)
+                        * _axis_weight_flat(r1 + i * cx1, sy, bby, iry)
+                        * _axis_weight_flat(r2 + i * cx2, sz, bbz, irz))
+        else:
+            for q in range(n):
+                W[q] = 1.0
+    elif mode == 4:
+        for q in range(n):
+            i = float(i0 + s + q)
+            vx = r0 + i * cx0
+            vy = r1 + i * cx1
+            vz = r2 + i * cx2
+            d = min(min(vx, sx - 1.0 - vx), min(vy, sy - 1.0 - vy), min(vz, sz - 1.0 - vz))
+            W[q] = max(d, 0.0) + 1.0
+    u1 = np.uint64(1)
+    uy = np.uint64(sy_)
+    uz = np.uint64(sz_)
+    uzy = np.uint64(sz_ + sy_)
+    for q in range(n):
+        bx = s + q
+        if mode == 3 and brow[bx] != 0.0:
+            continue
+        p = np.uint64(P[q])
+        fx = FX[q]
+        fy = FY[q]
+        fz = FZ[q]
+        gx_ = 1.0 - fx
+        c00 = flat[p] * gx_ + flat[p + u1] * fx
+        c01 = flat[p + uy] * gx_ + flat[p + uy + u1] * fx
+        c10 = flat[p + uz] * gx_ + flat[p + uz + u1] * fx
+        c11 = flat[p + uzy] * gx_ + flat[p + uzy + u1] * fx
+        c0 = c00 * (1.0 - fy) + c01 * fy
+        c1 = c10 * (1.0 - fy) + c11 * fy
+        val = c0 * (1.0 - fz) + c1 * fz
+        if blend:
+            w = W[q]
+            if mode == 5:
+                d00 = wflat[p] * gx_ + wflat[p + u1] * fx
+                d01 = wflat[p + uy] * gx_ + wflat[p + uy + u1] * fx
+                d10 = wflat[p + uz] * gx_ + wflat[p + uz + u1] * fx
+                d11 = wflat[p + uzy] * gx_ + wflat[p + uzy + u1] * fx
+                d0 = d00 * (1.0 - fy) + d01 * fy
+                d1 = d10 * (1.0 - fy) + d11 * fy
+                w *= d0 * (1.0 - fz) + d1 * fz
+            w = max(w, W_FLOOR)
+            arow[bx] += w * val
+            brow[bx] += w
+        elif mode == 0:
+            arow[bx] += val
+            brow[bx] += 1.0
+        elif mode == 2:
+            if brow[bx] == 0.0 or val > arow[bx]:
+                arow[bx] = val
+                brow[bx] = 1.0
+        elif mode == 3:
+            arow[bx] = val
+            brow[bx] = 1.0
+        else:
+            if W[q] > brow[bx]:
+                arow[bx] = val
+                brow[bx] = W[q]
+
+
+@numba.njit(cache=True, nogil=True)
 def _segment(arow, brow, s, e, mode, clamp, axisw, i0, r0, r1, r2, cx0, cx1, cx2,
              flat, wflat, hz, hy, hx, gz, gy, gx, lvl0, oz, oy, ox, nz, ny, nx, sz_, sy_,
              sx, sy, sz, bbx, bby, bbz, irx, iry, irz):
@@ -278,6 +382,11 @@ def accumulate_view_rows(
     sz_ = src.shape[1] * src.shape[2]
     blend = mode == 1 or mode == 5
     bounds = np.empty(6, np.int64)
+    P = np.empty(X, np.int64)
+    FZ = np.empty(X, np.float64)
+    FY = np.empty(X, np.float64)
+    FX = np.empty(X, np.float64)
+    W = np.empty(X, np.float64)
     for bz in range(Z):
         k = float(k0 + bz)
         for by in range(Y):
@@ -335,6 +444,11 @@ def accumulate_view_rows(
                     continue
                 clamp = not (ca <= cb and s >= ca and e <= cb)
                 axisw = not (ua <= ub and s >= ua and e <= ub)
+                if not clamp:
+                    _interior_pass(arow, brow, s, e, mode, axisw, i0, r0, r1, r2, cx0, cx1, cx2,
+                                   flat, wflat, hz, hy, hx, gz, gy, gx, lvl0, oz, oy, ox, sz_, sy_,
+                                   sx, sy, sz, bbx, bby, bbz, irx, iry, irz, P, FZ, FY, FX, W)
+                    continue
                 _segment(arow, brow, s, e, mode, clamp, axisw, i0, r0, r1, r2, cx0, cx1, cx2,
                          flat, wflat, hz, hy, hx, gz, gy, gx, lvl0, oz, oy, ox, nz, ny, nx, sz_, sy_,
                          sx, sy, sz, bbx, bby, bbz, irx, iry, irz)
