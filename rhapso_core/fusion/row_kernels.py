@@ -233,11 +233,25 @@ def _interior_pass(arow, brow, s, e, mode, axisw, i0, r0, r1, r2, cx0, cx1, cx2,
     blend = mode == 1 or mode == 5
     if blend:
         if axisw:
+            # (wx * wy) * wz as in the reference, one factor per pass; an axis whose
+            # coordinate does not move along the row (step exactly 0: v = r + i * 0.0 = r)
+            # has one weight for the whole row.
             for q in range(n):
-                i = float(i0 + s + q)
-                W[q] = (_axis_weight_flat(r0 + i * cx0, sx, bbx, irx)
-                        * _axis_weight_flat(r1 + i * cx1, sy, bby, iry)
-                        * _axis_weight_flat(r2 + i * cx2, sz, bbz, irz))
+                W[q] = _axis_weight_flat(r0 + float(i0 + s + q) * cx0, sx, bbx, irx)
+            if cx1 == 0.0:
+                wy = _axis_weight_flat(r1 + float(i0 + s) * cx1, sy, bby, iry)
+                for q in range(n):
+                    W[q] *= wy
+            else:
+                for q in range(n):
+                    W[q] *= _axis_weight_flat(r1 + float(i0 + s + q) * cx1, sy, bby, iry)
+            if cx2 == 0.0:
+                wz = _axis_weight_flat(r2 + float(i0 + s) * cx2, sz, bbz, irz)
+                for q in range(n):
+                    W[q] *= wz
+            else:
+                for q in range(n):
+                    W[q] *= _axis_weight_flat(r2 + float(i0 + s + q) * cx2, sz, bbz, irz)
         else:
             for q in range(n):
                 W[q] = 1.0
