@@ -210,6 +210,52 @@ def _interior_interval(ia, ib, i0, r0, r1, r2, cx0, cx1, cx2, hx, hy, hz, gx, gy
 
 
 @numba.njit(cache=True, nogil=True)
+def _axis_ones(s, e, i0, r, c, n, border, ir):
+    """Voxels of ``[s, e]`` where one axis's weight is exactly 1; ``(s, s - 1)`` if none.
+
+    An estimate from the ramp's width, then both ends checked with the exact test (the
+    set is an interval, so ends that pass bound a subset of it)."""
+    if c == 0.0:
+        if _axis_one(r + float(i0 + s) * c, n, border, ir):
+            return s, e
+        return s, s - 1
+    rng = 1.0 / ir
+    t1 = (border + rng - r) / c - i0
+    t2 = (n - 1.0 - border - rng - r) / c - i0
+    if t1 > t2:
+        t1, t2 = t2, t1
+    fa = max(float(s), math.ceil(t1) + 1.0)
+    fb = min(float(e), math.floor(t2) - 1.0)
+    if fa > fb:
+        return s, s - 1
+    a = int(fa)
+    b = int(fb)
+    while a <= b and not _axis_one(r + float(i0 + a) * c, n, border, ir):
+        a += 1
+    while b >= a and not _axis_one(r + float(i0 + b) * c, n, border, ir):
+        b -= 1
+    if a > b:
+        return s, s - 1
+    return a, b
+
+
+@numba.njit(cache=True, nogil=True)
+def _mul_axis(W, n, s, i0, r, c, size, border, ir):
+    # W[q] *= this axis's weight for the row's voxels s + q, skipping exact 1.0 factors.
+    if c == 0.0:
+        w = _axis_weight_flat(r + float(i0 + s) * c, size, border, ir)
+        if w != 1.0:
+            for q in range(n):
+                W[q] *= w
+        return
+    a, b = _axis_ones(s, s + n - 1, i0, r, c, size, border, ir)
+    for q in range(0, min(a - s, n)):
+        W[q] *= _axis_weight_flat(r + float(i0 + s + q) * c, size, border, ir)
+    for q in range(max(b - s + 1, 0), n):
+        W[q] *= _axis_weight_flat(r + float(i0 + s + q) * c, size, border, ir)
+
+
+@numba.njit(cache=True, nogil=True)
 def _interior_pass(arow, brow, s, e, mode, axisw, i0, r0, r1, r2, cx0, cx1, cx2,
                    flat, wflat, hz, hy, hx, gz, gy, gx, lvl0, oz, oy, ox, sz_, sy_,
                    sx, sy, sz, bbx, bby, bbz, irx, iry, irz, P, FZ, FY, FX, W):
@@ -233,25 +279,19 @@ def _interior_pass(arow, brow, s, e, mode, axisw, i0, r0, r1, r2, cx0, cx1, cx2,
     blend = mode == 1 or mode == 5
     if blend:
         if axisw:
-            # (wx * wy) * wz as in the reference, one factor per pass; an axis whose
-            # coordinate does not move along the row (step exactly 0: v = r + i * 0.0 = r)
-            # has one weight for the whole row.
-            for q in range(n):
+            # (wx * wy) * wz as in the reference, one factor per pass. Where an axis's
+            # weight is exactly 1 (its own past-the-ramp interval, found like the others)
+            # its factor is skipped (x * 1.0 == x); an axis whose coordinate does not move
+            # along the row (step exactly 0: v = r + i * 0.0 = r) has one weight per row.
+            xa, xb = _axis_ones(s, e, i0, r0, cx0, sx, bbx, irx)
+            for q in range(xa - s, xb - s + 1):
+                W[q] = 1.0
+            for q in range(0, min(xa - s, n)):
                 W[q] = _axis_weight_flat(r0 + float(i0 + s + q) * cx0, sx, bbx, irx)
-            if cx1 == 0.0:
-                wy = _axis_weight_flat(r1 + float(i0 + s) * cx1, sy, bby, iry)
-                for q in range(n):
-                    W[q] *= wy
-            else:
-                for q in range(n):
-                    W[q] *= _axis_weight_flat(r1 + float(i0 + s + q) * cx1, sy, bby, iry)
-            if cx2 == 0.0:
-                wz = _axis_weight_flat(r2 + float(i0 + s) * cx2, sz, bbz, irz)
-                for q in range(n):
-                    W[q] *= wz
-            else:
-                for q in range(n):
-                    W[q] *= _axis_weight_flat(r2 + float(i0 + s + q) * cx2, sz, bbz, irz)
+            for q in range(max(xb - s + 1, 0), n):
+                W[q] = _axis_weight_flat(r0 + float(i0 + s + q) * cx0, sx, bbx, irx)
+            _mul_axis(W, n, s, i0, r1, cx1, sy, bby, iry)
+            _mul_axis(W, n, s, i0, r2, cx2, sz, bbz, irz)
         else:
             for q in range(n):
                 W[q] = 1.0

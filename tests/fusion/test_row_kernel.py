@@ -68,6 +68,7 @@ def _fuse_all(views, params, kernel, monkeypatch):
 CASES = [dict(overlap_strategy=s) for s in OVERLAP_STRATEGIES] + [
     dict(overlap_strategy="avg_blend", blending_border=(2.0, 1.0, 0.5), blending_range=(6.0, 9.0, 3.0)),
     dict(overlap_strategy="avg_blend", blending_range=(0.0, 5.0, 0.0)),
+    dict(overlap_strategy="content_based", blending_range=(8.0, 4.0, 2.0)),
     dict(overlap_strategy="avg_blend", voxel_size=(2.0, 2.0, 2.0)),   # reads pyramid level 1
     dict(overlap_strategy="max", voxel_size=(1.7, 2.3, 2.0)),
     dict(overlap_strategy="content_based", voxel_size=(2.0, 2.0, 2.0)),
