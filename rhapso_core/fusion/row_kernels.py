@@ -431,7 +431,7 @@ def accumulate_view_rows(
     lo = -COVER_EPS
     sx1, sy1, sz1 = sx - 1.0 + COVER_EPS, sy - 1.0 + COVER_EPS, sz - 1.0 + COVER_EPS
     flat = src.reshape(-1)
-    wflat = wsrc.reshape(-1) if mode == 5 else flat.astype(np.float32)[:0]
+    wflat = wsrc.reshape(-1)  # content_based only; other modes pass a 1-voxel stand-in
     sy_ = src.shape[2]
     sz_ = src.shape[1] * src.shape[2]
     blend = mode == 1 or mode == 5
