@@ -18,8 +18,16 @@ overlap strategy (up to the sign of an exact zero). What changes is where work h
   exact). Each such interval is an estimate whose two ends are checked with the exact
   test: an interval whose ends pass lies inside the true one, and voxels left outside
   take the general path, which is exact as well;
+* interior pieces run in two passes over the row: coordinates, tap offsets, fractions and
+  blending weights first (straight-line arithmetic, branch-free table lookups, which the
+  compiler vectorises), then the eight taps and the accumulation; an axis whose weight is
+  exactly 1 over part of the row, or whose coordinate does not move along the row (step
+  exactly 0), contributes no per-voxel work there;
 * the taps are read from the flattened source box at one offset plus the neighbour
   strides, and at level 0 (factor 1) ``(v - 0.0) * 1.0 == v`` is skipped.
+
+Measured (``bench/bench_fusion_core.py``, docs/benchmarks.md): 1.7-2x the reference on
+near-axis-aligned tiles, 1.2-1.4x on tiles rotated about a tilted axis.
 
 The reference kernel stays in :mod:`rhapso_core.fusion.kernels`; tests compare the two.
 """
