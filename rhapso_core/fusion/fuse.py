@@ -9,7 +9,8 @@ import numpy as np
 from rhapso_core import transforms as tf
 from rhapso_core.fusion.content import content_weights, grow_box, halo_voxels, level_sigmas
 from rhapso_core.fusion.geometry import FusionView, OutputGrid, output_to_view, view_voxel_size
-from rhapso_core.fusion.kernels import COVER_EPS, MODES, accumulate_view, finalize
+from rhapso_core.fusion.kernels import COVER_EPS, MODES, finalize
+from rhapso_core.fusion.row_kernels import accumulate_view_rows
 from rhapso_core.fusion.params import FusionParams
 from rhapso_core.image_source import Box, box_is_empty, clip_box
 
@@ -18,6 +19,9 @@ __all__ = ["fuse_block", "fuse_block_float", "choose_level", "source_box"]
 _DTYPE_MAX = {"uint8": 255.0, "uint16": 65535.0}
 # Stand-in for the content weights in modes that do not use them (the kernel ignores it).
 _NO_WEIGHTS = np.zeros((1, 1, 1), np.float32)
+# The sampling kernel; kernels.accumulate_view is the reference it must match bit for bit
+# (tests swap it in here to compare).
+_accumulate = accumulate_view_rows
 
 
 def choose_level(view: FusionView, grid: OutputGrid) -> int:
@@ -109,10 +113,11 @@ def fuse_block_float(
             src = src.astype(np.float32)
         if view.intensity is not None:  # the view's intensity map, before blending
             src = view.intensity.map_box(src, [a for a, _ in box], view.source.level_factors(level))
+        src = np.ascontiguousarray(src)
         if params.overlap_strategy == "content_based":
-            weights = content_weights(src, s1, s2)
+            weights = np.ascontiguousarray(content_weights(src, s1, s2))
         m = output_to_view(grid, view)[:3, :]
-        accumulate_view(
+        _accumulate(
             acc_a, acc_b, start, np.ascontiguousarray(m),
             np.asarray(view.size_xyz, np.float64), src,
             np.array([a for a, _ in box], np.int64),

@@ -39,6 +39,14 @@ def _window_mean_3d(a, fz, fy, fx, round_to_int, out):
             for zz in range(z0, z1):
                 for yy in range(y0, y1):
                     row = a[zz, yy]
+                    if fx == 2:
+                        # The common factor, as a fixed-width loop the compiler vectorises;
+                        # the same float64 sums as the general loop below ((0 + a) + b).
+                        for x in range(nx // 2):
+                            acc[x] += np.float64(row[2 * x]) + np.float64(row[2 * x + 1])
+                        if nx % 2:
+                            acc[ox - 1] += np.float64(row[nx - 1])
+                        continue
                     for x in range(ox):
                         s = 0.0
                         for xx in range(x * fx, min(x * fx + fx, nx)):

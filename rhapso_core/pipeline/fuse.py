@@ -222,6 +222,7 @@ def _open_or_create(out_uri, grid, params, per_world, unit, record, overwrite, s
         shards_zyx=None if params.shards is None else tuple(params.shards[::-1]),
         storage_options=storage_options, overwrite=overwrite,
         tc_shape=(len(record["timepoints"]), len(record["channels"])),
+        compressor=None if params.compressor == "none" else params.compressor, clevel=params.clevel,
     )
     group = zarr.open_group(out_uri, mode="a", storage_options=storage_options)
     group.attrs[GRID_ATTR] = json.loads(json.dumps(record))
