@@ -137,7 +137,9 @@ def test_deploy_and_trigger_by_cli_rest_and_event(prefect_server, tmp_path):
         by_stage: dict[str, list[float]] = {}
         for a in progress:
             by_stage.setdefault(a["description"].split(":")[0], []).append(a["data"])
-        assert set(by_stage) == PROGRESS_STAGES and all(100.0 in v for v in by_stage.values()), seen
+        # A phase prealignment round (auto's choice on this data) adds its own "pair batches correlated".
+        extra = {k for k in set(by_stage) - PROGRESS_STAGES if not k.startswith("pair batches correlated")}
+        assert PROGRESS_STAGES <= set(by_stage) and not extra and all(100.0 in v for v in by_stage.values()), seen
         # This test failed in 2 of about 6 runs on a busy 2-core machine; the one that left details had
         # a fourth progress artifact, created at 0 % and never updated, beside the three that reached
         # 100 %. A likely cause (not proven): the Prefect client re-sends a POST whose reply it lost
