@@ -54,14 +54,19 @@ def _mark_cancelled(held: dict[str, dict]) -> None:
         # stay "Running" in the UI for ever: the process that would finish them is gone.
         unfinished = FlowRunFilterState(type=FlowRunFilterStateType(
             any_=[StateType.RUNNING, StateType.PENDING, StateType.SCHEDULED]))
-        parents, seen = list(run_ids), set()
-        while parents:
-            subflows = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=parents), state=unfinished))
-            parents = [r.id for r in subflows if r.id not in seen]
-            seen.update(parents)
-        for rid in list(seen) + run_ids:
+        for rid in run_ids:
             client.set_flow_run_state(rid, Cancelled(message="interrupted by the user (signal)"), force=True)
+        # The main thread runs on until the process exits, so a subflow may start after a look:
+        # a second look catches it (one starting later still would stay "Running").
+        for _ in range(2):
+            parents, seen = list(run_ids), set()
+            while parents:
+                subflows = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=parents), state=unfinished))
+                parents = [r.id for r in subflows if r.id not in seen]
+                seen.update(parents)
+            for rid in seen:
+                client.set_flow_run_state(rid, Cancelled(message="interrupted by the user (signal)"), force=True)
 
 
 def _stop_services() -> None:

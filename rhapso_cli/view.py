@@ -125,4 +125,14 @@ def cmd_view(args) -> int:
     finally:
         server.shutdown()
         server.server_close()
+        stop_local_viewer(server)
     return 0
+
+
+def stop_local_viewer(server) -> None:
+    """Stop Neuroglancer's own server (its thread would otherwise keep the process alive)."""
+    if getattr(server, "local_viewer", None) is not None:
+        import neuroglancer
+
+        neuroglancer.stop()
+        server.local_viewer = None

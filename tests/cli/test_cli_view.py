@@ -42,7 +42,7 @@ def _state(url: str) -> dict:
 
 
 def test_view_of_an_xml_serves_every_tile_to_the_link(dataset):
-    from rhapso_cli.view import start
+    from rhapso_cli.view import start, stop_local_viewer
 
     server, url, skipped = start(str(dataset / "dataset.xml"))
     try:
@@ -66,6 +66,7 @@ def test_view_of_an_xml_serves_every_tile_to_the_link(dataset):
     finally:
         server.shutdown()
         server.server_close()
+        stop_local_viewer(server)
 
 
 def test_view_command_prints_the_link_and_stops_on_ctrl_c(dataset):

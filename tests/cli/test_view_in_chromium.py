@@ -93,7 +93,7 @@ def _drawn(rgb: np.ndarray) -> bool:
 def test_view_of_an_xml_renders_the_tiles_offline(dataset, chromium, tmp_path):
     import neuroglancer  # noqa: F401  (the test extra installs it: its absence is a failure)
 
-    from rhapso_cli.view import start
+    from rhapso_cli.view import start, stop_local_viewer
 
     server, url, skipped = start(str(dataset / "dataset.xml"))
     profile = str(tmp_path / "profile")
@@ -110,6 +110,7 @@ def test_view_of_an_xml_renders_the_tiles_offline(dataset, chromium, tmp_path):
         proc.wait()
         server.shutdown()
         server.server_close()
+        stop_local_viewer(server)
     from imageio.v3 import imwrite
 
     imwrite(tmp_path / "view.png", rgb)  # left in pytest's tmp folder for a person to look at

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import asyncio
 
 import numpy as np
@@ -89,6 +91,7 @@ def test_stitch_on_local_ray(prefect_harness, small_dataset, tmp_path):
     assert result["qc"]["verdict"] in ("pass", "warn"), result["qc"]["reasons"]
 
 
+@pytest.mark.heavy  # 40 s; the detection cache on a re-run is also checked by orchestration/test_kill_resume.py
 def test_rerun_skips_cached_detection(prefect_harness, small_dataset, tmp_path):
     from flows.alignment import alignment
 

@@ -151,10 +151,20 @@ class PrefectServer:
         read_only = method == "GET" or path.endswith("/filter")
         for attempt in range(3 if read_only else 1):
             try:
-                return self._request(method, path, body, auth, timeout)
+                return self._with_503_retries(method, path, body, auth, timeout)
             except TimeoutError:
                 if attempt == (2 if read_only else 0):
                     raise
+        raise AssertionError("unreachable")
+
+    def _with_503_retries(self, method: str, path: str, body, auth: str | None, timeout: float):
+        # 503 is Prefect's answer when SQLite stayed locked (the transaction was rolled back, nothing
+        # was written): retried, as a client of the real service does, writes included.
+        for wait in (1.0, 2.0, 4.0, 8.0, None):
+            status, payload = self._request(method, path, body, auth, timeout)
+            if status != 503 or wait is None:
+                return status, payload
+            time.sleep(wait)
         raise AssertionError("unreachable")
 
     def _request(self, method: str, path: str, body, auth: str | None, timeout: float):
