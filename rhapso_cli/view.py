@@ -11,6 +11,7 @@ shows the fused image with the tiles over it.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import webbrowser
 from dataclasses import dataclass
@@ -125,14 +126,23 @@ def cmd_view(args) -> int:
     finally:
         server.shutdown()
         server.server_close()
+        local = server.local_viewer is not None
         stop_local_viewer(server)
+    if local:
+        # Neuroglancer's server (tornado) can leave threads the interpreter waits for at exit,
+        # so Ctrl-C would not end the command: it ends here, everything served being stopped.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
-def stop_local_viewer(server) -> None:
-    """Stop Neuroglancer's own server (its thread would otherwise keep the process alive)."""
+def stop_local_viewer(server, timeout_s: float = 3.0) -> None:
+    """Stop Neuroglancer's own server, waiting at most ``timeout_s``."""
     if getattr(server, "local_viewer", None) is not None:
         import neuroglancer
 
-        neuroglancer.stop()
+        t = threading.Thread(target=neuroglancer.stop, daemon=True)
+        t.start()
+        t.join(timeout_s)
         server.local_viewer = None

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 import numpy as np
 
 from rhapso_core.io import open_image
 from rhapso_core.spimdata import SplitImageLoader, load_xml
 
 
+@pytest.mark.heavy  # 40 s: split-affine accuracy is tested in-process (synthetic_warp/, split/) in CI
 def test_stitch_with_split_affine(prefect_harness, small_dataset, tmp_path):
     from flows.stitch import stitch
 

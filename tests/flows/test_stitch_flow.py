@@ -47,6 +47,7 @@ def _artifact_keys() -> set[str]:
     return asyncio.run(read())
 
 
+@pytest.mark.heavy  # 31 s: stitch on Ray also runs in reliability/test_reliability_worker_kill.py (with kills)
 def test_stitch_on_local_ray(prefect_harness, small_dataset, tmp_path):
     from flows.stitch import stitch
 

@@ -1,12 +1,12 @@
 """Fault injection: a stitch interrupted at a random moment (SIGINT, SIGKILL, or a disk that
 fills up), then run again into the same folder, ends byte-identical to a clean run.
 
-Iterations cycle through the three faults, starting at a seeded one (so the default two
-iterations cover two of the three in each run and all three across runs). Each draws its moment from a seeded generator
+Iterations cycle through the three faults, starting at a seeded one (so the one
+iteration CI runs covers one, and all three come up across runs). Each draws its moment from a seeded generator
 (the delay in seconds after the run took its output lock; for the full disk, the write
 from which every write under the output folder fails with ENOSPC, out of the writes a
 clean run makes), printed in the failure message so a failing draw can be replayed.
-``RHAPSO_FAULT_ITERATIONS`` sets how many (default 2: CI time); ``RHAPSO_FAULT_SEED`` the seed.
+``RHAPSO_FAULT_ITERATIONS`` sets how many (default 1: CI time; the README's figures are from 9); ``RHAPSO_FAULT_SEED`` the seed.
 Compared: the fused OME-Zarr, the point store and the N5 export byte for byte (zarr
 consistency tokens aside, see reliability_helpers), the solved transforms to 1e-9.
 """
@@ -79,7 +79,7 @@ def _interrupt(xml, out, sig: int, delay: float) -> tuple[int | None, float]:
 
 @pytest.mark.slow
 def test_interrupted_stitch_reruns_identical_to_a_clean_run(rel_harness, write_dataset_copy, tmp_path):
-    iterations = int(os.environ.get("RHAPSO_FAULT_ITERATIONS", "2"))
+    iterations = int(os.environ.get("RHAPSO_FAULT_ITERATIONS", "1"))
     seed = int(os.environ.get("RHAPSO_FAULT_SEED", str(random.SystemRandom().randrange(10**6))))
     rng = random.Random(seed)
     paths = write_dataset_copy("fault-injection", **SMALL)

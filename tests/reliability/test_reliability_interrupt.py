@@ -3,8 +3,8 @@
 Case 6 of issue 19: Ctrl-C on the process group took 149 s and printed 230 lines of
 Prefect ``ConnectError``; on the main process alone it was usually ignored. Tolerance:
 exit status 130 within 15 s of the signal, at most 2 stderr lines after it (Ray may
-print its start-up line), the output lock gone, and a re-run of the same command
-completing in the same folder. The input folder is hashed before and after.
+print its start-up line), the output lock gone, the command's flow run marked cancelled. The
+input folder is hashed before and after. (A re-run resuming: test_reliability_fault_injection.py.)
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def _env() -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["SIGINT to the process", "SIGTERM to the process group"])
-def test_interrupted_align_stops_quickly_and_resumes(rel_harness, write_dataset_copy, tmp_path, how):
+def test_interrupted_align_stops_quickly(rel_harness, write_dataset_copy, tmp_path, how):
     paths = write_dataset_copy("interrupt-" + how.split()[0], **SMALL)
     before = folder_hash(paths.root)
     out = tmp_path / "out"
@@ -85,11 +85,4 @@ def test_interrupted_align_stops_quickly_and_resumes(rel_harness, write_dataset_
                                      f"{len(cancelled)} of {len(states)} flow run(s) marked cancelled, "
                                      f"{len(left_running)} left running")
     assert folder_hash(paths.root) == before, "the input folder was modified"
-    if how.startswith("SIGINT"):
-        return  # the resume is checked once, after the SIGTERM case (CI time)
-    # The same command again, in the same folder, completes (tasks in threads to keep it short).
-    rerun = subprocess.run(cmd + ["--no-ray"], capture_output=True, text=True, env=_env(), timeout=400)
-    # 3: resumed to the end with a QC "fail" (two small tiles may not match): the resume is what counts.
-    assert rerun.returncode in (0, 3), rerun.stderr[-2000:]
-    assert (out / "aligned.xml").exists() and not lock.exists()
-    assert folder_hash(paths.root) == before, "the input folder was modified"
+    # The resume (the same command again in this folder) is checked by test_reliability_fault_injection.py.
