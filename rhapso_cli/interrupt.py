@@ -169,7 +169,6 @@ def handling_signals(command: str, kept: str):
             signal.signal(s, h)
 
 
-
 def _finished_exit(rc: int):
     def _finished(signum, frame) -> None:
         with contextlib.suppress(Exception):
