@@ -11,6 +11,7 @@ shows the fused image with the tiles over it.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 import webbrowser
@@ -119,11 +120,18 @@ def cmd_view(args) -> int:
     print(url, flush=True)
     if not args.no_browser:
         webbrowser.open(server.local_viewer_url or url)
+    # Serve until Ctrl-C or SIGTERM, whatever the inherited dispositions: a shell starts a
+    # background job with SIGINT ignored, and Python keeps an ignored SIGINT ignored.
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {s: signal.signal(s, signal.default_int_handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         threading.Event().wait()  # until Ctrl-C
     except KeyboardInterrupt:
         print("stopped serving")
     finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
         server.shutdown()
         server.server_close()
         local = server.local_viewer is not None
