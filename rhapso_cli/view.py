@@ -108,24 +108,27 @@ def start(target: str, fused: str | None = None, port: int = 0, host: str = "127
 
 def cmd_view(args) -> int:
     server, url, skipped = start(args.target, args.fused, args.port)
-    print(f"serving {server.url} (this machine only) for Neuroglancer; Ctrl-C stops it")
-    if skipped:
-        print(f"{len(skipped)} views left out: {skipped[0]['reason']}")
-    if server.local_viewer_url:
-        print("Neuroglancer from this machine (works offline):")
-        print(server.local_viewer_url)
-        print("the same view on the public Neuroglancer page (needs internet access; the link holds the view):")
-    else:
-        print("Neuroglancer (public page; install the 'view' extra to view offline):")
-    print(url, flush=True)
-    if not args.no_browser:
-        webbrowser.open(server.local_viewer_url or url)
-    # Serve until Ctrl-C or SIGTERM, whatever the inherited dispositions: a shell starts a
-    # background job with SIGINT ignored, and Python keeps an ignored SIGINT ignored.
+    # Serve until Ctrl-C or SIGTERM, whatever the inherited dispositions (a shell starts a
+    # background job with SIGINT ignored, and Python keeps an ignored SIGINT ignored); set
+    # before the link is printed, the only moment a user can choose to stop.
     previous = {}
     if threading.current_thread() is threading.main_thread():
-        previous = {s: signal.signal(s, signal.default_int_handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        for s in previous:
+            signal.signal(s, signal.default_int_handler)
+        print(f"serving {server.url} (this machine only) for Neuroglancer; Ctrl-C stops it")
+        if skipped:
+            print(f"{len(skipped)} views left out: {skipped[0]['reason']}")
+        if server.local_viewer_url:
+            print("Neuroglancer from this machine (works offline):")
+            print(server.local_viewer_url)
+            print("the same view on the public Neuroglancer page (needs internet access; the link holds the view):")
+        else:
+            print("Neuroglancer (public page; install the 'view' extra to view offline):")
+        print(url, flush=True)
+        if not args.no_browser:
+            webbrowser.open(server.local_viewer_url or url)
         threading.Event().wait()  # until Ctrl-C
     except KeyboardInterrupt:
         print("stopped serving")
