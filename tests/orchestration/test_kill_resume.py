@@ -112,6 +112,7 @@ def _zarr_arrays(root: Path) -> dict[str, np.ndarray]:
     return out
 
 
+@pytest.mark.heavy  # 58 s; a killed flow process re-run in place: reliability/test_reliability_concurrency.py
 def test_killed_run_resumes_with_identical_outputs(prefect_server, tiny_dataset, tmp_path):
     server = prefect_server
     tag = uuid.uuid4().hex[:8]
