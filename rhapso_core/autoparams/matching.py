@@ -183,8 +183,8 @@ def _prealignment(survey, bridge: float, stage_uncertainty, probe: list, n_min: 
     else:
         good = [k for k in probe if k.ok]
         if good:
-            u = max(k.length for k in good)
             worst = max(good, key=lambda k: k.length)
+            u = worst.length
             what = (f"largest relative stage error measured by phase correlation of {len(good)} of {len(probe)} "
                     f"sampled overlap(s): {u:.1f} world units (t{worst.a[0]} s{worst.a[1]} - t{worst.b[0]} "
                     f"s{worst.b[1]}, r {worst.r:.2f})")
