@@ -9,7 +9,7 @@ from rhapso_core.pipeline.phase_fallback import link_failed_pairs
 from rhapso_core.pipeline.prealign import verify_phase_round
 from rhapso_core.verify.params import VerifyParams
 from rhapso_core.solver import SolverParams
-from rhapso_core.stitching import PhaseLink, StitchingParams
+from rhapso_core.stitching import PhaseLink, PhaseRoundRecord, StitchingParams
 from tasks.policies import RETRY_DELAYS, retry_transient
 
 
@@ -27,8 +27,8 @@ def correlate_pairs(xml_uri: str, pairs, params: StitchingParams, batch_index: i
 
 @task(name="solve-phase-links", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
 def solve_links(xml_uri: str, links: list[PhaseLink], out_xml: str, solver: SolverParams,
-                params: StitchingParams) -> dict:
-    return phase.solve_phase_round(xml_uri, links, out_xml, solver, params).to_dict()
+                params: StitchingParams) -> PhaseRoundRecord:
+    return phase.solve_phase_round(xml_uri, links, out_xml, solver, params)
 
 
 @task(name="verify-phase-round", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)

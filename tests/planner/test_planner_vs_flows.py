@@ -55,9 +55,9 @@ def submitted(monkeypatch):
     monkeypatch.setattr(rhapso_core.cost, "MIN_TASK_MEMORY", 0)
     monkeypatch.setattr(flows.artifacts, "wait_with_progress", lambda futures, what: [f.result() for f in futures])
     monkeypatch.setattr(flows.artifacts, "points_table", lambda *a, **k: None)
-    monkeypatch.setattr(tasks.detection, "detect_chunk", _Recorder(log, "detect", lambda *a: InterestPoints.empty()))
+    monkeypatch.setattr(tasks.detection, "run_chunk", _Recorder(log, "detect", lambda *a: InterestPoints.empty()))
     monkeypatch.setattr(tasks.detection, "store_points", _Recorder(log, "store", tasks.detection.store_points.fn))
-    monkeypatch.setattr(tasks.detection, "plan_detection", tasks.detection.plan_detection.fn)
+    monkeypatch.setattr(tasks.detection, "plan_views", tasks.detection.plan_views.fn)
     monkeypatch.setattr(tasks.fusion, "fuse_unit", _Recorder(log, "fuse", lambda *a: 0))
     monkeypatch.setattr(tasks.fusion, "downsample", _Recorder(log, "downsample", lambda *a: 0))
     for name in ("plan_fusion", "plan_pyramid", "finish_pyramid", "fused_xml"):
