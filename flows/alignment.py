@@ -139,16 +139,16 @@ def split_affine_stage(
     logger = get_run_logger()
     split_xml, split_store = split_outputs(work)
     res = split_tasks.split(xml, split_xml, split, store, split_store)
-    parent = {int(k): v for k, v in res["parent_of"].items()}
+    parent = res.parent_of
     pairs = [(a, b) for a, b in matching_tasks.plan_pairs(split_xml, "overlapping", [])
              if parent[a[1]] != parent[b[1]]]  # pieces of one tile are tied by the fake matches
     records = match_in_batches(split_xml, split_store, pairs, label, matching, slots,
                                "pair batches matched (split-affine)")
     ok = sum(r.ok for r in records)
     logger.info("split-affine: %d sub-views, %d of %d pairs matched, %d fake points",
-                len(parent), ok, len(records), res["fake_points"])
+                len(parent), ok, len(records), res.fake_points)
     artifacts.pairs_table(records, "split-affine")
-    weights = {**solver.label_weights, **res["label_weights"]}
+    weights = {**solver.label_weights, **res.label_weights}
     solver = solver.model_copy(update={"model": "affine", "label_weights": weights})
     outcome = split_tasks.solve_split(split_xml, split_store, [label, split.fake_label], solver, out_xml)
     report = outcome.to_dict()

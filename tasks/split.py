@@ -7,13 +7,13 @@ from prefect import task
 from rhapso_core.pipeline.results import SolveOutcome
 from rhapso_core.pipeline.solve import solve_dataset
 from rhapso_core.solver import SolverParams
-from rhapso_core.split import SplitParams, split_dataset
+from rhapso_core.split import SplitParams, SplitResult, split_dataset
 from tasks.policies import RETRY_DELAYS, retry_transient
 
 
 @task(name="split-dataset", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
-def split(xml: str, split_xml: str, params: SplitParams, store: str, split_store: str) -> dict:
-    return split_dataset(xml, split_xml, params, store_uri=store, out_store_uri=split_store).to_dict()
+def split(xml: str, split_xml: str, params: SplitParams, store: str, split_store: str) -> SplitResult:
+    return split_dataset(xml, split_xml, params, store_uri=store, out_store_uri=split_store)
 
 
 @task(name="solve-split", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
