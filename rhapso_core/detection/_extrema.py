@@ -13,6 +13,12 @@ import numpy as np
 __all__ = ["find_and_localize"]
 
 
+@numba.njit(cache=True, inline="always")
+def _beats(v, u, sign):
+    # Strictly above (maximum, sign 1) or below (minimum, sign -1) a neighbour's value.
+    return v > u if sign > 0 else v < u
+
+
 @numba.njit(cache=True)
 def _is_extremum(dog, z, y, x, v, sign):
     for dz in range(-1, 2):
@@ -20,13 +26,8 @@ def _is_extremum(dog, z, y, x, v, sign):
             for dx in range(-1, 2):
                 if dz == 0 and dy == 0 and dx == 0:
                     continue
-                u = dog[z + dz, y + dy, x + dx]
-                if sign > 0:
-                    if not v > u:
-                        return False
-                else:
-                    if not v < u:
-                        return False
+                if not _beats(v, dog[z + dz, y + dy, x + dx], sign):
+                    return False
     return True
 
 

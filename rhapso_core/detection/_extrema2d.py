@@ -15,7 +15,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from rhapso_core.detection._extrema import _as_arrays, _candidate_sign
+from rhapso_core.detection._extrema import _as_arrays, _beats, _candidate_sign
 
 __all__ = ["find_and_localize_2d"]
 
@@ -26,13 +26,8 @@ def _is_extremum_2d(dog, z, y, x, v, sign):
         for dx in range(-1, 2):
             if dy == 0 and dx == 0:
                 continue
-            u = dog[z, y + dy, x + dx]
-            if sign > 0:
-                if not v > u:
-                    return False
-            else:
-                if not v < u:
-                    return False
+            if not _beats(v, dog[z, y + dy, x + dx], sign):
+                return False
     return True
 
 
