@@ -172,7 +172,7 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
     runner = stage_runner(p.runtime)
     label = p.detection.label
     # Every `auto` parameter is derived from this dataset once, before any stage runs.
-    resolution = autoparams_tasks.resolve(xml, p, layout["resolved_params"])
+    resolution = autoparams_tasks.resolve_parameters(xml, p, layout["resolved_params"])
     p = resolution.params
     summary = AlignmentSummary(xml, final, layout["store"], resolution.summary(), layout["resolved_params"],
                                resolution.prealignment.chosen)

@@ -54,7 +54,7 @@ def phase_stage(
     artifacts.solver_table(result, round_name)
     check = None
     if verify is not None and verify.enabled:
-        check = stitching_tasks.verify_round(xml, out_xml, verify, list(grouping or ["channel", "illumination"]))
+        check = stitching_tasks.verify_phase_round(xml, out_xml, verify, list(grouping or ["channel", "illumination"]))
         (logger.warning if check["worse_than_input"] else logger.info)("%s round: %s", round_name, check["summary"])
     return RoundResult("phase", out_xml, len(links), ok, rec.solver_report.get("final_error"), rec.transform_name,
                        result, verify=check, phase_links=[k.to_dict() for k in rec.links])

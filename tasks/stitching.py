@@ -6,7 +6,7 @@ from prefect import task
 
 from rhapso_core.pipeline import phase
 from rhapso_core.pipeline.phase_fallback import link_failed_pairs
-from rhapso_core.pipeline.prealign import verify_phase_round
+from rhapso_core.pipeline import prealign
 from rhapso_core.verify.params import VerifyParams
 from rhapso_core.solver import SolverParams
 from rhapso_core.stitching import PhaseLink, PhaseRoundRecord, StitchingParams
@@ -32,9 +32,9 @@ def solve_links(xml_uri: str, links: list[PhaseLink], out_xml: str, solver: Solv
 
 
 @task(name="verify-phase-round", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
-def verify_round(xml_in: str, xml_out: str, verify: VerifyParams, grouping: list[str]) -> dict | None:
+def verify_phase_round(xml_in: str, xml_out: str, verify: VerifyParams, grouping: list[str]) -> dict | None:
     # Rewrites xml_out only when a tile is reverted (atomically); a retry measures the same images again.
-    return verify_phase_round(xml_in, xml_out, verify, grouping)
+    return prealign.verify_phase_round(xml_in, xml_out, verify, grouping)
 
 
 @task(name="phase-link-failed-pairs", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
