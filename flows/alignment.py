@@ -218,7 +218,7 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
         # After the last round: the maps depend on the final registrations, and stored with the
         # solved XML they belong to the dataset, so every later fusion (here, BigStitcher,
         # BigStitcher-Spark) applies them without estimating again.
-        summary.intensity = intensity_tasks.correct_intensity(final, p.intensity, p.views)
+        summary.intensity = intensity_tasks.correct_intensity(final, p.intensity, p.views).to_dict()
         artifacts.intensity_note(summary.intensity)
     if points_needed:
         export_n5(PointStore(layout["store"]), layout["n5"], labels=[label], on_invalid="skip")

@@ -52,11 +52,11 @@ def run_fusion(xml: str, out: str, p: PipelineParams, overwrite: bool = False, e
         from tasks import intensity as intensity_tasks
 
         corrected = intensity_tasks.correct_intensity(xml, p.intensity, p.views, out_xml=intensity_xml_path(out))
-        artifacts.intensity_note(corrected)
-        xml = corrected["xml"]
+        artifacts.intensity_note(corrected.to_dict())
+        xml = corrected.xml
     summary = fusion_stage.with_options(task_runner=stage_runner(p.runtime))(xml, out, p.fusion, overwrite, p.views)
     if corrected is not None:
-        summary["intensity"] = corrected
+        summary["intensity"] = corrected.to_dict()
     artifacts.output_note("Fusion", [f"input: {xml}", f"fused OME-Zarr: {out}",
                                      f"BigStitcher XML of the fused image: {summary['xml']}",
                                      f"shape (z, y, x): {summary['shape_zyx']}",
