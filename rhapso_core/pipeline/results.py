@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from rhapso_core.solver.records import SolveResult
 
-__all__ = ["SolveOutcome", "RoundResult", "RoundKind", "AlignmentSummary"]
+__all__ = ["SolveOutcome", "RoundResult", "RoundKind", "AlignmentSummary", "FusionSummary"]
 
 RoundKind = Literal["points", "phase", "split"]
 
@@ -138,4 +138,31 @@ class AlignmentSummary:
         for key in ("intensity", "n5", "qc"):
             if getattr(self, key) is not None:
                 d[key] = getattr(self, key)
+        return d
+
+
+@dataclass
+class FusionSummary:
+    """What a fusion run wrote (:func:`flows.fusion.fusion_stage`): the OME-Zarr ``output`` of
+    ``shape_zyx`` per (timepoint, channel), its BigStitcher ``xml``, the blocks written this run
+    (0 for a complete earlier run's), the work units submitted, the pyramid levels added;
+    ``intensity`` the correction estimated first (``IntensityOutcome.to_dict()``; None if none)."""
+
+    output: str
+    xml: str
+    shape_zyx: list[int]
+    blocks_written: int
+    units: int
+    levels_added: list[str]
+    timepoints: list[int]
+    channels: list[int]
+    intensity: dict | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"output": self.output, "xml": self.xml, "shape_zyx": list(self.shape_zyx),
+                             "blocks_written": self.blocks_written, "units": self.units,
+                             "levels_added": self.levels_added, "timepoints": self.timepoints,
+                             "channels": self.channels}
+        if self.intensity is not None:
+            d["intensity"] = self.intensity
         return d

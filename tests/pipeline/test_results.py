@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from rhapso_core.pipeline.match import PairRecord
-from rhapso_core.pipeline.results import AlignmentSummary, RoundResult, SolveOutcome
+from rhapso_core.pipeline.results import AlignmentSummary, FusionSummary, RoundResult, SolveOutcome
 from rhapso_core.solver.records import SolveReport, SolveResult
 
 
@@ -59,3 +59,12 @@ def test_round_json_per_kind():
     s.detection, s.qc = None, {"verdict": "pass"}
     assert "detection" not in s.to_dict() and s.to_dict()["qc"] == {"verdict": "pass"}
     json.dumps(d)
+
+
+def test_fusion_summary_json():
+    f = FusionSummary("f.ome.zarr", "f.xml", [4, 5, 6], 3, 2, ["1"], [0], [0, 1])
+    assert list(f.to_dict()) == ["output", "xml", "shape_zyx", "blocks_written", "units", "levels_added",
+                                 "timepoints", "channels"]
+    f.intensity = {"xml": "i.xml"}
+    assert f.to_dict()["intensity"] == {"xml": "i.xml"}
+    json.dumps(f.to_dict())
