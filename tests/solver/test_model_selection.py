@@ -17,10 +17,10 @@ from rhapso_core.solver.synthetic import correction_rms, make_grid
 
 def test_candidates_respect_user_values_and_the_round():
     assert candidates(SolverParams(max_model="rigid")) == [("translation", 0.0), ("rigid", 0.0)]
-    assert candidates(SolverParams(model="affine")) == [("affine", 0.5), ("affine", 0.1), ("affine", 0.02), ("affine", 0.0)]
+    lams = [("affine", 0.5), ("affine", 0.1), ("affine", 0.02), ("affine", 0.005), ("affine", 0.001), ("affine", 0.0)]
+    assert candidates(SolverParams(model="affine")) == lams
     assert candidates(SolverParams(lambda_value=0.3)) == [("translation", 0.0), ("rigid", 0.0), ("affine", 0.3)]
-    assert candidates(SolverParams(solver="sparse")) == [
-        ("translation", 0.0), ("affine", 0.5), ("affine", 0.1), ("affine", 0.02), ("affine", 0.0)]
+    assert candidates(SolverParams(solver="sparse")) == [("translation", 0.0), *lams]
 
 
 def test_a_user_value_wins():
