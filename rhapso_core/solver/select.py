@@ -112,8 +112,6 @@ def select_model(
     seed: int = 0,
 ) -> ModelChoice:
     """Validate every candidate of ``params`` (see the module docstring) and return the choice."""
-    from rhapso_core.solver.solve import solve  # the solve calls this module
-
     cands = candidates(params)
     fallback_lam = 0.1 if params.lambda_value == "auto" else float(params.lambda_value)
     if len(cands) == 1:
@@ -128,25 +126,54 @@ def select_model(
     links = sorted(links, key=lambda lk: (_key(lk), lk.n))
     usable = [lk.n >= params.min_matches and float(np.sum(lk.weight)) * label_w.get(lk.label, 1.0) > 0
               for lk in links]
-    pair_fold = _pair_folds(links, usable, params.validation_pairs, seed)
-    by_pairs = any(f is not None for f in pair_fold)
-    if by_pairs:
-        k = max(f for f in pair_fold if f is not None) + 1
-        # A held-out link's matches all sit in its one fold; the other links are always trained on.
-        folds = [None if f is None else np.full(lk.n, f, dtype=np.int64) for lk, f in zip(links, pair_fold)]
-    else:
-        k = params.validation_folds
-        folds = []
-        for lk, ok in zip(links, usable):
-            held = ok and lk.n >= k * params.min_matches
-            a, b, label = _key(lk)
-            rng = np.random.default_rng([seed, *a, *b, lk.n, zlib.crc32(label.encode())])
-            folds.append(_fold_ids(lk.n, k, rng) if held else None)
+    k = params.validation_folds
+    folds = []
+    for lk, ok in zip(links, usable):
+        held = ok and lk.n >= k * params.min_matches
+        a, b, label = _key(lk)
+        rng = np.random.default_rng([seed, *a, *b, lk.n, zlib.crc32(label.encode())])
+        folds.append(_fold_ids(lk.n, k, rng) if held else None)
     if not any(f is not None for f in folds):
         m = cands[-1][0]
         lam = fallback_lam if m == "affine" else 0.0
         return ModelChoice(m, lam, f"no link has {k * params.min_matches} matches to validate with: "
                                    f"the most flexible model allowed", k, 0)
+    first = _validate(links, params, views, cands, folds, k, by_pairs=False)
+    if first is None:
+        m = cands[-1][0]
+        return ModelChoice(m, fallback_lam if m == "affine" else 0.0,
+                           "every held-out link was removed as an outlier: the most flexible model allowed", k, 0)
+    choice, reason, n_held, scores = first
+    m, lam = cands[choice]
+    scores = [dict(sc, held_out="matches") for sc in scores]
+    affine = [c for c in cands if c[0] == "affine"]
+    if m != "affine" or len(affine) < 2:
+        return ModelChoice(m, float(lam), reason, k, n_held, scores)
+    pair_fold = _pair_folds(links, usable, params.validation_pairs, seed)
+    if not any(f is not None for f in pair_fold):
+        return ModelChoice(m, float(lam), reason + "; lambda: no link held out whole (validation_pairs is 0, or "
+                                                   "every link is a bridge)",
+                           k, n_held, scores)
+    k2 = max(f for f in pair_fold if f is not None) + 1
+    # A held-out link's matches all sit in its one fold; the other links are always trained on.
+    pfolds = [None if f is None else np.full(lk.n, f, dtype=np.int64) for lk, f in zip(links, pair_fold)]
+    second = _validate(links, params, views, affine, pfolds, k2, by_pairs=True)
+    if second is None:
+        return ModelChoice(m, float(lam), reason + "; lambda: every held-out link was removed as an outlier",
+                           k, n_held, scores)
+    choice2, reason2, n_held2, scores2 = second
+    lam = affine[choice2][1]
+    return ModelChoice("affine", float(lam), f"model: {reason}; lambda: {reason2}", k2, n_held2,
+                       scores + [dict(sc, held_out="links") for sc in scores2])
+
+
+def _validate(links, params, views, cands, folds, k, by_pairs):
+    """Score ``cands`` over ``k`` folds (``folds``: per link, each match's fold or None) and apply the
+    one-standard-error rule. Returns (choice index, reason, held-out matches, scores), or None where
+    every held-out link was removed as an outlier."""
+    from rhapso_core.solver.solve import solve  # the solve calls this module
+
+    label_w = params.label_weights
     method = "iterative" if params.method == "two_round" else params.method
     sq: dict[int, list[np.ndarray]] = {i: [] for i in range(len(cands))}
     probes = _probe_points(links, views)
@@ -178,8 +205,8 @@ def select_model(
             if not out.any():
                 continue
             mask_w.append(lk.weight[out] * label_w.get(lk.label, 1.0))
-            # Pairs: a held-out link's matches share its errors, so the link is the unit of the standard
-            # error; matches held out of every link are independent draws.
+            # Whole links: a held-out link's matches share the errors of one prediction, so the link is
+            # the unit of the standard error; matches held out of every link are independent draws.
             n_out = int(out.sum())
             ids_c.append(np.full(n_out, j) if by_pairs else next_id + np.arange(n_out))
             next_id += n_out
@@ -192,15 +219,13 @@ def select_model(
             for i in per_cand:
                 sq[i].append(np.concatenate(per_cand[i]))
     if not weights:
-        m = cands[-1][0]
-        return ModelChoice(m, fallback_lam if m == "affine" else 0.0,
-                           "every held-out link was removed as an outlier: the most flexible model allowed", k, 0)
+        return None
     w = np.concatenate(weights)
     unit_of = np.unique(np.concatenate(clusters), return_inverse=True)[1]
     err = {i: np.concatenate(v) for i, v in sq.items()}
     wsum = float(w.sum())
     mse = {i: float(np.sum(w * e) / wsum) for i, e in err.items()}
-    spread = {i: _spread(np.stack(runs)) for i, runs in placed.items()}
+    spread = {i: _spread(np.stack(runs), gauge_free=by_pairs) for i, runs in placed.items()}
 
     score = {i: mse[i] + spread[i] ** 2 for i in mse}
     best = min(score, key=lambda i: (score[i], i))
@@ -217,14 +242,14 @@ def select_model(
                        "standard_error": se, "within_noise_of_best": bool(ok)})
         if ok and choice is None:
             choice = i
-    m, lam = cands[choice]
     b_m, b_lam = cands[best]
     best_txt = f"{b_m}" + (f" lambda={b_lam:g}" if b_m == "affine" else "")
+    what = f"{k} held-out links" if by_pairs else f"{k} folds of matches"
     reason = (f"score {np.sqrt(score[choice]):.3g}: held-out RMS {np.sqrt(mse[choice]):.3g} over {len(w)} matches in "
-              f"{k} folds ({'one held-out link each' if by_pairs else 'of matches'}), placement spread {spread[choice]:.3g}; "
+              f"{what}, placement spread {spread[choice]:.3g}; "
               + ("the best" if choice == best else
                  f"the simplest within {_Z:g} standard errors of the best ({best_txt}, {np.sqrt(score[best]):.3g})"))
-    return ModelChoice(m, float(lam), reason, k, int(len(w)), scores)
+    return choice, reason, int(len(w)), scores
 
 
 def _pair_folds(links: Sequence[Link], usable: Sequence[bool], max_pairs: int, seed: int) -> list[int | None]:
@@ -308,9 +333,11 @@ def _neighbourhood(links: Sequence[Link], max_views: int) -> list[Link]:
     return [lk for lk in links if lk.a in chosen and lk.b in chosen]
 
 
-def _spread(runs: np.ndarray) -> float:
-    """RMS distance of the fold solutions' placements (folds x points x 3) from their mean."""
-    runs = _without_global_affine(runs)
+def _spread(runs: np.ndarray, gauge_free: bool) -> float:
+    """RMS distance of the fold solutions' placements (folds x points x 3) from their mean
+    (``gauge_free``: after removing each fold's global affine onto the mean)."""
+    if gauge_free:
+        runs = _without_global_affine(runs)
     return float(np.sqrt(np.mean(np.sum((runs - runs.mean(axis=0)) ** 2, axis=2))))
 
 

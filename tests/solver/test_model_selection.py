@@ -92,21 +92,17 @@ def test_one_percent_affine_images_get_their_affine(tmp_path):
     assert rms < 0.55 and rms < 0.7 * fixed, (rms, fixed)
 
 
-@pytest.mark.slow  # 96 solves of 64 tiles and the 200-tile solve: about 60 s
+@pytest.mark.slow  # 32 + 72 solves of 64 tiles: about 60 s
 def test_large_grid_never_takes_an_undetermined_affine():
-    # 10 x 10 x 2 tiles, rigid truth: unregularised affine bends the mosaic by 75 voxels where
-    # no match constrains it (lambda 0.5: 0.116 voxel RMS). Links held out whole show it:
-    # held-out RMS 0.51 for rigid against 0.60-0.73 for every affine, so rigid is chosen, and
-    # the result is the rigid model solved by name (1e-9). That solve is limited by the iterative
-    # optimiser's plateau stop on 200 tiles (1.05 voxel RMS after 209 iterations; 0.19 with
-    # max_plateauwidth 2000): tolerance 1.2 voxels, the optimiser's, not the validation's.
+    # 10 x 10 x 2 tiles, rigid truth: unregularised affine predicts held-out matches best
+    # (0.477 against 0.496) yet bends the mosaic by 75 voxels where no match constrains it;
+    # the fold-to-fold spread of its placements (2.5 voxels, rigid's iterative optimiser
+    # 2.2, lambda 0.5: 0.30) keeps both out. Holding out whole links then keeps lambda 0.5
+    # (held-out RMS 0.60 against 0.72-0.73 for lambda 0.1-0). Measured 0.116 voxel RMS.
     g = make_grid((10, 10, 2), "rigid", seed=1)
     r = solve(g.links, SolverParams(), g.views)
-    assert r.report.model == "rigid", r.report.model_selection["reason"]
-    named = solve(g.links, SolverParams(model="rigid"), g.views)
-    err = correction_rms(g, r.corrections, gauge="rigid")
-    assert err == pytest.approx(correction_rms(g, named.corrections, gauge="rigid"), abs=1e-9)
-    assert err < 1.2
+    assert (r.report.model, r.report.lambda_value) != ("affine", 0.0)
+    assert correction_rms(g, r.corrections, gauge="rigid") < 0.2
 
 
 def test_validation_is_bounded_to_a_connected_neighbourhood():
