@@ -1,36 +1,53 @@
 """Choosing the solve's model and affine regularisation per dataset by held-out validation.
 
-Whole links are held out, one at a time (up to ``validation_pairs`` of them): every
-candidate (model, lambda) is solved on all the other links and predicts the held-out
-link's matches; the held-out error of a match is ``|M_a(pa) - M_b(pb)|`` under that
-solve's corrections (world units). Why whole links: an overlap's matches lie in one slab,
-so matches held out of a link that stays in the fit are predicted from the same slab and
-never show how a tile's model extrapolates across the tile (measured: on 3 x 2 tiles of
-256 voxels with 1 % affine truth, k-fold over matches chose lambda 0.02, 0.35 voxel RMS at
-the tile corners, against 0.19 for lambda 0.001). A held-out pair is predicted through the
-tiles' other overlaps, on their far sides: that is the extrapolation the result depends on.
-One link at a time so that every view keeps its other overlaps (see ``_pair_folds``). This
-holds for any tile grid or overlap graph; only links whose removal would disconnect a view
-(two tiles, a strip) cannot be held out, and where no link can, k-fold over the matches
-(``validation_folds``, matches dealt at random) is the fallback.
+Two steps, both scoring candidates by how well a solve without some matches predicts them
+(the held-out error of a match is ``|M_a(pa) - M_b(pb)|`` under that solve's corrections,
+world units):
+
+1. **The model**, by k-fold over correspondences: every link's matches are dealt at random
+   (fixed seed) into ``validation_folds`` folds; every candidate (model, lambda) is solved on
+   the other folds and predicts the left-out ones. A more flexible model fits the training
+   matches at least as well, but only predicts left-out matches better when the data really
+   deviate that way; an over-flexible one fits noise and predicts worse.
+2. **The lambda**, where step 1 chose an affine: whole links are held out, one at a time (up
+   to ``validation_pairs``; see ``_pair_folds``), and every affine candidate is solved on all
+   the other links and predicts the held-out link's matches. Why: an overlap's matches lie in
+   one slab, so matches held out of a link that stays in the fit are predicted from the same
+   slab and never show how a tile's affine extrapolates across the tile, which is where
+   lambda matters (measured: on 3 x 2 tiles of 256 voxels with 1 % affine truth, step 1
+   alone chose lambda 0.02, 0.35 voxel RMS at the tile corners, against 0.19-0.27 for lambda
+   0.001-0.005; on 3 x 3 and 4 x 4 single-plane mosaics, 0.29-0.35 pixel against
+   0.09-0.23). A held-out overlap is predicted through the tiles' other overlaps, on their
+   far sides: the extrapolation the result depends on, for any tile grid or overlap graph.
+   Where no link can be held out (two tiles, a strip: every link a bridge) step 1's lambda
+   stays.
+
+Whole links choose the lambda only, not the model: a tile that loses one of its two or three
+overlaps is placed by a single slab, whose rotation is poorly determined from the slab's
+narrow width, so on a 3 x 2 grid of real texture translation predicted held-out links better
+than rigid and was chosen (0.83 voxel RMS at the end, against 0.60); k-fold over matches
+keeps every overlap in every fold.
 
 Held-out matches only test the overlaps: a model free to bend where no match
 constrains it (unregularised affine over many tiles) can predict them best and
 still be far off elsewhere (measured: 75 voxels on a 10 x 10 x 2 rigid grid). So
 each candidate's score adds the spread of its tile placements between the fold
 solutions (RMS distance of each view's box corners from their mean over folds,
-world units), after removing from each fold's placements the global affine that best
-maps them onto the mean: a global affine of the whole mosaic is what no overlap can
-determine (the score against truth removes it too), and with it in, the spread of a
+world units); in step 2 after removing from each fold's placements the global affine
+that best maps them onto the mean: no overlap can determine a global affine of the
+whole mosaic (the score against truth removes it too), and with it in, the spread of a
 free affine about the fixed tile outweighed the bias of a stiff one.
 
-Rule: score = held-out mean squared error + spread squared; the lowest is the
-best; the choice is the *simplest* candidate (translation < rigid < affine with
-lambda from large to small) whose score is not above the best's by more than one
-standard error of the paired difference of squared held-out errors (candidates compared
-match by match; the standard error treats a held-out link as one unit, since its matches
-share the errors of one prediction). So rigid data stay rigid (an affine fit does not
-predict better) and distorted data get their affine.
+Rule: score = held-out mean squared error + spread squared; the lowest is the best.
+Step 1 chooses the *simplest* candidate (translation < rigid < affine with lambda from
+large to small) whose score is not above the best's by more than one standard error of
+the paired difference of squared held-out errors (matches compared one by one under both
+candidates), so rigid data stay rigid (an affine fit does not predict better) and
+distorted data get their affine. Step 2 takes the best lambda outright: that the data
+need an affine is settled by step 1, and a preference for large lambda would add to the
+bias toward stiffness that holding out whole links already has (the solves lack an
+overlap the final solve has); its standard error (reported) treats a held-out link as
+one unit, since its matches share the errors of one prediction.
 
 Held-out matches count only where no candidate's solve of that fold removed
 their link as an outlier (so every candidate is judged on the same matches).
@@ -54,6 +71,7 @@ from rhapso_core.solver.records import Link, ViewId
 
 __all__ = ["ModelChoice", "candidates", "select_model"]
 
+_Z_LAMBDA = 0.0  # step 2 takes the best lambda (see the module docstring)
 _Z = 1.0  # standard errors a simpler model may trail the best by (the one-standard-error rule)
 
 
@@ -157,7 +175,7 @@ def select_model(
     k2 = max(f for f in pair_fold if f is not None) + 1
     # A held-out link's matches all sit in its one fold; the other links are always trained on.
     pfolds = [None if f is None else np.full(lk.n, f, dtype=np.int64) for lk, f in zip(links, pair_fold)]
-    second = _validate(links, params, views, affine, pfolds, k2, by_pairs=True)
+    second = _validate(links, params, views, affine, pfolds, k2, by_pairs=True, z=_Z_LAMBDA)
     if second is None:
         return ModelChoice(m, float(lam), reason + "; lambda: every held-out link was removed as an outlier",
                            k, n_held, scores)
@@ -167,7 +185,7 @@ def select_model(
                        scores + [dict(sc, held_out="links") for sc in scores2])
 
 
-def _validate(links, params, views, cands, folds, k, by_pairs):
+def _validate(links, params, views, cands, folds, k, by_pairs, z=None):
     """Score ``cands`` over ``k`` folds (``folds``: per link, each match's fold or None) and apply the
     one-standard-error rule. Returns (choice index, reason, held-out matches, scores), or None where
     every held-out link was removed as an outlier."""
@@ -227,6 +245,7 @@ def _validate(links, params, views, cands, folds, k, by_pairs):
     mse = {i: float(np.sum(w * e) / wsum) for i, e in err.items()}
     spread = {i: _spread(np.stack(runs), gauge_free=by_pairs) for i, runs in placed.items()}
 
+    z = _Z if z is None else z
     score = {i: mse[i] + spread[i] ** 2 for i in mse}
     best = min(score, key=lambda i: (score[i], i))
     scores, choice = [], None
@@ -235,7 +254,7 @@ def _validate(links, params, views, cands, folds, k, by_pairs):
         mean_d = float(np.sum(w * d) / wsum)
         per_unit = np.bincount(unit_of, weights=w * (d - mean_d))
         se = float(np.sqrt(np.sum(per_unit ** 2)) / wsum)
-        ok = score[i] - score[best] <= _Z * se
+        ok = score[i] - score[best] <= z * se
         scores.append({"model": m, "lambda_value": lam, "score": float(np.sqrt(score[i])),
                        "held_out_rms": float(np.sqrt(mse[i])),
                        "excess_mse": mean_d, "placement_spread": spread[i],
@@ -248,7 +267,7 @@ def _validate(links, params, views, cands, folds, k, by_pairs):
     reason = (f"score {np.sqrt(score[choice]):.3g}: held-out RMS {np.sqrt(mse[choice]):.3g} over {len(w)} matches in "
               f"{what}, placement spread {spread[choice]:.3g}; "
               + ("the best" if choice == best else
-                 f"the simplest within {_Z:g} standard errors of the best ({best_txt}, {np.sqrt(score[best]):.3g})"))
+                 f"the simplest within {z:g} standard errors of the best ({best_txt}, {np.sqrt(score[best]):.3g})"))
     return choice, reason, int(len(w)), scores
 
 
@@ -259,8 +278,8 @@ def _pair_folds(links: Sequence[Link], usable: Sequence[bool], max_pairs: int, s
     graph (a held-out pair is predicted through its neighbours; a bridge has none). One link
     at a time, so every view keeps all its other overlaps: holding out several of a view's
     links at once leaves it placed by a single slab, and the validation then favours models
-    too stiff for the full data (measured: a 3 x 2 grid with 1 % affine truth, four folds
-    of pairs chose translation, 0.85 voxel RMS, where the full data support lambda 0.005, 0.76).
+    too stiff for the full data (measured: four random folds of links on a 3 x 3 single-plane
+    mosaic with 1 % affine truth preferred translation to every affine).
     Up to ``max_pairs`` links, drawn at random (fixed seed, canonical order), first one per
     view so that the held-out pairs cover as many views as possible."""
     nodes = sorted({v for lk, ok in zip(links, usable) if ok for v in (lk.a, lk.b)})
