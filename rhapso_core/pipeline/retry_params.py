@@ -55,6 +55,15 @@ class RetryParams(StageParams):
         "phase round links are never retried.",
     )
 
+    image_check: bool = Field(
+        True,
+        description="Every matched pair's points are checked against its images: the translation its matches "
+        "imply against the phase-correlation shift of its overlap (automatic level, no refinement). Where they "
+        "differ by more than their combined standard errors allow (chi-square, p 0.0027), the pair's matches are "
+        "dropped and its phase link holds it instead (rhapso_core.pipeline.pair_check; DoG points along fibres "
+        "are not localised along the fibre and bias the matches). Default on.",
+    )
+
     @field_validator("steps")
     @classmethod
     def _known_steps(cls, v: list[str]) -> list[str]:

@@ -1,0 +1,246 @@
+"""Each matched pair's interest points checked against its images.
+
+A pair's point matches imply a relative translation of its two views: the mean of the
+matches' displacements ``p_a - p_b`` (world, under the current registrations). Phase
+correlation of the pair's overlap measures the same translation from every voxel
+(:mod:`rhapso_core.stitching`). Where the points are well localised the two agree within
+their errors; where they are not (DoG peaks along fibres slide along the fibre, and do so
+differently in two views near their borders) the matches are consistent with each other,
+pass RANSAC, and still carry a bias that no residual shows: on the accuracy matrix's
+``fibres`` cell the two differed by 0.3-1.3 world units, against 0.03-0.09 on nuclei.
+
+The check runs on the matched pairs only, with one phase correlation at the automatic
+(coarse) level and no finer refinement (:func:`rhapso_core.stitching.precision.phase_shift_with_precision`).
+The threshold comes from the data, not a tuned constant: the difference ``t_points -
+t_phase`` is tested against its covariance, the matches' covariance over their count
+(localisation error / sqrt(n), both views' errors included) plus the phase shift's
+squared standard error (from the spread of the shift over blocks of the overlap). The
+squared Mahalanobis distance of a consistent pair follows chi-square with one degree of
+freedom per measured axis; a pair beyond its ``1 - ALPHA`` quantile (ALPHA: the two-sided
+tail of 3 standard deviations, the rule the resolver uses for RANSAC's error) disagrees.
+Such a pair's matches are dropped from the store (the solve and the after-solve check no
+longer see them) and its phase link holds it instead, measured again with the run's
+stitching settings (the finer refinement included) where those differ; the record says
+why (an ``image_check`` step and status ``image_link``). A pair whose phase link is not
+usable (low r, no peak) keeps its points: there is nothing better to hold it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from rhapso_core import transforms
+from rhapso_core.pipeline.dataset import load_dataset, open_view, view_geometry
+from rhapso_core.pipeline.match import PairRecord
+from rhapso_core.pointstore import PointStore
+from rhapso_core.spimdata import ViewId
+
+__all__ = ["ALPHA", "IMAGE_LINK", "PointsVsPhase", "compare_points_with_phase", "check_pairs_against_images"]
+
+import os
+ALPHA = float(os.environ.get("RHAPSO_CHECK_ALPHA", 2.0 * stats.norm.sf(3.0)))  # 0.0027: a consistent pair is flagged this rarely
+IMAGE_LINK = "image_link"
+WEIGH = os.environ.get("RHAPSO_CHECK_WEIGH", "1") == "1"  # status of a pair whose points were replaced by its phase link
+
+
+@dataclass(frozen=True)
+class PointsVsPhase:
+    """The translation a pair's matches imply against its phase-correlation shift (world x, y, z).
+
+    ``statistic``: squared Mahalanobis distance of the difference under the combined
+    covariance; ``threshold``: the chi-square quantile it is compared with (``dof`` axes).
+    """
+
+    n_matches: int
+    points_xyz: tuple[float, float, float]
+    points_se_xyz: tuple[float, float, float]
+    phase_xyz: tuple[float, float, float]
+    phase_se_xyz: tuple[float, float, float]
+    statistic: float
+    threshold: float
+    dof: int
+
+    @property
+    def corner_weight(self) -> float:
+        """Solver weight of each of the phase link's 8 corner matches, for its precision next to the points'.
+
+        Every point match weighs 1 in the solve, so the pair's matches carry ``n`` for a
+        translation known to ``se_points``; the phase link's total weight is ``n se_points^2 /
+        se_phase^2`` (inverse variances, mean over the measured axes). Without a measured phase
+        precision the link weighs what the matches do (``n``).
+        """
+        vp = float(np.mean(np.square(self.points_se_xyz)))
+        vf = float(np.mean(np.square(self.phase_se_xyz)))
+        total = self.n_matches * vp / vf if vf > 0 and vp > 0 else float(self.n_matches)
+        return total / 8.0
+
+    @property
+    def disagree(self) -> bool:
+        return bool(self.statistic > self.threshold)
+
+    def to_dict(self) -> dict:
+        r = lambda v: [round(float(x), 4) for x in v]  # noqa: E731
+        return {"n_matches": self.n_matches, "points_xyz": r(self.points_xyz), "points_se_xyz": r(self.points_se_xyz),
+                "phase_xyz": r(self.phase_xyz), "phase_se_xyz": r(self.phase_se_xyz),
+                "statistic": round(float(self.statistic), 3), "threshold": round(float(self.threshold), 3),
+                "dof": self.dof, "disagree": self.disagree}
+
+
+def compare_points_with_phase(displacements: np.ndarray, phase_xyz, phase_se_xyz, alpha: float = ALPHA) -> PointsVsPhase:
+    """Test whether matches' displacements ``p_a - p_b`` (n, 3) agree with a phase shift of known precision.
+
+    Axes the phase did not measure (standard error 0 and no spread of the matches: a
+    single plane) are left out. Needs at least 2 matches; a phase standard error that
+    is not finite counts as unknown, and the test then uses the matches' error alone.
+    """
+    d = np.asarray(displacements, dtype=np.float64).reshape(-1, 3)
+    n = len(d)
+    if n < 2:
+        raise ValueError(f"compare_points_with_phase: {n} matches; the test needs at least 2")
+    t = d.mean(axis=0)
+    cov = np.cov(d, rowvar=False, ddof=1) / n
+    se_p = np.asarray(phase_se_xyz, dtype=np.float64)
+    se_p = np.where(np.isfinite(se_p), se_p, 0.0)
+    c = cov + np.diag(se_p**2)
+    diff = t - np.asarray(phase_xyz, dtype=np.float64)
+    axes = [i for i in range(3) if c[i, i] > 0]
+    if not axes:
+        stat = 0.0 if np.allclose(diff, 0.0) else math.inf
+        k = 0
+    else:
+        sub = c[np.ix_(axes, axes)]
+        stat = float(diff[axes] @ np.linalg.pinv(sub) @ diff[axes])
+        k = len(axes)
+    # Hotelling's T^2: the matches' covariance is estimated from the n matches themselves, so the
+    # quantile is F's (exact for the points' part; the phase's error enters as known).
+    k1 = max(k, 1)
+    if n > k1:
+        thr = float(k1 * (n - 1) / (n - k1) * stats.f.isf(alpha, k1, n - k1))
+    else:
+        thr = math.inf
+    return PointsVsPhase(n, tuple(t), tuple(np.sqrt(np.diag(cov))), tuple(float(v) for v in phase_xyz),
+                         tuple(float(v) for v in se_p), stat, thr, k)
+
+
+def _key(r: PairRecord) -> frozenset:
+    return frozenset((tuple(r.view_a), tuple(r.view_b)))
+
+
+def check_pairs_against_images(
+    xml_uri: str, store_uri: str, records: Sequence[PairRecord], label: str, stitching, reach: float,
+    storage_options=None,
+) -> tuple[list[PairRecord], dict | None, list[dict]]:
+    """Check every matched pair's points against its overlap's phase shift (module docstring).
+
+    ``stitching``: the run's :class:`~rhapso_core.stitching.StitchingParams` (its filters;
+    the check correlates at its automatic level without refinement). ``reach``: only phase
+    peaks within this distance of the matches' mean displacement are verified (world units;
+    the matching's ``max_epsilon``: a true match lies within it, so a translation further
+    off is another hypothesis, not a bias of these matches). Returns every record
+    (the checked ones with an ``image_check`` step), ``{"xml": xml_uri, "links": [...]}`` of
+    the phase links that replace dropped points (None if none), and the per-pair checks
+    (JSON-able) for the round's report.
+    """
+    from rhapso_core.pipeline.phase import stitch_pairs
+    from rhapso_core.stitching.precision import phase_shift_with_precision
+
+    ok = [r for r in records if r.ok]
+    if not ok:
+        return list(records), None, []
+    sd = load_dataset(xml_uri, storage_options)
+    views: list[ViewId] = sorted({tuple(v) for r in ok for v in (r.view_a, r.view_b)})
+    geometry = view_geometry(sd, views)
+    store = PointStore(store_uri, storage_options=storage_options, mode="a")
+    # As the resolver's stage-error probe: BigStitcher's 5 verified peaks at the automatic level, no refinement.
+    coarse = stitching.model_copy(update={"refine_level": None, "level": "auto",
+                                          "peaks_to_check": min(stitching.peaks_to_check, 5)})
+    sources: dict = {}
+    points: dict = {}
+
+    def source(v):
+        if v not in sources:
+            sources[v] = open_view(sd, v, storage_options)
+        return sources[v]
+
+    def world_points(v):
+        if v not in points:
+            points[v] = transforms.apply(geometry[v][0], store.read_points(v, label).loc_xyz)
+        return points[v]
+
+    checks: dict[frozenset, tuple[PointsVsPhase | None, object]] = {}
+    report = []
+    for r in ok:
+        a, b = tuple(r.view_a), tuple(r.view_b)
+        try:
+            c = store.read_correspondences(a, b, label)
+        except KeyError:
+            continue
+        if len(c.idx_a) < 2:
+            continue
+        disp = world_points(a)[c.idx_a] - world_points(b)[c.idx_b]
+        ph = phase_shift_with_precision(a, source(a), geometry[a][0], geometry[a][1],
+                                        b, source(b), geometry[b][0], geometry[b][1], coarse,
+                                        near_xyz=disp.mean(axis=0), reach=reach)
+        cmp = compare_points_with_phase(disp, ph.link.shift_xyz, ph.sd_xyz) if ph.link.ok else None
+        checks[_key(r)] = (cmp, ph)
+        report.append({"view_a": list(a), "view_b": list(b), "phase_status": ph.link.status,
+                       "phase_r": None if not np.isfinite(ph.link.r) else round(ph.link.r, 4),
+                       "phase_level": ph.link.level, "phase_blocks": ph.n_blocks,
+                       **(cmp.to_dict() if cmp is not None else {})})
+    drop = [r for r in ok if _key(r) in checks and checks[_key(r)][0] is not None and checks[_key(r)][0].disagree]
+    # The replacing links: measured again with the run's own settings where they refine further.
+    if drop and stitching.refine_level is not None:
+        fine = {frozenset((k.view_a, k.view_b)): k
+                for k in stitch_pairs(xml_uri, [(tuple(r.view_a), tuple(r.view_b)) for r in drop], stitching,
+                                      storage_options)}
+    else:
+        fine = {_key(r): checks[_key(r)][1].link for r in drop}
+    out, links, weights = [], [], []
+    for r in records:
+        if _key(r) not in checks:
+            out.append(r)
+            continue
+        cmp, ph = checks[_key(r)]
+        if cmp is None:
+            step = {"step": "image_check", "status": "skipped", "added_points": 0, "detail": "",
+                    "reason": f"phase correlation {ph.link.status}" + (f" ({ph.link.reason})" if ph.link.reason else "")
+                    + ": points kept"}
+            out.append(dataclasses.replace(r, escalations=tuple(r.escalations) + (step,)))
+            continue
+        detail = (f"points {[round(v, 2) for v in cmp.points_xyz]} +- {[round(v, 2) for v in cmp.points_se_xyz]}, "
+                  f"phase {[round(v, 2) for v in cmp.phase_xyz]} +- {[round(v, 2) for v in cmp.phase_se_xyz]} "
+                  f"world units; distance^2 {cmp.statistic:.1f} vs {cmp.threshold:.1f} (Hotelling, {cmp.dof} axes, "
+                  f"p {ALPHA:.4f})")
+        link = fine.get(_key(r)) if cmp.disagree else None
+        if not cmp.disagree:
+            step = {"step": "image_check", "status": "ok", "added_points": 0, "detail": detail,
+                    "reason": "points agree with the image shift"}
+            if WEIGH:
+                links.append(ph.link.to_dict())
+                weights.append(cmp.corner_weight)
+                step["reason"] += f"; the phase link joins them (weight {8 * cmp.corner_weight:.1f} vs {cmp.n_matches})"
+            out.append(dataclasses.replace(r, escalations=tuple(r.escalations) + (step,)))
+        elif link is None or not link.ok:
+            why = "no link" if link is None else f"{link.status}" + (f" ({link.reason})" if link.reason else "")
+            step = {"step": "image_check", "status": "disagree", "added_points": 0, "detail": detail,
+                    "reason": f"points disagree with the image shift, but the refined phase link is unusable ({why}): "
+                              "points kept"}
+            out.append(dataclasses.replace(r, escalations=tuple(r.escalations) + (step,)))
+        else:
+            store.write_correspondences(r.view_a, r.view_b, label, np.zeros(0, np.int64), np.zeros(0, np.int64),
+                                        params=f"dropped by the image check: {detail}")
+            links.append(link.to_dict())
+            weights.append(cmp.corner_weight if WEIGH else 1.0)
+            step = {"step": "image_check", "status": IMAGE_LINK, "added_points": 0, "detail": detail,
+                    "reason": f"points disagree with the image shift: {r.n_inliers} matches dropped, held by the "
+                              f"phase link (shift {[round(v, 2) for v in link.shift_xyz]}, r {link.r:.3f})"}
+            out.append(dataclasses.replace(
+                r, status=IMAGE_LINK, escalations=tuple(r.escalations) + (step,),
+                reason=(r.reason + "; " if r.reason else "") + step["reason"]))
+    return out, ({"xml": xml_uri, "links": links, "weights": weights} if links else None), report
