@@ -43,10 +43,8 @@ from rhapso_core.spimdata import ViewId
 
 __all__ = ["ALPHA", "IMAGE_LINK", "PointsVsPhase", "compare_points_with_phase", "check_pairs_against_images"]
 
-import os
-ALPHA = float(os.environ.get("RHAPSO_CHECK_ALPHA", 2.0 * stats.norm.sf(3.0)))  # 0.0027: a consistent pair is flagged this rarely
-IMAGE_LINK = "image_link"
-WEIGH = os.environ.get("RHAPSO_CHECK_WEIGH", "1") == "1"  # status of a pair whose points were replaced by its phase link
+ALPHA = 2.0 * stats.norm.sf(3.0)  # 0.0027: a consistent pair is flagged this rarely
+IMAGE_LINK = "image_link"  # status of a pair whose points were replaced by its phase link
 
 
 @dataclass(frozen=True)
@@ -221,10 +219,9 @@ def check_pairs_against_images(
         if not cmp.disagree:
             step = {"step": "image_check", "status": "ok", "added_points": 0, "detail": detail,
                     "reason": "points agree with the image shift"}
-            if WEIGH:
-                links.append(ph.link.to_dict())
-                weights.append(cmp.corner_weight)
-                step["reason"] += f"; the phase link joins them (weight {8 * cmp.corner_weight:.1f} vs {cmp.n_matches})"
+            links.append(ph.link.to_dict())
+            weights.append(cmp.corner_weight)
+            step["reason"] += f"; the phase link joins them (weight {8 * cmp.corner_weight:.1f} vs {cmp.n_matches})"
             out.append(dataclasses.replace(r, escalations=tuple(r.escalations) + (step,)))
         elif link is None or not link.ok:
             why = "no link" if link is None else f"{link.status}" + (f" ({link.reason})" if link.reason else "")
@@ -236,7 +233,7 @@ def check_pairs_against_images(
             store.write_correspondences(r.view_a, r.view_b, label, np.zeros(0, np.int64), np.zeros(0, np.int64),
                                         params=f"dropped by the image check: {detail}")
             links.append(link.to_dict())
-            weights.append(cmp.corner_weight if WEIGH else 1.0)
+            weights.append(cmp.corner_weight)
             step = {"step": "image_check", "status": IMAGE_LINK, "added_points": 0, "detail": detail,
                     "reason": f"points disagree with the image shift: {r.n_inliers} matches dropped, held by the "
                               f"phase link (shift {[round(v, 2) for v in link.shift_xyz]}, r {link.r:.3f})"}
