@@ -104,6 +104,15 @@ def match_and_solve_stage(
             records, extra = stitching_tasks.link_failed(xml, records, stitching or StitchingParams(),
                                                          pair_retry.min_relative_overlap, held)
             round_anchors += [extra] if extra else []
+    image_checks: list = []
+    if pair_retry.image_check:
+        records, replaced, image_checks = stitching_tasks.check_pairs(
+            xml, store, records, label, stitching or StitchingParams(), float(matching.max_epsilon))
+        round_anchors += [replaced] if replaced else []
+        held = sum(r.status == "image_link" for r in records)
+        if held:
+            logger.info("%s round: %d pair(s) whose points disagree with the images are held by phase links",
+                        round_name, held)
     ok = sum(r.ok for r in records)
     logger.info("%s round: %d of %d pairs matched", round_name, ok, len(records))
     n_views = len({v for r in records for v in (r.view_a, r.view_b)})
@@ -126,7 +135,7 @@ def match_and_solve_stage(
         (logger.warning if check["worse_than_input"] else logger.info)("%s round: %s", round_name, check["summary"])
     return {"verify": check, "xml": out_xml, "pairs": len(records), "pairs_matched": ok,
             "final_error": result["report"].get("final_error"), "transform": result["transform_name"],
-            "pair_records": [r.to_dict() for r in records], "solver_report": result}
+            "pair_records": [r.to_dict() for r in records], "image_checks": image_checks, "solver_report": result}
 
 
 @flow(name="split-affine", log_prints=True)
