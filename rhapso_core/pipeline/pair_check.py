@@ -51,7 +51,8 @@ from rhapso_core.pipeline.match import PairRecord
 from rhapso_core.pointstore import PointStore
 from rhapso_core.spimdata import ViewId
 
-__all__ = ["ALPHA", "IMAGE_LINK", "PointsVsPhase", "compare_points_with_phase", "check_pairs_against_images"]
+__all__ = ["ALPHA", "IMAGE_LINK", "PointsVsPhase", "compare_points_with_phase", "loop_closure_sd",
+           "check_pairs_against_images"]
 
 ALPHA = 2.0 * stats.norm.sf(3.0)  # 0.0027: a consistent pair is flagged this rarely
 IMAGE_LINK = "image_link"  # status of a pair whose points were replaced by its phase link
@@ -101,8 +102,37 @@ class PointsVsPhase:
                 "dof": self.dof, "disagree": self.disagree}
 
 
-def compare_points_with_phase(displacements: np.ndarray, phase_xyz, phase_se_xyz, alpha: float = ALPHA) -> PointsVsPhase:
+def loop_closure_sd(links: Sequence[tuple]) -> np.ndarray:
+    """Per-link error (sd, world x y z) of pairwise translations, from how well they close the graph's loops.
+
+    ``links``: ``(view_a, view_b, t)`` with ``t`` the translation b must move by relative to a.
+    The least-squares placement of the views leaves residuals on links that close loops; their
+    sum of squares over the loops' count (links - views + components) estimates the variance of
+    one link. Zeros where the links close no loop (a chain or a tree says nothing).
+    """
+    views = sorted({v for a, b, _ in links for v in (a, b)})
+    if len(links) < 2 or not views:
+        return np.zeros(3)
+    index = {v: i for i, v in enumerate(views)}
+    g = np.zeros((len(links), len(views)))
+    t = np.zeros((len(links), 3))
+    for k, (a, b, shift) in enumerate(links):
+        g[k, index[a]], g[k, index[b]] = -1.0, 1.0
+        t[k] = shift
+    x, _, rank, _ = np.linalg.lstsq(g, t, rcond=None)
+    loops = len(links) - rank
+    if loops <= 0:
+        return np.zeros(3)
+    res = t - g @ x
+    return np.sqrt(np.sum(res**2, axis=0) / loops)
+
+
+def compare_points_with_phase(displacements: np.ndarray, phase_xyz, phase_se_xyz, points_floor_xyz=None,
+                              alpha: float = ALPHA) -> PointsVsPhase:
     """Test whether matches' displacements ``p_a - p_b`` (n, 3) agree with a phase shift of known precision.
+
+    ``points_floor_xyz``: a lower bound of the matches' mean's standard error per axis (an error
+    the matches share, measured elsewhere: :func:`loop_closure_sd`); None: their scatter alone.
 
     Axes the phase did not measure (standard error 0 and no spread of the matches: a
     single plane) are left out. Needs at least 2 matches; a phase standard error that
@@ -114,6 +144,9 @@ def compare_points_with_phase(displacements: np.ndarray, phase_xyz, phase_se_xyz
         raise ValueError(f"compare_points_with_phase: {n} matches; the test needs at least 2")
     t = d.mean(axis=0)
     cov = np.cov(d, rowvar=False, ddof=1) / n
+    if points_floor_xyz is not None:
+        floor = np.square(np.nan_to_num(np.asarray(points_floor_xyz, dtype=np.float64)))
+        cov[np.diag_indices(3)] = np.maximum(np.diag(cov), floor)
     se_p = np.asarray(phase_se_xyz, dtype=np.float64)
     se_p = np.where(np.isfinite(se_p), se_p, 0.0)
     c = cov + np.diag(se_p**2)
@@ -183,7 +216,7 @@ def check_pairs_against_images(
         return points[v]
 
     checks: dict[frozenset, tuple[PointsVsPhase | None, object]] = {}
-    report, again = [], []
+    report, again, measured = [], [], []
     for r in ok:
         a, b = tuple(r.view_a), tuple(r.view_b)
         try:
@@ -198,11 +231,24 @@ def check_pairs_against_images(
         ph = phase_shift_with_precision(a, source(a), geometry[a][0], geometry[a][1],
                                         b, source(b), geometry[b][0], geometry[b][1], coarse,
                                         near_xyz=disp.mean(axis=0), reach=reach)
-        cmp = compare_points_with_phase(disp, ph.link.shift_xyz, ph.sd_xyz) if ph.link.ok else None
+        measured.append((r, disp, ph))
+    # Errors that every block of an overlap shares (the sub-voxel fit along a coarsely sampled axis, the
+    # points' slide along fibres) show where the pairs close loops of the grid.
+    both = [(tuple(r.view_a), tuple(r.view_b), d.mean(axis=0), np.asarray(ph.link.shift_xyz))
+            for r, d, ph in measured if ph.link.ok]
+    loop_points = loop_closure_sd([(a, b, t) for a, b, t, _ in both])
+    loop_phase = loop_closure_sd([(a, b, f) for a, b, _, f in both])
+    for r, disp, ph in measured:
+        a, b = tuple(r.view_a), tuple(r.view_b)
+        cmp = (compare_points_with_phase(disp, ph.link.shift_xyz, np.fmax(ph.sd_xyz, loop_phase), loop_points)
+               if ph.link.ok else None)
         checks[_key(r)] = (cmp, ph)
         report.append({"view_a": list(a), "view_b": list(b), "phase_status": ph.link.status,
                        "phase_r": None if not np.isfinite(ph.link.r) else round(ph.link.r, 4),
                        "phase_level": ph.link.level, "phase_blocks": ph.n_blocks,
+                       "phase_block_se_xyz": [round(float(x), 4) for x in ph.sd_xyz],
+                       "loop_sd_points_xyz": [round(float(x), 4) for x in loop_points],
+                       "loop_sd_phase_xyz": [round(float(x), 4) for x in loop_phase],
                        **(cmp.to_dict() if cmp is not None else {})})
     drop = [r for r in ok if _key(r) in checks and checks[_key(r)][0] is not None and checks[_key(r)][0].disagree]
     # The replacing links: measured again with the run's own settings where they refine further.
