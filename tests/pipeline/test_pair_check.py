@@ -16,7 +16,7 @@ import json
 import numpy as np
 import pytest
 
-from rhapso_core.pipeline.pair_check import ALPHA, IMAGE_LINK, compare_points_with_phase
+from rhapso_core.pipeline.pair_check import ALPHA, IMAGE_LINK, compare_points_with_phase, loop_closure_sd
 
 
 def test_alpha_is_three_sigma_two_sided():
@@ -55,6 +55,32 @@ def test_phase_weight_is_the_ratio_of_precisions():
     # unknown phase precision: the link weighs what the matches do
     u = compare_points_with_phase(d, d.mean(axis=0), (np.nan, np.nan, np.nan))
     assert 8 * u.corner_weight == pytest.approx(25)
+
+
+def test_loop_closure_measures_errors_shared_by_a_whole_link():
+    """A 4 x 4 grid of tiles (24 links, 9 loops): link errors of sd 0.3 along z are found within 40 %."""
+    rng = np.random.default_rng(3)
+    pos = {(0, i): rng.normal(0.0, 5.0, 3) for i in range(16)}
+    links = []
+    for i in range(16):
+        for j in (i + 1, i + 4):
+            if (j == i + 1 and i % 4 == 3) or j >= 16:
+                continue
+            err = np.array([0.0, 0.0, rng.normal(0.0, 0.3)])
+            links.append(((0, i), (0, j), pos[(0, j)] - pos[(0, i)] + err))
+    sd = loop_closure_sd(links)
+    assert sd[0] < 1e-9 and sd[1] < 1e-9 and 0.18 <= sd[2] <= 0.42, sd
+    # a chain closes no loop: nothing measured
+    assert np.all(loop_closure_sd(links[:3]) == 0.0)
+
+
+def test_shared_error_floor_keeps_a_biased_but_imprecise_pair():
+    rng = np.random.default_rng(5)
+    d = np.array([0.5, 0.0, 0.0]) + rng.normal(0.0, 0.3, (40, 3))  # 0.5 off the phase: 10 standard errors
+    assert compare_points_with_phase(d, (0, 0, 0), (0.02, 0.02, 0.02)).disagree
+    # the matches' loops say their mean is only good to 0.4 per axis: no longer a disagreement
+    c = compare_points_with_phase(d, (0, 0, 0), (0.02, 0.02, 0.02), points_floor_xyz=(0.4, 0.4, 0.4))
+    assert not c.disagree and np.allclose(c.points_se_xyz, 0.4)
 
 
 @pytest.fixture(scope="module")
