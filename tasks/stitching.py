@@ -48,7 +48,7 @@ def link_failed(xml_uri: str, records: list, params: StitchingParams, min_relati
 @task(name="check-pairs-against-images", retries=3, retry_delay_seconds=RETRY_DELAYS,
       retry_condition_fn=retry_transient)
 def check_pairs(xml_uri: str, store_uri: str, records: list, label: str, params: StitchingParams,
-                reach: float) -> tuple[list, dict | None, list]:
+                reach: float | None) -> tuple[list, dict | None, list]:
     # Reads the matched pairs' overlaps; drops (rewrites as empty) only the correspondences of pairs whose
     # points disagree with the images, so a retry after a partial run finds those pairs without matches and
     # leaves them as they are.
