@@ -175,6 +175,15 @@ def compare_points_with_phase(displacements: np.ndarray, phase_xyz, phase_se_xyz
                          tuple(float(v) for v in se_p), stat, thr, k)
 
 
+def _at_centre(link: dict) -> dict:
+    """The link's box collapsed to its centre: in the solve its 8 matches then carry the translation at
+    the centre only. The box's corners would also say that the views do not turn against each other
+    across the box, which phase correlation does not measure and which the points beside it do
+    (rigid and affine truth: 0.06 -> 0.37 voxel RMS on the accuracy matrix's rigid cell with corners)."""
+    centre = [(lo + hi) / 2.0 for lo, hi in zip(link["box_min_xyz"], link["box_max_xyz"])]
+    return {**link, "box_min_xyz": centre, "box_max_xyz": list(centre)}
+
+
 def _key(r: PairRecord) -> frozenset:
     return frozenset((tuple(r.view_a), tuple(r.view_b)))
 
@@ -283,7 +292,7 @@ def check_pairs_against_images(
         if not cmp.disagree:
             step = {"step": "image_check", "status": "ok", "added_points": 0, "detail": detail,
                     "reason": "points agree with the image shift"}
-            links.append(ph.link.to_dict())
+            links.append(_at_centre(ph.link.to_dict()))
             weights.append(cmp.corner_weight)
             step["reason"] += f"; the phase link joins them (weight {8 * cmp.corner_weight:.1f} vs {cmp.n_matches})"
             out.append(dataclasses.replace(r, escalations=tuple(r.escalations) + (step,)))
