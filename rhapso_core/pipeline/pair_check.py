@@ -30,8 +30,10 @@ agreed to 0.02). Then:
   those refine further); the record says why (an ``image_check`` step, status
   ``image_link``). A pair whose phase link is not usable (low r, no peak) keeps its points.
 * **Weighting.** An agreeing pair keeps its matches and its phase link joins them in the
-  solve, weighted by the two estimates' precisions (inverse variances: the link's 8 corner
-  matches together weigh ``n se_points^2 / se_phase^2`` against the n matches' n). The test
+  solve as the translation at the overlap's centre (its box collapsed to the centre: phase
+  correlation says nothing about how the views turn), weighted by the two estimates'
+  precisions (inverse variances: the link's 8 matches together weigh ``n se_points^2 /
+  se_phase^2`` against the n matches' n). The test
   alone cannot separate biased matches where they are few and poorly localised: on the
   ``fibres`` cell the biased pairs lie 2-3 standard errors from the phase shift, no further
   than the nuclei pairs of the ``base`` cell (whose points are biased by 0.02-0.08 world

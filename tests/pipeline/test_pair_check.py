@@ -204,3 +204,18 @@ def test_solve_with_weighted_anchor_places_the_biased_pair_from_the_images(match
     nominal = load_dataset(xml)
     expect = nominal.view_to_world(b)[:3, 3] - nominal.view_to_world(a)[:3, 3] + _true_shift(xml, a, b, true)
     assert np.all(np.abs(moved - expect) <= 0.3), (moved, expect)
+
+
+def test_agreeing_link_joins_as_its_centre_translation():
+    """The weighted link's 8 matches sit at the overlap's centre: they carry its translation, no rotation."""
+    from rhapso_core.pipeline.pair_check import _at_centre
+    from rhapso_core.stitching import PhaseLink, anchor_links
+
+    k = PhaseLink((0, 0), (0, 1), (1.0, -2.0, 0.5), 0.9, (100.0, 0.0, 0.0), (130.0, 256.0, 64.0), 0.0, 0, None,
+                  (30, 256, 64), "ok")
+    c = _at_centre(k.to_dict())
+    assert c["box_min_xyz"] == c["box_max_xyz"] == [115.0, 128.0, 32.0]
+    eye = {v: np.eye(4) for v in ((0, 0), (0, 1))}
+    (lk,) = anchor_links([PhaseLink.from_dict(c)], eye, eye, weights=[3.0])
+    assert np.allclose(lk.pa, [115.0, 128.0, 32.0]) and np.allclose(lk.pa - lk.pb, [1.0, -2.0, 0.5])
+    assert np.allclose(lk.weight, 3.0)
