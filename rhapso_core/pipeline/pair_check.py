@@ -201,9 +201,10 @@ def check_pairs_against_images(
     peaks within this distance of the matches' mean displacement are verified (world units;
     the matching's ``max_epsilon``: a true match lies within it, so a translation further
     off is another hypothesis, not a bias of these matches; None: every peak). Returns every record
-    (the checked ones with an ``image_check`` step), ``{"xml": xml_uri, "links": [...]}`` of
-    the phase links that replace dropped points (None if none), and the per-pair checks
-    (JSON-able) for the round's report.
+    (the checked ones with an ``image_check`` step), the round's extra anchors ``{"xml": xml_uri,
+    "links": [PhaseLink.to_dict()], "weights": [per-match weight]}`` (links that replace dropped
+    points, and the centre links that join agreeing points; None if none), and the per-pair
+    checks (JSON-able) for the round's report.
     """
     from rhapso_core.pipeline.phase import stitch_pairs
     from rhapso_core.stitching.precision import phase_shift_with_precision
