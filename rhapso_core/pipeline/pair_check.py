@@ -92,10 +92,14 @@ class PointsVsPhase:
         se_phase^2`` (inverse variances, mean over the measured axes). Without a measured phase
         precision the link weighs what the matches do (``n``).
         """
-        vp = float(np.mean(np.square(self.points_se_xyz)))
-        vf = float(np.mean(np.square(self.phase_se_xyz)))
-        total = self.n_matches * vp / vf if vf > 0 and vp > 0 else float(self.n_matches)
-        return total / 8.0
+        vp = np.square(np.asarray(self.points_se_xyz, dtype=np.float64))
+        vf = np.square(np.asarray(self.phase_se_xyz, dtype=np.float64))
+        axes = (vp > 0) & (vf > 0)
+        if not np.any(axes):
+            return self.n_matches / 8.0
+        # One weight for all axes: the ratio its least precise axis earns (the phase along a coarsely
+        # sampled z must not pull as hard as along x and y).
+        return self.n_matches * float(np.min(vp[axes] / vf[axes])) / 8.0
 
     @property
     def disagree(self) -> bool:

@@ -50,8 +50,12 @@ def test_phase_weight_is_the_ratio_of_precisions():
     rng = np.random.default_rng(2)
     d = rng.normal(0.0, 0.4, (25, 3))
     c = compare_points_with_phase(d, d.mean(axis=0), (0.04, 0.04, 0.04))
-    vp = float(np.mean(np.square(c.points_se_xyz)))
-    assert 8 * c.corner_weight == pytest.approx(25 * vp / 0.04**2)  # the link's total weight, exactly
+    vp = np.square(c.points_se_xyz)
+    # the link's total weight, exactly: the precision ratio of its least favourable axis
+    assert 8 * c.corner_weight == pytest.approx(25 * float(np.min(vp)) / 0.04**2)
+    # a phase poorly measured along z pulls only as hard as z allows
+    z = compare_points_with_phase(d, d.mean(axis=0), (0.01, 0.01, 0.4))
+    assert 8 * z.corner_weight == pytest.approx(25 * float(vp[2]) / 0.4**2)
     # unknown phase precision: the link weighs what the matches do
     u = compare_points_with_phase(d, d.mean(axis=0), (np.nan, np.nan, np.nan))
     assert 8 * u.corner_weight == pytest.approx(25)
