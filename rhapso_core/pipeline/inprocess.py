@@ -80,7 +80,8 @@ def align_in_process(xml: str, work: str, params, rounds=None) -> InProcessAlign
                                                               float(m.max_epsilon))
             round_anchors += [replaced] if replaced else []
         held_by_image = sum(r.status == IMAGE_LINK for r in records)
-        matched.append(f"{sum(r.ok for r in records)}/{len(records)}" + (f" +{held_by_image} image" if held_by_image else ""))
+        matched.append(f"{sum(r.ok for r in records)}/{len(records)}"
+                       + (f" +{held_by_image} image" if held_by_image else ""))
         checks.append(records)
         solve.solve_dataset(current, store, p.detection.label, s, out, phase_anchors=round_anchors,
                             verify=p.verify, grouping=p.alignment.grouping)
