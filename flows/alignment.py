@@ -105,6 +105,16 @@ def match_and_solve_stage(
             records, extra = stitching_tasks.link_failed(xml, records, stitching or StitchingParams(),
                                                          pair_retry.min_relative_overlap, held)
             round_anchors += [extra] if extra else []
+    image_checks: list = []
+    if pair_retry.image_check:
+        records, replaced, image_checks = stitching_tasks.check_pairs(
+            xml, store, records, label, stitching or StitchingParams(),
+            None if isinstance(matching.max_epsilon, str) else float(matching.max_epsilon))
+        round_anchors += [replaced] if replaced else []
+        held = sum(r.status == "image_link" for r in records)
+        if held:
+            logger.info("%s round: %d pair(s) whose points disagree with the images are held by phase links",
+                        round_name, held)
     ok = sum(r.ok for r in records)
     logger.info("%s round: %d of %d pairs matched", round_name, ok, len(records))
     n_views = len({v for r in records for v in (r.view_a, r.view_b)})
@@ -127,7 +137,7 @@ def match_and_solve_stage(
     if check:
         (logger.warning if check["worse_than_input"] else logger.info)("%s round: %s", round_name, check["summary"])
     return RoundResult("points", out_xml, len(records), ok, outcome.final_error, outcome.transform_name, report,
-                       verify=check, pair_records=records)
+                       verify=check, pair_records=records, image_checks=image_checks)
 
 
 @flow(name="split-affine", log_prints=True)

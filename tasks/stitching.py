@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import task
 
 from rhapso_core.pipeline import phase
+from rhapso_core.pipeline.pair_check import check_pairs_against_images
 from rhapso_core.pipeline.phase_fallback import link_failed_pairs
 from rhapso_core.pipeline import prealign
 from rhapso_core.verify.params import VerifyParams
@@ -42,3 +43,13 @@ def link_failed(xml_uri: str, records: list, params: StitchingParams, min_relati
                 anchored: set) -> tuple[list, dict | None]:
     # Reads the failed pairs' overlaps only; writes nothing.
     return link_failed_pairs(xml_uri, records, params, min_relative_overlap, anchored)
+
+
+@task(name="check-pairs-against-images", retries=3, retry_delay_seconds=RETRY_DELAYS,
+      retry_condition_fn=retry_transient)
+def check_pairs(xml_uri: str, store_uri: str, records: list, label: str, params: StitchingParams,
+                reach: float | None) -> tuple[list, dict | None, list]:
+    # Reads the matched pairs' overlaps; drops (rewrites as empty) only the correspondences of pairs whose
+    # points disagree with the images, so a retry after a partial run finds those pairs without matches and
+    # leaves them as they are.
+    return check_pairs_against_images(xml_uri, store_uri, records, label, params, reach)

@@ -48,7 +48,8 @@ class ShiftProbe:
         return {"a": list(self.a), "b": list(self.b), "shift_world_xyz": shift, "r": r, "status": self.status}
 
 
-def probe_stage_error(sd: SpimData, survey: DatasetSurvey, n: int, storage_options=None) -> list[ShiftProbe]:
+def probe_stage_error(sd: SpimData, survey: DatasetSurvey, n: int, storage_options=None,
+                      sources: dict | None = None) -> list[ShiftProbe]:
     """Phase-correlate ``n`` face overlaps spread over the dataset (coarse level, no refinement)."""
     from rhapso_core.stitching import StitchingParams, correlate_views
 
@@ -62,7 +63,7 @@ def probe_stage_error(sd: SpimData, survey: DatasetSurvey, n: int, storage_optio
     # verified peaks. The sub-voxel step stays: it climbs to the NCC's local maximum, without which
     # the best integer peak was measured 2.4 voxels off on a 128-voxel tile's overlap.
     params = StitchingParams(refine_level=None, peaks_to_check=5)
-    sources: dict = {}
+    sources = {} if sources is None else sources
     out = []
     for p in pairs:
         for v in (p.a, p.b):

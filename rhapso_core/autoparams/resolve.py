@@ -64,11 +64,12 @@ def resolve_parameters(xml_uri: str, params, storage_options=None, read_pixels: 
     d_auto = d.auto_fields()
     need_pixels = read_pixels and (bool(d_auto) or m.model_min_matches == "auto")
     intensity = None
+    sources: dict = {}  # each view opened once, shared by the samples and the probe
     if read_pixels and any(n in d_auto for n in ("min_intensity", "max_intensity")):
         views = evenly([v.view for v in survey.views], SAMPLED_VIEWS)
-        lo, hi, _ = coarse_percentiles(sd, views, INTENSITY_PERCENTILES, storage_options)
+        lo, hi, _ = coarse_percentiles(sd, views, INTENSITY_PERCENTILES, storage_options, sources)
         intensity = (lo, hi, len(views))
-    crops = overlap_crops(sd, survey, SAMPLED_OVERLAPS, CROP_VOXELS, storage_options) if need_pixels else []
+    crops = overlap_crops(sd, survey, SAMPLED_OVERLAPS, CROP_VOXELS, storage_options, sources) if need_pixels else []
     facts["sampled_overlaps"] = [
         {"view": list(c.view), "crop_xyz": c.crop_xyz.tolist(), "volume_fraction": round(c.volume_fraction, 4)}
         for c in crops
@@ -79,7 +80,7 @@ def resolve_parameters(xml_uri: str, params, storage_options=None, read_pixels: 
     probe = []
     if read_pixels and mode == "auto" and m.stage_uncertainty == "auto" and survey.pairs:
         t_probe = time.perf_counter()
-        probe = probe_stage_error(sd, survey, SAMPLED_OVERLAPS, storage_options)
+        probe = probe_stage_error(sd, survey, SAMPLED_OVERLAPS, storage_options, sources)
         facts["stage_error_probe_seconds"] = round(time.perf_counter() - t_probe, 3)
     mat, m_rec, pre, m_facts = resolve_matching(
         survey, m, det, list(d_facts.get("expected_points_per_overlap") or []), m.stage_uncertainty,

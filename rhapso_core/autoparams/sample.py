@@ -18,7 +18,7 @@ from rhapso_core.overlap import world_box_in_view
 from rhapso_core.pipeline.dataset import open_view
 from rhapso_core.spimdata import SpimData, ViewId
 
-__all__ = ["OverlapCrop", "evenly", "coarse_percentiles", "overlap_crops", "FACE_FRACTION"]
+__all__ = ["OverlapCrop", "evenly", "opened", "coarse_percentiles", "overlap_crops", "FACE_FRACTION"]
 
 FACE_FRACTION = 0.25  # an overlap smaller than this share of the largest is a corner contact
 
@@ -52,12 +52,22 @@ def evenly(items: list, n: int) -> list:
     return [items[i] for i in idx]
 
 
+def opened(sd: SpimData, view: ViewId, storage_options=None, sources: dict | None = None) -> ImageSource:
+    """``open_view``, remembered in ``sources`` (view -> source) when given: the resolver's samples and
+    probe read the same few views, and opening one (its multiscale metadata) costs a read of its own."""
+    if sources is None:
+        return open_view(sd, view, storage_options)
+    if view not in sources:
+        sources[view] = open_view(sd, view, storage_options)
+    return sources[view]
+
+
 def coarse_percentiles(sd: SpimData, views: list[ViewId], percentiles: tuple[float, float],
-                       storage_options=None) -> tuple[float, float, int]:
+                       storage_options=None, sources: dict | None = None) -> tuple[float, float, int]:
     """Percentiles of the pooled coarsest-level voxels of ``views`` (image units), and the voxel count."""
     values = []
     for v in views:
-        src = open_view(sd, v, storage_options)
+        src = opened(sd, v, storage_options, sources)
         lv = src.n_levels - 1
         shape = src.level_shape(lv)
         a = src.read(tuple((0, int(n)) for n in shape), lv)  # type: ignore[arg-type]
@@ -95,7 +105,7 @@ def _crop_box(overlap_xyz: np.ndarray, max_voxels: int) -> np.ndarray:
 
 
 def overlap_crops(sd: SpimData, survey: DatasetSurvey, n: int, max_voxels: int,
-                  storage_options=None) -> list[OverlapCrop]:
+                  storage_options=None, sources: dict | None = None) -> list[OverlapCrop]:
     """Full-resolution crops of ``n`` overlaps spread over the dataset (first view of each pair).
 
     A dataset without overlapping pairs gets one crop from the centre of its first view.
@@ -120,7 +130,7 @@ def overlap_crops(sd: SpimData, survey: DatasetSurvey, n: int, max_voxels: int,
         v = survey.views[0]
         jobs.append((v.view, np.stack([np.zeros(3), np.asarray(v.size_xyz, dtype=np.float64) - 1])))
     for view, box in jobs:
-        src = open_view(sd, view, storage_options)
+        src = opened(sd, view, storage_options, sources)
         crop = _crop_box(box, max_voxels)
         read = tuple((int(crop[0][a]), int(crop[1][a]) + 1) for a in (2, 1, 0))
         data = np.asarray(src.read(read, 0), dtype=np.float32)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from rhapso_core.autoparams import Resolution, resolve_parameters
 from rhapso_core.output_layout import STORE_NAME, join, round_xml_name
 from rhapso_core.pipeline import detect, match, solve
+from rhapso_core.pipeline.pair_check import IMAGE_LINK, check_pairs_against_images
 from rhapso_core.pipeline.phase_fallback import anchored_pairs, link_failed_pairs
 from rhapso_core.pipeline.retry import retry_failed_pairs
 from rhapso_core.pipeline.prealign import alignment_rounds, prealign_in_process
@@ -27,6 +28,8 @@ class InProcessAlignment:
     resolution: Resolution
     pairs_matched: tuple[str, ...]
     seconds: dict = field(default_factory=dict)
+    # Each point round's pair records (after retries and the image check), in round order.
+    pair_records: tuple[tuple, ...] = ()
 
 
 def align_in_process(xml: str, work: str, params, rounds=None) -> InProcessAlignment:
@@ -50,7 +53,7 @@ def align_in_process(xml: str, work: str, params, rounds=None) -> InProcessAlign
             parts = [detect.run_chunk(xml, plan.view, t, plan.params) for t in plan.tasks]
             detect.store_view(store, plan, detect.merge_view(plan, parts))
     t2 = time.perf_counter()
-    current, matched, anchors = xml, [], None
+    current, matched, anchors, checks = xml, [], None, []
     for i, kind in enumerate(rounds, start=1):
         out = join(work, round_xml_name(i, kind))
         if kind == "phase":
@@ -72,10 +75,18 @@ def align_in_process(xml: str, work: str, params, rounds=None) -> InProcessAlign
                 records, extra = link_failed_pairs(current, records, p.stitching, p.pair_retry.min_relative_overlap,
                                                    held)
                 round_anchors += [extra] if extra else []
-        matched.append(f"{sum(r.ok for r in records)}/{len(records)}")
+        if p.pair_retry.image_check:
+            records, replaced, _ = check_pairs_against_images(current, store, records, p.detection.label, p.stitching,
+                                                              float(m.max_epsilon))
+            round_anchors += [replaced] if replaced else []
+        held_by_image = sum(r.status == IMAGE_LINK for r in records)
+        matched.append(f"{sum(r.ok for r in records)}/{len(records)}"
+                       + (f" +{held_by_image} image" if held_by_image else ""))
+        checks.append(records)
         solve.solve_dataset(current, store, p.detection.label, s, out, phase_anchors=round_anchors,
                             verify=p.verify, grouping=p.alignment.grouping)
         current = out
     t3 = time.perf_counter()
     return InProcessAlignment(current, res, tuple(matched),
-                              {"resolve": t1 - t0, "detect": t2 - t1, "match_solve": t3 - t2, "total": t3 - t0})
+                              {"resolve": t1 - t0, "detect": t2 - t1, "match_solve": t3 - t2, "total": t3 - t0},
+                              tuple(tuple(r) for r in checks))

@@ -61,7 +61,8 @@ class RoundResult:
     (:meth:`SolveOutcome.to_dict`, or for a phase round ``{transform_name, report, n_links}``);
     ``verify`` the round's check (``VerifyReport.to_dict()``; None when not checked, and never
     for a split round). ``pair_records`` are the matched pairs (``PairRecord``), ``phase_links``
-    the phase round's links (``PhaseLink.to_dict()``).
+    the phase round's links (``PhaseLink.to_dict()``), ``image_checks`` a point round's checks of
+    its pairs against the images (:mod:`rhapso_core.pipeline.pair_check`; empty when off).
     """
 
     kind: RoundKind
@@ -77,6 +78,7 @@ class RoundResult:
     split_xml: str | None = None
     store: str | None = None
     labels: list[str] = field(default_factory=list)
+    image_checks: list = field(default_factory=list)
 
     @property
     def reverted_tiles(self) -> list[str]:
@@ -92,6 +94,8 @@ class RoundResult:
              "final_error": self.final_error, "transform": self.transform, "pair_records": records}
         if self.kind == "phase":
             d["phase_links"] = self.phase_links
+        if self.kind == "points":
+            d["image_checks"] = self.image_checks
         d["solver_report"] = self.solver_report
         return d
 

@@ -94,7 +94,7 @@ def solve_dataset(
             then = load_dataset(anchors["xml"], storage_options)
             links += anchor_links([PhaseLink.from_dict(d) for d in anchors["links"]],
                                   {v: then.view_to_world(v) for v in geometry if v in then.registrations},
-                                  {v: g[0] for v, g in geometry.items()})
+                                  {v: g[0] for v, g in geometry.items()}, anchors.get("weights"))
         solved_labels = labels + [PHASE_LABEL]
     else:
         solved_labels = labels

@@ -147,21 +147,24 @@ def solve_phase_links(
 
 def anchor_links(
     links: Sequence[PhaseLink], then: Mapping[tuple[int, int], np.ndarray], now: Mapping[tuple[int, int], np.ndarray],
+    weights: Sequence[float] | None = None,
 ) -> list[Link]:
     """The ``ok`` phase links re-expressed under later registrations, for a later round's solve.
 
     ``then``: each view's voxel -> world affine when the links were measured; ``now``: the
     current ones. The correction a view received since, ``now @ inv(then)``, maps the link's
     points: a later point round solved with these keeps the phase-correlation constraint on
-    pairs whose interest points are too few to match (or match badly).
+    pairs whose interest points are too few to match (or match badly). ``weights``: per link, the
+    weight of each of its 8 corner matches (default 1).
     """
     out = []
-    for k in links:
+    for i, k in enumerate(links):
         if not k.ok or not all(v in then and v in now for v in (k.view_a, k.view_b)):
             continue
         c = transforms.box_corners(k.box_min_xyz, k.box_max_xyz)
         ca = np.asarray(now[k.view_a]) @ transforms.invert(np.asarray(then[k.view_a]))
         cb = np.asarray(now[k.view_b]) @ transforms.invert(np.asarray(then[k.view_b]))
         out.append(Link(k.view_a, k.view_b, transforms.apply(ca, c),
-                        transforms.apply(cb, c - np.asarray(k.shift_xyz)), label=PHASE_LABEL))
+                        transforms.apply(cb, c - np.asarray(k.shift_xyz)),
+                        weight=1.0 if weights is None else float(weights[i]), label=PHASE_LABEL))
     return out
