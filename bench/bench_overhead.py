@@ -25,13 +25,16 @@ Configurations (``--configs``, comma-separated):
 * ``...+server``: the same with ``PREFECT_API_URL`` set to a Prefect server already
   running (started by this benchmark before the runs), as when one is configured.
 
-``--root DIR`` runs the command from another checkout (e.g. the main branch, for a
-before / after table); its own flags must exist there. Every figure is the best of
-``--repeat`` runs (by wall time; the machine this ran on is shared, see docs/benchmarks.md).
+``--before DIR`` times another checkout (e.g. the main branch before this change) too, each of
+its runs right after the same configuration's run of this one, so that both see the same
+load (``ray`` there is its default, which always started a local Ray). Every figure is the
+best of ``--repeat`` runs (by wall time; the machine this ran on is shared, see
+docs/benchmarks.md).
 
 Usage::
 
-    python bench/bench_overhead.py                         # threads,auto,ray,threads+server; ~5 min on 2 cores
+    python bench/bench_overhead.py                         # threads,auto,ray,auto+server; ~5 min on 2 cores
+    python bench/bench_overhead.py --before ../main --configs threads,auto,ray
     python bench/bench_overhead.py --configs threads --repeat 1
 """
 
@@ -305,12 +308,15 @@ def executor_line(p: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--xml", help="dataset XML (default: a generated 3x2x1 grid)")
-    ap.add_argument("--configs", default="threads,auto,ray,threads+server")
+    ap.add_argument("--configs", default="threads,auto,ray,auto+server")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--root", default=str(ROOT), help="checkout whose command is timed (default: this one)")
+    ap.add_argument("--before", help="another checkout (e.g. the main branch) timed the same way, each of its "
+                                     "runs right after the same run of --root, so both see the same load")
     ap.add_argument("--json", help="write the raw figures here")
     args = ap.parse_args()
-    root = Path(args.root).resolve()
+    roots = [Path(args.root).resolve()] + ([Path(args.before).resolve()] if args.before else [])
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     work = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     server = None
     try:
@@ -321,35 +327,47 @@ def main() -> None:
             from rhapso_core.synthetic.write import write_dataset
 
             xml = str(write_dataset(work / "data", SyntheticParams(grid=(3, 2, 1))).xml)
-        ref = in_process(root, xml, work, args.repeat)
-        print(f"dataset: {xml}; fused {ref['voxels'] / 1e6:.1f} Mvox; code: {root}")
+        ref = in_process(roots[0], xml, work, args.repeat)
+        print(f"dataset: {xml}; fused {ref['voxels'] / 1e6:.1f} Mvox")
         print(f"in-process stage work (best of {args.repeat}): {ref['work_s']:.2f} s = plan {ref['plan_s']:.2f} + "
               f"fuse {ref['fuse_s']:.2f} + pyramid {ref['pyramid_s']:.2f} + fused XML {ref['xml_s']:.2f} "
               f"(imports before it: {ref['imports_s']:.2f} s)")
-        results = {"in_process": ref, "configs": {}}
-        for i_cfg, cfg in enumerate(c.strip() for c in args.configs.split(",") if c.strip()):
-            base, _, srv = cfg.partition("+")
-            api_url = None
-            if srv == "server":
-                if server is None:
-                    sys.path.insert(0, str(ROOT))
-                    from flows.local_api import LocalAPIServer
+        runs: dict[tuple[int, str], list[dict]] = {}
+        n = 0
+        for i in range(args.repeat):
+            for cfg in configs:
+                base, _, srv = cfg.partition("+")
+                api_url = None
+                if srv == "server":
+                    if server is None:
+                        sys.path.insert(0, str(ROOT))
+                        from flows.local_api import LocalAPIServer
 
-                    os.environ.update(BASE_ENV)
-                    server = LocalAPIServer()
-                    server.wait_ready()
-                api_url = server.api_url
-            runs = [command(root, xml, work, CONFIG_FLAGS[base], api_url, 100 * i_cfg + i) for i in range(args.repeat)]
-            best = min(runs, key=lambda r: r["wall_s"])
-            walls = ", ".join(f"{r['wall_s']:.1f}" for r in runs)
-            print(f"\n== rhapso fuse {' '.join(CONFIG_FLAGS[base])}{' (PREFECT_API_URL: a running server)' if api_url else ''}"
-                  f"  [walls {walls} s; best shown]")
+                        os.environ.update(BASE_ENV)
+                        server = LocalAPIServer()
+                        server.wait_ready()
+                    api_url = server.api_url
+                for r, root in enumerate(roots):
+                    flags = CONFIG_FLAGS[base]
+                    if r > 0 and base == "ray":
+                        flags = []  # before this change, the default was always a local Ray
+                    n += 1
+                    runs.setdefault((r, cfg), []).append(command(root, xml, work, flags, api_url, n))
+        results = {"in_process": ref, "runs": {}}
+        for (r, cfg), rs in runs.items():
+            base, _, srv = cfg.partition("+")
+            best = min(rs, key=lambda x: x["wall_s"])
+            walls = ", ".join(f"{x['wall_s']:.1f}" for x in rs)
+            flags = CONFIG_FLAGS[base] if not (r > 0 and base == "ray") else []
+            print(f"\n== {roots[r]}: rhapso fuse {' '.join(flags)}"
+                  f"{' (PREFECT_API_URL: a running server)' if srv else ''}  [walls {walls} s; best shown]")
             line = executor_line(best)
             if line:
                 print(f"  the command said: {line}")
             for name, v in breakdown(best, ref["work_s"]):
                 print(f"{name:<82}{v:>8.1f} s" if isinstance(v, float) else f"{name:<82}{v:>10}")
-            results["configs"][cfg] = [{k: v for k, v in r.items() if k not in ("stderr", "stdout")} for r in runs]
+            results["runs"][f"{roots[r]}:{cfg}"] = [{k: v for k, v in x.items() if k not in ("stderr", "stdout")}
+                                                    for x in rs]
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=1))
     finally:

@@ -125,7 +125,7 @@ def start_early() -> None:
     configured or already running (the command then reuses it). Never raises: a failed early
     start leaves the ordinary start to :func:`flows.runtime.prefect_api`."""
     global _early
-    if _early is not None or _setting("PREFECT_API_URL") or background_server_url():
+    if _early is not None or _configured_api_url() or background_server_url():
         return
     try:
         _early = LocalAPIServer()
@@ -150,6 +150,13 @@ def discard_early() -> None:
 
 def _prefect_home() -> Path:
     return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+
+
+def _configured_api_url() -> str | None:
+    settings = sys.modules.get("prefect.settings")
+    if settings is not None:  # already imported by the caller (tests, scripts): it knows best, cheaply
+        return settings.PREFECT_API_URL.value() or None
+    return _setting("PREFECT_API_URL")
 
 
 def _setting(name: str) -> str | None:

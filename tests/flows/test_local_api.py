@@ -38,9 +38,12 @@ def test_profile_settings_are_read_without_prefect(prefect_home):
         '[profiles.ephemeral]\nPREFECT_SERVER_API_PORT = "4300"\n')
     assert local_api._setting("PREFECT_API_URL") == "http://10.0.0.5:4200/api"
     assert local_api._setting("PREFECT_SERVER_API_PORT") is None  # another profile's
-    # A configured API means no early server: the command reuses that one.
+
+
+def test_a_configured_api_means_no_early_server(monkeypatch):
+    monkeypatch.setattr(local_api, "_configured_api_url", lambda: "http://10.0.0.5:4200/api")
     local_api.start_early()
-    assert local_api.take_early() is None
+    assert local_api.take_early() is None  # the command reuses the configured API
 
 
 def test_background_server_found_by_pid_file_and_health(prefect_home, monkeypatch):
