@@ -51,7 +51,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE_ENV = {"RAY_AUTH_MODE": "disabled", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+# Prefect's own temporary server (the code before this change) gives up after 20 s, which a
+# loaded 2-core machine exceeds (seen here); flows.local_api waits 90 s.
+BASE_ENV = {"RAY_AUTH_MODE": "disabled", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90"}
 
 # --- the probe: runs inside the command's process ----------------------------------------
 
@@ -245,9 +248,10 @@ def command(root: Path, xml: str, work: Path, flags: list[str], api_url: str | N
     res = subprocess.run([sys.executable, "-c", PROBE, "fuse", xml, "--out", str(out), *flags],
                          env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
-    if res.returncode != 0 or not probe_out.exists():
-        raise RuntimeError(f"rhapso fuse {' '.join(flags)} failed ({res.returncode}):\n{res.stderr[-3000:]}")
-    p = json.loads(probe_out.read_text())
+    p = json.loads(probe_out.read_text()) if probe_out.exists() else {"rc": None}
+    if res.returncode != 0 or p["rc"] != 0:
+        raise RuntimeError(f"{root}: rhapso fuse {' '.join(flags)} failed ({res.returncode}, {p['rc']}):\n"
+                           f"{res.stderr[-3000:]}")
     p["wall_s"] = wall
     p["stderr"] = res.stderr
     p["stdout"] = res.stdout

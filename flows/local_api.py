@@ -20,10 +20,12 @@ when set, else one started with ``prefect server start --background``
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib.util
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -40,6 +42,17 @@ _PORT_IN_USE = 3
 #: Seconds a server gets to answer its health check (Prefect's own default for its
 #: temporary server is 20 s; a loaded 2-core machine has been seen to need more).
 STARTUP_TIMEOUT_S = 90.0
+
+
+def _die_with_parent() -> None:
+    """In the server's process before it runs (Linux): SIGTERM it when the command's process
+    dies, however it dies (SIGKILL, a closed pipe), so that no temporary server outlives it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _free_port() -> int:
@@ -62,6 +75,7 @@ class LocalAPIServer:
     def __init__(self) -> None:
         self.process: subprocess.Popen | None = None
         self.port: int | None = None
+        self._atexit = False
         self.started_at = time.monotonic()
         self.ready_at: float | None = None
         self._launch()
@@ -82,8 +96,11 @@ class LocalAPIServer:
             [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(spec.origin).parent.parent),
              "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
              "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
-            env=env, stdin=subprocess.DEVNULL,
+            env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
         )
+        if not self._atexit:
+            atexit.register(self.stop)  # a command ending by an exception or sys.exit still stops it
+            self._atexit = True
 
     def wait_ready(self, timeout: float = STARTUP_TIMEOUT_S) -> str:
         """Block until the server answers its health check; its API URL."""
