@@ -69,6 +69,7 @@ def prefect_api() -> Iterator[str | None]:
         server = SubprocessASGIServer()
         server.start()
     else:
+        _LOCAL_SERVER = server  # an interrupt while it starts stops it too
         try:
             server.wait_ready()
         except Exception:
