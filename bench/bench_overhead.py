@@ -227,7 +227,7 @@ def in_process(root: Path, xml: str, work: Path, repeat: int) -> dict:
     for i in range(repeat):
         out = work / f"inproc{i}.ome.zarr"
         res = subprocess.run([sys.executable, "-c", IN_PROCESS, xml, str(out)], env=_env(root),
-                             capture_output=True, text=True, check=True)
+                             capture_output=True, text=True, check=True, cwd=root)
         r = json.loads(res.stdout.strip().splitlines()[-1])
         r["work_s"] = r["plan_s"] + r["fuse_s"] + r["pyramid_s"] + r["xml_s"]
         if best is None or r["work_s"] < best["work_s"]:
@@ -245,8 +245,9 @@ def command(root: Path, xml: str, work: Path, flags: list[str], api_url: str | N
         env["PREFECT_API_URL"] = api_url
     env["BENCH_T0"] = repr(time.time())
     t0 = time.perf_counter()
+    # cwd: Ray puts the driver's working directory first on its workers' path.
     res = subprocess.run([sys.executable, "-c", PROBE, "fuse", xml, "--out", str(out), *flags],
-                         env=env, capture_output=True, text=True)
+                         env=env, capture_output=True, text=True, cwd=root)
     wall = time.perf_counter() - t0
     p = json.loads(probe_out.read_text()) if probe_out.exists() else {"rc": None}
     if res.returncode != 0 or p["rc"] != 0:
