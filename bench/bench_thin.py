@@ -58,7 +58,7 @@ def run_cell(grid, planes, truth, seed, work: Path, rounds=None) -> dict:
         records = [match.match_pair(current, store, a, b, p.detection.label, m)
                    for a, b in match.plan_pairs(current, p.alignment.pair_mode, list(p.alignment.group_by))]
         out = str(folder / f"{i:02d}-{kind}.xml")
-        rep = solve.solve_dataset(current, store, p.detection.label, s, out)["report"]
+        rep = solve.solve_dataset(current, store, p.detection.label, s, out).to_dict()["report"]
         sel = rep.get("model_selection") or {}
         rounds_out.append({"round": kind, "matched": f"{sum(r.ok for r in records)}/{len(records)}",
                            "model": (f"{sel['model']}:{sel['lambda_value']}" if sel else rep.get("model")),

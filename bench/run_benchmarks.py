@@ -271,7 +271,7 @@ def worker(stage: str, cfg: dict) -> dict:
                "matches": sum(r.n_inliers for r in recs if r.ok)}
     elif stage.startswith("solve"):
         rep = solve.solve_dataset(xml, store, label, SolverParams(**cfg["params"]), cfg["out_xml"])
-        out = {"links": rep["n_links"]}
+        out = {"links": rep.n_links}
     elif stage == "fuse":
         params = FusionParams(**cfg["params"])
         plan = fuse.plan_fusion(xml, cfg["out"], params, overwrite=True)

@@ -36,6 +36,7 @@ from rhapso_core.pointstore import PointStore, export_n5
 from rhapso_core.solver import SolverParams
 from rhapso_core.split import SplitParams
 from rhapso_core.stitching import StitchingParams
+from rhapso_core.pipeline.results import AlignmentSummary, RoundResult
 from rhapso_core.pipeline.retry import RetryParams
 from rhapso_core.verify import VerifyParams
 from tasks import autoparams as autoparams_tasks
@@ -53,13 +54,13 @@ from tasks.policies import ray_hints
 def detection_stage(xml: str, store: str, params: DetectionParams, selection: ViewSelection | None = None) -> dict:
     """One task per chunk of every selected view (of ``params.channels``); one merge-and-store task per view."""
     sha = xml_digest(xml)
-    plans = detection_tasks.plan_detection(xml, sha, params, selection)
+    plans = detection_tasks.plan_views(xml, sha, params, selection)
     stored, chunk_futures = [], []
     for plan in plans:
         parts = []
         for chunk in plan.tasks:
             with remote_options(**ray_hints(detection_tasks.chunk_memory_bytes(chunk, plan.params))):
-                parts.append(detection_tasks.detect_chunk.submit(xml, sha, plan.view, chunk, plan.params))
+                parts.append(detection_tasks.run_chunk.submit(xml, sha, plan.view, chunk, plan.params))
         chunk_futures += parts
         stored.append((plan.view, detection_tasks.store_points.submit(store, plan, parts)))
     try:
@@ -82,7 +83,7 @@ def match_and_solve_stage(
     detection: DetectionParams | None = None, pair_retry: RetryParams | None = None,
     alignment: AlignmentParams | None = None, selection: ViewSelection | None = None,
     channels: list[int] | None = None, stitching: StitchingParams | None = None,
-) -> dict:
+) -> RoundResult:
     """The view pairs matched in a few batches per worker slot, then the global solve writing ``out_xml``
     (checked against ``xml`` overlap by overlap unless ``verify.enabled`` is false).
 
@@ -118,48 +119,47 @@ def match_and_solve_stage(
             round_name, ok, n_views, ", ".join(f"{n} {k}" for k, n in failed.items()),
             f" (e.g. {example})" if example else "")
     artifacts.pairs_table(records, round_name)
-    result = solving_tasks.solve_round(xml, store, label, solver, out_xml, verify or VerifyParams(), round_anchors,
-                                       alignment, selection)
-    artifacts.solver_table(result, round_name)
-    check = result.get("verify")
+    outcome = solving_tasks.solve_round(xml, store, label, solver, out_xml, verify or VerifyParams(), round_anchors,
+                                        alignment, selection)
+    report = outcome.to_dict()
+    artifacts.solver_table(report, round_name)
+    check = outcome.verify
     if check:
         (logger.warning if check["worse_than_input"] else logger.info)("%s round: %s", round_name, check["summary"])
-    return {"verify": check, "xml": out_xml, "pairs": len(records), "pairs_matched": ok,
-            "final_error": result["report"].get("final_error"), "transform": result["transform_name"],
-            "pair_records": [r.to_dict() for r in records], "solver_report": result}
+    return RoundResult("points", out_xml, len(records), ok, outcome.final_error, outcome.transform_name, report,
+                       verify=check, pair_records=records)
 
 
 @flow(name="split-affine", log_prints=True)
 def split_affine_stage(
     xml: str, store: str, label: str, split: SplitParams, matching: MatchingParams, solver: SolverParams,
     out_xml: str, work: str, slots: int = 1,
-) -> dict:
+) -> RoundResult:
     """Split views into sub-views, match sub-views of different tiles, solve real + fake matches."""
     logger = get_run_logger()
     split_xml, split_store = split_outputs(work)
     res = split_tasks.split(xml, split_xml, split, store, split_store)
-    parent = {int(k): v for k, v in res["parent_of"].items()}
+    parent = res.parent_of
     pairs = [(a, b) for a, b in matching_tasks.plan_pairs(split_xml, "overlapping", [])
              if parent[a[1]] != parent[b[1]]]  # pieces of one tile are tied by the fake matches
     records = match_in_batches(split_xml, split_store, pairs, label, matching, slots,
                                "pair batches matched (split-affine)")
     ok = sum(r.ok for r in records)
     logger.info("split-affine: %d sub-views, %d of %d pairs matched, %d fake points",
-                len(parent), ok, len(records), res["fake_points"])
+                len(parent), ok, len(records), res.fake_points)
     artifacts.pairs_table(records, "split-affine")
-    weights = {**solver.label_weights, **res["label_weights"]}
+    weights = {**solver.label_weights, **res.label_weights}
     solver = solver.model_copy(update={"model": "affine", "label_weights": weights})
-    result = split_tasks.solve_split(split_xml, split_store, [label, split.fake_label], solver, out_xml)
-    artifacts.solver_table(result, "split-affine")
-    return {"xml": out_xml, "split_xml": split_xml, "store": split_store, "labels": [label, split.fake_label],
-            "pairs": len(records),
-            "pairs_matched": ok, "final_error": result["report"].get("final_error"),
-            "transform": result["transform_name"], "pair_records": [r.to_dict() for r in records],
-            "solver_report": result}
+    outcome = split_tasks.solve_split(split_xml, split_store, [label, split.fake_label], solver, out_xml)
+    report = outcome.to_dict()
+    artifacts.solver_table(report, "split-affine")
+    return RoundResult("split", out_xml, len(records), ok, outcome.final_error, outcome.transform_name, report,
+                       pair_records=records, split_xml=split_xml, store=split_store,
+                       labels=[label, split.fake_label])
 
 
 def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground_truth: str | None = None,
-                  final_xml: str | None = None) -> dict:
+                  final_xml: str | None = None) -> AlignmentSummary:
     """The alignment stages in order (inside a flow run and a Ray session).
 
     The last round's XML goes to ``final_xml`` when given (a staged name beside
@@ -171,21 +171,19 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
     layout = alignment_layout(out)
     runner = stage_runner(p.runtime)
     label = p.detection.label
-    summary = {"input": xml, "output": final, "store": layout["store"]}
     # Every `auto` parameter is derived from this dataset once, before any stage runs.
-    resolution = autoparams_tasks.resolve(xml, p, layout["resolved_params"])
+    resolution = autoparams_tasks.resolve_parameters(xml, p, layout["resolved_params"])
     p = resolution.params
-    summary["resolved_parameters"] = resolution.summary()
-    summary["resolved_params_json"] = layout["resolved_params"]
-    summary["prealignment"] = resolution.prealignment.chosen
+    summary = AlignmentSummary(xml, final, layout["store"], resolution.summary(), layout["resolved_params"],
+                               resolution.prealignment.chosen)
     artifacts.resolved_table(resolution)
     # Phase rounds read pixels, not points: a run of phase rounds only detects nothing.
     points_needed = p.alignment.split_affine or any(k != "phase" for k in p.alignment.rounds)
     if points_needed:
-        summary["detection"] = detection_stage.with_options(task_runner=runner)(
+        summary.detection = detection_stage.with_options(task_runner=runner)(
             xml, layout["store"], p.detection, p.views)
     current = xml
-    rounds = []
+    rounds = summary.rounds
     anchors = None  # the last phase round's links, kept by later point rounds (stitching.keep_links)
     kinds = alignment_rounds(p, resolution.prealignment)
     n_rounds = len(kinds) + (1 if p.alignment.split_affine else 0)
@@ -198,9 +196,9 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
                 current, p.stitching, p.solver, target, f"phase-{i}", p.alignment.pair_mode,
                 list(p.alignment.group_by), worker_slots(p.runtime), p.verify, list(p.alignment.grouping)))
             if p.stitching.keep_links:
-                anchors = {"xml": current, "links": kept_links(rounds[-1]["phase_links"],
-                                                                rounds[-1]["solver_report"].get("report"),
-                                                                rounds[-1].get("verify"))}
+                anchors = {"xml": current, "links": kept_links(rounds[-1].phase_links,
+                                                                rounds[-1].solver_report.get("report"),
+                                                                rounds[-1].verify)}
             current = target
             continue
         m, s = p.round_params(kind)
@@ -216,20 +214,17 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
         m, s = p.round_params("affine", round_name="split_affine")
         rounds.append(split_affine_stage.with_options(task_runner=stage_runner(p.runtime))(
             current, layout["store"], label, p.split, m, s, final, layout["work"], worker_slots(p.runtime)))
-    summary["rounds"] = rounds
-    summary["reverted_tiles"] = {r["xml"]: [t["name"] for t in r["verify"]["reverted"]]
-                                 for r in rounds if r.get("verify") and r["verify"]["reverted"]}
     if p.intensity.enabled:
         # After the last round: the maps depend on the final registrations, and stored with the
         # solved XML they belong to the dataset, so every later fusion (here, BigStitcher,
         # BigStitcher-Spark) applies them without estimating again.
-        summary["intensity"] = intensity_tasks.correct_intensity(final, p.intensity, p.views)
-        artifacts.intensity_note(summary["intensity"])
+        summary.intensity = intensity_tasks.correct_intensity(final, p.intensity, p.views).to_dict()
+        artifacts.intensity_note(summary.intensity)
     if points_needed:
         export_n5(PointStore(layout["store"]), layout["n5"], labels=[label], on_invalid="skip")
-        summary["n5"] = layout["n5"]
+        summary.n5 = layout["n5"]
     if qc:
-        summary["qc"] = run_qc(xml, summary, label, ground_truth=ground_truth)
+        summary.qc = run_qc(xml, summary, label, ground_truth=ground_truth)
     artifacts.output_note("Alignment", [f"input: {xml}", f"solved XML: {out}",
                                         f"interest points: {layout['store']} (BigStitcher: {layout['n5']})"
                                         if points_needed else "interest points: none (phase rounds only)"],
@@ -237,22 +232,22 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
     return summary
 
 
-def run_qc(xml: str, summary: dict, label: str, fused: str | None = None, ground_truth: str | None = None) -> dict:
+def run_qc(xml: str, summary: AlignmentSummary, label: str, fused: str | None = None,
+           ground_truth: str | None = None) -> dict:
     """QC of an alignment (and its fusion) from the run's outputs, published as an artifact."""
-    last = summary["rounds"][-1]
-    if "split_xml" in last:
+    last = summary.last_round
+    if last.kind == "split":
         # A split solve is compared with the split dataset it started from (the same views);
         # its sub-views have no ground truth of their own.
-        qc_input, store, ground_truth = last["split_xml"], last["store"], None
+        qc_input, store, labels, ground_truth = last.split_xml, last.store, last.labels, None
     else:
-        qc_input, store = xml, summary["store"]
-    labels = last.get("labels", [label])
-    phase_links = [k for r in summary["rounds"] for k in r.get("phase_links", [])]
-    qc = qc_tasks.qc_report(qc_input, summary["output"], store, labels, last["pair_records"],
-                            last["solver_report"], fused=fused, ground_truth=ground_truth,
+        qc_input, store, labels = xml, summary.store, [label]
+    phase_links = [k for r in summary.rounds for k in r.phase_links]
+    qc = qc_tasks.qc_report(qc_input, summary.output, store, labels, [r.to_dict() for r in last.pair_records],
+                            last.solver_report, fused=fused, ground_truth=ground_truth,
                             phase_links=phase_links or None,
-                            verify_reports=[r.get("verify") for r in summary["rounds"]],
-                            resolved_params=summary.get("resolved_params_json"))
+                            verify_reports=[r.verify for r in summary.rounds],
+                            resolved_params=summary.resolved_params_json)
     artifacts.qc_note(qc)
     return qc
 
@@ -286,9 +281,10 @@ def alignment(
         # previous run's exports; the QC report then describes the published XML.
         staged = staged_name(out)
         summary = run_alignment(xml, out, p, qc=False, final_xml=staged)
-        summary["output"] = publish(staged, out)
-        summary["qc"] = run_qc(xml, summary, p.detection.label, ground_truth=ground_truth)
-    summary["executor"] = executor.to_dict()
+        summary.output = publish(staged, out)
+        summary.qc = run_qc(xml, summary, p.detection.label, ground_truth=ground_truth)
+    result = summary.to_dict()
+    result["executor"] = executor.to_dict()
     # Outputs are written and the lock released; a failed verdict then fails the run (exit 3 in the CLI).
-    raise_if_qc_failed(xml, summary, summary.get("qc"), p.detection.dimensions, summary)
-    return summary
+    raise_if_qc_failed(xml, result, summary.qc, p.detection.dimensions, result)
+    return result

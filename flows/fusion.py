@@ -12,6 +12,7 @@ from flows.runtime import choose_runtime, current_run_id, ray_session, stage_run
 from rhapso_core.config import PipelineParams
 from rhapso_core.fusion import FusionParams
 from rhapso_core.output_layout import fused_xml_path, parent
+from rhapso_core.pipeline.results import FusionSummary
 from rhapso_core.pipeline.run_lock import output_lock
 from rhapso_core.pipeline.view_selection import ViewSelection
 from tasks import fusion as fusion_tasks
@@ -21,7 +22,7 @@ from tasks.policies import ray_hints
 @flow(name="fuse", log_prints=True)
 def fusion_stage(
     xml: str, out: str, params: FusionParams, overwrite: bool = False, selection: ViewSelection | None = None,
-) -> dict:
+) -> FusionSummary:
     """One task per (timepoint, channel) and work unit of chunk-aligned blocks, then the pyramid."""
     plan = fusion_tasks.plan_fusion(xml, out, params, overwrite, selection)
     futures = []
@@ -32,10 +33,8 @@ def fusion_stage(
     written = sum(artifacts.wait_with_progress(futures, "fusion work units"))
     levels = pyramid(out, params)
     xml_out = fusion_tasks.fused_xml(out, fused_xml_path(out))
-    return {"output": out, "xml": xml_out, "shape_zyx": list(plan.shape_zyx), "blocks_written": written,
-            "units": len(plan.units) * len(plan.slots), "levels_added": levels,
-            "timepoints": sorted({s.timepoint for s in plan.slots}),
-            "channels": sorted({s.channel for s in plan.slots})}
+    return FusionSummary(out, xml_out, list(plan.shape_zyx), written, len(plan.units) * len(plan.slots), levels,
+                         sorted({s.timepoint for s in plan.slots}), sorted({s.channel for s in plan.slots}))
 
 
 def intensity_xml_path(out: str) -> str:
@@ -46,22 +45,23 @@ def intensity_xml_path(out: str) -> str:
 
 def run_fusion(xml: str, out: str, p: PipelineParams, overwrite: bool = False, estimate_intensity: bool = False) -> dict:
     """Fuse ``xml`` into ``out``; with ``estimate_intensity``, first estimate the intensity correction
-    (written with a copy of the XML beside the output, never beside the input) and fuse that copy."""
+    (written with a copy of the XML beside the output, never beside the input) and fuse that copy.
+    Returns the run's JSON summary (:meth:`~rhapso_core.pipeline.results.FusionSummary.to_dict`)."""
     corrected = None
     if estimate_intensity:
         from tasks import intensity as intensity_tasks
 
         corrected = intensity_tasks.correct_intensity(xml, p.intensity, p.views, out_xml=intensity_xml_path(out))
-        artifacts.intensity_note(corrected)
-        xml = corrected["xml"]
+        artifacts.intensity_note(corrected.to_dict())
+        xml = corrected.xml
     summary = fusion_stage.with_options(task_runner=stage_runner(p.runtime))(xml, out, p.fusion, overwrite, p.views)
     if corrected is not None:
-        summary["intensity"] = corrected
+        summary.intensity = corrected.to_dict()
     artifacts.output_note("Fusion", [f"input: {xml}", f"fused OME-Zarr: {out}",
-                                     f"BigStitcher XML of the fused image: {summary['xml']}",
-                                     f"shape (z, y, x): {summary['shape_zyx']}",
-                                     f"blocks written this run: {summary['blocks_written']}"], key="fusion-output")
-    return summary
+                                     f"BigStitcher XML of the fused image: {summary.xml}",
+                                     f"shape (z, y, x): {summary.shape_zyx}",
+                                     f"blocks written this run: {summary.blocks_written}"], key="fusion-output")
+    return summary.to_dict()
 
 
 @flow(name="fusion", log_prints=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from flows import artifacts
+from rhapso_core.pipeline.results import RoundResult
 from rhapso_core.solver import SolverParams
 from rhapso_core.stitching import StitchingParams
 from rhapso_core.verify.params import VerifyParams
@@ -32,7 +33,7 @@ def phase_stage(
     xml: str, params: StitchingParams, solver: SolverParams, out_xml: str, round_name: str = "phase",
     pair_mode: str = "overlapping", group_by: list[str] | None = None, slots: int = 1,
     verify: VerifyParams | None = None, grouping: list[str] | None = None,
-) -> dict:
+) -> RoundResult:
     """Correlate the overlapping view pairs in a few batches per worker slot, solve, write ``out_xml``;
     with ``verify``, check the result against ``xml`` overlap by overlap (tiles made worse go back)."""
     logger = get_run_logger()
@@ -49,12 +50,11 @@ def phase_stage(
                        "phase-correlation table: low r means the overlaps do not look alike)", round_name, ok, n_views)
     links_table(links, round_name)
     rec = stitching_tasks.solve_links(xml, links, out_xml, solver, params)
-    result = {"transform_name": rec["transform_name"], "report": rec["solver_report"], "n_links": ok}
+    result = {"transform_name": rec.transform_name, "report": rec.solver_report, "n_links": ok}
     artifacts.solver_table(result, round_name)
     check = None
     if verify is not None and verify.enabled:
-        check = stitching_tasks.verify_round(xml, out_xml, verify, list(grouping or ["channel", "illumination"]))
+        check = stitching_tasks.verify_phase_round(xml, out_xml, verify, list(grouping or ["channel", "illumination"]))
         (logger.warning if check["worse_than_input"] else logger.info)("%s round: %s", round_name, check["summary"])
-    return {"verify": check, "xml": out_xml, "pairs": len(links), "pairs_matched": ok,
-            "final_error": rec["solver_report"].get("final_error"), "transform": rec["transform_name"],
-            "pair_records": [], "phase_links": rec["links"], "solver_report": result}
+    return RoundResult("phase", out_xml, len(links), ok, rec.solver_report.get("final_error"), rec.transform_name,
+                       result, verify=check, phase_links=[k.to_dict() for k in rec.links])

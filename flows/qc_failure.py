@@ -28,7 +28,7 @@ def _planes(xml: str) -> dict[str, int]:
 def raise_if_qc_failed(xml: str, alignment_summary: dict, qc: dict | None, dimensions: str, returned: dict) -> None:
     """Raise :class:`QCFailedError` (after logging and emitting the event) when ``qc``'s verdict is "fail".
 
-    ``alignment_summary`` is :func:`flows.alignment.run_alignment`'s result; ``returned``
+    ``alignment_summary`` is the JSON form of :func:`flows.alignment.run_alignment`'s result; ``returned``
     is what the flow would have returned (carried by the error for the CLI).
     """
     if not qc or qc.get("verdict") != "fail":

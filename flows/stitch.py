@@ -61,11 +61,11 @@ def stitch(
         staged = staged_name(aligned)
         a = run_alignment(xml, aligned, p, qc=False, final_xml=staged)
         f = run_fusion(staged, fused, p, overwrite)
-        a["output"] = publish(staged, aligned)
+        a.output = publish(staged, aligned)
         write_record(out, RunRecord(xml, sha, shaping, "complete"))
         qc = run_qc(xml, a, p.detection.label, fused=fused, ground_truth=ground_truth)
-    result = {"alignment": a, "fusion": f, "aligned_xml": aligned, "fused": fused, "qc": qc,
+    result = {"alignment": a.to_dict(), "fusion": f, "aligned_xml": aligned, "fused": fused, "qc": qc,
               "executor": executor.to_dict()}
     # A "fail" verdict fails the run after everything is written (exit 3 in the CLI).
-    raise_if_qc_failed(xml, a, qc, p.detection.dimensions, result)
+    raise_if_qc_failed(xml, result["alignment"], qc, p.detection.dimensions, result)
     return result

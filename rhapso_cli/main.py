@@ -344,13 +344,13 @@ def cmd_match_solve(args, solve_only: bool = False) -> int:
     if solve_only:
         _print(solve_mod.solve_dataset(args.xml, store, p.detection.label, s, args.out, grouping=a.grouping,
                                        timepoints=a.timepoints, reference_timepoint=a.reference_timepoint,
-                                       selection=p.views))
+                                       selection=p.views).to_dict())
         return 0
     with prefect_api(), ray_session(p.runtime):
         _print(match_and_solve_stage.with_options(task_runner=stage_runner(p.runtime))(
             args.xml, store, p.detection.label, m, s, args.out, args.model,
             a.pair_mode, list(a.group_by), verify=p.verify, detection=p.detection,
-            pair_retry=p.pair_retry, alignment=a, selection=p.views, channels=p.detection.channels))
+            pair_retry=p.pair_retry, alignment=a, selection=p.views, channels=p.detection.channels).to_dict())
     return 0
 
 

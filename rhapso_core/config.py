@@ -63,6 +63,12 @@ class AlignmentParams(StageParams):
         "*_split_affine keys); names and units are those of `matching`, which gives every value not set here.",
     )
 
+    @field_validator("prealign", mode="before")
+    @classmethod
+    def _on_off_from_yaml(cls, v: Any) -> Any:
+        # YAML 1.1 reads a bare on / off (in a parameter file or --set) as true / false.
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
+
     @field_validator("matching_per_round")
     @classmethod
     def _matching_fields(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

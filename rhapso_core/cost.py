@@ -6,7 +6,9 @@ the XML alone (adding the worker process's baseline, which Ray does not reserve 
 so ``rhapso plan`` sizes a cluster by what the flows will actually submit. Task counts come
 from the same planning functions too: detection chunks (:func:`~rhapso_core.detection.view.plan_detection`),
 fusion work units, pyramid blocks, and :func:`matching_batch_count` for the pair batches a
-matching round submits.
+matching round submits. Matching memory depends on how many points detection finds: the flow
+sizes each batch from the points stored, the planner from its estimate of them, both with
+:func:`matching_batch_memory`.
 
 Memory is in bytes of the task's arrays (its working set), not of the process.
 """
@@ -14,13 +16,15 @@ Memory is in bytes of the task's arrays (its working set), not of the process.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 __all__ = [
     "BATCHES_PER_SLOT",
     "MIN_TASK_MEMORY",
     "reserved_memory",
     "matching_batch_count",
+    "MATCH_BYTES_PER_POINT",
+    "matching_batch_memory",
     "detection_chunk_memory",
     "fusion_block_memory",
     "fusion_unit_memory",
@@ -47,6 +51,18 @@ def reserved_memory(memory_bytes: float) -> int:
 def matching_batch_count(n_pairs: int, slots: int, batches_per_slot: int = BATCHES_PER_SLOT) -> int:
     """Tasks one matching round submits for ``n_pairs`` pairs on ``slots`` worker slots (CPUs)."""
     return min(int(n_pairs), max(1, int(slots) * int(batches_per_slot)))
+
+
+# What a matching task holds per interest point of a pair's two views: x y z float64, the id
+# and the descriptors of its ~3 nearest neighbours.
+MATCH_BYTES_PER_POINT = 200
+
+
+def matching_batch_memory(pair_points: Iterable[tuple[float, float]]) -> float:
+    """A batch's memory from its pairs' point counts ((points of view a, of view b) each): its
+    largest pair's, since a batch matches its pairs one after another. The flow counts the
+    points stored; the planner, which runs before detection, its estimate of them."""
+    return float(max((a + b for a, b in pair_points), default=0)) * MATCH_BYTES_PER_POINT
 
 
 def detection_chunk_memory(core_box: Box, halo_zyx: Sequence[int]) -> float:

@@ -61,11 +61,16 @@ def overlap_box(a2w: np.ndarray, size_a, b2w: np.ndarray, size_b, *, strict: boo
 def world_box_in_view(affine: np.ndarray, size_xyz: Sequence[int], lo: np.ndarray, hi: np.ndarray, *,
                       whole_voxels: bool = False) -> np.ndarray | None:
     """The world box ``[lo, hi]`` in the view's voxels, ``(2, 3)`` x y z, clipped to the view; None if it
-    has no volume there. ``whole_voxels``: widened to the voxels that contain its corners."""
+    has no volume there (along a single-plane axis: if it does not reach within half a voxel of the
+    plane). ``whole_voxels``: widened to the voxels that contain its corners."""
     corners = transforms.apply(transforms.invert(affine), transforms.box_corners(lo, hi))
     vlo, vhi = corners.min(axis=0), corners.max(axis=0)
+    # A single-plane axis has no volume: the box meets the plane when it reaches within half a voxel.
+    flat = np.asarray(size_xyz) <= 1
+    meets_plane = (vlo <= 0.5) & (vhi >= -0.5)
     if whole_voxels:
         vlo, vhi = np.floor(vlo), np.ceil(vhi)
     top = np.asarray(size_xyz, dtype=np.float64) - 1.0
     vlo, vhi = np.clip(vlo, 0.0, top), np.clip(vhi, 0.0, top)
-    return np.stack([vlo, vhi]) if np.all(vhi > vlo) else None
+    ok = np.where(flat, meets_plane, vhi > vlo)
+    return np.stack([vlo, vhi]) if np.all(ok) else None

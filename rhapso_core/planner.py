@@ -14,7 +14,8 @@ Task counts use the same planning code as the pipeline
 :func:`rhapso_core.fusion.plan_work_units` for fusion), and memory per task is the
 largest of the hints the flows give Ray (:mod:`rhapso_core.cost`) plus the worker
 process's baseline; ``tests/planner/test_planner_vs_flows.py`` checks both against what
-the flows submit. Phase-correlation rounds (``alignment.rounds: phase``) and the
+the flows submit. Matching memory is the same formula on the points the planner expects
+detection to find (the flow sizes its batches from the points stored). Phase-correlation rounds (``alignment.rounds: phase``) and the
 split-affine round are not costed.
 
 Assumptions (the XML does not say them):
@@ -52,6 +53,7 @@ from rhapso_core.cost import (
     downsample_block_memory,
     fusion_block_memory,
     matching_batch_count,
+    matching_batch_memory,
     output_itemsize,
     reserved_memory,
 )
@@ -416,9 +418,8 @@ def _plan_alignment(xml_uri, sd, views, geometry, p, tp, cores, mem_total, base,
                          attributes=attributes)
     n_pairs = len(pairs)
     pts_per_view = n_points / max(len(views), 1)
-    # Two views' points (x y z float64 + id + descriptors of ~ 3 neighbours): ~ 200 B a point.
-    # A batch's pairs are matched one after another: its memory is one pair's.
-    match_mem = base + 2 * pts_per_view * 200
+    # The flow's hint for a batch of pairs of views with the estimated points, plus the worker process.
+    match_mem = base + reserved_memory(matching_batch_memory([(pts_per_view, pts_per_view)]))
     s_pair = tp["matching_s_per_pair"] * max(1.0, 2 * pts_per_view / tp["matching_points_per_pair"])
     match_cpu = rounds * n_pairs * s_pair
     match_read = rounds * n_pairs * 2 * pts_per_view * 32

@@ -1,4 +1,9 @@
-"""Detection tasks: plan per dataset, detect per chunk (cached), merge and store per view."""
+"""Detection tasks: plan per dataset, detect per chunk (cached), merge and store per view.
+
+Each task wraps the :mod:`rhapso_core.pipeline.detect` function of its name (``plan_views``,
+``run_chunk``); ``rhapso_core.detection.view``'s ``plan_detection`` / ``detect_chunk`` are the
+one-view, one-source functions those call.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from tasks.policies import CACHE_POLICY, RETRY_DELAYS, retry_transient
 
 
 @task(name="plan-detection", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
-def plan_detection(
+def plan_views(
     xml_uri: str, xml_sha256: str, params: DetectionParams, selection: ViewSelection | None = None,
 ) -> list[detect.ViewDetectionPlan]:
     return detect.plan_views(xml_uri, params, selection=selection)
@@ -28,7 +33,7 @@ def plan_detection(
     cache_policy=CACHE_POLICY,
     persist_result=True,
 )
-def detect_chunk(xml_uri: str, xml_sha256: str, view: tuple[int, int], chunk: ChunkTask, params: DetectionParams) -> InterestPoints:
+def run_chunk(xml_uri: str, xml_sha256: str, view: tuple[int, int], chunk: ChunkTask, params: DetectionParams) -> InterestPoints:
     return detect.run_chunk(xml_uri, view, chunk, params)
 
 

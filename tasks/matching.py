@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import task
 
 from rhapso_core.config import AlignmentParams
-from rhapso_core.cost import BATCHES_PER_SLOT, matching_batch_count
+from rhapso_core.cost import BATCHES_PER_SLOT, matching_batch_count, matching_batch_memory
 from rhapso_core.matching import MatchingParams
 from rhapso_core.detection import DetectionParams
 from rhapso_core.pipeline.view_selection import ViewSelection
@@ -59,6 +59,12 @@ def batch_pairs(pairs: list, slots: int, batches_per_slot: int = BATCHES_PER_SLO
     """
     n = matching_batch_count(len(pairs), slots, batches_per_slot)
     return [pairs[i::n] for i in range(n)]
+
+
+def batch_memory_bytes(batch: list, points: dict) -> float:
+    """A batch's memory hint from its views' stored points (:func:`rhapso_core.cost.matching_batch_memory`,
+    as the planner's); ``points``: :func:`rhapso_core.pipeline.match.stored_point_counts`."""
+    return matching_batch_memory((points.get(tuple(a), 0), points.get(tuple(b), 0)) for a, b in batch)
 
 
 def unbatch(results: list[list], n_pairs: int) -> list:

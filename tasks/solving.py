@@ -6,6 +6,7 @@ from prefect import task
 
 from rhapso_core.config import AlignmentParams
 from rhapso_core.pipeline import solve
+from rhapso_core.pipeline.results import SolveOutcome
 from rhapso_core.pipeline.view_selection import ViewSelection
 from rhapso_core.solver import SolverParams
 from rhapso_core.verify import VerifyParams
@@ -16,7 +17,7 @@ from tasks.policies import RETRY_DELAYS, retry_transient
 def solve_round(
     xml_uri: str, store_uri: str, label: str, params: SolverParams, out_xml: str, verify: VerifyParams | None = None,
     phase_anchors: dict | list | None = None, alignment: AlignmentParams | None = None, selection: ViewSelection | None = None,
-) -> dict:
+) -> SolveOutcome:
     a = alignment or AlignmentParams()
     return solve.solve_dataset(xml_uri, store_uri, label, params, out_xml, verify=verify, phase_anchors=phase_anchors,
                                grouping=a.grouping, timepoints=a.timepoints,

@@ -6,10 +6,10 @@ from prefect import task
 
 from rhapso_core.pipeline import phase
 from rhapso_core.pipeline.phase_fallback import link_failed_pairs
-from rhapso_core.pipeline.prealign import verify_phase_round
+from rhapso_core.pipeline import prealign
 from rhapso_core.verify.params import VerifyParams
 from rhapso_core.solver import SolverParams
-from rhapso_core.stitching import PhaseLink, StitchingParams
+from rhapso_core.stitching import PhaseLink, PhaseRoundRecord, StitchingParams
 from tasks.policies import RETRY_DELAYS, retry_transient
 
 
@@ -27,14 +27,14 @@ def correlate_pairs(xml_uri: str, pairs, params: StitchingParams, batch_index: i
 
 @task(name="solve-phase-links", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
 def solve_links(xml_uri: str, links: list[PhaseLink], out_xml: str, solver: SolverParams,
-                params: StitchingParams) -> dict:
-    return phase.solve_phase_round(xml_uri, links, out_xml, solver, params).to_dict()
+                params: StitchingParams) -> PhaseRoundRecord:
+    return phase.solve_phase_round(xml_uri, links, out_xml, solver, params)
 
 
 @task(name="verify-phase-round", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
-def verify_round(xml_in: str, xml_out: str, verify: VerifyParams, grouping: list[str]) -> dict | None:
+def verify_phase_round(xml_in: str, xml_out: str, verify: VerifyParams, grouping: list[str]) -> dict | None:
     # Rewrites xml_out only when a tile is reverted (atomically); a retry measures the same images again.
-    return verify_phase_round(xml_in, xml_out, verify, grouping)
+    return prealign.verify_phase_round(xml_in, xml_out, verify, grouping)
 
 
 @task(name="phase-link-failed-pairs", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)

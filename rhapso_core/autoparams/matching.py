@@ -111,8 +111,7 @@ def resolve_matching(
         widest = max(p.across_world for p in survey.pairs)
         spare = []
         for p in survey.pairs:
-            ax = int(np.argmin(p.extent_world_xyz))
-            spare.append(p.across_world - w_need * wv[ax])
+            spare.append(p.across_world - w_need * wv[p.across_axis])
         bridge = max(0.0, float(min(spare)))
     else:
         widest, bridge = 0.0, 0.0

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rhapso_core.matching.pairs import select_pairs
+from rhapso_core.overlap import world_box, world_overlap
 from rhapso_core.pipeline.dataset import load_dataset, view_geometry
 from rhapso_core.spimdata import SpimData, ViewId
 
@@ -32,7 +33,9 @@ class PairOverlap:
 
     ``extent_voxels_xyz``: the overlap box's size along x, y, z in voxels of the view
     with the finer voxels (the larger count); ``across_world``: its narrowest extent
-    (world units), the width the stage error eats into.
+    (world units), the width the stage error eats into. ``flat_xyz``: axes along which
+    both views are a single plane; the box is one voxel deep there (half a voxel each
+    side of the plane), a thickness, not a width: ``across`` is measured in the plane.
     """
 
     a: ViewId
@@ -40,10 +43,17 @@ class PairOverlap:
     box_world: tuple[tuple[float, float, float], tuple[float, float, float]]
     extent_world_xyz: tuple[float, float, float]
     extent_voxels_xyz: tuple[float, float, float]
+    flat_xyz: tuple[bool, bool, bool] = (False, False, False)
+
+    @property
+    def across_axis(self) -> int:
+        """The axis (0 x, 1 y, 2 z) of the narrowest extent that is a width (not a plane's thickness)."""
+        ext = np.where(np.asarray(self.flat_xyz), np.inf, np.asarray(self.extent_world_xyz, dtype=np.float64))
+        return int(np.argmin(ext)) if np.isfinite(ext).any() else int(np.argmin(self.extent_world_xyz))
 
     @property
     def across_world(self) -> float:
-        return float(min(self.extent_world_xyz))
+        return float(self.extent_world_xyz[self.across_axis])
 
     @property
     def volume_voxels(self) -> float:
@@ -102,6 +112,12 @@ def _voxel_world(affine: np.ndarray) -> tuple[float, float, float]:
     return tuple(float(v) for v in np.linalg.norm(lin, axis=0))  # type: ignore[return-value]
 
 
+def _world_flat(affine: np.ndarray, size_xyz) -> np.ndarray:
+    """World axes (x, y, z) along which the view's box has no extent (a single plane)."""
+    lo, hi = world_box(affine, size_xyz)
+    return (np.asarray(hi) - np.asarray(lo)) <= 1e-9
+
+
 def survey_dataset(xml_uri: str, sd: SpimData | None = None, storage_options=None) -> DatasetSurvey:
     """Views and nominal pair overlaps of a dataset, from its XML only (no pixels read)."""
     sd = sd if sd is not None else load_dataset(xml_uri, storage_options)
@@ -113,15 +129,19 @@ def survey_dataset(xml_uri: str, sd: SpimData | None = None, storage_options=Non
     vox = {vi.view: np.asarray(vi.voxel_world_xyz) for vi in views}
     pairs = []
     for p in select_pairs(geometry, mode="overlapping"):
-        box = np.asarray(p.overlap_box_world, dtype=np.float64)
+        (a2w, size_a), (b2w, size_b) = geometry[p.a], geometry[p.b]
+        # Single planes have boxes without depth: they overlap within half a voxel of their plane.
+        box = np.asarray(world_overlap(a2w, size_a, b2w, size_b, flat_half_voxel=True), dtype=np.float64)
         ext = box[1] - box[0]
         if np.any(ext <= 0):
             continue  # touching boxes: nothing to match
+        flat = (_world_flat(a2w, size_a) & _world_flat(b2w, size_b))
         finer = np.minimum(vox[p.a], vox[p.b])
         pairs.append(PairOverlap(
             tuple(p.a), tuple(p.b),
             (tuple(float(x) for x in box[0]), tuple(float(x) for x in box[1])),  # type: ignore[arg-type]
             tuple(float(x) for x in ext),  # type: ignore[arg-type]
             tuple(float(x) for x in ext / finer),  # type: ignore[arg-type]
+            tuple(bool(f) for f in flat),  # type: ignore[arg-type]
         ))
     return DatasetSurvey(xml_uri, views, tuple(pairs))

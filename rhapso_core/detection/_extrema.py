@@ -13,6 +13,12 @@ import numpy as np
 __all__ = ["find_and_localize"]
 
 
+@numba.njit(cache=True, inline="always")
+def _beats(v, u, sign):
+    # Strictly above (maximum, sign 1) or below (minimum, sign -1) a neighbour's value.
+    return v > u if sign > 0 else v < u
+
+
 @numba.njit(cache=True)
 def _is_extremum(dog, z, y, x, v, sign):
     for dz in range(-1, 2):
@@ -20,13 +26,8 @@ def _is_extremum(dog, z, y, x, v, sign):
             for dx in range(-1, 2):
                 if dz == 0 and dy == 0 and dx == 0:
                     continue
-                u = dog[z + dz, y + dy, x + dx]
-                if sign > 0:
-                    if not v > u:
-                        return False
-                else:
-                    if not v < u:
-                        return False
+                if not _beats(v, dog[z + dz, y + dy, x + dx], sign):
+                    return False
     return True
 
 
@@ -98,37 +99,20 @@ def _localize(dog, pz, py, px, max_moves, res):
     return False
 
 
-@numba.njit(cache=True)
-def find_and_localize(dog, z0, z1, y0, y1, x0, x1, threshold, want_max, want_min, max_moves):
-    """Extrema whose integer candidate lies in the core ``[z0, z1) x [y0, y1) x [x0, x1)``.
+@numba.njit(cache=True, inline="always")
+def _candidate_sign(v, t3, want_max, want_min):
+    # 1 / -1: a maximum / minimum candidate (beyond a third of the threshold, as
+    # BigStitcher's pre-filter); 0: neither.
+    if want_max and v >= t3:
+        return 1
+    if want_min and v <= -t3:
+        return -1
+    return 0
 
-    Returns ``loc_zyx`` (N, 3) float64 in array coordinates, ``value`` (N,) float64 (fitted
-    DoG) and ``peak_zyx`` (N, 3) int64 (final integer position).
-    """
-    nz, ny, nx = dog.shape
-    t3 = np.float32(threshold / 3.0)
-    nt3 = -t3
-    locs = []
-    res = np.empty(7)
-    for z in range(max(z0, 1), min(z1, nz - 1)):
-        for y in range(max(y0, 1), min(y1, ny - 1)):
-            row = dog[z, y]
-            for x in range(max(x0, 1), min(x1, nx - 1)):
-                v = row[x]
-                sign = 0
-                if want_max and v >= t3:
-                    sign = 1
-                elif want_min and v <= nt3:
-                    sign = -1
-                else:
-                    continue
-                if not _is_extremum(dog, z, y, x, v, sign):
-                    continue
-                if not _localize(dog, z, y, x, max_moves, res):
-                    continue
-                if sign * res[3] < threshold:
-                    continue
-                locs.append((res[0], res[1], res[2], res[3], res[4], res[5], res[6]))
+
+@numba.njit(cache=True)
+def _as_arrays(locs):
+    # (z, y, x, value, pz, py, px) tuples -> loc_zyx (N, 3), value (N,), peak_zyx (N, 3) int64.
     n = len(locs)
     loc = np.empty((n, 3))
     val = np.empty(n)
@@ -143,6 +127,35 @@ def find_and_localize(dog, z0, z1, y0, y1, x0, x1, threshold, want_max, want_min
         peak[i, 1] = np.int64(t[5])
         peak[i, 2] = np.int64(t[6])
     return loc, val, peak
+
+
+@numba.njit(cache=True)
+def find_and_localize(dog, z0, z1, y0, y1, x0, x1, threshold, want_max, want_min, max_moves):
+    """Extrema whose integer candidate lies in the core ``[z0, z1) x [y0, y1) x [x0, x1)``.
+
+    Returns ``loc_zyx`` (N, 3) float64 in array coordinates, ``value`` (N,) float64 (fitted
+    DoG) and ``peak_zyx`` (N, 3) int64 (final integer position).
+    """
+    nz, ny, nx = dog.shape
+    t3 = np.float32(threshold / 3.0)
+    locs = []
+    res = np.empty(7)
+    for z in range(max(z0, 1), min(z1, nz - 1)):
+        for y in range(max(y0, 1), min(y1, ny - 1)):
+            row = dog[z, y]
+            for x in range(max(x0, 1), min(x1, nx - 1)):
+                v = row[x]
+                sign = _candidate_sign(v, t3, want_max, want_min)
+                if sign == 0:
+                    continue
+                if not _is_extremum(dog, z, y, x, v, sign):
+                    continue
+                if not _localize(dog, z, y, x, max_moves, res):
+                    continue
+                if sign * res[3] < threshold:
+                    continue
+                locs.append((res[0], res[1], res[2], res[3], res[4], res[5], res[6]))
+    return _as_arrays(locs)
 
 
 @numba.njit(cache=True)

@@ -41,16 +41,21 @@ def combine_close(points: InterestPoints, distance: float) -> InterestPoints:
     pairs = tree.query_pairs(r=max(float(distance), 1e-9), output_type="ndarray")
     if pairs.size == 0:
         return pts
-    # pairs (i < j) in strength order: j is dropped if some kept i is within reach
+    return pts.subset(_keep_strongest(n, pairs))
+
+
+def _keep_strongest(n: int, pairs: np.ndarray) -> np.ndarray:
+    """Mask of the points kept when, among ``n`` points in strength order, the weaker of each
+    pair in ``pairs`` (rows of two indices) is dropped if the stronger one is kept."""
     nbrs = [[] for _ in range(n)]
     for i, j in pairs:
-        nbrs[i].append(j)
+        nbrs[min(i, j)].append(max(i, j))
     keep = np.ones(n, bool)
     for i in range(n):
         if keep[i]:
             for j in nbrs[i]:
                 keep[j] = False
-    return pts.subset(keep)
+    return keep
 
 
 def combine_across_planes(points: InterestPoints, radius_xy: float) -> InterestPoints:
@@ -70,15 +75,7 @@ def combine_across_planes(points: InterestPoints, radius_xy: float) -> InterestP
     if pairs.size == 0:
         return pts
     pairs = pairs[loc[pairs[:, 0], 2] != loc[pairs[:, 1], 2]]
-    nbrs = [[] for _ in range(n)]
-    for i, j in pairs:
-        nbrs[min(i, j)].append(max(i, j))
-    keep = np.ones(n, bool)
-    for i in range(n):
-        if keep[i]:
-            for j in nbrs[i]:
-                keep[j] = False
-    return pts.subset(keep)
+    return pts.subset(_keep_strongest(n, pairs))
 
 
 def cap_spatially(points: InterestPoints, max_spots: int,

@@ -39,7 +39,10 @@ import math
 import numba
 import numpy as np
 
-from rhapso_core.fusion.kernels import BLEND_LUT, COVER_EPS, W_FLOOR, _LUT_N
+# The reference kernel's own helpers, so both do the same operations by construction.
+from rhapso_core.fusion.kernels import (
+    BLEND_LUT, COVER_EPS, W_FLOOR, _LUT_N, _axis_weight, _cover_distance, _row_estimate,
+)
 
 __all__ = ["accumulate_view_rows"]
 
@@ -51,20 +54,6 @@ def _row_ok(i, r0, r1, r2, cx0, cx1, cx2, lo, sx1, sy1, sz1):
     vy = r1 + i * cx1
     vz = r2 + i * cx2
     return not (vx < lo or vy < lo or vz < lo or vx > sx1 or vy > sy1 or vz > sz1)
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _axis_weight(v, n, border, inv_rng):
-    # Same operations as kernels._axis_weight.
-    dist = min(v - border, (n - 1.0) - v - border)
-    if dist <= 0.0:
-        return 0.0
-    t = dist * inv_rng * _LUT_N
-    if t >= _LUT_N:
-        return 1.0
-    k = int(t)
-    f = t - k
-    return BLEND_LUT[k] + (BLEND_LUT[k + 1] - BLEND_LUT[k]) * f
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -309,8 +298,7 @@ def _interior_pass(arow, brow, s, e, mode, axisw, i0, r0, r1, r2, cx0, cx1, cx2,
             vx = r0 + i * cx0
             vy = r1 + i * cx1
             vz = r2 + i * cx2
-            d = min(min(vx, sx - 1.0 - vx), min(vy, sy - 1.0 - vy), min(vz, sz - 1.0 - vz))
-            W[q] = max(d, 0.0) + 1.0
+            W[q] = _cover_distance(vx, vy, vz, sx, sy, sz)
     u1 = np.uint64(1)
     uy = np.uint64(sy_)
     uz = np.uint64(sz_)
@@ -331,6 +319,7 @@ def _interior_pass(arow, brow, s, e, mode, axisw, i0, r0, r1, r2, cx0, cx1, cx2,
         c0 = c00 * (1.0 - fy) + c01 * fy
         c1 = c10 * (1.0 - fy) + c11 * fy
         val = c0 * (1.0 - fz) + c1 * fz
+        # The per-mode update as in kernels.accumulate_view (why it is not shared: there).
         if blend:
             w = W[q]
             if mode == 5:
@@ -380,6 +369,7 @@ def _segment(arow, brow, s, e, mode, clamp, axisw, i0, r0, r1, r2, cx0, cx1, cx2
             val = _sample(flat, lz, ly, lx, oz, oy, ox, nz, ny, nx, sz_, sy_)
         else:
             val = _sample_in(flat, lz, ly, lx, oz, oy, ox, sz_, sy_)
+        w = 0.0
         if mode == 1 or mode == 5:
             if axisw:
                 w = (_axis_weight(vx, sx, bbx, irx) * _axis_weight(vy, sy, bby, iry)
@@ -391,6 +381,10 @@ def _segment(arow, brow, s, e, mode, clamp, axisw, i0, r0, r1, r2, cx0, cx1, cx2
                     w *= _sample(wflat, lz, ly, lx, oz, oy, ox, nz, ny, nx, sz_, sy_)
                 else:
                     w *= _sample_in(wflat, lz, ly, lx, oz, oy, ox, sz_, sy_)
+        elif mode == 4:
+            w = _cover_distance(vx, vy, vz, sx, sy, sz)
+        # The per-mode update as in kernels.accumulate_view (why it is not shared: there).
+        if mode == 1 or mode == 5:
             w = max(w, W_FLOOR)
             arow[bx] += w * val
             brow[bx] += w
@@ -404,12 +398,9 @@ def _segment(arow, brow, s, e, mode, clamp, axisw, i0, r0, r1, r2, cx0, cx1, cx2
         elif mode == 3:
             arow[bx] = val
             brow[bx] = 1.0
-        else:
-            d = min(min(vx, sx - 1.0 - vx), min(vy, sy - 1.0 - vy), min(vz, sz - 1.0 - vz))
-            d = max(d, 0.0) + 1.0
-            if d > brow[bx]:
-                arow[bx] = val
-                brow[bx] = d
+        elif w > brow[bx]:
+            arow[bx] = val
+            brow[bx] = w
 
 
 @numba.njit(cache=True, nogil=True)
@@ -457,21 +448,8 @@ def accumulate_view_rows(
             r1 = m_out_to_view[1, 3] + k * m_out_to_view[1, 2] + j * m_out_to_view[1, 1]
             r2 = m_out_to_view[2, 3] + k * m_out_to_view[2, 2] + j * m_out_to_view[2, 1]
             # The reference kernel's widened estimate of the row's range ...
-            a = 0.0
-            b = float(X - 1)
-            ok = True
-            for r, c, n in ((r0, cx0, sx), (r1, cx1, sy), (r2, cx2, sz)):
-                if c == 0.0:
-                    if r < lo or r > n - 1.0 + COVER_EPS:
-                        ok = False
-                else:
-                    t1 = (lo - r) / c - i0
-                    t2 = (n - 1.0 + COVER_EPS - r) / c - i0
-                    if t1 > t2:
-                        t1, t2 = t2, t1
-                    a = max(a, math.floor(t1) - 1.0)
-                    b = min(b, math.ceil(t2) + 1.0)
-            if not ok or b < a:
+            ok, a, b = _row_estimate(r0, r1, r2, cx0, cx1, cx2, sx, sy, sz, i0, X)
+            if not ok:
                 continue
             # ... trimmed to the exact interval of voxels that pass its per-voxel test.
             ia = int(a)

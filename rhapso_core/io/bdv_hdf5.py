@@ -27,7 +27,7 @@ import numpy as np
 
 from ..image_source import Box
 from .errors import ImageIOError
-from .multiscale import MultiscaleImage, factors_from_shapes
+from .multiscale import MultiscaleImage, StoredLevel, factors_from_shapes
 from .uri import fs_for, is_s3, join_uri, normalize_uri
 
 __all__ = ["open_hdf5_image", "HDF5_SUFFIXES", "split_hdf5_path"]
@@ -82,8 +82,10 @@ _DTYPES = {
 }
 
 
-class Hdf5Level:
+class Hdf5Level(StoredLevel):
     """One level's ``cells`` dataset, read by box; the file handle is opened per process."""
+
+    _handles = ("_file",)
 
     def __init__(self, file_uri, path, shape, stored_dtype, dtype, storage_options, handle=None):
         self.file_uri = file_uri
@@ -93,14 +95,6 @@ class Hdf5Level:
         self._dtype = np.dtype(dtype)
         self.storage_options = storage_options
         self._file = handle
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return self._shape  # type: ignore[return-value]
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self._dtype
 
     def _dataset(self):
         if self._file is None:
@@ -131,11 +125,6 @@ class Hdf5Level:
                 self._file.close()
             finally:
                 self._file = None
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_file"] = None
-        return state
 
 
 def _pixel_type(setup_group, stored: np.dtype, where: str) -> np.dtype:

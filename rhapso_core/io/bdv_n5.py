@@ -32,7 +32,7 @@ import numpy as np
 
 from ..image_source import Box
 from .errors import ImageIOError
-from .multiscale import MultiscaleImage, factors_from_shapes
+from .multiscale import MultiscaleImage, StoredLevel, factors_from_shapes
 from .uri import fs_for, is_s3, join_uri, normalize_uri
 
 __all__ = ["open_n5_image", "n5_kvstore_spec", "read_n5_attributes"]
@@ -93,8 +93,10 @@ def n5_kvstore_spec(uri: str, storage_options: dict[str, Any] | None = None) -> 
     return spec
 
 
-class N5Level:
+class N5Level(StoredLevel):
     """One N5 dataset (a pyramid level) read by (z, y, x) box through tensorstore."""
+
+    _handles = ("_store",)
 
     def __init__(self, uri: str, attrs: dict, storage_options: dict[str, Any] | None):
         self.uri = uri
@@ -114,14 +116,6 @@ class N5Level:
         except (KeyError, TypeError):
             raise ImageIOError(f"{uri}: N5 dataset has no valid dataType") from None
         self._store = None
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return self._shape  # type: ignore[return-value]
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self._dtype
 
     def _open(self):
         if self._store is None:
@@ -158,11 +152,6 @@ class N5Level:
 
     def close(self) -> None:
         self._store = None
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_store"] = None
-        return state
 
 
 class _FsspecN5Level:

@@ -11,7 +11,7 @@ import numpy as np
 from ..image_source import Box, box_is_empty, clip_box
 from .errors import ImageIOError
 
-__all__ = ["LevelReader", "MultiscaleImage", "factors_from_shapes", "factors_from_scales"]
+__all__ = ["LevelReader", "StoredLevel", "MultiscaleImage", "factors_from_shapes", "factors_from_scales"]
 
 
 class LevelReader(Protocol):
@@ -25,6 +25,30 @@ class LevelReader(Protocol):
 
     def read(self, box: Box) -> np.ndarray:
         """Read a box already clipped to ``shape`` and not empty."""
+
+
+class StoredLevel:
+    """Base of the readers of one stored level (a :class:`LevelReader`): ``shape`` and ``dtype``
+    from ``_shape`` / ``_dtype``; the attributes named in ``_handles`` (open files, stores) are
+    dropped when pickled, so a level sent to another process reopens its file on first read."""
+
+    _shape: tuple[int, int, int]
+    _dtype: np.dtype
+    _handles: tuple[str, ...] = ()
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self._shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._dtype
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        for name in self._handles:
+            state[name] = None
+        return state
 
 
 @dataclass

@@ -14,7 +14,7 @@ import zarr
 
 from ..image_source import Box
 from .errors import ImageIOError
-from .multiscale import MultiscaleImage, factors_from_shapes
+from .multiscale import MultiscaleImage, StoredLevel, factors_from_shapes
 from .uri import fs_for, is_s3, join_uri, normalize_uri
 
 __all__ = ["open_tiff_image", "open_tiff_series", "list_tiff_planes"]
@@ -120,12 +120,14 @@ def _geometry(tif: tifffile.TiffFile) -> tuple[tuple[float, float, float], str |
     return (1.0, 1.0, 1.0), None
 
 
-class TiffLevel:
+class TiffLevel(StoredLevel):
     """One pyramid level of one series of a TIFF file, read through tifffile's zarr store.
 
     The file is opened on first read and reopened after unpickling, so an
     image can be sent to another process.
     """
+
+    _handles = ("_tif", "_arr")
 
     def __init__(self, uri: str, storage_options, level: int, shape: Sequence[int], dtype, pinned, zyx):
         self.uri, self.storage_options, self.level = uri, storage_options, level
@@ -136,14 +138,6 @@ class TiffLevel:
         self._shape = (self._full_shape[z] if z is not None else 1, self._full_shape[y], self._full_shape[x])
         self._tif: tifffile.TiffFile | None = None
         self._arr = None
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return self._shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self._dtype
 
     def read(self, box: Box) -> np.ndarray:
         if self._arr is None:
@@ -162,11 +156,6 @@ class TiffLevel:
             self.close()
         except Exception:  # interpreter shutdown: nothing left to clean up
             pass
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_tif"], state["_arr"] = None, None
-        return state
 
 
 def open_tiff_image(
@@ -223,7 +212,7 @@ def list_tiff_planes(uri: str, storage_options: dict[str, Any] | None = None) ->
     return [str(n) for n in names]
 
 
-class TiffPlaneSeries:
+class TiffPlaneSeries(StoredLevel):
     """A z stack stored as one 2D TIFF per plane; a read opens only the planes it needs.
 
     Not tifffile's ``TiffSequence``: that globs local paths only, and its zarr
@@ -249,14 +238,6 @@ class TiffPlaneSeries:
         self._zyx = zyx
         self._pinned = _pin(self._plane_shape, zyx, c_ax, t_ax, channel, None, self.files[0])
         self._shape = (len(self.files), self._plane_shape[zyx[1]], self._plane_shape[zyx[2]])
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return self._shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self._dtype
 
     def read(self, box: Box) -> np.ndarray:
         (z0, z1), yb, xb = box

@@ -54,9 +54,9 @@ def align_in_process(xml: str, work: str, params, rounds=None) -> InProcessAlign
     for i, kind in enumerate(rounds, start=1):
         out = join(work, round_xml_name(i, kind))
         if kind == "phase":
-            rec = prealign_in_process(current, out, p)
-            matched.append(f"phase {rec['pairs_matched']}/{rec['pairs']}")
-            anchors, current = rec["anchors"], out
+            rec, anchors = prealign_in_process(current, out, p)
+            matched.append(f"phase {rec.pairs_matched}/{rec.pairs}")
+            current = out
             continue
         m, s = p.round_params(kind)
         records = [match.match_pair(current, store, a, b, p.detection.label, m)

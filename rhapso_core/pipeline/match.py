@@ -119,3 +119,19 @@ def match_pair(
         int(result.n_candidates), int(result.n_inliers), float(result.rms), result.status,
         result.reason, None if result.model is None else tuple(transforms.to_xml_values(result.model)),
     )
+
+
+def stored_point_counts(store_uri: str, label: str, views, storage_options=None) -> dict[ViewId, int]:
+    """Points stored for each of ``views`` under ``label`` (0 where none are), from the store's
+    metadata only: what sizes a matching batch (:func:`rhapso_core.cost.matching_batch_memory`)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = PointStore(store_uri, storage_options=storage_options, mode="r")
+
+    def count(v) -> int:
+        return store.point_info(v, label)["n_points"] if store.has_points(v, label) else 0
+
+    views = sorted({tuple(v) for v in views})
+    # Metadata reads, latency-bound on an object store: a few at a time.
+    with ThreadPoolExecutor(max_workers=min(16, max(len(views), 1))) as pool:
+        return dict(zip(views, pool.map(count, views)))

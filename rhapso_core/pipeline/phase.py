@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from rhapso_core import transforms
 from rhapso_core.pipeline.dataset import load_dataset, open_view, view_geometry
 from rhapso_core.pipeline.match import plan_pairs
@@ -148,8 +150,13 @@ def stored_links(xml_uri: str, params: StitchingParams | None = None, storage_op
         box_hi = r.box_max_xyz if r.box_max_xyz is not None else (float("nan"),) * 3
         if status == "ok" and r.box_min_xyz is None:
             status, reason = "failed", "no <overlap_boundingbox>: the link has no place to act on"
+        # The crops are not recorded: the box in a's full-resolution voxels stands for them (the
+        # scale the global solve's consistency check measures a link's disagreement in).
+        vox = np.linalg.norm(sd.view_to_world(r.views_a[0])[:3, :3], axis=0)
+        extent = np.abs(np.asarray(box_hi, dtype=np.float64) - np.asarray(box_lo, dtype=np.float64))
+        crop = tuple(int(max(1, round(e / v) + 1)) if np.isfinite(e) else 0 for e, v in zip(extent, vox))
         for a in r.views_a:
             for b in r.views_b:
                 out.append(PhaseLink(a, b, tuple(shift), r.correlation, tuple(box_lo), tuple(box_hi), r.hash,
-                                     -1, None, (0, 0, 0), status, reason))
+                                     -1, None, crop, status, reason))
     return out

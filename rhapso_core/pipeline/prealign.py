@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rhapso_core.pipeline.dataset import load_dataset
+from rhapso_core.pipeline.results import RoundResult
 from rhapso_core.pipeline.view_groups import view_groups
 
 __all__ = ["alignment_rounds", "verify_phase_round", "prealign_in_process", "kept_links"]
@@ -63,14 +64,16 @@ def verify_phase_round(xml_in: str, xml_out: str, verify, grouping: Sequence[str
                         groups=groups).to_dict()
 
 
-def prealign_in_process(xml_in: str, xml_out: str, p) -> dict:
-    """One phase round in-process (``p``: PipelineParams), checked; the anchors for the point rounds."""
+def prealign_in_process(xml_in: str, xml_out: str, p) -> tuple[RoundResult, dict | None]:
+    """One phase round in-process (``p``: PipelineParams), checked, as the flow's phase round;
+    with it the anchors for the point rounds (None unless ``stitching.keep_links``)."""
     from rhapso_core.pipeline.phase import phase_round
 
     rec = phase_round(xml_in, xml_out, p.stitching, p.solver, p.alignment.pair_mode, list(p.alignment.group_by))
     verify = verify_phase_round(xml_in, xml_out, p.verify, p.alignment.grouping)
     links = [k.to_dict() for k in rec.links]
-    return {"xml": xml_out, "pairs": len(links), "pairs_matched": sum(k.ok for k in rec.links),
-            "phase_links": links, "verify": verify, "solver_report": rec.solver_report,
-            "anchors": ({"xml": xml_in, "links": kept_links(links, rec.solver_report, verify)}
-                        if p.stitching.keep_links else None)}
+    result = RoundResult("phase", xml_out, len(links), rec.n_ok, rec.solver_report.get("final_error"),
+                         rec.transform_name, {"transform_name": rec.transform_name, "report": rec.solver_report,
+                                              "n_links": rec.n_ok}, verify=verify, phase_links=links)
+    anchors = {"xml": xml_in, "links": kept_links(links, rec.solver_report, verify)} if p.stitching.keep_links else None
+    return result, anchors

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from rhapso_core import transforms
 from rhapso_core.pipeline.dataset import load_dataset, view_geometry
 from rhapso_core.pipeline.detect import attach_interest_points
+from rhapso_core.pipeline.results import SolveOutcome
 from rhapso_core.pointstore import PointStore
 from rhapso_core.solver import Link, SolverParams, solve
 from rhapso_core.pipeline.view_groups import reference_timepoint as reference_timepoint_of
@@ -59,7 +60,7 @@ def solve_dataset(
     *, grouping: Sequence[str] = ("channel", "illumination"),
     timepoints: str = "individually", reference_timepoint: int | None = None,
     selection: ViewSelection | None = None,
-) -> dict:
+) -> SolveOutcome:
     """Solve, prepend the correction to every selected view's registration, write ``out_xml``.
 
     ``labels``: one label, or several solved together (a split-affine solve uses the
@@ -70,8 +71,8 @@ def solve_dataset(
     together with only the first group of ``reference_timepoint`` fixed (default: the
     first timepoint), so every timepoint lands in the reference's frame.
     The XML also gets ``ViewInterestPoints`` entries for the store's views. Returns the
-    solver result as a JSON-able dict with ``transform_name``, ``n_links`` (total),
-    ``n_links_by_label`` and ``n_groups``. ``phase_anchors``: ``{"xml": XML the links were measured
+    solve and its link counts (:class:`~rhapso_core.pipeline.results.SolveOutcome`; its
+    ``to_dict()`` is the JSON report). ``phase_anchors``: ``{"xml": XML the links were measured
     on, "links": [PhaseLink.to_dict()]}`` of an earlier phase round, solved together with the
     matches (see :func:`rhapso_core.stitching.anchor_links`); a list of such dicts (an earlier
     phase round's and this round's links of pairs points could not match) is solved together.
@@ -79,7 +80,7 @@ def solve_dataset(
     ``verify`` (default on; None or ``enabled=False`` skips it): the written XML is then
     checked against ``xml_uri`` overlap by overlap (:func:`rhapso_core.verify.verify_round`);
     tiles the solve made worse keep their input registration (``out_xml`` is rewritten)
-    and the report gets ``verify``.
+    and the outcome gets ``verify``.
     """
     labels = [labels] if isinstance(labels, str) else list(labels)
     sd = load_dataset(xml_uri, storage_options)
@@ -112,12 +113,9 @@ def solve_dataset(
     for label in labels:
         out = attach_interest_points(out, store_uri, label, storage_options)
     save_xml(out, out_xml, storage_options=storage_options)
-    report = result.to_dict()
-    report["transform_name"] = result.transform_name
-    report["n_links"] = len(links)
-    report["n_links_by_label"] = {lab: sum(1 for k in links if k.label == lab) for lab in solved_labels}
-    report["n_groups"] = len(reps)
+    outcome = SolveOutcome(result, len(links), {lab: sum(1 for k in links if k.label == lab) for lab in solved_labels},
+                           len(reps))
     if verify is not None and verify.enabled:
-        report["verify"] = verify_round(xml_uri, out_xml, store_uri, labels, verify,
-                                        storage_options=storage_options, groups=groups).to_dict()
-    return report
+        outcome.verify = verify_round(xml_uri, out_xml, store_uri, labels, verify,
+                                      storage_options=storage_options, groups=groups).to_dict()
+    return outcome

@@ -59,8 +59,26 @@ def overlap_grid(lo: np.ndarray, hi: np.ndarray, n_max: int) -> np.ndarray:
 
 
 def _inside(p: np.ndarray, size) -> np.ndarray:
-    top = np.asarray(size, dtype=np.float64) - 1.0
-    return np.all((p >= 0.0) & (p <= top), axis=1)
+    # A single-voxel axis (one plane) covers half a voxel each side, as world_box(flat_half_voxel).
+    size = np.asarray(size, dtype=np.float64)
+    pad = np.where(size <= 1, 0.5, 0.0)
+    return np.all((p >= -pad) & (p <= size - 1.0 + pad), axis=1)
+
+
+def _sampled_overlap(affine_a, size_a, affine_b, size_b):
+    """The world box to sample two views' agreement in, or None when they share nothing.
+
+    Single-plane views have no extent along their flat axis: their planes overlap when they
+    lie within half a voxel of each other, and the box is collapsed to the middle there
+    (one layer of samples, all of the budget in the plane).
+    """
+    lo, hi = world_overlap(affine_a, size_a, affine_b, size_b, flat_half_voxel=True)
+    if np.any(lo >= hi):
+        return None
+    clo, chi = world_overlap(affine_a, size_a, affine_b, size_b)
+    flat = chi - clo <= 1e-9
+    mid = 0.5 * (lo + hi)
+    return np.where(flat, mid, lo), np.where(flat, mid, hi)
 
 
 def overlap_ncc(
@@ -90,10 +108,10 @@ def overlap_ncc(
     dict
         ``ncc`` (None when there is no usable overlap), ``n_samples`` (points inside both views).
     """
-    lo, hi = world_overlap(affine_a, size_a, affine_b, size_b)
-    if np.any(lo >= hi):
+    box = _sampled_overlap(affine_a, size_a, affine_b, size_b)
+    if box is None:
         return {"ncc": None, "n_samples": 0}
-    world = overlap_grid(lo, hi, n_samples)
+    world = overlap_grid(box[0], box[1], n_samples)
     pa = transforms.apply(transforms.invert(affine_a), world)
     pb = transforms.apply(transforms.invert(affine_b), world)
     keep = _inside(pa, size_a) & _inside(pb, size_b)
@@ -106,7 +124,7 @@ def overlap_ncc(
 
 
 def _boxes_overlap(ga, gb) -> bool:
-    return overlap_box(*ga, *gb, strict=True) is not None
+    return overlap_box(*ga, *gb, strict=True, flat_half_voxel=True) is not None
 
 
 def comparable_pairs(

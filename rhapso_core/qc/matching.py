@@ -19,14 +19,19 @@ from rhapso_core.qc._records import ViewId, name, num, parse_vid, vid
 
 __all__ = ["fit_pair_model", "pair_residuals", "matching_metrics"]
 
-_FALLBACK = {"affine": ("affine", "rigid", "translation"), "rigid": ("rigid", "translation"),
-             "translation": ("translation",)}
+
+def _fallbacks(kind: str) -> list[str]:
+    """``kind``, then the registered models with fewer degrees of freedom, most first."""
+    from rhapso_core.model_registry import get_model_spec, model_names
+
+    dof = get_model_spec(kind).dof
+    return [kind] + [k for k in reversed(model_names()) if get_model_spec(k).dof < dof]
 
 
 def fit_pair_model(pa: np.ndarray, pb: np.ndarray, kind: str = "affine") -> np.ndarray | None:
     """The model of ``kind`` mapping ``pa`` onto ``pb`` (world, x y z), falling back to
     simpler models when the points do not determine it; None without enough points."""
-    for k in _FALLBACK[kind]:
+    for k in _fallbacks(kind):
         m = models.make_model(k)
         if len(pa) < m.min_matches:
             continue

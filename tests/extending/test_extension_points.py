@@ -91,6 +91,11 @@ def test_a_registered_model_is_accepted_by_params_and_cli_and_used_by_matching_a
     assert np.abs(moved - p).max() < 1e-6, "tolerance: iterative solver convergence, 1e-6 world units"
     assert "scaled_translation" in res.transform_name
 
+    # QC refits a pair with it, falling back to simpler registered models
+    from rhapso_core.qc.matching import fit_pair_model
+
+    np.testing.assert_allclose(fit_pair_model(p, q, "scaled_translation"), truth, atol=1e-9)
+
 
 def test_an_unregistered_model_is_a_one_line_error_naming_the_known_ones():
     with pytest.raises(ValidationError, match="unknown model 'scaled_translation' .*translation, rigid, affine"):

@@ -63,7 +63,7 @@ def test_grouped_reference_timepoint_alignment(multiview_dataset, detected, tmp_
         assert (a[0], sd.setup_of(a).tile) != (b[0], sd.setup_of(b).tile)
         assert sd.setup_of(a).channel == sd.setup_of(b).channel
     assert any(a[0] != b[0] for a, b in pairs), "reference mode must match across timepoints"
-    assert report["n_groups"] == 4  # 2 tiles x 2 timepoints
+    assert report.n_groups == 4  # 2 tiles x 2 timepoints
     for key, affines in _tile_registrations(xml).items():
         assert len(affines) == 4
         for m in affines[1:]:

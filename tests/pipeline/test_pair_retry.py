@@ -59,7 +59,7 @@ def test_failed_pair_is_retried_and_recorded(dim, tmp_path):
     # (measured 0.047; the stage positions: 1.6).
     out = str(tmp_path / "rigid.xml")
     rep = solve.solve_dataset(str(paths.xml), store, "beads", p.round_params("rigid")[1], out)
-    assert rep["report"]["unconnected_views"] == []
+    assert rep.result.report.unconnected_views == []
     s = score(paths.ground_truth, out, gauge="rigid")
     assert s.rms_voxels < 0.5 and s.rms_voxels < s.nominal_rms_voxels / 2, s.summary()
 

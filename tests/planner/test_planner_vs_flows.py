@@ -3,21 +3,39 @@
 The stage flows' bodies run as written (``.fn``: no Prefect API, no Ray); every task they
 ``.submit`` is recorded with the Ray options in force at that moment (``remote_options``), the
 planning tasks run for real and the work tasks (DoG, fusion, downsampling, matching) return
-empty results, since what they compute is tested elsewhere and not what is compared here.
+results of a fixed size (DoG: ``POINTS`` points a chunk; fusion, downsampling and matching:
+nothing), since what they compute is tested elsewhere and not what is compared here.
 Tolerance: none. Counts are equal and memory per task is the largest hint plus the planner's
-worker-process baseline, exactly.
+worker-process baseline, exactly. Matching memory depends on the points detection finds, which
+the planner estimates: there the flow's hint is checked against the points stored and the
+planner's against its estimate, through the one formula
+(:func:`rhapso_core.cost.matching_batch_memory`).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from prefect_ray.context import RemoteOptionsContext
 
 from rhapso_core.config import PipelineParams
 from rhapso_core.detection import InterestPoints
+from rhapso_core.pipeline.dataset import load_dataset
+from rhapso_core.pointstore import PointStore
+from rhapso_core.cost import matching_batch_memory, reserved_memory
 from rhapso_core.planner import plan
 
 CORES = 3
+POINTS = 7  # per detection chunk, far apart: the merge keeps them all
+
+
+def _points(xml, sha, view, chunk, params) -> InterestPoints:
+    """``POINTS`` points spread along the chunk's core box diagonal (full-resolution x y z)."""
+    (z0, z1), (y0, y1), (x0, x1) = chunk.core_box
+    f = np.asarray(params.factors_zyx()[::-1], float)
+    t = (np.arange(POINTS)[:, None] + 0.5) / POINTS
+    loc = (np.array([x0, y0, z0]) + t * np.array([x1 - x0, y1 - y0, z1 - z0])) * f
+    return InterestPoints(np.arange(POINTS), loc, np.full(POINTS, 100.0, np.float32), np.full(POINTS, 1.0, np.float32))
 
 
 class _Done:
@@ -55,9 +73,9 @@ def submitted(monkeypatch):
     monkeypatch.setattr(rhapso_core.cost, "MIN_TASK_MEMORY", 0)
     monkeypatch.setattr(flows.artifacts, "wait_with_progress", lambda futures, what: [f.result() for f in futures])
     monkeypatch.setattr(flows.artifacts, "points_table", lambda *a, **k: None)
-    monkeypatch.setattr(tasks.detection, "detect_chunk", _Recorder(log, "detect", lambda *a: InterestPoints.empty()))
+    monkeypatch.setattr(tasks.detection, "run_chunk", _Recorder(log, "detect", _points))
     monkeypatch.setattr(tasks.detection, "store_points", _Recorder(log, "store", tasks.detection.store_points.fn))
-    monkeypatch.setattr(tasks.detection, "plan_detection", tasks.detection.plan_detection.fn)
+    monkeypatch.setattr(tasks.detection, "plan_views", tasks.detection.plan_views.fn)
     monkeypatch.setattr(tasks.fusion, "fuse_unit", _Recorder(log, "fuse", lambda *a: 0))
     monkeypatch.setattr(tasks.fusion, "downsample", _Recorder(log, "downsample", lambda *a: 0))
     for name in ("plan_fusion", "plan_pyramid", "finish_pyramid", "fused_xml"):
@@ -98,8 +116,14 @@ def test_planner_predicts_the_submitted_tasks_and_memory_hints(generated, tmp_pa
     pairs = plan_pairs.fn(xml, p.alignment.pair_mode, p.alignment.group_by)
     for r in p.alignment.rounds:
         match_in_batches(xml, str(tmp_path / "ip.zarr"), pairs, "beads", p.matching, CORES, r)
-    n, _ = _stage(submitted, "match")
+    n, hint = _stage(submitted, "match")
     assert rep.stage("matching").tasks == n and n < len(pairs) * len(p.alignment.rounds), "batches, not pairs"
+    stored = {v: len(PointStore(str(tmp_path / "ip.zarr")).read_points(v, "beads").ids) for pair in pairs for v in pair}
+    assert min(stored.values()) >= POINTS
+    assert hint == reserved_memory(max(matching_batch_memory([(stored[a], stored[b])]) for a, b in pairs))
+    n_views = len(load_dataset(xml).views())
+    estimate = rep.stage("detection").bytes_written / 32 / n_views  # the planner's points per view
+    assert rep.stage("matching").memory_per_task_bytes == base + reserved_memory(matching_batch_memory([(estimate, estimate)]))
 
     fusion_stage.fn(xml, str(tmp_path / "fused.ome.zarr"), p.fusion)
     n, hint = _stage(submitted, "fuse")

@@ -43,7 +43,7 @@ def qc_run(tmp_path_factory) -> Run:
     m, s = p.round_params("affine")
     records = [match.match_pair(xml, store, a, b, "beads", m).to_dict() for a, b in match.plan_pairs(xml)]
     solved = str(out / "aligned.xml")
-    report = solve.solve_dataset(xml, store, "beads", s, solved)
+    report = solve.solve_dataset(xml, store, "beads", s, solved).to_dict()
     fused = str(out / "fused.ome.zarr")
     plan = fuse.plan_fusion(solved, fused, p.fusion)
     for i in range(len(plan.units)):

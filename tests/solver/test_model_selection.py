@@ -69,7 +69,7 @@ def _run(tmp_path, poses, size, extra):
             fixed_rms = score(paths.ground_truth, old, gauge="affine").rms_voxels
         out = str(tmp_path / f"{i}-{kind}.xml")
         rep = solve_stage.solve_dataset(xml, store, "beads", s, out)
-        sel = rep["report"]["model_selection"]
+        sel = rep.result.report.model_selection
         chosen.append((sel["model"], sel["lambda_value"]))
         xml = out
     return chosen, score(paths.ground_truth, xml, gauge="affine").rms_voxels, fixed_rms

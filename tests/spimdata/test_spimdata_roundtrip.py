@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 from rhapso_core.spimdata import SpimDataError, load_xml, save_xml
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "xml"  # copied from ../shared (SOURCES.txt)
 DATA = Path(__file__).resolve().parent / "data"
 
 
 def _fixture_xmls() -> list[Path]:
-    """Every XML under shared/fixtures/xml (recursively) plus this folder's hand-written ones."""
-    root = SHARED / "fixtures" / "xml"
-    return (sorted(root.rglob("*.xml")) if root.is_dir() else []) + sorted(DATA.glob("*.xml"))
+    """Every XML under tests/fixtures/xml (recursively) plus this folder's hand-written ones."""
+    return sorted(FIXTURES.rglob("*.xml")) + sorted(DATA.glob("*.xml"))
 
 # Fixtures that are deliberately partial (pydantic-bigstitcher's test files): a strict
 # load must refuse them with this message fragment; a non-strict load must round-trip.
@@ -125,3 +124,8 @@ def test_repaired_registration_replaces_the_verbatim_copy(shared_xml: Path, tmp_
     out = save_xml(fixed, tmp_path / "fixed.xml", rebase_base_path=False)
     setups = [int(s) for s in _registration_setups(Path(out.source_uri).read_bytes())]
     assert sorted(setups) == list(range(15)), "setup 13 must be written once, from the model"
+
+
+def test_the_fixture_xmls_are_in_the_repository():
+    # A moved folder would otherwise shrink the parametrised round trips above to nothing.
+    assert len(list(FIXTURES.rglob("*.xml"))) >= 7, FIXTURES

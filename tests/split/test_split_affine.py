@@ -107,7 +107,7 @@ def test_split_affine_halves_the_error_of_affine(tmp_path):
         SolverParams(model="affine", label_weights=res.label_weights), str(tmp_path / "split_affine.xml"),
         verify=None,  # as tasks.split.solve_split: sub-views are not reverted one by one
     )
-    assert report["n_links_by_label"][params.fake_label] == 8
+    assert report.n_links_by_label[params.fake_label] == 8
 
     # Specimen points in the overlap, seen by both tiles.
     g = np.stack(np.meshgrid(np.linspace(70, 93, 6), np.linspace(2, 61, 8), np.linspace(2, 250, 60), indexing="ij"), -1)

@@ -37,7 +37,7 @@ def test_rigid_after_phase_keeps_phase_links(tmp_path):
     assert sum(r.ok for r in recs) < len(recs)  # the case this is for: not every pair matches
     anchors = {"xml": xml, "links": [k.to_dict() for k in rec.links]}
     rep = solve_dataset(cur, store, "beads", s, str(tmp_path / "rigid.xml"), phase_anchors=anchors)
-    assert rep["n_links_by_label"]["phase-correlation"] == rec.n_ok
+    assert rep.n_links_by_label["phase-correlation"] == rec.n_ok
     with_links = score(ds.ground_truth, str(tmp_path / "rigid.xml")).rms_voxels
     assert with_links <= 0.3
     solve_dataset(cur, store, "beads", s, str(tmp_path / "rigid_points.xml"))

@@ -94,7 +94,7 @@ def aligned(tmp_path_factory) -> Aligned:
     return Aligned(
         truth=paths.ground_truth, affine_xml=affine_xml, split_xml=split_xml, split_affine_xml=split_affine_xml,
         pieces=res.new_setups, pairs_matched=sum(r.ok for r in records), pairs_tried=len(records),
-        fake_links=report["n_links_by_label"][SPLIT.fake_label],
+        fake_links=report.n_links_by_label[SPLIT.fake_label],
         affine=overlap_consistency(paths.ground_truth, affine_xml),
         split_affine=overlap_consistency(paths.ground_truth, split_affine_xml),
     )

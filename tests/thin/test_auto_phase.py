@@ -15,6 +15,7 @@ from rhapso_core.autoparams import resolve_parameters
 from rhapso_core.config import PipelineParams
 from rhapso_core.detection import DetectionParams
 from rhapso_core.pipeline.inprocess import align_in_process
+from rhapso_core.pipeline.prealign import alignment_rounds
 from rhapso_core.planar_rounds import choose_rounds, expected_overlap_points
 from rhapso_core.synthetic.planar_mosaic import mosaic_params
 from rhapso_core.synthetic.scoring import score
@@ -30,10 +31,17 @@ def sparse(tmp_path_factory):
 
 
 def test_sparse_mosaic_is_aligned_by_phase(sparse, tmp_path):
+    """Phase correlation leads: chosen by the 2-D rule (no overlap expects enough points) or, where
+    the sampled overlaps expect some, by the prealignment's few-points rule."""
     res = resolve_parameters(str(sparse.xml), PipelineParams())
-    assert res.params.alignment.rounds == ["phase"]
-    why = res.value("alignment.rounds")
-    assert why.source == "auto" and "phase correlation alone" in why.reason, why.reason
+    rounds = alignment_rounds(res.params, res.prealignment)
+    assert rounds[0] == "phase", (rounds, res.prealignment.reason)
+    if res.params.alignment.rounds == ["phase"]:
+        why = res.value("alignment.rounds").reason
+    else:
+        why = res.prealignment.reason
+        assert res.prealignment.cause == "few_points", why
+    assert "phase correlation" in why, why
     run = align_in_process(str(sparse.xml), str(tmp_path / "auto"), PipelineParams())
     s = score(sparse.ground_truth, run.xml, gauge="rigid")
     assert s.rms_voxels <= 0.5 and s.rms_voxels < s.nominal_rms_voxels / 4, s.summary()

@@ -32,7 +32,7 @@ def align(tmp_path, params):
         records = [match.match_pair(xml, store, a, b, "beads", m) for a, b in match.plan_pairs(xml)]
         assert sum(rec.ok for rec in records) >= len(paths.tiles) - 1, [rec.reason for rec in records]
         out = str(tmp_path / f"{i}-{r}.xml")
-        reports.append(solve.solve_dataset(xml, store, "beads", s, out)["report"])
+        reports.append(solve.solve_dataset(xml, store, "beads", s, out).to_dict()["report"])
         xml = out
     return score(paths.ground_truth, xml, gauge="affine"), reports
 

@@ -111,7 +111,7 @@ def test_a_shifted_tile_is_reverted_in_both_channels(two_channels, tmp_path):
     assert n_links == 2
     out = str(tmp_path / "rigid.xml")
     rep = solve.solve_dataset(xml, store, "beads", s, out, verify=VerifyParams(), grouping=["channel", "illumination"])
-    v = rep["verify"]
+    v = rep.verify
     assert [sorted(map(tuple, r["views"])) for r in v["reverted"]] == [bad_views], v["summary"]
     sd_out = load_xml(out)
     for view in bad_views:

@@ -126,7 +126,7 @@ def test_good_dataset_nothing_reverted_qc_pass(matched, tmp_path):
 
     root, paths, store, s = matched
     out = str(tmp_path / "rigid.xml")
-    rep = solve.solve_dataset(str(paths.xml), store, "beads", s, out, verify=VerifyParams())
+    rep = solve.solve_dataset(str(paths.xml), store, "beads", s, out, verify=VerifyParams()).to_dict()
     assert rep["verify"]["reverted"] == [] and rep["verify"]["still_worse"] == []
     assert all(o["ncc_after"] > o["ncc_before"] for o in rep["verify"]["overlaps"]), rep["verify"]["overlaps"]
     assert score(paths.ground_truth, out, gauge="rigid").rms_voxels < 0.3   # measured 0.12
@@ -148,7 +148,7 @@ def test_corrupted_tile_is_reverted_named_and_qc_fails(matched, tmp_path):
     unchecked = str(tmp_path / "unchecked.xml")
     solve.solve_dataset(xml, store, "beads", s, unchecked, verify=None)
     out = str(tmp_path / "rigid.xml")
-    rep = solve.solve_dataset(xml, store, "beads", s, out, verify=VerifyParams())
+    rep = solve.solve_dataset(xml, store, "beads", s, out, verify=VerifyParams()).to_dict()
     v = rep["verify"]
     assert [r["view"] for r in v["reverted"]] == [list(BAD)], v["summary"]
     assert "t0 s4" in v["summary"]
