@@ -63,30 +63,30 @@ def test_background_server_found_by_pid_file_and_health(prefect_home, monkeypatc
 @pytest.mark.slow  # starts a Prefect API server (10-20 s on 2 cores)
 def test_early_server_serves_the_run_then_stops(monkeypatch):
     from prefect import flow
-    from prefect.settings import PREFECT_API_URL, get_current_settings
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
     from flows.runtime import prefect_api
-
-    if PREFECT_API_URL.value():
-        pytest.skip("PREFECT_API_URL is configured here: commands reuse that server")
-    # The profile's own database (a fresh PREFECT_HOME would first run every migration).
-    monkeypatch.setattr(local_api, "background_server_url", lambda: None)
-    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
     @flow
     def tiny() -> str:
         return get_current_settings().api.url
 
-    local_api.start_early()
-    server = local_api._early
-    assert server is not None and server.process.poll() is None
-    try:
-        with prefect_api() as url:
-            assert local_api._early is None  # taken by the run
-            assert url == server.api_url
-            assert tiny() == url
-            # No heartbeat thread to join at each flow run's end while our temporary server serves.
-            assert get_current_settings().flows.heartbeat_frequency is None
-        assert server.process is None  # stopped with the run
-    finally:
-        server.stop()
+    # No configured API (a test harness of this session may have set one), no background
+    # server, and the profile's own database (a fresh PREFECT_HOME would first run every migration).
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setattr(local_api, "background_server_url", lambda: None)
+    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        local_api.start_early()
+        server = local_api._early
+        assert server is not None and server.process.poll() is None
+        try:
+            with prefect_api() as url:
+                assert local_api._early is None  # taken by the run
+                assert url == server.api_url
+                assert tiny() == url
+                # No heartbeat thread to join at each flow run's end while our temporary server serves.
+                assert get_current_settings().flows.heartbeat_frequency is None
+            assert server.process is None  # stopped with the run
+        finally:
+            server.stop()
