@@ -55,12 +55,21 @@ AFFINE_SAMPLE = 4
 FEW_POINTS_FACTOR = 2.0
 
 
-def min_inliers_against_chance(n: int, eps: float, volume: float, iterations: int) -> int:
-    """Smallest ``m`` whose expected count of chance consensus sets stays below FALSE_CONSENSUS."""
-    p = min(1.0, (4.0 / 3.0) * math.pi * eps**3 / max(volume, 1e-9))
-    extra_pool = max(n - AFFINE_SAMPLE, 1)
-    for m in range(AFFINE_SAMPLE + 1, 200):
-        k = m - AFFINE_SAMPLE
+def min_inliers_against_chance(n: int, eps: float, volume: float, iterations: int, dims: int = 3) -> int:
+    """Smallest ``m`` whose expected count of chance consensus sets stays below FALSE_CONSENSUS.
+
+    ``dims`` 2: the overlaps are planes; ``volume`` is their area, a chance point lands in a
+    disc of radius ``eps`` and an in-plane affine is fixed by 3 points (a sphere over an area
+    times one plane's thickness would overstate chance agreement 2-3x and ask for more inliers
+    than a 2-D overlap holds).
+    """
+    if dims == 2:
+        p, sample = min(1.0, math.pi * eps**2 / max(volume, 1e-9)), AFFINE_SAMPLE - 1
+    else:
+        p, sample = min(1.0, (4.0 / 3.0) * math.pi * eps**3 / max(volume, 1e-9)), AFFINE_SAMPLE
+    extra_pool = max(n - sample, 1)
+    for m in range(sample + 1, 200):
+        k = m - sample
         if k > extra_pool:
             return m
         log_e = (math.log(iterations) + math.lgamma(extra_pool + 1) - math.lgamma(k + 1)
@@ -126,15 +135,19 @@ def resolve_matching(
             "no overlap sampled: BigStitcher's 12")
     else:
         n_min = max(0.0, float(min(expected_points)))
-        vols = [float(np.prod(p.extent_world_xyz)) for p in survey.pairs]
+        # Single planes: chance agreement is counted in the plane (every pair flat along the same axis).
+        planar = all(any(p.flat_xyz) for p in survey.pairs)
+        vols = [float(np.prod([e for e, f in zip(p.extent_world_xyz, p.flat_xyz) if not f]))
+                for p in survey.pairs]
         v_med = float(np.median(vols))
         n_pool = int(max(expected_points))
-        m_chance = min_inliers_against_chance(n_pool, eps, v_med, params.num_iterations)
+        m_chance = min_inliers_against_chance(n_pool, eps, v_med, params.num_iterations, dims=2 if planar else 3)
         m = max(m_chance, BIGSTITCHER_MIN_INLIERS)
         few = (f"; the poorest sampled overlap expects {n_min:.0f} points, too few to reach it: such pairs "
                "are linked by phase correlation instead (prealignment)") if n_min < FEW_POINTS_FACTOR * m else ""
         put("model_min_matches", m, "auto",
-            f"max(chance bound {m_chance} for {n_pool} points, eps {eps:.2f}, overlap {v_med:.3g} world^3 and "
+            f"max(chance bound {m_chance} for {n_pool} points, eps {eps:.2f}, overlap {v_med:.3g} "
+            f"world^{2 if planar else 3} and "
             f"{params.num_iterations} hypotheses; 12, below which affine fits over thin overlaps are "
             f"ill-conditioned){few}")
     if expected_points and survey.pairs and n_min is None:

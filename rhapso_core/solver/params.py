@@ -31,7 +31,8 @@ class SolverParams(StageParams):
         "auto",
         description=(
             "Transformation model of every view's correction. auto (default): chosen per dataset by held-out "
-            "validation (k-fold over the correspondences) among the models no more flexible than max_model, "
+            "validation (whole links held out one at a time, see validation_pairs) among the models no more "
+            "flexible than max_model, "
             "the simplest one that predicts held-out matches as well as the best; translation, rigid or affine: "
             "used as named (in the alignment flow: each round's own model of alignment.rounds)."
         ),
@@ -50,15 +51,27 @@ class SolverParams(StageParams):
         "sets it to its own model).",
     )
     lambda_candidates: list[float] = Field(
-        default_factory=lambda: [0.5, 0.1, 0.02, 0.0],
+        # About a factor 4-5 apart from 0.5 down to 0.001: lambda's effect at a tile's far side scales with
+        # lambda times the tile's distortion (1 % over a 256-voxel tile: 2.5 voxels), so a geometric
+        # grid resolves it alike for every tile size and distortion; 0.1 -> 0.02 -> 0 left 3-D and 2-D
+        # mosaics with 1 % affine truth 1.5-3x above their best lambda (0.001-0.005).
+        default_factory=lambda: [0.5, 0.1, 0.02, 0.005, 0.001, 0.0],
         min_length=1,
         description="Affine regularisations tried when lambda_value is auto (unitless, each 0..1; rigid, lambda 1, "
         "is tried as the rigid model).",
     )
     validation_folds: int = Field(
         4, ge=2, le=20,
-        description="Folds of the held-out validation: each fold's matches are left out once and predicted by "
-        "a solve on the others (folds).",
+        description="Folds of the held-out validation where no whole link can be held out (see validation_pairs): "
+        "each fold's matches are left out once and predicted by a solve on the others (folds).",
+    )
+    validation_pairs: int = Field(
+        12, ge=0,
+        description="Links held out whole, one at a time (each predicted by a solve on all the other links), "
+        "when the model or lambda is chosen (links). Links whose removal would disconnect a view are never "
+        "held out; where none can be (two tiles, a strip) or with 0, the validation holds out matches instead "
+        "(validation_folds). Its cost is this many solves per candidate (default 12: about 500 held-out "
+        "matches on the benchmark mosaics).",
     )
     validation_max_views: int = Field(
         64, ge=2,
