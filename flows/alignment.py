@@ -23,7 +23,7 @@ from rhapso_core.pipeline.phase_fallback import anchored_pairs
 from rhapso_core.pipeline.prealign import alignment_rounds, kept_links
 from rhapso_core.pipeline.publish import publish, staged_name
 from flows.qc_failure import raise_if_qc_failed
-from flows.runtime import current_run_id, ray_session, stage_runner, worker_slots
+from flows.runtime import choose_runtime, current_run_id, ray_session, stage_runner, worker_slots
 from rhapso_core.config import AlignmentParams, PipelineParams
 from rhapso_core.pipeline.view_selection import ViewSelection
 from rhapso_core.detection import DetectionParams
@@ -282,6 +282,7 @@ def alignment(
     p = resolve(params, params_file, overrides, views)
     out = out or default_aligned_xml(xml)
     guard_outputs(xml, alignment_outputs(out, "the output XML"), p.runtime.data_roots)
+    p, executor = choose_runtime(xml, p, ("detection", "matching", "solve"))
     # The folder's point store is shared by anything aligned into it: one run at a time.
     with output_lock(alignment_layout(out)["folder"], run_id=current_run_id()) as lock, ray_session(p.runtime):
         clear_dead_run_temporaries(lock, out)
@@ -293,6 +294,7 @@ def alignment(
         summary.output = publish(staged, out)
         summary.qc = run_qc(xml, summary, p.detection.label, ground_truth=ground_truth)
     result = summary.to_dict()
+    result["executor"] = executor.to_dict()
     # Outputs are written and the lock released; a failed verdict then fails the run (exit 3 in the CLI).
     raise_if_qc_failed(xml, result, summary.qc, p.detection.dimensions, result)
     return result

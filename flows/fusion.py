@@ -8,7 +8,7 @@ from prefect_ray.context import remote_options
 from flows import artifacts
 from flows.params import resolve
 from flows.pyramid import pyramid
-from flows.runtime import current_run_id, ray_session, stage_runner
+from flows.runtime import choose_runtime, current_run_id, ray_session, stage_runner
 from rhapso_core.config import PipelineParams
 from rhapso_core.fusion import FusionParams
 from rhapso_core.output_layout import fused_xml_path, parent
@@ -83,8 +83,11 @@ def fusion(
     # estimate with the aligned XML, which this flow then applies without it).
     outputs = fusion_outputs(out, "the output") + (fusion_intensity_outputs(out) if p.intensity.enabled else [])
     guard_outputs(xml, outputs, p.runtime.data_roots)
+    p, executor = choose_runtime(xml, p, ("fusion", "multiscale"))
     # The fused image and its XML share a folder with whatever else is written there (a stitch,
     # an alignment, another fusion): one run at a time, as the alignment flow does.
     with output_lock(parent(out), run_id=current_run_id()) as lock, ray_session(p.runtime):
         clear_dead_fusion_temporaries(lock, out)
-        return run_fusion(xml, out, p, overwrite, estimate_intensity=p.intensity.enabled)
+        summary = run_fusion(xml, out, p, overwrite, estimate_intensity=p.intensity.enabled)
+    summary["executor"] = executor.to_dict()
+    return summary

@@ -39,6 +39,20 @@ def report(event: ProgressEvent) -> None:
             log.debug("progress listener failed", exc_info=True)
 
 
+def note(text: str) -> None:
+    """A one-line message for listeners that show them (a listener with a ``note`` method)."""
+    with _lock:
+        listeners = list(_listeners)
+    for fn in listeners:
+        show = getattr(fn, "note", None)
+        if show is None:
+            continue
+        try:
+            show(text)
+        except Exception:  # a display must never fail the run
+            log.debug("progress listener failed", exc_info=True)
+
+
 @contextlib.contextmanager
 def listening(fn: Callable[[ProgressEvent], None]) -> Iterator[None]:
     with _lock:

@@ -33,25 +33,54 @@ COMMAND_SIGTERM_HANDLER = None
 def prefect_api() -> Iterator[str | None]:
     """Make sure a real Prefect API serves this process and the workers it starts.
 
-    Uses ``PREFECT_API_URL`` when set (a server, Prefect Cloud, or a test harness);
-    otherwise starts a local API server on a free loopback port backed by the
-    profile's database (so the runs stay visible in ``prefect server start``'s UI
-    afterwards) and stops it on exit.
+    Uses ``PREFECT_API_URL`` when set (a server, Prefect Cloud, or a test harness), else a
+    server this user runs with ``prefect server start --background``; otherwise a local API
+    server on a free loopback port backed by the profile's database (so the runs stay visible
+    in ``prefect server start``'s UI afterwards), stopped on exit: the one the command started
+    early (:mod:`flows.local_api`) when there is one, else one started now. Flow-run
+    heartbeats are off while that temporary server serves: they exist for a server that
+    outlives the run to notice a crashed one, and each flow run's exit waits up to a second
+    for the heartbeat thread.
     """
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    from flows import local_api
 
     current = PREFECT_API_URL.value()
     if current:
+        local_api.discard_early()
         yield current
         return
-    from prefect.server.api.server import SubprocessASGIServer
-
+    running = local_api.background_server_url()
+    if running:
+        local_api.discard_early()
+        with temporary_settings(updates={PREFECT_API_URL: running}):
+            os.environ["PREFECT_API_URL"] = running
+            try:
+                yield running
+            finally:
+                os.environ.pop("PREFECT_API_URL", None)
+        return
     global _LOCAL_SERVER
-    server = SubprocessASGIServer()
-    server.start()
+    server = local_api.take_early()
+    if server is None:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        server = SubprocessASGIServer()
+        server.start()
+    else:
+        _LOCAL_SERVER = server  # an interrupt while it starts stops it too
+        try:
+            server.wait_ready()
+        except Exception:
+            log.info("the early-started local Prefect API did not answer; starting Prefect's own", exc_info=True)
+            from prefect.server.api.server import SubprocessASGIServer
+
+            server = SubprocessASGIServer()
+            server.start()
     _LOCAL_SERVER = server  # stopped by an interrupted command on its way out (rhapso_cli.interrupt)
     try:
-        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             os.environ["PREFECT_API_URL"] = server.api_url
             try:
                 yield server.api_url
@@ -136,6 +165,25 @@ def _ray_keeps_command_sigterm() -> Iterator[None]:
         yield
     finally:
         utils.set_sigterm_handler = original
+
+
+def choose_runtime(xml: str, p, stages: tuple[str, ...]):
+    """``(params, choice)``: the run's parameters with ``runtime.use_ray`` set to where its
+    tasks go (:func:`rhapso_core.executor.choose_executor`: threads for a small job the
+    planner says fits this process, else Ray), and the choice, which the run reports."""
+    import sys
+
+    from flows.progress import note
+    from rhapso_core.executor import choose_executor
+
+    ray = sys.modules.get("ray")
+    running = bool(ray is not None and getattr(ray, "is_initialized", lambda: False)())
+    choice = choose_executor(xml, p, stages, ray_running=running)
+    log.info(choice.line())
+    note(choice.line())
+    if choice.use_ray != p.runtime.use_ray:
+        p = p.model_copy(update={"runtime": p.runtime.model_copy(update={"use_ray": choice.use_ray})})
+    return p, choice
 
 
 def stage_runner(runtime: RuntimeParams):

@@ -10,7 +10,7 @@ from flows.layout import alignment_outputs, clear_dead_run_temporaries, fusion_o
 from flows.params import resolve
 from rhapso_core.pipeline.view_selection import ViewSelection
 from flows.qc_failure import raise_if_qc_failed
-from flows.runtime import current_run_id, ray_session
+from flows.runtime import choose_runtime, current_run_id, ray_session
 from rhapso_core.config import PipelineParams
 from rhapso_core.pipeline.dataset import xml_digest
 from rhapso_core.pipeline.fuse import check_output_free
@@ -49,6 +49,7 @@ def stitch(
     # the alignment has replaced that run's XML.
     sha, shaping = xml_digest(xml), shaping_params(p)
     previous = check_rerun(out, xml, sha, shaping, overwrite)
+    p, executor = choose_runtime(xml, p, ("detection", "matching", "solve", "fusion", "multiscale"))
     with output_lock(out, run_id=current_run_id()) as lock, ray_session(p.runtime):
         clear_dead_run_temporaries(lock, aligned, fused)
         if previous is not None and differences(previous, sha, shaping):
@@ -63,7 +64,8 @@ def stitch(
         a.output = publish(staged, aligned)
         write_record(out, RunRecord(xml, sha, shaping, "complete"))
         qc = run_qc(xml, a, p.detection.label, fused=fused, ground_truth=ground_truth)
-    result = {"alignment": a.to_dict(), "fusion": f, "aligned_xml": aligned, "fused": fused, "qc": qc}
+    result = {"alignment": a.to_dict(), "fusion": f, "aligned_xml": aligned, "fused": fused, "qc": qc,
+              "executor": executor.to_dict()}
     # A "fail" verdict fails the run after everything is written (exit 3 in the CLI).
     raise_if_qc_failed(xml, result["alignment"], qc, p.detection.dimensions, result)
     return result

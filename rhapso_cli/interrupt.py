@@ -77,8 +77,9 @@ def _stop_services() -> None:
             ray.shutdown()
     except Exception:
         pass
-    from flows import runtime
+    from flows import local_api, runtime
 
+    local_api.discard_early()  # started early, not yet taken by a flow
     server = getattr(runtime, "_LOCAL_SERVER", None)
     if server is not None:
         server.stop()

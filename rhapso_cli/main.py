@@ -43,6 +43,8 @@ def _params(args, extra: list[str] | None = None):
         overrides.append(f"runtime.num_cpus={args.num_cpus}")
     if getattr(args, "no_ray", False):
         overrides.append("runtime.use_ray=false")
+    if getattr(args, "ray", False):
+        overrides.append("runtime.local_threads_max_cpu_s=0")
     for flag, name in _SELECTION_FLAGS:
         ids = getattr(args, flag, None)
         if ids is not None:
@@ -474,7 +476,11 @@ def _common(p: argparse.ArgumentParser, runtime: bool = True, writes: bool = Tru
     if runtime:
         p.add_argument("--ray-address", help="Ray cluster address (default: a local Ray on this machine)")
         p.add_argument("--num-cpus", type=int, help="CPU cap for the local Ray")
-        p.add_argument("--no-ray", action="store_true", help="run tasks in threads instead of Ray (debugging)")
+        ray = p.add_mutually_exclusive_group()
+        ray.add_argument("--no-ray", action="store_true", help="run tasks in threads of this process, never Ray")
+        ray.add_argument("--ray", action="store_true",
+                         help="start a local Ray even for a small job (default: a job the planner puts under "
+                              "runtime.local_threads_max_cpu_s core-seconds runs in threads)")
     if writes:
         p.add_argument("--overwrite", action="store_true", help="allow replacing an existing output")
     sel = p.add_argument_group("view selection (BigStitcher-Spark's flags; ids comma-separated, AND-combined)")
@@ -677,6 +683,9 @@ def _command_env(verbose: bool):
         ray_logger.setLevel(ray_level)
 
 
+#: Commands that run flows, so need a Prefect API (flows.local_api starts it early for them).
+_FLOW_COMMANDS = ("align", "fuse", "stitch", "detect", "match", "demo")
+
 #: What an interrupted command leaves for a resume (the one line it prints).
 _KEPT = {
     "align": "the detected interest points and finished matching",
@@ -706,8 +715,15 @@ def main(argv: list[str] | None = None) -> int:
         _early_checks(args)
         if args.command == "view":  # no run, nothing to resume: Ctrl-C just stops serving
             return args.func(args)
-        with _command_env(args.verbose), handling_signals(args.command, _KEPT.get(args.command, "finished work")):
-            return args.func(args)
+        from flows import local_api
+
+        if args.command in _FLOW_COMMANDS and not getattr(args, "explain", False):
+            local_api.start_early()  # its start-up overlaps this command's imports and checks
+        try:
+            with _command_env(args.verbose), handling_signals(args.command, _KEPT.get(args.command, "finished work")):
+                return args.func(args)
+        finally:
+            local_api.discard_early()  # started, but the command ended before running a flow
     except QCFailedExit:
         return EXIT_QC_FAILED
     except Exception as exc:  # every failure ends in one line (the traceback only under -v)

@@ -72,6 +72,13 @@ class ProgressDisplay:
                     self._last_logged_quarter = quarter
             self.stream.flush()
 
+    def note(self, text: str) -> None:
+        """A message of the run (e.g. where its tasks run), on its own line."""
+        with self._lock:
+            self._close_line()
+            self.stream.write(f"  {text}\n")
+            self.stream.flush()
+
     def _line(self, ev: ProgressEvent) -> str:
         text = f"  {ev.what}: {ev.done}/{ev.total}"
         if ev.done >= ev.total:

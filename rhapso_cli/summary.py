@@ -102,6 +102,9 @@ def summary_lines(command: str, result: dict, display: ProgressDisplay | None, s
         lines.append(f"    RMS {_num(score['rms_voxels'])} voxels = {_num(score['rms_um'])} um, "
                      f"max {_num(score['max_voxels'])} voxels = {_num(score['max_um'])} um "
                      f"(nominal positions: RMS {_num(score['nominal_rms_voxels'])} voxels)")
+    executor = result.get("executor")
+    if executor:
+        lines.append(f"  tasks ran in {executor.get('where')} ({executor.get('reason')})")
     qc = result.get("qc") or (alignment or {}).get("qc")
     if qc:
         reasons = [r.get("message", "") for r in qc.get("reasons", []) if r.get("level") != "info"]

@@ -118,7 +118,18 @@ class RuntimeParams(StageParams):
     )
     num_cpus: int | None = Field(None, ge=1, description="CPU cap for a local Ray (cores); None: all cores.")
     object_store_memory_gb: float | None = Field(None, gt=0, description="Local Ray object store (GiB).")
-    use_ray: bool = Field(True, description="False runs tasks in threads of the flow process (debugging).")
+    use_ray: bool = Field(
+        True, description="False runs tasks in threads of the flow process (--no-ray); True lets "
+        "local_threads_max_cpu_s decide for a run without ray_address."
+    )
+    local_threads_max_cpu_s: float = Field(
+        30.0, ge=0,
+        description="Without ray_address (and no Ray already running), a run whose planned CPU work "
+        "(rhapso plan, core-seconds, the stages it runs) is at most this, and whose tasks fit the "
+        "memory available, runs its tasks in threads of the flow process instead of starting a local "
+        "Ray (whose start costs 10-15 s per run; rhapso_core/executor.py says why 30); 0: always a "
+        "local Ray (--ray).",
+    )
     data_roots: list[str] | None = Field(
         None,
         description="Folders or s3:// prefixes every path a run reads or writes must resolve inside "

@@ -62,6 +62,9 @@ __all__ = ["DEFAULT_THROUGHPUTS", "PlanReport", "StagePlan", "load_throughputs",
 
 BYTES_PER_VOXEL = 2  # uint16
 
+#: The stages :func:`plan` costs, in pipeline order.
+STAGES = ("detection", "matching", "solve", "fusion", "multiscale")
+
 # Per core, deliberately on the slow side of what bench/run_benchmarks.py measured on a
 # shared 2-core machine (see docs/benchmarks.md); the measured file replaces them.
 DEFAULT_THROUGHPUTS: dict[str, float] = {
@@ -286,6 +289,7 @@ def plan(
     throughputs: dict | None = None,
     storage_options: dict | None = None,
     price_per_core_hour: float | None = None,
+    stages: tuple[str, ...] | None = None,
 ) -> PlanReport:
     """Cost of aligning and fusing the dataset of ``xml_uri`` on ``cores`` cores.
 
@@ -307,6 +311,10 @@ def plan(
     price_per_core_hour : float, optional
         Price of one core for one hour (any currency, e.g. an instance's hourly price /
         its vCPUs); the report then gives the cluster's cost for the predicted wall time.
+    stages : tuple of str, optional
+        Only these stages (of ``detection``, ``matching``, ``solve``, ``fusion``,
+        ``multiscale``; default all); the alignment stages are planned together, so asking
+        for one of them plans all three (and imports their modules), reporting those asked.
 
     Returns
     -------
@@ -314,14 +322,11 @@ def plan(
         Per stage: tasks, memory per task, bytes read and written, CPU and wall time.
     """
     from rhapso_core.config import PipelineParams
-    from rhapso_core.detection.view import chunk_halo, plan_detection
-    from rhapso_core.fusion import FusionView, make_output_grid
-    from rhapso_core.matching import select_pairs
-    from rhapso_core.multiscale.downsample import plan_level_blocks
-    from rhapso_core.multiscale.pyramid import level_plan
     from rhapso_core.pipeline.dataset import load_dataset, view_geometry
-    from rhapso_core.pipeline.detect import overlap_regions
-    from rhapso_core.pipeline.fuse import default_voxel_size_world, fusion_slots, physical_unit_per_world, select_views
+
+    wanted = set(STAGES if stages is None else stages)
+    if not wanted or wanted - set(STAGES):
+        raise ValueError(f"stages must be some of {STAGES}, got {stages!r}")
 
     if not isinstance(cores, int) or cores < 1:
         raise ValueError(f"cores must be a positive integer, got {cores!r}")
@@ -346,6 +351,25 @@ def plan(
     views = sd.views()
     geometry = view_geometry(sd)
     input_voxels = sum(float(np.prod(geometry[v][1])) for v in views)
+    planned: list[StagePlan] = []
+    if wanted & {"detection", "matching", "solve"}:
+        planned += _plan_alignment(xml_uri, sd, views, geometry, p, tp, cores, mem_total, base, overhead, read_bw,
+                                   storage_options)
+    planned += _plan_fusion(sd, geometry, input_voxels, p, tp, cores, mem_total, base, overhead, read_bw)
+    return PlanReport(
+        xml=str(xml_uri), cores=cores, memory_per_core_gb=float(memory_per_core_gb), n_views=len(views),
+        input_bytes=input_voxels * BYTES_PER_VOXEL, stages=tuple(s for s in planned if s.stage in wanted),
+        throughputs=tp, throughput_source=source, price_per_core_hour=price_per_core_hour,
+    )
+
+
+def _plan_alignment(xml_uri, sd, views, geometry, p, tp, cores, mem_total, base, overhead, read_bw,
+                    storage_options) -> list[StagePlan]:
+    """Detection, matching and solve (matching's cost follows detection's point counts)."""
+    from rhapso_core.detection.view import chunk_halo, plan_detection
+    from rhapso_core.matching import select_pairs
+    from rhapso_core.pipeline.detect import overlap_regions
+
     stages: list[StagePlan] = []
 
     # --- detection: one task per chunk of every region of every view -----------------------
@@ -414,6 +438,17 @@ def plan(
     wall = rounds * (n_pairs * tp["solver_s_per_link"] + overhead)
     stages.append(StagePlan("solve", rounds, solve_mem, match_read / 4, len(views) * 2048, solve_cpu, wall,
                             1 if n_pairs else 0, f"{len(views)} views, <= {n_pairs} links per round"))
+    return stages
+
+
+def _plan_fusion(sd, geometry, input_voxels, p, tp, cores, mem_total, base, overhead, read_bw) -> list[StagePlan]:
+    """Fusion and its multiscale pyramid."""
+    from rhapso_core.fusion import FusionView, make_output_grid
+    from rhapso_core.multiscale.downsample import plan_level_blocks
+    from rhapso_core.multiscale.pyramid import level_plan
+    from rhapso_core.pipeline.fuse import default_voxel_size_world, fusion_slots, physical_unit_per_world, select_views
+
+    stages: list[StagePlan] = []
 
     # --- fusion: one task per work unit of chunk-aligned blocks ------------------------------
     f = p.fusion
@@ -463,9 +498,4 @@ def plan(
     stages.append(StagePlan("multiscale", ms_tasks, ms_mem, ms_read * BYTES_PER_VOXEL, ms_vox * BYTES_PER_VOXEL,
                             ms_cpu, ms_wall, min(cores, max(ms_tasks, 1)),
                             f"{len(levels)} levels, one task per block, a level after the one it reads"))
-
-    return PlanReport(
-        xml=str(xml_uri), cores=cores, memory_per_core_gb=float(memory_per_core_gb), n_views=len(views),
-        input_bytes=input_voxels * BYTES_PER_VOXEL, stages=tuple(stages), throughputs=tp, throughput_source=source,
-        price_per_core_hour=price_per_core_hour,
-    )
+    return stages

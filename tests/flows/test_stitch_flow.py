@@ -52,8 +52,10 @@ def test_stitch_on_local_ray(prefect_harness, small_dataset, tmp_path):
     from flows.stitch import stitch
 
     out = tmp_path / "out"
-    result = stitch(str(small_dataset.xml), str(out), overrides=["runtime.num_cpus=2"],
+    # A local Ray even for this small job (the default would run it in threads: rhapso_core/executor.py).
+    result = stitch(str(small_dataset.xml), str(out), overrides=["runtime.num_cpus=2", "runtime.local_threads_max_cpu_s=0"],
                     ground_truth=str(small_dataset.ground_truth))
+    assert result["executor"]["use_ray"] and result["executor"]["where"] == "a local Ray", result["executor"]
 
     # Alignment accuracy against ground truth (rigid gauge): within 0.5 voxel RMS,
     # and at least 5x better than the nominal stage positions.

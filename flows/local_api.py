@@ -1,0 +1,208 @@
+"""The temporary local Prefect API a command runs its flows against, started as early as possible.
+
+With no ``PREFECT_API_URL``, a flow needs an API server, and starting one costs several
+seconds (most of it the server process importing Prefect's server stack, then its database
+check and services; ``docs/benchmarks.md``, "Per-flow-run overhead"). A command that will
+run flows therefore starts the server process *before* it imports anything heavy itself
+(:func:`start_early`, called by ``rhapso_cli.main`` once the arguments are checked), so the
+server's start-up overlaps the command's own imports and checks; :func:`flows.runtime.prefect_api`
+then takes it (:func:`take_early`) and waits for it to answer.
+
+This module imports nothing from Prefect: importing Prefect is one of the costs the early
+start hides. The server is the one Prefect's own ``SubprocessASGIServer`` runs (uvicorn
+serving ``prefect.server.api.server:create_app`` as an ephemeral API without UI, on the
+profile's database, so the runs stay visible in ``prefect server start``'s UI afterwards).
+
+A server the user keeps running is reused instead, with no start at all: ``PREFECT_API_URL``
+when set, else one started with ``prefect server start --background``
+(:func:`background_server_url`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib.util
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: uvicorn's exit status when its port was taken between our choice and its bind.
+_PORT_IN_USE = 3
+
+#: Seconds a server gets to answer its health check (Prefect's own default for its
+#: temporary server is 20 s; a loaded 2-core machine has been seen to need more).
+STARTUP_TIMEOUT_S = 90.0
+
+
+def _die_with_parent() -> None:
+    """In the server's process before it runs (Linux): SIGTERM it when the command's process
+    dies, however it dies (SIGKILL, a closed pipe), so that no temporary server outlives it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _healthy(api_url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=timeout) as r:
+            return r.status == 200
+    except (OSError, urllib.error.URLError, ValueError):
+        return False
+
+
+class LocalAPIServer:
+    """A Prefect API server in a child process of this command, on a free loopback port."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen | None = None
+        self.port: int | None = None
+        self._atexit = False
+        self.started_at = time.monotonic()
+        self.ready_at: float | None = None
+        self._launch()
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def _launch(self) -> None:
+        spec = importlib.util.find_spec("prefect")
+        if spec is None or spec.origin is None:
+            raise RuntimeError("Prefect is not installed in this environment")
+        self.port = _free_port()
+        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+               "PREFECT__SERVER_FINAL": "1"}
+        env.pop("PREFECT_API_URL", None)  # the server itself is not a client of another API
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(spec.origin).parent.parent),
+             "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
+             "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
+            env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+        )
+        if not self._atexit:
+            atexit.register(self.stop)  # a command ending by an exception or sys.exit still stops it
+            self._atexit = True
+
+    def wait_ready(self, timeout: float = STARTUP_TIMEOUT_S) -> str:
+        """Block until the server answers its health check; its API URL."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = self.process.poll() if self.process is not None else -1
+            if code == _PORT_IN_USE:
+                self._launch()
+                continue
+            if code is not None:
+                raise RuntimeError(f"the local Prefect API server exited with status {code} before answering")
+            if _healthy(self.api_url):
+                if self.ready_at is None:
+                    self.ready_at = time.monotonic()
+                return self.api_url
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"the local Prefect API server did not answer within {timeout:.0f} s "
+                           "(set PREFECT_API_URL to a running server, or start one with "
+                           "`prefect server start --background`)")
+
+    def stop(self) -> None:
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+_early: LocalAPIServer | None = None
+
+
+def start_early() -> None:
+    """Start the local API server now, for a command that will run flows, unless a server is
+    configured or already running (the command then reuses it). Never raises: a failed early
+    start leaves the ordinary start to :func:`flows.runtime.prefect_api`."""
+    global _early
+    if _early is not None or _configured_api_url() or background_server_url():
+        return
+    try:
+        _early = LocalAPIServer()
+    except Exception:  # noqa: BLE001 - the ordinary start reports the problem
+        log.debug("early start of the local Prefect API failed", exc_info=True)
+        _early = None
+
+
+def take_early() -> LocalAPIServer | None:
+    """The server :func:`start_early` started (its new owner stops it), or None."""
+    global _early
+    server, _early = _early, None
+    return server
+
+
+def discard_early() -> None:
+    """Stop an early-started server nobody took (the command ended before running a flow)."""
+    server = take_early()
+    if server is not None:
+        server.stop()
+
+
+def _prefect_home() -> Path:
+    return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+
+
+def _configured_api_url() -> str | None:
+    settings = sys.modules.get("prefect.settings")
+    if settings is not None:  # already imported by the caller (tests, scripts): it knows best, cheaply
+        return settings.PREFECT_API_URL.value() or None
+    return _setting("PREFECT_API_URL")
+
+
+def _setting(name: str) -> str | None:
+    """A Prefect setting from the environment, else from the active profile
+    (``prefect config set``), read without importing Prefect; None when unset or unreadable
+    (Prefect then decides, as it would without this module)."""
+    if os.environ.get(name):
+        return os.environ[name]
+    path = Path(os.environ.get("PREFECT_PROFILES_PATH") or _prefect_home() / "profiles.toml").expanduser()
+    try:
+        import tomllib
+
+        data = tomllib.loads(path.read_text())
+    except (OSError, ValueError, ImportError):
+        return None
+    profile = os.environ.get("PREFECT_PROFILE") or data.get("active") or "ephemeral"
+    value = data.get("profiles", {}).get(profile, {}).get(name)
+    return str(value) if value not in (None, "") else None
+
+
+def background_server_url() -> str | None:
+    """The API URL of a server this user started with ``prefect server start --background``
+    (its PID file in ``PREFECT_HOME``) when it answers on the configured host and port
+    (``PREFECT_SERVER_API_HOST`` / ``PREFECT_SERVER_API_PORT``, default 127.0.0.1:4200); else None."""
+    if not (_prefect_home() / "server.pid").is_file():
+        return None
+    host = _setting("PREFECT_SERVER_API_HOST") or "127.0.0.1"
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    port = _setting("PREFECT_SERVER_API_PORT") or "4200"
+    url = f"http://{host}:{port}/api"
+    return url if _healthy(url, timeout=0.5) else None
