@@ -68,7 +68,8 @@ def test_a_dead_runs_lock_is_taken_over_and_its_interrupted_writes_removed(xml, 
         return {"output": out_}
 
     monkeypatch.setattr(flows.fusion, "run_fusion", probe)
-    assert flows.fusion.fusion.fn(xml, out, overrides=OVERRIDES) == {"output": out}
+    result = flows.fusion.fusion.fn(xml, out, overrides=OVERRIDES)
+    assert result["output"] == out and set(result) <= {"output", "executor"}, result
     assert seen["lock"]["pid"] == os.getpid() and seen["lock"]["run_id"] != "other-run"
     assert seen["left"] == [kept]
     assert read_lock(parent(out)) is None, "released after the run"

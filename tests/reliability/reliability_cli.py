@@ -21,12 +21,14 @@ def run_cli(*argv) -> tuple[int, str, str]:
 
 
 def refused(input_root, *argv, must_name: str = "") -> str:
-    """Run ``rhapso ARGV``; expect exit 2, exactly one stderr line (naming ``must_name``), and the
-    folder ``input_root`` byte-identical afterwards (0 changed bytes tolerated). Returns the line."""
+    """Run ``rhapso ARGV``; expect exit 2, exactly one stderr line (naming ``must_name``; indented
+    display lines aside), and the folder ``input_root`` byte-identical afterwards (0 changed bytes
+    tolerated). Returns the line."""
     before = folder_hash(input_root)
     rc, _, err = run_cli(*argv)
     after = folder_hash(input_root)
-    lines = err.strip().splitlines()
+    # The command's own display lines (indented: progress, where its tasks run) may precede the error.
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln[0].isspace()]
     assert after == before, f"the input folder {input_root} was modified (rc={rc}, stderr {err[-600:]!r})"
     assert rc == 2, f"expected exit 2, got {rc}: {err[-1500:]!r}"
     assert len(lines) == 1, f"expected one error line, got {len(lines)}: {err[-1500:]!r}"
