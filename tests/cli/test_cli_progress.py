@@ -128,6 +128,7 @@ def _run_in_pty(argv: list[str], timeout: float) -> tuple[int, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # 24 s; progress and the summary are also checked without a terminal in this file
 def test_demo_in_a_terminal_shows_progress_then_a_screen_sized_summary(tmp_path):
     out = tmp_path / "demo"
     # The README's demo as it is (6 tiles): smaller tiles hold too few points in their overlaps to
