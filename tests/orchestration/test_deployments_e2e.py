@@ -75,7 +75,9 @@ def _check_alignment(xml_path, truth) -> None:
     assert s.rms_voxels < 0.5 and s.rms_voxels * 3 < s.nominal_rms_voxels, s.summary()
 
 
-@pytest.mark.heavy  # 87 s; every entrypoint loads as Prefect loads it (tests/infra/test_entrypoints.py), REST with credentials runs in test_server_auth.py
+# Heavy (87 s): every entrypoint loads as Prefect loads it in CI (tests/infra/test_entrypoints.py),
+# and REST with credentials runs there too (test_server_auth.py).
+@pytest.mark.heavy
 def test_deploy_and_trigger_by_cli_rest_and_event(prefect_server, tmp_path):
     server = prefect_server
     data = write_tiny_dataset(tmp_path / "acq" / "tiny")  # the event run writes beside its input
