@@ -2,14 +2,15 @@
 
 Every cell is a generated grid (:func:`rhapso_core.synthetic.planar_mosaic.mosaic_params`):
 single-plane tiles or thin stacks, with a translation, rigid or ~1 % affine true pose in the
-plane. It is aligned in-process with every parameter on ``auto`` (the steps of
-:func:`rhapso_core.pipeline.inprocess.align_in_process`, each round's solve report kept) and
-scored like ``rhapso score`` (RMS over tile corners and overlap centres, finest-axis voxels;
+plane. It is aligned in-process with every parameter on ``auto``
+(:func:`rhapso_core.pipeline.inprocess.align_in_process`: what a user gets: resolution, a phase
+round where auto chooses one, retries, the check after every round) and scored like ``rhapso score`` (RMS over tile corners and overlap centres, finest-axis voxels;
 gauge rigid, affine for the affine truth). Targets: single planes <= 0.2 pixel, thin stacks
 <= 0.3 voxel.
 
     python bench/bench_thin.py --out /tmp/thin                       # the matrix
     python bench/bench_thin.py --out /tmp/thin --grids 2x2,6x6 --truths affine --planes 1 --seeds 0,1
+    python bench/bench_thin.py --out /tmp/thin --planes 1 --set alignment.prealign=off   # points only
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ def target(planes: int) -> float:
     return 0.2 if planes == 1 else 0.3
 
 
-def run_cell(grid, planes, truth, seed, work: Path, rounds=None) -> dict:
-    from rhapso_core.autoparams import resolve_parameters
+def run_cell(grid, planes, truth, seed, work: Path, overrides=()) -> dict:
     from rhapso_core.config import PipelineParams
-    from rhapso_core.pipeline import detect, match, solve
+    from rhapso_core.param_files import apply_overrides
+    from rhapso_core.pipeline.inprocess import align_in_process
     from rhapso_core.synthetic.planar_mosaic import mosaic_params
     from rhapso_core.synthetic.scoring import score
     from rhapso_core.synthetic.write import write_dataset
@@ -42,34 +43,16 @@ def run_cell(grid, planes, truth, seed, work: Path, rounds=None) -> dict:
     name = f"{grid[0]}x{grid[1]}-p{planes}-{truth}-s{seed}"
     folder = work / name
     shutil.rmtree(folder, ignore_errors=True)
-    t0 = time.perf_counter()
     paths = write_dataset(folder / "data", mosaic_params(grid, planes=planes, truth=truth, seed=seed))
-    xml = str(paths.xml)
-    p = resolve_parameters(xml, PipelineParams()).params
-    store = str(folder / "ip.zarr")
-    for plan in detect.plan_views(xml, p.detection):
-        parts = [detect.run_chunk(xml, plan.view, t, plan.params) for t in plan.tasks]
-        detect.store_view(store, plan, detect.merge_view(plan, parts))
-    rounds_out = []
-    current = xml
-    # Point rounds only (a sparse mosaic that auto sends to phase is tests/thin/test_auto_phase.py's).
-    for i, kind in enumerate([k for k in (rounds or p.alignment.rounds) if k != "phase"], start=1):
-        m, s = p.round_params(kind)
-        records = [match.match_pair(current, store, a, b, p.detection.label, m)
-                   for a, b in match.plan_pairs(current, p.alignment.pair_mode, list(p.alignment.group_by))]
-        out = str(folder / f"{i:02d}-{kind}.xml")
-        rep = solve.solve_dataset(current, store, p.detection.label, s, out).to_dict()["report"]
-        sel = rep.get("model_selection") or {}
-        rounds_out.append({"round": kind, "matched": f"{sum(r.ok for r in records)}/{len(records)}",
-                           "model": (f"{sel['model']}:{sel['lambda_value']}" if sel else rep.get("model")),
-                           "rms_round": round(score(paths.ground_truth, out,
-                                                    gauge="affine" if truth == "affine" else "rigid").rms_voxels, 3)})
-        current = out
-    sc = score(paths.ground_truth, current, gauge="affine" if truth == "affine" else "rigid")
+    t0 = time.perf_counter()
+    run = align_in_process(str(paths.xml), str(folder / "run"),
+                           PipelineParams.model_validate(apply_overrides({}, list(overrides))))
+    sc = score(paths.ground_truth, run.xml, gauge="affine" if truth == "affine" else "rigid")
     res = {"cell": name, "grid": list(grid), "planes": planes, "truth": truth, "seed": seed,
            "rms": round(sc.rms_voxels, 3), "max": round(sc.max_voxels, 3),
            "nominal_rms": round(sc.nominal_rms_voxels, 3), "target": target(planes),
-           "rounds": rounds_out, "seconds": round(time.perf_counter() - t0, 1)}
+           "rounds": list(run.pairs_matched), "prealignment": run.resolution.prealignment.cause,
+           "seconds": round(time.perf_counter() - t0, 1)}
     shutil.rmtree(folder, ignore_errors=True)
     return res
 
@@ -81,21 +64,21 @@ def main(argv=None) -> int:
     ap.add_argument("--truths", default="translation,rigid,affine")
     ap.add_argument("--planes", default="1,3,5,8")
     ap.add_argument("--seeds", default="0,1")
-    ap.add_argument("--rounds", default=None, help="comma-separated rounds (default: alignment.rounds)")
+    ap.add_argument("--set", action="append", default=[], metavar="STAGE.NAME=VALUE",
+                    help="parameter override, as the CLI's --set (repeatable)")
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.jsonl"
-    rounds = a.rounds.split(",") if a.rounds else None
     for g in a.grids.split(","):
         grid = tuple(int(v) for v in g.split("x"))
         for planes in (int(v) for v in a.planes.split(",")):
             for truth in a.truths.split(","):
                 for seed in (int(v) for v in a.seeds.split(",")):
-                    r = run_cell(grid, planes, truth, seed, out, rounds)
+                    r = run_cell(grid, planes, truth, seed, out, a.set)
                     flag = "ok" if r["rms"] <= r["target"] else "MISS"
                     print(f"{r['cell']:28s} rms {r['rms']:.3f} max {r['max']:.3f} nominal {r['nominal_rms']:.2f} "
-                          f"{flag} {[(x['round'], x['matched'], x['model'], x['rms_round']) for x in r['rounds']]} "
+                          f"{flag} {r['rounds']} {r['prealignment'] or '-'} "
                           f"{r['seconds']} s", flush=True)
                     with open(results_path, "a") as f:
                         f.write(json.dumps(r) + "\n")

@@ -19,7 +19,7 @@ from flows.layout import (
 )
 from flows.params import resolve
 from flows.phase import phase_stage
-from rhapso_core.pipeline.phase_fallback import anchored_pairs
+from rhapso_core.pipeline.phase_fallback import anchored_pairs, anchors_of_unmatched, face_pairs
 from rhapso_core.pipeline.prealign import alignment_rounds, kept_links
 from rhapso_core.pipeline.publish import publish, staged_name
 from flows.qc_failure import raise_if_qc_failed
@@ -115,6 +115,9 @@ def match_and_solve_stage(
         if held:
             logger.info("%s round: %d pair(s) whose points disagree with the images are held by phase links",
                         round_name, held)
+    if phase_anchors:  # the phase round's links hold only the pairs points did not match
+        faces = face_pairs(xml, records, pair_retry.min_relative_overlap)
+        round_anchors = [a for a in [anchors_of_unmatched(phase_anchors, records, faces)] + round_anchors[1:] if a]
     ok = sum(r.ok for r in records)
     logger.info("%s round: %d of %d pairs matched", round_name, ok, len(records))
     n_views = len({v for r in records for v in (r.view_a, r.view_b)})

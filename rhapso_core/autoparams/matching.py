@@ -204,6 +204,11 @@ def _prealignment(survey, bridge: float, stage_uncertainty, probe: list, n_min: 
         reasons.append(f"the poorest sampled overlap expects {n_min:.0f} interest points, fewer than "
                        f"{FEW_POINTS_FACTOR:g} x the {m} inliers a match needs: phase correlation of the images "
                        "links such overlaps (its links are kept by the point rounds)")
+    if survey.pairs and all(any(p.flat_xyz) for p in survey.pairs):
+        causes.append("single_plane")
+        reasons.append("single-plane views: phase correlation of an overlap compares every pixel of it, where a "
+                       "plane cuts few features into interest points; its links, fitted in blocks along each "
+                       "overlap, carry the relative rotation and scale into the point rounds")
     chosen = bool(causes) and bool(survey.pairs)
     if mode == "on":
         chosen, causes = bool(survey.pairs), ["user"]

@@ -37,7 +37,8 @@ class PrealignmentDecision:
     point rounds (:func:`rhapso_core.pipeline.prealign.alignment_rounds`). ``cause``:
     comma-separated ``stage_uncertainty`` (the user's, beyond the bridge),
     ``measured_stage_error`` (phase correlation of sampled overlaps measured more),
-    ``few_points`` (overlaps too poor in points to match), ``user`` (alignment.prealign=on).
+    ``few_points`` (overlaps too poor in points to match), ``single_plane`` (every overlap is
+    between single planes), ``user`` (alignment.prealign=on).
     """
 
     chosen: bool

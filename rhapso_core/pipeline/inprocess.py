@@ -15,7 +15,7 @@ from rhapso_core.autoparams import Resolution, resolve_parameters
 from rhapso_core.output_layout import STORE_NAME, join, round_xml_name
 from rhapso_core.pipeline import detect, match, solve
 from rhapso_core.pipeline.pair_check import IMAGE_LINK, check_pairs_against_images
-from rhapso_core.pipeline.phase_fallback import anchored_pairs, link_failed_pairs
+from rhapso_core.pipeline.phase_fallback import anchored_pairs, anchors_of_unmatched, face_pairs, link_failed_pairs
 from rhapso_core.pipeline.retry import retry_failed_pairs
 from rhapso_core.pipeline.prealign import alignment_rounds, prealign_in_process
 
@@ -79,6 +79,9 @@ def align_in_process(xml: str, work: str, params, rounds=None) -> InProcessAlign
             records, replaced, _ = check_pairs_against_images(current, store, records, p.detection.label, p.stitching,
                                                               float(m.max_epsilon))
             round_anchors += [replaced] if replaced else []
+        if anchors and round_anchors and round_anchors[0] is anchors:
+            faces = face_pairs(current, records, p.pair_retry.min_relative_overlap)
+            round_anchors = [a for a in [anchors_of_unmatched(anchors, records, faces)] + round_anchors[1:] if a]
         held_by_image = sum(r.status == IMAGE_LINK for r in records)
         matched.append(f"{sum(r.ok for r in records)}/{len(records)}"
                        + (f" +{held_by_image} image" if held_by_image else ""))

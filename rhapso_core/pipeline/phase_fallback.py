@@ -25,7 +25,7 @@ from rhapso_core.pipeline.dataset import load_dataset, view_geometry
 from rhapso_core.pipeline.match import PairRecord
 from rhapso_core.spimdata import ViewId
 
-__all__ = ["anchored_pairs", "link_failed_pairs"]
+__all__ = ["anchored_pairs", "link_failed_pairs", "anchors_of_unmatched", "face_pairs"]
 
 
 def anchored_pairs(anchors: Sequence[dict] | dict | None) -> set[frozenset]:
@@ -37,14 +37,57 @@ def anchored_pairs(anchors: Sequence[dict] | dict | None) -> set[frozenset]:
             if k.get("status", "ok") == "ok"}
 
 
+def anchors_of_unmatched(anchors: dict | None, records: Sequence[PairRecord],
+                         faces: set[frozenset] | None = None) -> dict | None:
+    """A phase round's anchors less the links of pairs this round's interest points matched
+    and, given ``faces`` (:func:`face_pairs`), of corner contacts.
+
+    A matched pair's overlap is measured by its inlier matches, spread over the overlap; its
+    phase link measures the same pixels once more, as one translation (or a few block
+    shifts), and solving both counts that overlap twice, the link pulling toward equal
+    rotation and scale where an affine round must let the matches bend (measured on 4 x 4
+    single-plane mosaics with 1 % affine truth: 0.12 pixel RMS without the matched pairs'
+    links, 0.57-0.89 with them). The links stay where points gave nothing. A corner contact
+    of a grid is a redundant link whose small box holds one translation (no blocks): on a
+    6 x 6 mosaic of that kind its links took the result from 0.207 to 0.22 pixel.
+    """
+    if not anchors:
+        return anchors
+    matched = {frozenset((tuple(r.view_a), tuple(r.view_b))) for r in records if r.ok}
+
+    def keep(k) -> bool:
+        pair = frozenset((tuple(k["view_a"]), tuple(k["view_b"])))
+        return pair not in matched and (faces is None or pair in faces)
+
+    kept = [keep(k) for k in anchors["links"]]
+    if not any(kept):
+        return None
+    out = {**anchors, "links": [k for k, x in zip(anchors["links"], kept) if x]}
+    if anchors.get("weights") is not None:
+        out["weights"] = [w for w, x in zip(anchors["weights"], kept) if x]
+    return out
+
+
+def face_pairs(xml_uri: str, records: Sequence[PairRecord], min_relative_overlap: float,
+               storage_options=None) -> set[frozenset]:
+    """The pairs of ``records`` whose overlap is at least ``min_relative_overlap`` of either view's
+    largest (under ``xml_uri``'s registrations): faces of a grid, not its corner contacts."""
+    sd = load_dataset(xml_uri, storage_options)
+    views: list[ViewId] = sorted({tuple(v) for r in records for v in (r.view_a, r.view_b)})
+    return _faces(view_geometry(sd, views), records, min_relative_overlap)
+
+
 def _faces(geometry, records: Sequence[PairRecord], min_relative: float) -> set[frozenset]:
     vol: dict = {}
     largest: dict = {}
     for r in records:
         a, b = tuple(r.view_a), tuple(r.view_b)
-        lo = np.maximum(*(transforms.view_bounding_box(*geometry[v])[0] for v in (a, b)))
-        hi = np.minimum(*(transforms.view_bounding_box(*geometry[v])[1] for v in (a, b)))
-        v = float(np.prod(np.maximum(hi - lo, 0.0)))
+        boxes = [transforms.view_bounding_box(*geometry[v]) for v in (a, b)]
+        lo, hi = np.maximum(boxes[0][0], boxes[1][0]), np.minimum(boxes[0][1], boxes[1][1])
+        # Single planes have boxes without depth: their overlap is an area, measured in the plane.
+        flat = np.array([(bx[1] - bx[0])[i] <= 1e-9 for bx in boxes for i in range(3)]).reshape(2, 3).all(axis=0)
+        ext = hi - lo
+        v = 0.0 if np.any(ext < -1e-9) else float(np.prod(np.maximum(ext[~flat], 0.0)))
         vol[frozenset((a, b))] = v
         for x in (a, b):
             largest[x] = max(largest.get(x, 0.0), v)
@@ -66,9 +109,7 @@ def link_failed_pairs(
     failed = [r for r in records if not r.ok and frozenset((tuple(r.view_a), tuple(r.view_b))) not in anchored]
     if not failed:
         return list(records), None
-    sd = load_dataset(xml_uri, storage_options)
-    views: list[ViewId] = sorted({tuple(v) for r in records for v in (r.view_a, r.view_b)})
-    faces = _faces(view_geometry(sd, views), records, min_relative_overlap)
+    faces = face_pairs(xml_uri, records, min_relative_overlap, storage_options)
     todo = [r for r in failed if frozenset((tuple(r.view_a), tuple(r.view_b))) in faces]
     if not todo:
         return list(records), None

@@ -50,7 +50,7 @@ def grouped_links(links: Sequence[Link], groups: dict[ViewId, ViewId]) -> list[L
         a, b = groups.get(lk.a), groups.get(lk.b)
         if a is None or b is None or a == b:
             continue
-        out.append(Link(a, b, lk.pa, lk.pb, weight=lk.weight, label=lk.label))
+        out.append(Link(a, b, lk.pa, lk.pb, weight=lk.weight, label=lk.label, units=lk.units))
     return out
 
 

@@ -44,6 +44,10 @@ class Link:
         :class:`~rhapso_core.solver.params.SolverParams.label_weights`.
     label : str, default "beads"
         Interest point label the matches came from.
+    units : (N,) int array, optional
+        Matches measured together (the corners of one image block of a phase-correlation
+        link share one shift): the model validation holds out a unit's matches together.
+        None: every match is its own unit.
     """
 
     a: ViewId
@@ -52,6 +56,7 @@ class Link:
     pb: np.ndarray
     weight: float | np.ndarray = 1.0
     label: str = "beads"
+    units: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         for name in ("a", "b"):
@@ -81,6 +86,12 @@ class Link:
         object.__setattr__(self, "pa", pa)
         object.__setattr__(self, "pb", pb)
         object.__setattr__(self, "weight", w)
+        if self.units is not None:
+            u = np.asarray(self.units, dtype=np.int64)
+            if u.shape != (pa.shape[0],):
+                raise SolverInputError(f"link {self.a}-{self.b} ({self.label}): units must be one id per match")
+            u.setflags(write=False)
+            object.__setattr__(self, "units", u)
 
     @property
     def n(self) -> int:

@@ -144,13 +144,21 @@ def select_model(
     links = sorted(links, key=lambda lk: (_key(lk), lk.n))
     usable = [lk.n >= params.min_matches and float(np.sum(lk.weight)) * label_w.get(lk.label, 1.0) > 0
               for lk in links]
+    # Trained-only labels are held out only where no other link can be (a round of image links alone).
+    trained_only = set(params.validation_trained_only_labels)
+    if any(ok and lk.label not in trained_only for lk, ok in zip(links, usable)):
+        usable = [ok and lk.label not in trained_only for lk, ok in zip(links, usable)]
     k = params.validation_folds
     folds = []
     for lk, ok in zip(links, usable):
-        held = ok and lk.n >= k * params.min_matches
         a, b, label = _key(lk)
         rng = np.random.default_rng([seed, *a, *b, lk.n, zlib.crc32(label.encode())])
-        folds.append(_fold_ids(lk.n, k, rng) if held else None)
+        if lk.units is None:
+            held = ok and lk.n >= k * params.min_matches
+            folds.append(_fold_ids(lk.n, k, rng) if held else None)
+        else:  # matches measured together go to one fold: a unit is predicted from the others
+            ids, unit_of = np.unique(lk.units, return_inverse=True)
+            folds.append(_fold_ids(len(ids), k, rng)[unit_of] if ok and len(ids) >= 2 else None)
     if not any(f is not None for f in folds):
         m = cands[-1][0]
         lam = fallback_lam if m == "affine" else 0.0

@@ -10,6 +10,7 @@ size), and resampled (trilinear) into a's grid otherwise.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -18,6 +19,7 @@ from scipy import ndimage as ndi
 
 from rhapso_core import overlap, transforms
 from rhapso_core.image_source import ImageSource
+from rhapso_core.stitching.blocks import fit_blocks
 from rhapso_core.stitching.params import StitchingParams
 from rhapso_core.stitching.phase import phase_correlate
 from rhapso_core.stitching.records import PhaseLink, registration_hash
@@ -129,8 +131,13 @@ def _crops(src_a, a2w, src_b, b2w, lo_w, hi_w, level, max_voxels=None):
     return ca, cb.astype(np.float32), la @ transforms.translation(lo_a.astype(np.float64)), np.zeros(3)
 
 
-def _estimate(src_a, a2w, size_a, src_b, b2w, size_b, level, params, accept_world: Callable | None):
-    """One correlation at one level: (shift_xyz world, r, box, crop shape xyz) or a failure string."""
+def _estimate(src_a, a2w, size_a, src_b, b2w, size_b, level, params, accept_world: Callable | None,
+              blocks: bool = False):
+    """One correlation at one level: (shift_xyz world, r, box, crop shape xyz, blocks) or a failure string.
+
+    ``blocks``: also fit the shift in blocks of the crops (:func:`~rhapso_core.stitching.blocks.fit_blocks`;
+    their shifts in the same frame as the returned shift); else the blocks are ().
+    """
     box = overlap_box(a2w, size_a, b2w, size_b)
     if box is None:
         return "no_overlap"
@@ -153,7 +160,9 @@ def _estimate(src_a, a2w, size_a, src_b, b2w, size_b, level, params, accept_worl
         return "failed"
     # fixed(x) ~ moving(x - s): the content at a's crop voxel x sits at b's crop voxel x - s, which b's
     # registration puts s (+ the sub-voxel offset d) too low in the world; b must move up by that.
-    return to_world(res.shift), res.r, box, tuple(int(v) for v in ca.shape[::-1])
+    parts = (fit_blocks(ca, cb, res.shift, c2w, to_world, params.min_overlap_voxels, params.min_r,
+                        params.min_overlap_fraction, accept) if blocks else ())
+    return to_world(res.shift), res.r, box, tuple(int(v) for v in ca.shape[::-1]), parts
 
 
 def correlate_views(
@@ -174,10 +183,11 @@ def correlate_views(
     box = overlap_box(a2w, size_a, b2w, size_b)
     nan3 = (float("nan"),) * 3
 
-    def link(shift, r, status, reason, level, refined, shape, box=box):
+    def link(shift, r, status, reason, level, refined, shape, box=box, blocks=()):
         lo, hi = (nan3, nan3) if box is None else (tuple(map(float, box[0])), tuple(map(float, box[1])))
         return PhaseLink(tuple(view_a), tuple(view_b), tuple(float(v) for v in shift), float(r), lo, hi, h,
-                         int(level), refined, tuple(shape), status, reason, time.perf_counter() - t0)
+                         int(level), refined, tuple(shape), status, reason, time.perf_counter() - t0,
+                         tuple(blocks))
 
     if box is None:
         return link(nan3, float("nan"), "no_overlap", "boxes do not overlap under the current registrations",
@@ -186,13 +196,15 @@ def correlate_views(
         level = choose_level(src_a, a2w, box[0], box[1], params.min_overlap_voxels)
     else:
         level = min(int(params.level), src_a.n_levels - 1)
-    out = _estimate(src_a, a2w, size_a, src_b, b2w, size_b, level, params, params.max_shift_ok)
+    refine = params.refine_level is not None and params.refine_level < level
+    out = _estimate(src_a, a2w, size_a, src_b, b2w, size_b, level, params, params.max_shift_ok,
+                    blocks=params.link_blocks and not refine)
     if isinstance(out, str):
         return link(nan3, float("nan"), out, "no verifiable correlation peak" if out == "failed" else
                     "the overlap is empty on the views' grids", level, None, (0, 0, 0))
-    shift, r, _, shape = out
+    shift, r, _, shape, blocks = out
     refined = None
-    if params.refine_level is not None and params.refine_level < level:
+    if refine:
         fine = min(params.refine_level, src_a.n_levels - 1)
         # Search at most 2 coarse voxels around the coarse estimate (world extent of a coarse voxel per axis).
         reach = 2.0 * np.abs(level_affine(a2w, src_a.level_factors(level))[:3, :3]).sum(axis=1)
@@ -201,13 +213,17 @@ def correlate_views(
             return bool(np.all(np.abs(t) <= reach)) and params.max_shift_ok(shift + t)
 
         moved_b = transforms.translation(shift) @ b2w
-        out2 = _estimate(src_a, a2w, size_a, src_b, moved_b, size_b, fine, params, accept_fine)
+        out2 = _estimate(src_a, a2w, size_a, src_b, moved_b, size_b, fine, params, accept_fine,
+                         blocks=params.link_blocks)
         if not isinstance(out2, str):
+            # The fine crops' shifts are relative to b moved by the coarse estimate.
+            blocks = tuple(dataclasses.replace(k, shift_xyz=tuple(map(float, shift + np.asarray(k.shift_xyz))))
+                           for k in out2[4])
             shift, r, refined = shift + out2[0], out2[1], fine
     if not params.max_shift_ok(shift):
-        return link(shift, r, "too_far", "shift beyond max_shift_xyz / max_shift_total", level, refined, shape)
+        return link(shift, r, "too_far", "shift beyond max_shift_xyz / max_shift_total", level, refined, shape, blocks=blocks)
     if r < params.min_r:
-        return link(shift, r, "low_r", f"r {r:.3f} < min_r {params.min_r}", level, refined, shape)
+        return link(shift, r, "low_r", f"r {r:.3f} < min_r {params.min_r}", level, refined, shape, blocks=blocks)
     if r > params.max_r:
-        return link(shift, r, "high_r", f"r {r:.3f} > max_r {params.max_r}", level, refined, shape)
-    return link(shift, r, "ok", "", level, refined, shape)
+        return link(shift, r, "high_r", f"r {r:.3f} > max_r {params.max_r}", level, refined, shape, blocks=blocks)
+    return link(shift, r, "ok", "", level, refined, shape, blocks=blocks)

@@ -82,6 +82,13 @@ class StitchingParams(StageParams):
         description="Fraction of each crop axis (each side) faded to the mean by a cosine ramp before the FFT, "
         "so the crops' borders do not correlate (fraction; default 0.1; 0 = none).",
     )
+    link_blocks: bool = Field(
+        True,
+        description="Fit each link's shift again in blocks of its overlap, about as long as the overlap is thin "
+        "(at most 3 per axis, each at least min_overlap_voxels): point rounds that keep the link then see how the "
+        "shift changes along the overlap (relative rotation, scale, shear) instead of one translation; the "
+        "phase round's own solve uses the whole shift (default on; a few NCC evaluations per block).",
+    )
     keep_links: bool = Field(
         True,
         description="Interest-point rounds after a phase round also solve with its links (label "

@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from rhapso_core.stitching.blocks import PhaseBlock
+
 __all__ = ["PhaseLink", "PhaseRoundRecord", "registration_hash"]
 
 ViewId = tuple[int, int]
@@ -35,6 +37,8 @@ class PhaseLink:
     of the overlap at the shift. ``level``: pyramid level correlated; ``refined_level`` the finer
     level the estimate was refined at (None if not). ``status``: ``ok`` (used), ``low_r`` /
     ``high_r`` / ``too_far`` (filtered out), ``no_overlap``, ``failed`` (no verifiable peak).
+    ``blocks``: the shift fitted again in parts of the overlap (:mod:`rhapso_core.stitching.blocks`;
+    () when the overlap is too small to cut or the link was read from an XML).
     """
 
     view_a: ViewId
@@ -50,6 +54,7 @@ class PhaseLink:
     status: str
     reason: str = ""
     seconds: float = 0.0
+    blocks: tuple[PhaseBlock, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -66,7 +71,7 @@ class PhaseLink:
             "box_min_xyz": list(self.box_min_xyz), "box_max_xyz": list(self.box_max_xyz),
             "hash": self.hash, "level": self.level, "refined_level": self.refined_level,
             "crop_shape_xyz": list(self.crop_shape_xyz), "status": self.status, "reason": self.reason,
-            "seconds": self.seconds,
+            "seconds": self.seconds, "blocks": [k.to_dict() for k in self.blocks],
         }
 
     @classmethod
@@ -78,7 +83,7 @@ class PhaseLink:
             nan if d.get("r") is None else float(d["r"]),
             tuple(d["box_min_xyz"]), tuple(d["box_max_xyz"]), float(d["hash"]), int(d["level"]),
             d.get("refined_level"), tuple(d["crop_shape_xyz"]), d["status"], d.get("reason", ""),
-            float(d.get("seconds", 0.0)),
+            float(d.get("seconds", 0.0)), tuple(PhaseBlock.from_dict(k) for k in d.get("blocks", ())),
         )
 
 

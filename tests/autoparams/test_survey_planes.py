@@ -30,3 +30,21 @@ def test_a_box_meets_a_plane_within_half_a_voxel():
     assert world_box_in_view(plane, (100, 100, 1), np.array([10.0, 10.0, 0.7]), np.array([20.0, 20.0, 3.0])) is None
     assert world_box_in_view(transforms.translation([0, 0, 0.3]), (100, 100, 1),
                              np.array([10.0, 10.0, 0.0]), np.array([20.0, 20.0, 0.0])) is not None
+
+
+def test_single_plane_mosaics_are_prealigned_by_phase_correlation(tmp_path):
+    # Dense blobs (points would match every face): the phase round leads anyway, because its
+    # links, fitted in blocks, also hold pairs whose points fail; a 3-D grid of the same
+    # geometry is not prealigned for being 3-D.
+    from rhapso_core.autoparams import resolve_parameters
+    from rhapso_core.config import PipelineParams
+    from rhapso_core.pipeline.prealign import alignment_rounds
+
+    paths = write_dataset(tmp_path / "data", mosaic_params((2, 2), planes=1, tile_xy=(128, 128), seed=0))
+    res = resolve_parameters(str(paths.xml), PipelineParams())
+    assert res.prealignment.chosen and "single_plane" in res.prealignment.cause.split(","), res.prealignment
+    assert alignment_rounds(res.params, res.prealignment)[0] == "phase"
+    off = resolve_parameters(str(paths.xml), PipelineParams.model_validate({"alignment": {"prealign": "off"}}))
+    assert not off.prealignment.chosen
+    thick = write_dataset(tmp_path / "thick", mosaic_params((2, 2), planes=8, tile_xy=(128, 128), seed=0))
+    assert "single_plane" not in resolve_parameters(str(thick.xml), PipelineParams()).prealignment.cause

@@ -106,3 +106,20 @@ def test_rigid_slabs_stay_rigid(kind, seed):
     else:
         assert r.report.model == "rigid" or r.report.lambda_value >= 0.5, reason
         assert err < 1.3 * ref, (err, ref)
+
+
+def test_image_links_are_trained_on_but_never_held_out():
+    # The 3 x 3 affine grid with each link's matches relabelled as phase-correlation links on
+    # half the links: the validation holds out only the point links (whole or in folds), so the
+    # held-out match count equals that of the point links alone; with the label allowed, more.
+    import dataclasses
+
+    from rhapso_core.solver.select import select_model
+
+    g = make_grid((3, 3, 1), "affine", seed=0, **SLABS)
+    links = [dataclasses.replace(lk, label="phase-correlation") if j % 2 else lk for j, lk in enumerate(g.links)]
+    points_only = [lk for lk in links if lk.label != "phase-correlation"]
+    chosen = select_model(links, SolverParams(), g.views)
+    assert 0 < chosen.n_held_out <= sum(lk.n for lk in points_only)
+    everything = select_model(links, SolverParams(validation_trained_only_labels=[]), g.views)
+    assert everything.n_held_out > chosen.n_held_out
