@@ -44,6 +44,7 @@ __all__ = [
     "read_region",
     "write_region",
     "iter_region_chunks",
+    "is_fill",
     "region_chunk_keys",
 ]
 
@@ -303,9 +304,10 @@ def iter_region_chunks(array, selection) -> Iterator[tuple[tuple[slice, ...], np
     """Decoded chunks of a box, one at a time, without assembling the box.
 
     Yields ``(where, data)``: ``data`` is the part of one chunk inside the box (a view of
-    a buffer reused for the next chunk: use it before asking for the next), ``where`` its
-    place in the box (slices over the kept axes). None (not an iterator) when the array
-    must go through zarr; then read the box with :func:`read_region`.
+    a buffer reused for the next chunk: use it before asking for the next; a read-only
+    broadcast of the fill value, :func:`is_fill`, for a chunk that is not stored),
+    ``where`` its place in the box (slices over the kept axes). None (not an iterator)
+    when the array must go through zarr; then read the box with :func:`read_region`.
     """
     z, lead = _unwrap(array)
     dc = direct_chunks(z)
@@ -334,9 +336,9 @@ def _iter(dc: DirectChunks, axes) -> Iterator[tuple[tuple[slice, ...], np.ndarra
         chunk = None if reuse is None else reuse.get(key)
         if chunk is None:
             raw = dc.read_chunk_bytes(idx, scratch)
-            if raw is None:
-                part = np.full(tuple(s.stop - s.start for s in in_chunk if isinstance(s, slice)), dc.fill, dc.dtype)
-                yield tuple(where), part
+            if raw is None:  # never written (or all fill value): no bytes to decode
+                shape = tuple(s.stop - s.start for s in in_chunk if isinstance(s, slice))
+                yield tuple(where), np.broadcast_to(np.asarray(dc.fill, dc.dtype), shape)
                 continue
             # A chunk a later read needs gets its own array; others reuse one buffer.
             keep_it = reuse is not None and reuse.wants(key)
@@ -344,6 +346,12 @@ def _iter(dc: DirectChunks, axes) -> Iterator[tuple[tuple[slice, ...], np.ndarra
             if reuse is not None:
                 reuse.offer(key, chunk)
         yield tuple(where), chunk[tuple(in_chunk)]
+
+
+def is_fill(part: np.ndarray) -> bool:
+    """Whether a part from :func:`iter_region_chunks` is a chunk that is not stored (every
+    voxel the fill value, a zero-stride broadcast)."""
+    return part.size > 0 and not any(part.strides)
 
 
 def region_chunk_keys(array, selection) -> list[tuple[str, int]] | None:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rhapso_core.image_source import Box
-from rhapso_core.io.chunk_io import iter_region_chunks, read_region
+from rhapso_core.io.chunk_io import is_fill, iter_region_chunks, read_region
 
 __all__ = ["downsample_box"]
 
@@ -47,13 +47,22 @@ def downsample_box(src, src_box: Box, factor_zyx: Sequence[int], mean) -> np.nda
     parts = iter_region_chunks(src, sel) if split_ok else None
     if parts is None:
         return mean(read_region(src, sel) if not isinstance(src, np.ndarray) else src[sel], f)
+    shape = tuple(-(-(b - a) // k) for (a, b), k in zip(src_box, f))
     out = None
     for where, part in parts:
-        m = mean(part, f)
+        dst = tuple(slice(w.start // k, -(-w.stop // k)) for w, k in zip(where, f))
+        if is_fill(part) and part.dtype.kind in "uib":
+            # A chunk never written: every window's mean is the fill value itself (exact for
+            # integers, so no need to sum it; for floats a sum of equal values may round).
+            m = mean(part[tuple(slice(0, min(k, s)) for k, s in zip(f, part.shape))], f)
+            if out is None:
+                out = np.empty(shape, m.dtype)
+            out[dst] = m.reshape(-1)[0]
+            continue
+        m = mean(part if not is_fill(part) else np.ascontiguousarray(part), f)
         if out is None:
-            shape = tuple(-(-(b - a) // k) for (a, b), k in zip(src_box, f))
             out = np.empty(shape, m.dtype)
-        out[tuple(slice(w.start // k, w.start // k + n) for w, k, n in zip(where, f, m.shape))] = m
+        out[dst] = m
     if out is None:  # an empty box
         return mean(read_region(src, sel), f)
     return out

@@ -45,10 +45,11 @@ def _chunk_files(root):
 
 @pytest.mark.parametrize("version", ["0.4", "0.5"])
 @pytest.mark.parametrize("chunks", [(8, 16, 16), (5, 12, 9)], ids=["even-chunks", "odd-chunks"])
-@pytest.mark.parametrize("lead", [(), (1, 2)], ids=["zyx", "tczyx"])
-def test_pyramid_identical_to_zarr_path(tmp_path, version, chunks, lead):
+@pytest.mark.parametrize("lead,dtype", [((), "uint16"), ((1, 2), "uint16"), ((), "float32")],
+                         ids=["zyx", "tczyx", "zyx-float32"])
+def test_pyramid_identical_to_zarr_path(tmp_path, version, chunks, lead, dtype):
     rng = np.random.default_rng(4)
-    data = (rng.random(lead + (21, 43, 37)) * 60000).astype(np.uint16)
+    data = (rng.random(lead + (21, 43, 37)) * 60000).astype(dtype)
     data[..., :8, :16, :16] = 0  # an all-fill region: its chunks are not stored
     params = MultiscaleParams(n_lvls=4, scale_factor=[(1, 2, 2), (2, 2, 2), (2, 3, 2)],
                               multiscale_chunk_size=(8, 8, 8), target_block_size_mb=0.05)

@@ -8,6 +8,7 @@ all-fill chunks). Tolerance: none (``array_equal``, byte comparison of every fil
 from __future__ import annotations
 
 import filecmp
+import gzip
 import os
 
 import numcodecs
@@ -83,7 +84,11 @@ def test_reads_and_writes_match_zarr(tmp_path, kind, dtype):
     write_region(direct, (slice(None),) * 3, data)
     got, want = _files(tmp_path / "direct"), _files(tmp_path / "ref")
     assert sorted(got) == sorted(want)  # the all-zero chunk is absent from both
-    assert all(filecmp.cmp(got[k], want[k], shallow=False) for k in got)
+    if "gzip" in kind:  # gzip's header holds the time of compression: compare the payloads
+        same = [gzip.decompress(open(got[k], "rb").read()) == gzip.decompress(open(want[k], "rb").read()) for k in got]
+    else:
+        same = [filecmp.cmp(got[k], want[k], shallow=False) for k in got]
+    assert all(same)
     for sel in [(slice(None),) * 3, (slice(3, 17), slice(0, 37), slice(15, 33)), (4, slice(5, 6), slice(None)),
                 (slice(8, 16), slice(16, 32), slice(16, 32)), (slice(0, 8), slice(0, 16), slice(0, 16))]:
         with general_path_only():
