@@ -125,7 +125,7 @@ class DirectChunks:
         if out is None:
             out = np.empty(self.chunks, self.dtype)
         flat_out = out.reshape(-1).view(np.uint8)
-        if len(self.codecs) == 1 and isinstance(self.codecs[0], numcodecs.Blosc) and _blosc_nbytes(raw) == n:
+        if len(self.codecs) == 1 and _frame_nbytes(self.codecs[0], raw) == n:
             # In place only when the frame's header says it fills the buffer exactly: the
             # codecs accept a larger destination and would leave its tail stale.
             self.codecs[0].decode(raw, out=flat_out)
@@ -215,9 +215,23 @@ class _Scratch:
         return view[:got]
 
 
-def _blosc_nbytes(raw: bytes) -> int:
-    """Uncompressed size in a blosc 1 frame's header (bytes 4-7, little-endian), -1 if none."""
-    return int.from_bytes(raw[4:8], "little") if len(raw) >= 16 else -1
+def _frame_nbytes(codec, raw) -> int:
+    """Decoded size a blosc or zstd frame's header declares; -1 if unknown (other codecs,
+    a zstd frame without its content size, several frames, too short to tell)."""
+    if isinstance(codec, numcodecs.Blosc):
+        # blosc 1 header: version, versionlz, flags, typesize, then nbytes (little-endian).
+        return int.from_bytes(raw[4:8], "little") if len(raw) >= 16 else -1
+    if isinstance(codec, numcodecs.Zstd) and len(raw) >= 6 and bytes(raw[:4]) == b"\x28\xb5\x2f\xfd":
+        # RFC 8878 frame header: descriptor byte, [window byte], [dictionary id], content size.
+        d = raw[4]
+        single = (d >> 5) & 1
+        fcs_size = (0 if not single else 1, 2, 4, 8)[d >> 6]
+        pos = 5 + (0 if single else 1) + (0, 1, 2, 4)[d & 3]
+        if fcs_size == 0 or len(raw) < pos + fcs_size:
+            return -1
+        size = int.from_bytes(raw[pos:pos + fcs_size], "little")
+        return size + 256 if fcs_size == 2 else size
+    return -1
 
 
 def _unwrap(array) -> tuple[Any, tuple]:

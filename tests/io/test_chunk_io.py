@@ -180,6 +180,14 @@ def test_reader_errors_name_the_cause(tmp_path):
         f.write(b"not a blosc frame " * 8)
     with pytest.raises(ImageIOError, match="corrupt"):
         img.read(((0, 19), (0, 37), (0, 45)))
+    # A truncated zstd chunk (its header still declares the full size, so it decodes in place).
+    t = ARRAYS["v3-zstd"](tmp_path / "t", "uint16")
+    t[...] = _data("uint16") + 1
+    path = direct_chunks(t).chunk_path((1, 1, 1))
+    raw = open(path, "rb").read()
+    open(path, "wb").write(raw[: len(raw) // 2])
+    with pytest.raises(ImageIOError, match="corrupt"):
+        image_from_zarr(t, uri="t").read(((8, 16), (16, 32), (16, 32)))
     # The chunks hold uint16; the metadata now says uint32.
     b = ARRAYS["v3-zstd"](tmp_path / "d", "uint16")
     b[...] = _data("uint16") + 1
