@@ -6,17 +6,21 @@ with 64^3 zstd chunks, fused with the pipeline's defaults: blocks of 256^3, outp
 chunks 128^3, the project's OME-Zarr writer and codec):
 
 1. **fusion**: output voxels / s / core of :func:`rhapso_core.fusion.fuse_to_zarr`, split
-   into *read + decode* (the views' ``read`` calls), *sample* (the sampling kernel),
+   into *read + decode* (the views' ``read`` calls, through the project's zarr reader
+   :func:`rhapso_core.io.zarr_source.image_from_zarr`), *sample* (the sampling kernel),
    *other* (box planning, finalize to the output dtype) and *encode + write* (the zarr
-   write and block markers); once with the current kernel
-   (:mod:`rhapso_core.fusion.row_kernels`) and once with the reference kernel
-   (:func:`rhapso_core.fusion.kernels.accumulate_view`), whose outputs must be equal;
+   write and block markers); once as today (current kernel
+   :mod:`rhapso_core.fusion.row_kernels`, direct chunk I/O and chunk reuse across a work
+   unit's blocks, :mod:`rhapso_core.io.chunk_io`) and once as before issue 21 (reference
+   kernel :func:`rhapso_core.fusion.kernels.accumulate_view`, blosc zstd 5, every read and
+   write through zarr), whose outputs must be equal;
 2. **scipy**: ``scipy.ndimage.affine_transform(order=1)`` of each view onto an output box
    inside it (every output voxel sampled, none blended): output voxels / s / core;
 3. **pyramid**: the steps of :func:`rhapso_core.multiscale.build_pyramid` (5 levels of
-   2 x 2 x 2) on the fused image, on the new and on the previous codec: level-0 voxels / s /
-   core of the downsampling (what its tasks do per voxel) and of the whole step including
-   the one-off creation of the level arrays, with the mean kernel alone beside them;
+   2 x 2 x 2) on the fused image: as today, with reads and writes through zarr instead of
+   the direct chunk I/O, and on the previous codec: level-0 voxels / s / core of the
+   downsampling (what its tasks do per voxel) and of the whole step including the one-off
+   creation of the level arrays, with the mean kernel alone beside them;
 4. **codecs** (``--codecs``): size and encode / decode speed of the fused chunks under
    blosc zstd / lz4 at a few levels;
 5. peak resident memory of the process (``VmHWM``).
