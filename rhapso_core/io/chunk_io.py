@@ -404,7 +404,8 @@ def write_region(array, selection: Sequence[slice], data) -> None:
     edge may end there); direct for local arrays, through zarr otherwise or when the box
     cuts a chunk (zarr then merges with the stored chunk)."""
     z, lead = _unwrap(array)
-    dc = direct_chunks(z)
+    # A read-only store refuses through zarr, with zarr's error.
+    dc = None if getattr(getattr(z, "store", None), "read_only", True) else direct_chunks(z)
     sel = tuple(selection)
     axes = None if dc is None else _normalise(lead + sel, dc.shape)
     data = np.asarray(data)

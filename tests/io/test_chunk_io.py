@@ -196,3 +196,11 @@ def test_reader_errors_name_the_cause(tmp_path):
     img = image_from_zarr(zarr.open_group(str(tmp_path / "d"), mode="r")["a"], uri="d")
     with pytest.raises(ImageIOError, match="data type uint32"):
         img.read(((0, 8), (0, 16), (0, 16)))
+
+
+def test_read_only_store_refuses_writes_as_zarr_does(tmp_path):
+    a = ARRAYS["v2-raw"](tmp_path / "ro", "uint16")
+    ro = zarr.open_array(zarr.storage.LocalStore(str(tmp_path / "ro"), read_only=True), path="a", mode="r")
+    with pytest.raises(Exception, match="read.only|read-only"):
+        write_region(ro, (slice(0, 8), slice(0, 16), slice(0, 16)), np.ones(CHUNKS, np.uint16))
+    assert not _files(tmp_path / "ro") and a.shape == SHAPE
