@@ -10,7 +10,7 @@ chunk exactly as zarr does (same codec, same padding of edge chunks with the fil
 same deletion of chunks that hold only the fill value) and replaces the file atomically.
 
 Only what is certain to match zarr byte for byte takes this path: a :class:`LocalStore`,
-no sharding, C order, a native-endian dtype, and codecs among zarr 2's compressors (no
+no sharding, C order, a native-endian numeric dtype, and codecs among zarr 2's compressors (no
 filters) or zarr 3's ``bytes`` followed by ``blosc``, ``zstd`` or ``gzip``. Any other array
 (S3 and other fsspec stores, sharded arrays, other codecs) and any selection that is not a
 box of whole-array steps goes through zarr itself; :func:`general_path_only` forces that
@@ -250,7 +250,7 @@ def direct_chunks(array) -> DirectChunks | None:
         return None
     md = array.metadata
     dtype = np.dtype(array.dtype)
-    if dtype.hasobject or not dtype.isnative or array.config.order != "C":
+    if dtype.kind not in "biufc" or not dtype.isnative or array.config.order != "C":
         return None
     if md.zarr_format == 2:
         if md.filters or md.order != "C":
