@@ -6,17 +6,21 @@ with 64^3 zstd chunks, fused with the pipeline's defaults: blocks of 256^3, outp
 chunks 128^3, the project's OME-Zarr writer and codec):
 
 1. **fusion**: output voxels / s / core of :func:`rhapso_core.fusion.fuse_to_zarr`, split
-   into *read + decode* (the views' ``read`` calls), *sample* (the sampling kernel),
+   into *read + decode* (the views' ``read`` calls, through the project's zarr reader
+   :func:`rhapso_core.io.zarr_source.image_from_zarr`), *sample* (the sampling kernel),
    *other* (box planning, finalize to the output dtype) and *encode + write* (the zarr
-   write and block markers); once with the current kernel
-   (:mod:`rhapso_core.fusion.row_kernels`) and once with the reference kernel
-   (:func:`rhapso_core.fusion.kernels.accumulate_view`), whose outputs must be equal;
+   write and block markers); once as today (current kernel
+   :mod:`rhapso_core.fusion.row_kernels`, direct chunk I/O and chunk reuse across a work
+   unit's blocks, :mod:`rhapso_core.io.chunk_io`) and once as before issue 21 (reference
+   kernel :func:`rhapso_core.fusion.kernels.accumulate_view`, blosc zstd 5, every read and
+   write through zarr), whose outputs must be equal;
 2. **scipy**: ``scipy.ndimage.affine_transform(order=1)`` of each view onto an output box
    inside it (every output voxel sampled, none blended): output voxels / s / core;
 3. **pyramid**: the steps of :func:`rhapso_core.multiscale.build_pyramid` (5 levels of
-   2 x 2 x 2) on the fused image, on the new and on the previous codec: level-0 voxels / s /
-   core of the downsampling (what its tasks do per voxel) and of the whole step including
-   the one-off creation of the level arrays, with the mean kernel alone beside them;
+   2 x 2 x 2) on the fused image: as today, with reads and writes through zarr instead of
+   the direct chunk I/O, and on the previous codec: level-0 voxels / s / core of the
+   downsampling (what its tasks do per voxel) and of the whole step including the one-off
+   creation of the level arrays, with the mean kernel alone beside them;
 4. **codecs** (``--codecs``): size and encode / decode speed of the fused chunks under
    blosc zstd / lz4 at a few levels;
 5. peak resident memory of the process (``VmHWM``).
@@ -60,6 +64,8 @@ from rhapso_core import transforms as tf  # noqa: E402
 from rhapso_core.fusion import FusionParams, fuse_to_zarr, make_output_grid, output_to_view, plan_work_units, write_unit  # noqa: E402
 from rhapso_core.fusion.kernels import accumulate_view  # noqa: E402
 from rhapso_core.io import create_ome_zarr  # noqa: E402
+from rhapso_core.io.chunk_io import general_path_only  # noqa: E402
+from rhapso_core.io.zarr_source import image_from_zarr  # noqa: E402
 from rhapso_core.io.downsample import downsample_mean  # noqa: E402
 from rhapso_core.multiscale import MultiscaleParams  # noqa: E402
 from rhapso_core.multiscale.pyramid import downsample_blocks, finish_levels, prepare_levels  # noqa: E402
@@ -81,6 +87,16 @@ class Clock:
         return timed
 
 
+def load_views(root: Path):
+    """The dataset's views read by the project's zarr reader (what the pipeline's fusion
+    reads through), not bench_fusion's minimal one."""
+    from dataclasses import replace
+
+    return [replace(v, source=image_from_zarr(zarr.open_group(str(v.source.levels[0].store.root), mode="r"),
+                                              uri=str(v.source.levels[0].store.root)))
+            for v in bf.load_views(root)]
+
+
 def rotate_views(views, deg: float):
     """Rotate each view by ``deg`` about a tilted axis through its centre (worst case)."""
     if not deg:
@@ -98,9 +114,14 @@ def rotate_views(views, deg: float):
     return out
 
 
-def fuse_timed(views, grid, params, out_uri: Path, kernel, compressor: str, clevel: int) -> dict:
+def fuse_timed(views, grid, params, out_uri: Path, kernel, compressor: str, clevel: int,
+               general: bool = False) -> dict:
     """Fuse every work unit into a fresh OME-Zarr (blosc ``compressor`` at ``clevel``, bitshuffle);
-    CPU time per phase."""
+    CPU time per phase. ``general``: every read and write through zarr (as before issue 21's
+    direct chunk I/O and chunk reuse)."""
+    if general:
+        with general_path_only():
+            return fuse_timed(views, grid, params, out_uri, kernel, compressor, clevel)
     writer = create_ome_zarr(str(out_uri), grid.shape_zyx, params.output_dtype,
                              chunks_zyx=tuple(params.chunks[::-1]), voxel_size_zyx=(1.0, 1.0, 1.0),
                              overwrite=True, compressor=compressor, clevel=clevel)
@@ -151,9 +172,13 @@ def scipy_rate(views, grid, reps: int = 1) -> float:
     return n / t
 
 
-def pyramid_timed(out_uri: Path) -> dict:
+def pyramid_timed(out_uri: Path, general: bool = False) -> dict:
     """build_pyramid's three steps timed apart: creating the level arrays (once per run),
-    downsampling (per voxel: read + decode, mean, encode + write) and the metadata."""
+    downsampling (per voxel: read + decode, mean, encode + write) and the metadata.
+    ``general``: reads and writes through zarr (as before the direct chunk I/O)."""
+    if general:
+        with general_path_only():
+            return pyramid_timed(out_uri)
     group = zarr.open_group(str(out_uri), mode="a")
     n0 = int(np.prod(group["0"].shape))
     mp = MultiscaleParams(n_lvls=5)
@@ -219,7 +244,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="bench_fusion_core_") as tmp:
         tmp = Path(tmp)
         bf.make_dataset(tmp / "ds", tuple(a.grid), tuple(a.tile))
-        views = rotate_views(bf.load_views(tmp / "ds"), a.rotate)
+        views = rotate_views(load_views(tmp / "ds"), a.rotate)
         params = FusionParams(overlap_strategy=a.strategy)
         grid = make_output_grid(views)
         nvox = int(np.prod(grid.shape_zyx))
@@ -228,10 +253,11 @@ def main(argv=None):
               f"rotation {a.rotate} deg, {n_in / 1e6:.1f} Mvox in; output {grid.shape_zyx} (z, y, x) = "
               f"{nvox / 1e6:.1f} Mvox, {a.strategy}, blocks {params.block_size}, chunks {params.chunks}")
         # Warm-up: numba's compiled kernels come from the on-disk cache (or compile once here).
-        # "new": today's kernel and FusionParams' codec; "ref": the reference kernel and the
-        # codec fusion used before (blosc zstd 5), i.e. the fusion of issue 21's starting point.
+        # "new": today's kernel, FusionParams' codec and the direct chunk I/O; "ref": the
+        # reference kernel, the codec fusion used before (blosc zstd 5) and zarr's own read
+        # and write path, i.e. the fusion of issue 21's starting point.
         new_args = (fuse_mod.accumulate_view_rows, params.compressor, params.clevel)
-        ref_args = (accumulate_view, "zstd", 5)
+        ref_args = (accumulate_view, "zstd", 5, True)
         fuse_timed(views, grid, params, tmp / "warm.zarr", *new_args)
         fuse_timed(views, grid, params, tmp / "warm.zarr", *ref_args)
         # The machine is shared: alternate the two, keep each phase's fastest of --repeat runs.
@@ -266,11 +292,17 @@ def main(argv=None):
               f"{sp / 1e6:.1f} Mvox/s per core; per covered voxel: fusion core / scipy = {core_cov / sp:.2f}x, "
               f"whole fusion / scipy = {covered / new['total'] / sp:.2f}x, sample phase / scipy = "
               f"{covered / new['sample'] / sp:.2f}x")
-        pyr = min((pyramid_timed(tmp / "new.zarr") for _ in range(a.repeat)), key=lambda r: r["total"])
-        pyr_ref = min((pyramid_timed(tmp / "ref.zarr") for _ in range(a.repeat)), key=lambda r: r["total"])
+        pyr, pyr_gen, pyr_ref = [], [], []
+        for _ in range(a.repeat):  # alternated, as above
+            pyr.append(pyramid_timed(tmp / "new.zarr"))
+            pyr_gen.append(pyramid_timed(tmp / "new.zarr", general=True))
+            pyr_ref.append(pyramid_timed(tmp / "ref.zarr"))
+        pyr, pyr_gen, pyr_ref = (min(r, key=lambda r: r["total"]) for r in (pyr, pyr_gen, pyr_ref))
         print(f"\npyramid (5 levels of 2x2x2 from the fused zarr), Mvox/s per core (level-0 voxels / CPU s):")
-        for name, r in ((f"new, blosc {params.compressor} {params.clevel}", pyr), ("on a blosc zstd 5 output", pyr_ref)):
-            print(f"  {name:<22} downsample (read+mean+write) {r['voxels'] / r['downsample'] / 1e6:>5.0f}"
+        for name, r in ((f"new, blosc {params.compressor} {params.clevel}", pyr),
+                        (f"zarr's read/write, {params.compressor} {params.clevel}", pyr_gen),
+                        ("on a blosc zstd 5 output", pyr_ref)):
+            print(f"  {name:<26} downsample (read+mean+write) {r['voxels'] / r['downsample'] / 1e6:>5.0f}"
                   f"   with level creation and metadata {r['voxels'] / r['total'] / 1e6:>5.0f}"
                   f"   (setup {r['setup']:.2f} s)")
         print(f"  mean kernel alone (2x2x2 on a 128^3 uint16 block): {pyr['kernel_rate'] / 1e6:.0f} Mvox/s")
@@ -283,7 +315,7 @@ def main(argv=None):
         print(f"\npeak RSS of this process: {peak_rss_mb():.0f} MB")
         if a.json:
             res = {k: {kk: vv for kk, vv in r.items() if kk != "array"} for k, r in (("new", new), ("ref", ref))}
-            a.json.write_text(json.dumps({"nvox": nvox, "fusion": res, "scipy": sp, "pyramid": pyr, "pyramid_zstd5": pyr_ref,
+            a.json.write_text(json.dumps({"nvox": nvox, "fusion": res, "scipy": sp, "pyramid": pyr, "pyramid_general_path": pyr_gen, "pyramid_zstd5": pyr_ref,
                                           "identical": bool(same), "covered": covered, "codecs": codecs,
                                           "peak_rss_mb": peak_rss_mb()}, indent=1))
 

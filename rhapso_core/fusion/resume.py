@@ -21,6 +21,7 @@ from zarr.core.sync import sync
 
 from rhapso_core.fusion.blocks import box_key, write_unit
 from rhapso_core.image_source import Box
+from rhapso_core.io.chunk_io import write_region
 
 __all__ = ["BlockAlignmentError", "BlockMarkers", "check_aligned", "write_blocks"]
 
@@ -101,7 +102,7 @@ def write_blocks(
         if skip_existing and markers.is_done(box):
             continue
         data = compute(box)
-        array[tuple(slice(a, b) for a, b in box)] = data
+        write_region(array, tuple(slice(a, b) for a, b in box), data)
         if mark:
             markers.mark_done(box)
         done.append(box)

@@ -15,10 +15,16 @@ from rhapso_core.fusion.blocks import plan_blocks, write_unit
 from rhapso_core.fusion.fuse import fuse_block
 from rhapso_core.fusion.geometry import FusionView, OutputGrid
 from rhapso_core.fusion.params import FusionParams
-from rhapso_core.fusion.resume import write_blocks
+from rhapso_core.fusion.read_plan import unit_chunk_reuse
+from rhapso_core.fusion.resume import BlockMarkers, write_blocks
 from rhapso_core.image_source import Box
+from rhapso_core.io.chunk_reuse import reusing_chunks
 
 __all__ = ["fuse_to_zarr"]
+
+
+def _key(box) -> tuple:
+    return tuple((int(a), int(b)) for a, b in box)
 
 
 def fuse_to_zarr(
@@ -62,6 +68,16 @@ def fuse_to_zarr(
         )
     if blocks is None:
         blocks = plan_blocks(grid.shape_zyx, params.block_size[::-1], write_unit(arr))
-    return write_blocks(
-        arr, blocks, lambda box: fuse_block(box, grid, views, params), skip_existing
-    )
+    # Decode each input chunk once per call, not once per block that reads it.
+    markers = BlockMarkers(arr)
+    todo = [b for b in blocks if not (skip_existing and markers.is_done(b))]
+    reuse = unit_chunk_reuse(todo, grid, views, params) if len(todo) > 1 else None
+    step = {_key(box): i for i, box in enumerate(todo)}
+
+    def compute(box: Box) -> np.ndarray:
+        if reuse is not None:
+            reuse.step(step[_key(box)])
+        return fuse_block(box, grid, views, params)
+
+    with reusing_chunks(reuse):
+        return write_blocks(arr, todo, compute, skip_existing=False)

@@ -11,6 +11,7 @@ import zarr
 from zarr.storage import FsspecStore, LocalStore
 
 from ..image_source import Box
+from .chunk_io import read_region, region_chunk_keys
 from .errors import ImageIOError
 from .multiscale import MultiscaleImage, factors_from_scales, factors_from_shapes
 from .ngff import NgffMultiscale, has_multiscales, parse_multiscales
@@ -70,7 +71,7 @@ class ZarrLevel:
             index[ax] = slice(lo, hi)
             kept.append(ax)
         try:
-            out = np.asarray(self.array[tuple(index)])
+            out = read_region(self.array, tuple(index))
         except (RuntimeError, ValueError, TypeError, zlib.error) as e:
             # A codec rejected a stored chunk (corrupt or truncated object): permanent,
             # so it must not look like a transient I/O error; name the array and box.
@@ -92,6 +93,15 @@ class ZarrLevel:
         if z is None:
             out = out[np.newaxis]
         return out
+
+    def chunk_keys(self, box: Box) -> list[tuple[str, int]] | None:
+        """``(key, decoded bytes)`` of the chunks :meth:`read` of ``box`` decodes (keys as
+        :class:`~rhapso_core.io.chunk_reuse.ChunkReuse` names them); None if it goes through zarr."""
+        index: list[Any] = list(self._pinned)
+        for ax, (lo, hi) in zip(self._zyx, box):
+            if ax is not None:
+                index[ax] = slice(lo, hi)
+        return region_chunk_keys(self.array, tuple(index))
 
 
 def _pin(

@@ -18,6 +18,7 @@ from rhapso_core.fusion.blocks import plan_blocks, write_unit
 from rhapso_core.fusion.resume import write_blocks
 from rhapso_core.image_source import Box
 from rhapso_core.io.downsample import downsample_mean
+from rhapso_core.multiscale.chunked import downsample_box
 
 __all__ = [
     "downsampled_shape",
@@ -157,7 +158,6 @@ def downsample_level(
 
     def compute(box: Box) -> np.ndarray:
         sb = source_box_for(box, factor_zyx, src.shape)
-        data = np.asarray(src[tuple(slice(a, b) for a, b in sb)])
-        return mean_downsample(data, factor_zyx, dst.dtype)
+        return downsample_box(src, sb, factor_zyx, lambda data, f: mean_downsample(data, f, dst.dtype))
 
     return write_blocks(dst, blocks, compute, skip_existing, mark=mark)

@@ -1,0 +1,134 @@
+"""A work unit's read plan matches fusion's reads, and reusing decoded chunks across its
+blocks changes no fused value (rhapso_core.fusion.read_plan, rhapso_core.io.chunk_reuse).
+
+Views are stored as zarr (chunks of 8^3 voxels, so every block boundary cuts chunks) and
+read through the project's zarr reader. Tolerance: none (``array_equal``); decode counts
+are exact.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+
+import rhapso_core.fusion.writer as writer_mod
+from rhapso_core import transforms as tf
+from rhapso_core.fusion import FusionParams, FusionView, fuse_to_zarr, make_output_grid, plan_blocks, plan_work_units
+from rhapso_core.fusion.fuse import fuse_block_float
+from rhapso_core.fusion.read_plan import block_reads
+from rhapso_core.io.chunk_io import general_path_only
+from rhapso_core.io.zarr_source import image_from_zarr
+from rhapso_core.multiscale import mean_downsample
+
+
+def _views(tmp_path):
+    rng = np.random.default_rng(5)
+    size = (40, 36, 18)  # x, y, z
+    c = (np.asarray(size) - 1) / 2
+    rot = np.eye(4)
+    a = np.deg2rad(4.0)
+    rot[:2, :2] = [[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]
+    poses = [tf.identity(), tf.translation([31.5, 2.25, 1.0]) @ tf.translation(c) @ rot @ tf.translation(-c),
+             tf.translation([3.0, 28.0, -1.5])]
+    views = []
+    for k, pose in enumerate(poses):
+        img = rng.integers(100, 60000, size[::-1]).astype(np.uint16)
+        g = zarr.open_group(str(tmp_path / f"v{k}"), mode="w")
+        for lv, data in enumerate([img, mean_downsample(img, (2, 2, 2))]):
+            g.create_array(str(lv), shape=data.shape, chunks=(8, 8, 8), dtype="uint16")[...] = data
+        views.append(FusionView(image_from_zarr(zarr.open_group(str(tmp_path / f"v{k}"), mode="r")), pose, size, k))
+    return views
+
+
+CASES = [dict(overlap_strategy="avg_blend"), dict(overlap_strategy="max"),
+         dict(overlap_strategy="content_based", content_sigma1=(1.5, 1.5, 1.0), content_sigma2=(2.0, 2.0, 1.5)),
+         dict(overlap_strategy="avg_blend", voxel_size=(2.0, 2.0, 2.0))]  # level 1
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_plan_lists_the_reads_fusion_makes(tmp_path, case):
+    views = _views(tmp_path)
+    params = FusionParams(**case)
+    grid = make_output_grid(views, params.voxel_size)
+    log = []
+    for v in views:
+        orig = v.source.read
+        v.source.read = (lambda orig, vid: lambda box, level=0: (log.append((vid, level, tuple(box))), orig(box, level))[1])(orig, v.view_id)
+    for b in plan_blocks(grid.shape_zyx, (9, 16, 16), (1, 1, 1)):
+        log.clear()
+        fuse_block_float(b, grid, views, params)
+        planned = [(v.view_id, lv, tuple(tuple(int(x) for x in ab) for ab in box))
+                   for v, lv, box in block_reads(b, grid, views, params)]
+        assert [(vid, lv, tuple(tuple(int(x) for x in ab) for ab in box)) for vid, lv, box in log] == planned
+
+
+@pytest.mark.parametrize("case", CASES[:3], ids=lambda c: c["overlap_strategy"])
+def test_reuse_decodes_each_chunk_once_and_changes_nothing(tmp_path, case, monkeypatch):
+    views = _views(tmp_path)
+    params = FusionParams(block_size=(16, 16, 16), chunks=(16, 16, 16), **case)
+    grid = make_output_grid(views, params.voxel_size)
+    units = plan_work_units(grid.shape_zyx, params, (16, 16, 16))  # 2 x 2 x 1 blocks each
+    assert max(len(u) for u in units) == 4
+    made = []
+
+    def spy(*a, **k):
+        r = spy.__wrapped__(*a, **k)
+        made.append(r)
+        return r
+
+    spy.__wrapped__ = writer_mod.unit_chunk_reuse
+    monkeypatch.setattr(writer_mod, "unit_chunk_reuse", spy)
+    out = zarr.create_array(str(tmp_path / "o.zarr"), shape=grid.shape_zyx, chunks=(16, 16, 16), dtype="uint16")
+    saved = 0
+    for unit in units:
+        made.clear()
+        fuse_to_zarr(views, grid, params, out, blocks=unit)
+        reads = [(v, lv, box) for b in unit for v, lv, box in block_reads(b, grid, views, params)]
+        keys = [k for v, lv, box in reads for k, _ in v.source.levels[lv].chunk_keys(box)]
+        if len(unit) == 1:
+            assert made == []
+            continue
+        (reuse,) = made
+        if reuse is None:
+            assert len(set(keys)) == len(keys), "no reuse object although blocks share chunks"
+            continue
+        # Capacity (one block's chunks) suffices for a 2 x 2 unit: each chunk decoded once.
+        assert reuse.decodes == len(set(keys))
+        saved += len(keys) - len(set(keys))
+    assert saved > 0
+    ref = zarr.create_array(str(tmp_path / "r.zarr"), shape=grid.shape_zyx, chunks=(16, 16, 16), dtype="uint16")
+    with general_path_only():
+        for unit in units:
+            fuse_to_zarr(views, grid, params, ref, blocks=unit)
+    got, want = out[...], ref[...]
+    assert np.count_nonzero(want) > 0.5 * want.size
+    np.testing.assert_array_equal(got, want)
+
+
+def test_many_blocks_per_unit_stay_within_one_blocks_chunks(tmp_path, monkeypatch):
+    """With more blocks than the capacity covers, reuse is partial but memory stays bounded."""
+    import rhapso_core.io.chunk_reuse as cr
+
+    views = _views(tmp_path)
+    params = FusionParams(block_size=(16, 16, 16), chunks=(16, 16, 16))
+    grid = make_output_grid(views, params.voxel_size)
+    blocks = plan_blocks(grid.shape_zyx, (16, 16, 16), (16, 16, 16))
+    peak, made = [0], []
+    orig_offer = cr.ChunkReuse.offer
+
+    def offer(self, key, chunk):
+        orig_offer(self, key, chunk)
+        peak[0] = max(peak[0], self.kept_bytes)
+        assert self.kept_bytes <= self.capacity_bytes
+        if self not in made:
+            made.append(self)
+
+    monkeypatch.setattr(cr.ChunkReuse, "offer", offer)
+    out = zarr.create_array(str(tmp_path / "o.zarr"), shape=grid.shape_zyx, chunks=(16, 16, 16), dtype="uint16")
+    fuse_to_zarr(views, grid, params, out, blocks=blocks)
+    (reuse,) = made
+    reads = [(v, lv, box) for b in blocks for v, lv, box in block_reads(b, grid, views, params)]
+    keys = [k for v, lv, box in reads for k, _ in v.source.levels[lv].chunk_keys(box)]
+    assert len(set(keys)) < reuse.decodes < len(keys)
+    assert 0 < peak[0] <= reuse.capacity_bytes
