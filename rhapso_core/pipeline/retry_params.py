@@ -51,7 +51,7 @@ class RetryParams(StageParams):
         "over its overlap; a link passing stitching.min_r holds the pair in the round's solve "
         "(rhapso_core.pipeline.phase_fallback). Default off: where the other pairs' points are biased (DoG "
         "points along fibres, docs/accuracy.md) the correct image links beside them made the result worse "
-        "(0.54 -> 1.05 voxel RMS); the check of points against images (image_check) is built, off by default. "
+        "(0.54 -> 1.05 voxel RMS); measured with image_check off. "
         "Pairs that an earlier "
         "phase round links are never retried.",
     )

@@ -57,7 +57,7 @@ def _estimate(fixed: np.ndarray, moving: np.ndarray, shift: np.ndarray) -> np.nd
     return s.astype(np.float64) + d
 
 
-def locking_bias(fixed: np.ndarray, moving: np.ndarray, shift) -> tuple[np.ndarray, np.ndarray]:
+def locking_bias(fixed: np.ndarray, moving: np.ndarray, shift, estimate=None) -> tuple[np.ndarray, np.ndarray]:
     """Sub-voxel bias of the NCC peak near integer ``shift`` (array axes z, y, x; voxels): (``b``, bound).
 
     ``b``: the estimate minus the true offset under the first-harmonic model. The bound: half the
@@ -66,13 +66,14 @@ def locking_bias(fixed: np.ndarray, moving: np.ndarray, shift) -> tuple[np.ndarr
     steps are both near 0, has no sub-voxel information there: bound about a quarter voxel). Use the
     bound as the error every part of the overlap shares. 0 on an axis the crops are flat along (2
     voxels or fewer); NaN on every axis where a resampled crop has no finite correlation.
+    ``estimate``: the sub-voxel shift already fitted to these crops near ``shift`` (None: fitted here).
     """
     f = np.asarray(fixed, dtype=np.float32)
     m = np.asarray(moving, dtype=np.float32)
     s = np.asarray(shift, dtype=np.int64)
     axes = np.asarray(f.shape) > 2
     half = np.where(axes, 0.5, 0.0)
-    e0 = _estimate(f, m, s)
+    e0 = _estimate(f, m, s) if estimate is None else np.asarray(estimate, dtype=np.float64)
     # The moving crop's content resampled h further on: the true offset becomes d - h (d + h for -h).
     ep = _estimate(f, fourier_shift_mirrored(m, half), s)
     em = _estimate(f, fourier_shift_mirrored(m, -half), s)

@@ -132,7 +132,7 @@ def phase_shift_with_precision(
         world.append(to_world(s_b.astype(np.float64) + sub))
     flat = np.asarray(shape_xyz) <= 1
     # The sub-voxel fit's pull toward the integer: shared by every block (same grid, same offset).
-    bias, bound = locking_bias(fa, fb, s_int)
+    bias, bound = locking_bias(fa, fb, s_int, estimate=res.shift)
     bias_xyz, bound_xyz = lin @ bias[::-1], np.abs(lin) @ bound[::-1]
     if len(world) >= 2:
         sd = np.std(np.asarray(world), axis=0, ddof=1) / np.sqrt(len(world))
