@@ -38,3 +38,10 @@ def test_unknown_or_flat_axes():
     # a single plane: z flat on both sides takes the phase's (0); an unknown phase error keeps the points'
     t, w = fuse_per_axis(10, [0.5, 0.5, 0.0], [0.1, 0.1, 0.0], [1.0, 0.5, 0.0], [0.05, np.nan, 0.0])
     assert t[0] == pytest.approx(1.0) and t[1] == pytest.approx(0.5) and t[2] == 0.0 and w == pytest.approx(5.0)
+
+
+def test_the_image_check_is_on_by_default():
+    """docs/accuracy.md: with the per-axis phase error every re-measured cell stays within its target with it on."""
+    from rhapso_core.config import PipelineParams
+
+    assert PipelineParams().pair_retry.image_check is True
