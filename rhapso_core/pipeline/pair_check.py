@@ -17,9 +17,11 @@ count (their localisation error / sqrt(n), both views' errors included) and the 
 of the phase shift over blocks of the overlap; each at least the error that the grid's
 loops show for it (:func:`loop_closure_sd`: the residual of the pairwise translations
 placed by least squares), which catches errors every match or every block of an overlap
-shares (points sliding along fibres; the phase's sub-voxel fit along the coarsely
-sampled z of real texture, 0.3-0.6 world units on the ``real-ch0`` cell where its blocks
-agreed to 0.02). Then:
+shares (points sliding along fibres), and the phase's at least its sub-voxel fit's pull
+toward the integer shift, measured by resampling the crop half a voxel
+(:mod:`rhapso_core.stitching.peak_fit`): the pull no loop shows (it shrinks every link alike;
+along the coarsely sampled z of the ``real-ch0`` cell 0.1-0.55 world units where the blocks
+agreed to 0.03). Then:
 
 * **Agreement test.** ``t_points - t_phase`` against its covariance (the sum of both),
   Hotelling's T^2 (the matches' covariance is estimated from the n matches) with one degree
@@ -31,9 +33,9 @@ agreed to 0.02). Then:
   ``image_link``). A pair whose phase link is not usable (low r, no peak) keeps its points.
 * **Weighting.** An agreeing pair keeps its matches and its phase link joins them in the
   solve as the translation at the overlap's centre (its box collapsed to the centre: phase
-  correlation says nothing about how the views turn), weighted by the two estimates'
-  precisions (inverse variances: the link's 8 matches together weigh ``n se_points^2 /
-  se_phase^2`` against the n matches' n). The test
+  correlation says nothing about how the views turn), combined with them per axis by the two
+  estimates' precisions (:mod:`rhapso_core.pipeline.axis_fusion`: the link weighs what its
+  most precise axis earns, and its target on the other axes lies nearer the points). The test
   alone cannot separate biased matches where they are few and poorly localised: on the
   ``fibres`` cell the biased pairs lie 2-3 standard errors from the phase shift, no further
   than the nuclei pairs of the ``base`` cell (whose points are biased by 0.02-0.08 world
@@ -53,6 +55,7 @@ import numpy as np
 from scipy import stats
 
 from rhapso_core import transforms
+from rhapso_core.pipeline.axis_fusion import fuse_per_axis
 from rhapso_core.pipeline.dataset import load_dataset, open_view, view_geometry
 from rhapso_core.pipeline.match import PairRecord
 from rhapso_core.pointstore import PointStore
@@ -261,13 +264,17 @@ def check_pairs_against_images(
     loop_phase = loop_closure_sd([(a, b, f) for a, b, _, f in both])
     for r, disp, ph in measured:
         a, b = tuple(r.view_a), tuple(r.view_b)
-        cmp = (compare_points_with_phase(disp, ph.link.shift_xyz, np.fmax(ph.sd_xyz, loop_phase), loop_points)
+        # The phase's error: its blocks' spread, its loops', and its sub-voxel fit's pull, which every block shares.
+        se_phase = np.fmax(np.fmax(ph.sd_xyz, loop_phase), ph.lock_xyz)
+        cmp = (compare_points_with_phase(disp, ph.link.shift_xyz, se_phase, loop_points)
                if ph.link.ok else None)
         checks[_key(r)] = (cmp, ph)
         report.append({"view_a": list(a), "view_b": list(b), "phase_status": ph.link.status,
                        "phase_r": None if not np.isfinite(ph.link.r) else round(ph.link.r, 4),
                        "phase_level": ph.link.level, "phase_blocks": ph.n_blocks,
                        "phase_block_se_xyz": [round(float(x), 4) for x in ph.sd_xyz],
+                       "phase_bias_xyz": [round(float(x), 4) for x in ph.bias_xyz],
+                       "phase_lock_xyz": [round(float(x), 4) for x in ph.lock_xyz],
                        "loop_sd_points_xyz": [round(float(x), 4) for x in loop_points],
                        "loop_sd_phase_xyz": [round(float(x), 4) for x in loop_phase],
                        **(cmp.to_dict() if cmp is not None else {})})
@@ -299,9 +306,12 @@ def check_pairs_against_images(
         if not cmp.disagree:
             step = {"step": "image_check", "status": "ok", "added_points": 0, "detail": detail,
                     "reason": "points agree with the image shift"}
-            links.append(_at_centre(ph.link.to_dict()))
-            weights.append(cmp.corner_weight)
-            step["reason"] += f"; the phase link joins them (weight {8 * cmp.corner_weight:.1f} vs {cmp.n_matches})"
+            target, w = fuse_per_axis(cmp.n_matches, cmp.points_xyz, cmp.points_se_xyz, cmp.phase_xyz,
+                                      cmp.phase_se_xyz)
+            links.append({**_at_centre(ph.link.to_dict()), "shift_xyz": list(target)})
+            weights.append(w)
+            step["reason"] += (f"; the phase link joins them (weight {8 * w:.1f} vs {cmp.n_matches}, "
+                               f"target {[round(v, 2) for v in target]})")
             out.append(dataclasses.replace(r, escalations=tuple(r.escalations) + (step,)))
         elif link is None or not link.ok:
             why = "no link" if link is None else f"{link.status}" + (f" ({link.reason})" if link.reason else "")

@@ -51,21 +51,22 @@ class RetryParams(StageParams):
         "over its overlap; a link passing stitching.min_r holds the pair in the round's solve "
         "(rhapso_core.pipeline.phase_fallback). Default off: where the other pairs' points are biased (DoG "
         "points along fibres, docs/accuracy.md) the correct image links beside them made the result worse "
-        "(0.54 -> 1.05 voxel RMS); the check of points against images (image_check) is built, off by default. "
+        "(0.54 -> 1.05 voxel RMS); measured with image_check off. "
         "Pairs that an earlier "
         "phase round links are never retried.",
     )
 
     image_check: bool = Field(
-        False,
+        True,
         description="Check every matched pair's points against its images (rhapso_core.pipeline.pair_check): "
         "the translation its matches imply against the phase-correlation shift of its overlap (automatic level, no "
-        "refinement), each with a standard error measured on the data (scatter, blocks of the overlap, closure of "
-        "the grid's loops). Points that disagree beyond 3 standard errors are dropped and the phase link holds the "
-        "pair; agreeing points are joined by the phase link at the overlap's centre, weighted by the two "
-        "precisions. Default off: it takes the fibres-only cell of docs/accuracy.md from 0.55 to 0.14 voxel RMS and "
-        "nuclei cells from 0.06 to 0.02, but real texture from 0.10 to 0.19 (the phase's sub-voxel z there is off "
-        "by more than any measured error shows).",
+        "refinement), each with a standard error per axis measured on the data (scatter, blocks of the overlap, "
+        "closure of the grid's loops, and the sub-voxel fit's pull toward the integer shift measured by resampling "
+        "the crop half a voxel: rhapso_core.stitching.peak_fit). Points that disagree beyond 3 standard errors are "
+        "dropped and the phase link holds the pair; agreeing points are joined by the phase link at the overlap's "
+        "centre, combined per axis by the two precisions (rhapso_core.pipeline.axis_fusion). On by default: on "
+        "docs/accuracy.md's matrix it takes the fibres-only cell from 0.55 to 0.13 voxel RMS and keeps every "
+        "measured cell within its target. False: points only.",
     )
 
     @field_validator("steps")

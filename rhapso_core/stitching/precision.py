@@ -21,6 +21,7 @@ import numpy as np
 from rhapso_core.image_source import ImageSource
 from rhapso_core.stitching.pairwise import _crops, choose_level, overlap_box
 from rhapso_core.stitching.params import StitchingParams
+from rhapso_core.stitching.peak_fit import locking_bias
 from rhapso_core.stitching.phase import _refine, _shared_ncc, phase_correlate
 from rhapso_core.stitching.records import PhaseLink, registration_hash
 
@@ -41,6 +42,10 @@ class PhaseShift:
     link: PhaseLink
     sd_xyz: tuple[float, float, float]
     n_blocks: int
+    # The sub-voxel fit's pull toward the integer shift (rhapso_core.stitching.peak_fit; world units, the
+    # estimate minus the true shift), which every block shares; NaN where not measured.
+    bias_xyz: tuple[float, float, float] = (float("nan"),) * 3
+    lock_xyz: tuple[float, float, float] = (float("nan"),) * 3  # a bound of that pull (world units)
 
 
 def block_slices(shape: tuple[int, ...], splits: int = BLOCK_SPLITS, min_len: int = 8) -> list[tuple[slice, ...]]:
@@ -74,11 +79,12 @@ def phase_shift_with_precision(
     nan3 = (float("nan"),) * 3
     box = overlap_box(a2w, size_a, b2w, size_b)
 
-    def done(shift, r, status, reason, level, shape, sd=nan3, n=0) -> PhaseShift:
+    def done(shift, r, status, reason, level, shape, sd=nan3, n=0, bias=nan3, bound=nan3) -> PhaseShift:
         lo, hi = (nan3, nan3) if box is None else (tuple(map(float, box[0])), tuple(map(float, box[1])))
         link = PhaseLink(tuple(view_a), tuple(view_b), tuple(float(v) for v in shift), float(r), lo, hi, h,
                          int(level), None, tuple(shape), status, reason, time.perf_counter() - t0)
-        return PhaseShift(link, tuple(float(v) for v in sd), n)
+        return PhaseShift(link, tuple(float(v) for v in sd), n, tuple(float(v) for v in bias),
+                          tuple(float(v) for v in bound))
 
     if box is None:
         return done(nan3, float("nan"), "no_overlap", "boxes do not overlap under the current registrations",
@@ -125,11 +131,15 @@ def phase_shift_with_precision(
         s_b, _, sub = _refine(f, m, s_int, r0, None, params.min_overlap_fraction)
         world.append(to_world(s_b.astype(np.float64) + sub))
     flat = np.asarray(shape_xyz) <= 1
+    # The sub-voxel fit's pull toward the integer: shared by every block (same grid, same offset).
+    bias, bound = locking_bias(fa, fb, s_int, estimate=res.shift)
+    bias_xyz, bound_xyz = lin @ bias[::-1], np.abs(lin) @ bound[::-1]
     if len(world) >= 2:
         sd = np.std(np.asarray(world), axis=0, ddof=1) / np.sqrt(len(world))
     else:
         sd = np.full(3, np.nan)
     sd = np.where(flat, 0.0, sd)
+    bias_xyz, bound_xyz = np.where(flat, 0.0, bias_xyz), np.where(flat, 0.0, bound_xyz)
     r = float(res.r)
     if not params.max_shift_ok(shift):
         status, reason = "too_far", "shift beyond max_shift_xyz / max_shift_total"
@@ -139,4 +149,4 @@ def phase_shift_with_precision(
         status, reason = "high_r", f"r {r:.3f} > max_r {params.max_r}"
     else:
         status, reason = "ok", ""
-    return done(shift, r, status, reason, level, shape_xyz, sd, len(world))
+    return done(shift, r, status, reason, level, shape_xyz, sd, len(world), bias_xyz, bound_xyz)

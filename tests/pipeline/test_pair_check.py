@@ -142,6 +142,9 @@ def test_agreeing_pair_keeps_its_points_and_gains_its_phase_link(matched_pair, t
     assert len(PointStore(store).read_correspondences(rec.view_a, rec.view_b, p.detection.label).idx_a) == rec.n_inliers
     assert anchors is not None and len(anchors["links"]) == 1 and anchors["weights"][0] > 0
     assert not report[0]["disagree"]
+    # the phase's error per axis is at least its measured sub-voxel pull (rhapso_core.stitching.peak_fit)
+    lock = np.array(report[0]["phase_lock_xyz"])
+    assert np.all(np.isfinite(lock)) and np.all(np.array(report[0]["phase_se_xyz"]) >= lock - 1e-4)
     shift = np.array(anchors["links"][0]["shift_xyz"])
     assert np.all(np.abs(shift - _true_shift(xml, tuple(rec.view_a), tuple(rec.view_b), true)) <= 0.3)
 
