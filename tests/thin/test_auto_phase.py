@@ -2,7 +2,7 @@
 
 Generated single-plane 2 x 2 mosaics (rhapso_core.synthetic.planar_mosaic), resolved with
 every parameter on auto and aligned in-process. Tolerance for the phase-aligned sparse
-mosaic: 0.5 pixel RMS against the ground truth (measured 0.39; phase correlation of
+mosaic: 0.5 pixel RMS against the ground truth (measured 0.39, 0.28 with phase links fitted in blocks; phase correlation of
 overlaps holding a few faint blobs) and 4x better than the stage positions (2.2 pixel).
 """
 
@@ -40,7 +40,7 @@ def test_sparse_mosaic_is_aligned_by_phase(sparse, tmp_path):
         why = res.value("alignment.rounds").reason
     else:
         why = res.prealignment.reason
-        assert res.prealignment.cause == "few_points", why
+        assert "few_points" in res.prealignment.cause.split(","), why
     assert "phase correlation" in why, why
     run = align_in_process(str(sparse.xml), str(tmp_path / "auto"), PipelineParams())
     s = score(sparse.ground_truth, run.xml, gauge="rigid")
