@@ -396,11 +396,13 @@ def cmd_split(args) -> int:
 
 
 def cmd_plan(args) -> int:
+    from rhapso_core.output_layout import alignment_layout
     from rhapso_core.planner import plan
 
     p = _params(args)
     report = plan(args.xml, cores=args.cores, memory_per_core_gb=args.memory_per_core, params=p,
-                  price_per_core_hour=args.price_per_core_hour)
+                  price_per_core_hour=args.price_per_core_hour,
+                  points_store=args.points_store or alignment_layout(args.xml)["store"])
     if args.json:
         _print(report.to_dict())
     else:
@@ -599,6 +601,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="price of one core for one hour (e.g. an instance's hourly price / its vCPUs): "
                    "prints the cluster's cost for the predicted time")
     p.add_argument("--json", action="store_true", help="print the plan as JSON (per stage, and the totals)")
+    p.add_argument("--points-store", metavar="URI",
+                   help="interest-point store the alignment will use, whose stored points size the matching "
+                   "tasks exactly (default: interestpoints.zarr beside the XML, where `rhapso align` puts it; "
+                   "for `rhapso stitch --out DIR`: DIR/interestpoints.zarr); without points there, "
+                   "matching memory is estimated")
     _common(p, runtime=False, writes=False)
     p.set_defaults(func=cmd_plan)
 

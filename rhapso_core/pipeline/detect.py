@@ -48,11 +48,7 @@ def plan_views(
 
         params = resolved_for(xml_uri, PipelineParams(detection=params), storage_options).params.detection
     sd = load_dataset(xml_uri, storage_options)
-    if views is None:
-        views = select_views(sd, selection)
-        if params.channels is not None:
-            views = [v for v in views if view_attributes(sd, v)["channel"] in set(params.channels)]
-    views = [tuple(v) for v in views]
+    views = detection_views(sd, params, selection) if views is None else [tuple(v) for v in views]
     overlaps = overlap_regions(sd, view_geometry(sd)) if params.overlap_only else {}
     plans = []
     for v in views:
@@ -61,6 +57,15 @@ def plan_views(
         regions = tuple(tuple(tuple(float(x) for x in row) for row in np.asarray(r)) for r in plan.regions_xyz)
         plans.append(ViewDetectionPlan(v, plan.params, regions, tuple(plan.tasks)))
     return plans
+
+
+def detection_views(sd: SpimData, params: DetectionParams, selection: ViewSelection | None = None) -> list[ViewId]:
+    """The views detection runs on: the ``selection``'s (default all) of the channels in
+    ``params.channels`` (default all)."""
+    views = select_views(sd, selection)
+    if params.channels is not None:
+        views = [v for v in views if view_attributes(sd, v)["channel"] in set(params.channels)]
+    return [tuple(v) for v in views]
 
 
 def overlap_regions(sd: SpimData, geometry) -> dict:
