@@ -41,7 +41,7 @@ import numpy as np
 
 # The reference kernel's own helpers, so both do the same operations by construction.
 from rhapso_core.fusion.kernels import (
-    BLEND_LUT, COVER_EPS, W_FLOOR, _LUT_N, _axis_weight, _cover_distance, _row_estimate,
+    BLEND_LUT, COVER_EPS, _LUT_N, _accumulate_voxel, _axis_weight, _cover_distance, _row_estimate,
 )
 
 __all__ = ["accumulate_view_rows"]
@@ -319,7 +319,7 @@ def _interior_pass(arow, brow, s, e, mode, axisw, i0, r0, r1, r2, cx0, cx1, cx2,
         c0 = c00 * (1.0 - fy) + c01 * fy
         c1 = c10 * (1.0 - fy) + c11 * fy
         val = c0 * (1.0 - fz) + c1 * fz
-        # The per-mode update as in kernels.accumulate_view (why it is not shared: there).
+        w = 0.0
         if blend:
             w = W[q]
             if mode == 5:
@@ -330,23 +330,9 @@ def _interior_pass(arow, brow, s, e, mode, axisw, i0, r0, r1, r2, cx0, cx1, cx2,
                 d0 = d00 * (1.0 - fy) + d01 * fy
                 d1 = d10 * (1.0 - fy) + d11 * fy
                 w *= d0 * (1.0 - fz) + d1 * fz
-            w = max(w, W_FLOOR)
-            arow[bx] += w * val
-            brow[bx] += w
-        elif mode == 0:
-            arow[bx] += val
-            brow[bx] += 1.0
-        elif mode == 2:
-            if brow[bx] == 0.0 or val > arow[bx]:
-                arow[bx] = val
-                brow[bx] = 1.0
-        elif mode == 3:
-            arow[bx] = val
-            brow[bx] = 1.0
-        else:
-            if W[q] > brow[bx]:
-                arow[bx] = val
-                brow[bx] = W[q]
+        elif mode == 4:
+            w = W[q]
+        arow[bx], brow[bx] = _accumulate_voxel(arow[bx], brow[bx], mode, val, w)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -383,24 +369,7 @@ def _segment(arow, brow, s, e, mode, clamp, axisw, i0, r0, r1, r2, cx0, cx1, cx2
                     w *= _sample_in(wflat, lz, ly, lx, oz, oy, ox, sz_, sy_)
         elif mode == 4:
             w = _cover_distance(vx, vy, vz, sx, sy, sz)
-        # The per-mode update as in kernels.accumulate_view (why it is not shared: there).
-        if mode == 1 or mode == 5:
-            w = max(w, W_FLOOR)
-            arow[bx] += w * val
-            brow[bx] += w
-        elif mode == 0:
-            arow[bx] += val
-            brow[bx] += 1.0
-        elif mode == 2:
-            if brow[bx] == 0.0 or val > arow[bx]:
-                arow[bx] = val
-                brow[bx] = 1.0
-        elif mode == 3:
-            arow[bx] = val
-            brow[bx] = 1.0
-        elif w > brow[bx]:
-            arow[bx] = val
-            brow[bx] = w
+        arow[bx], brow[bx] = _accumulate_voxel(arow[bx], brow[bx], mode, val, w)
 
 
 @numba.njit(cache=True, nogil=True)
