@@ -141,6 +141,29 @@ def _accumulate_voxel(a, b, mode, val, w):
     return a, b
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _view_constants(level_f_xyz, blend_range_xyz):
+    """Per view and level: the level-voxel offsets ``h`` and reciprocal factors ``g`` (x, y, z)
+    of the pyramid level read, and the blending ramps' reciprocal widths ``ir`` (x, y, z)."""
+    fx, fy, fz = level_f_xyz[0], level_f_xyz[1], level_f_xyz[2]
+    hx, hy, hz = (fx - 1.0) / 2.0, (fy - 1.0) / 2.0, (fz - 1.0) / 2.0
+    # Pyramid factors are small integers; their reciprocals are exact for powers of two.
+    gx, gy, gz = 1.0 / fx, 1.0 / fy, 1.0 / fz
+    # A zero blending range means no ramp: weight 1 right after the border.
+    irx = 1.0 / blend_range_xyz[0] if blend_range_xyz[0] > 0 else np.inf
+    iry = 1.0 / blend_range_xyz[1] if blend_range_xyz[1] > 0 else np.inf
+    irz = 1.0 / blend_range_xyz[2] if blend_range_xyz[2] > 0 else np.inf
+    return hx, hy, hz, gx, gy, gz, irx, iry, irz
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _row_base(m, k, j):
+    """View coordinates (x, y, z) of output row (z ``k``, y ``j``) at x = 0, from absolute
+    indices: identical for every block containing the row."""
+    return (m[0, 3] + k * m[0, 2] + j * m[0, 1], m[1, 3] + k * m[1, 2] + j * m[1, 1],
+            m[2, 3] + k * m[2, 2] + j * m[2, 1])
+
+
 @numba.njit(cache=True, nogil=True)
 def accumulate_view(
     acc_a, acc_b, block_start_zyx, m_out_to_view, size_xyz,
@@ -180,25 +203,14 @@ def accumulate_view(
     k0, j0, i0 = block_start_zyx[0], block_start_zyx[1], block_start_zyx[2]
     oz, oy, ox = src_off_zyx[0], src_off_zyx[1], src_off_zyx[2]
     nz, ny, nx = level_shape_zyx[0], level_shape_zyx[1], level_shape_zyx[2]
-    fx, fy, fz = level_f_xyz[0], level_f_xyz[1], level_f_xyz[2]
-    hx, hy, hz = (fx - 1.0) / 2.0, (fy - 1.0) / 2.0, (fz - 1.0) / 2.0
-    # Pyramid factors are small integers; their reciprocals are exact for powers of two.
-    gx, gy, gz = 1.0 / fx, 1.0 / fy, 1.0 / fz
-    # A zero blending range means no ramp: weight 1 right after the border.
-    irx = 1.0 / blend_range_xyz[0] if blend_range_xyz[0] > 0 else np.inf
-    iry = 1.0 / blend_range_xyz[1] if blend_range_xyz[1] > 0 else np.inf
-    irz = 1.0 / blend_range_xyz[2] if blend_range_xyz[2] > 0 else np.inf
+    hx, hy, hz, gx, gy, gz, irx, iry, irz = _view_constants(level_f_xyz, blend_range_xyz)
     sx, sy, sz = size_xyz[0], size_xyz[1], size_xyz[2]
     cx0, cx1, cx2 = m_out_to_view[0, 0], m_out_to_view[1, 0], m_out_to_view[2, 0]
     lo = -COVER_EPS
     for bz in range(Z):
         k = float(k0 + bz)
         for by in range(Y):
-            j = float(j0 + by)
-            # Row base from absolute indices: identical for every block containing the row.
-            r0 = m_out_to_view[0, 3] + k * m_out_to_view[0, 2] + j * m_out_to_view[0, 1]
-            r1 = m_out_to_view[1, 3] + k * m_out_to_view[1, 2] + j * m_out_to_view[1, 1]
-            r2 = m_out_to_view[2, 3] + k * m_out_to_view[2, 2] + j * m_out_to_view[2, 1]
+            r0, r1, r2 = _row_base(m_out_to_view, k, float(j0 + by))
             # The block-local x range where the row can be inside the view (widened by
             # one voxel; the per-voxel test below decides).
             ok, a, b = _row_estimate(r0, r1, r2, cx0, cx1, cx2, sx, sy, sz, i0, X)

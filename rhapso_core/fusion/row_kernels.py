@@ -41,7 +41,8 @@ import numpy as np
 
 # The reference kernel's own helpers, so both do the same operations by construction.
 from rhapso_core.fusion.kernels import (
-    BLEND_LUT, COVER_EPS, _LUT_N, _accumulate_voxel, _axis_weight, _cover_distance, _row_estimate,
+    BLEND_LUT, COVER_EPS, _LUT_N, _accumulate_voxel, _axis_weight, _cover_distance, _row_base, _row_estimate,
+    _view_constants,
 )
 
 __all__ = ["accumulate_view_rows"]
@@ -385,14 +386,9 @@ def accumulate_view_rows(
     k0, j0, i0 = block_start_zyx[0], block_start_zyx[1], block_start_zyx[2]
     oz, oy, ox = src_off_zyx[0], src_off_zyx[1], src_off_zyx[2]
     nz, ny, nx = level_shape_zyx[0], level_shape_zyx[1], level_shape_zyx[2]
-    fx, fy, fz = level_f_xyz[0], level_f_xyz[1], level_f_xyz[2]
-    hx, hy, hz = (fx - 1.0) / 2.0, (fy - 1.0) / 2.0, (fz - 1.0) / 2.0
-    gx, gy, gz = 1.0 / fx, 1.0 / fy, 1.0 / fz
+    hx, hy, hz, gx, gy, gz, irx, iry, irz = _view_constants(level_f_xyz, blend_range_xyz)
     # Factor 1 on every axis: (v - 0.0) * 1.0 == v, so the level coordinate is v itself.
-    lvl0 = fx == 1.0 and fy == 1.0 and fz == 1.0
-    irx = 1.0 / blend_range_xyz[0] if blend_range_xyz[0] > 0 else np.inf
-    iry = 1.0 / blend_range_xyz[1] if blend_range_xyz[1] > 0 else np.inf
-    irz = 1.0 / blend_range_xyz[2] if blend_range_xyz[2] > 0 else np.inf
+    lvl0 = level_f_xyz[0] == 1.0 and level_f_xyz[1] == 1.0 and level_f_xyz[2] == 1.0
     bbx, bby, bbz = blend_border_xyz[0], blend_border_xyz[1], blend_border_xyz[2]
     sx, sy, sz = size_xyz[0], size_xyz[1], size_xyz[2]
     cx0, cx1, cx2 = m_out_to_view[0, 0], m_out_to_view[1, 0], m_out_to_view[2, 0]
@@ -412,10 +408,7 @@ def accumulate_view_rows(
     for bz in range(Z):
         k = float(k0 + bz)
         for by in range(Y):
-            j = float(j0 + by)
-            r0 = m_out_to_view[0, 3] + k * m_out_to_view[0, 2] + j * m_out_to_view[0, 1]
-            r1 = m_out_to_view[1, 3] + k * m_out_to_view[1, 2] + j * m_out_to_view[1, 1]
-            r2 = m_out_to_view[2, 3] + k * m_out_to_view[2, 2] + j * m_out_to_view[2, 1]
+            r0, r1, r2 = _row_base(m_out_to_view, k, float(j0 + by))
             # The reference kernel's widened estimate of the row's range ...
             ok, a, b = _row_estimate(r0, r1, r2, cx0, cx1, cx2, sx, sy, sz, i0, X)
             if not ok:
