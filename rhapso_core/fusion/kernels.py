@@ -34,7 +34,8 @@ W_FLOOR = 1e-12
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _interp(src, lz, ly, lx, oz, oy, ox, nz, ny, nx):
+def _clamped_cell(lz, ly, lx, nz, ny, nx):
+    """The interpolation cell of a level coordinate: its lower corner and fractions (z, y, x)."""
     # Clamp into the level's voxel-centre range [0, n - 1] (edge extension for the
     # half voxel between a coarse level's first centre and the view's edge).
     lz = min(max(lz, 0.0), nz - 1.0)
@@ -43,9 +44,12 @@ def _interp(src, lz, ly, lx, oz, oy, ox, nz, ny, nx):
     z0 = min(int(math.floor(lz)), max(nz - 2, 0))
     y0 = min(int(math.floor(ly)), max(ny - 2, 0))
     x0 = min(int(math.floor(lx)), max(nx - 2, 0))
-    fz = lz - z0
-    fy = ly - y0
-    fx = lx - x0
+    return z0, y0, x0, lz - z0, ly - y0, lx - x0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _interp(src, lz, ly, lx, oz, oy, ox, nz, ny, nx):
+    z0, y0, x0, fz, fy, fx = _clamped_cell(lz, ly, lx, nz, ny, nx)
     z1 = min(z0 + 1, nz - 1) - oz
     y1 = min(y0 + 1, ny - 1) - oy
     x1 = min(x0 + 1, nx - 1) - ox
@@ -119,25 +123,29 @@ def _accumulate_voxel(a, b, mode, val, w):
 
     The one update of both fusion kernels (here and row_kernels' two loops). It takes and
     returns scalars on purpose: the same helper taking the accumulator rows and the index
-    made the kernels 1.8-2.4x slower (numba 0.68, inline or not; passing arrays into a call
-    per voxel), this form runs as fast as the update written out in place
-    (bench/bench_fusion_core.py; tests/fusion/test_row_kernel.py keeps them bit-identical).
+    made the kernels 1.8-2.4x slower (numba 0.68, inlined or not: an array passed per voxel);
+    this form, one exit, runs within the timing noise (+-5 %) of the update written out in
+    place (bench/bench_fusion_core.py; tests/fusion/test_row_kernel.py keeps the kernels
+    bit-identical).
     """
     if mode == 1 or mode == 5:
         w = max(w, W_FLOOR)
-        return a + w * val, b + w
-    if mode == 0:
-        return a + val, b + 1.0
-    if mode == 2:
+        a += w * val
+        b += w
+    elif mode == 0:
+        a += val
+        b += 1.0
+    elif mode == 2:
         if b == 0.0 or val > a:
-            return val, 1.0
-        return a, b
-    if mode == 3:
+            a = val
+            b = 1.0
+    elif mode == 3:
         if b == 0.0:
-            return val, 1.0
-        return a, b
-    if w > b:
-        return val, w
+            a = val
+            b = 1.0
+    elif w > b:
+        a = val
+        b = w
     return a, b
 
 

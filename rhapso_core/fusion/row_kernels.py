@@ -41,8 +41,8 @@ import numpy as np
 
 # The reference kernel's own helpers, so both do the same operations by construction.
 from rhapso_core.fusion.kernels import (
-    BLEND_LUT, COVER_EPS, _LUT_N, _accumulate_voxel, _axis_weight, _cover_distance, _row_base, _row_estimate,
-    _view_constants,
+    BLEND_LUT, COVER_EPS, _LUT_N, _accumulate_voxel, _axis_weight, _clamped_cell, _cover_distance, _row_base,
+    _row_estimate, _view_constants,
 )
 
 __all__ = ["accumulate_view_rows"]
@@ -102,16 +102,8 @@ def _interior(i, r0, r1, r2, cx0, cx1, cx2, hx, hy, hz, gx, gy, gz, nx1, ny1, nz
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _sample(flat, lz, ly, lx, oz, oy, ox, nz, ny, nx, sz_, sy_):
-    # kernels._interp on the flattened box: identical clamps, fractions and lerp order.
-    lz = min(max(lz, 0.0), nz - 1.0)
-    ly = min(max(ly, 0.0), ny - 1.0)
-    lx = min(max(lx, 0.0), nx - 1.0)
-    z0 = min(int(math.floor(lz)), max(nz - 2, 0))
-    y0 = min(int(math.floor(ly)), max(ny - 2, 0))
-    x0 = min(int(math.floor(lx)), max(nx - 2, 0))
-    fz = lz - z0
-    fy = ly - y0
-    fx = lx - x0
+    # kernels._interp on the flattened box: the same cell, fractions and lerp order.
+    z0, y0, x0, fz, fy, fx = _clamped_cell(lz, ly, lx, nz, ny, nx)
     dz = (min(z0 + 1, nz - 1) - z0) * sz_
     dy = (min(y0 + 1, ny - 1) - y0) * sy_
     dx = min(x0 + 1, nx - 1) - x0
