@@ -86,6 +86,16 @@ def run_chunk(xml_uri: str, view: ViewId, task: ChunkTask, params: DetectionPara
     return detect_chunk(source, task.level, task.in_memory_factor, task.core_box, params)
 
 
+def detect_in_process(xml_uri: str, store_uri: str, params: DetectionParams, storage_options=None) -> dict[ViewId, int]:
+    """Every view's points detected one chunk after another in this process and stored (what
+    the detection flow runs as tasks); the points stored per view."""
+    counts = {}
+    for plan in plan_views(xml_uri, params, storage_options=storage_options):
+        parts = [run_chunk(xml_uri, plan.view, t, plan.params, storage_options) for t in plan.tasks]
+        counts[plan.view] = store_view(store_uri, plan, merge_view(plan, parts), storage_options)
+    return counts
+
+
 def merge_view(plan: ViewDetectionPlan, parts: list[InterestPoints]) -> InterestPoints:
     """Combine close points and cap per region, then across regions; ids 0..N-1 in position order."""
     per_region: list[list[InterestPoints]] = [[] for _ in plan.regions_xyz]
