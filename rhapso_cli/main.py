@@ -104,9 +104,9 @@ def cmd_synth(args) -> int:
             extra.append(f"synthetic.{name}={getattr(args, name)}")
     p = _params(args, extra)
     if args.volume:
-        from rhapso_core.pipeline.input_guard import InputPath, check_outputs, resolve
+        from rhapso_core.pipeline.input_guard import InputPath, check_outputs, canonical_path
 
-        check_outputs([(args.out_dir, "the output folder")], [InputPath(resolve(args.volume), "--volume")])
+        check_outputs([(args.out_dir, "the output folder")], [InputPath(canonical_path(args.volume), "--volume")])
     _check_out_free(os.path.join(args.out_dir, "dataset.xml"), args.overwrite)
     specimen = _volume_specimen(args, p.synthetic) if args.volume else None
     paths = write_dataset(args.out_dir, p.synthetic, specimen=specimen, overwrite=args.overwrite)
@@ -210,16 +210,17 @@ class QCFailedExit(Exception):
 
 
 @contextlib.contextmanager
-def _qc_failure(args, run=None, json_path: str | None = None):
-    """A flow's QCFailedError: the summary it carries (``run.finish`` to ``json_path`` when
-    given, else printed as JSON), the cause on stderr, then exit 3."""
+def _qc_failure(args, run=None, json_path: str | None = None, wrap=None):
+    """A flow's QCFailedError: the summary it carries (passed through ``wrap`` into the
+    command's own result form when given; ``run.finish`` to ``json_path`` when given, else
+    printed as JSON), the cause on stderr, then exit 3."""
     from rhapso_core.qc.causes import QCFailedError
 
     try:
         yield
     except QCFailedError as exc:
         if run is not None and json_path is not None:
-            run.finish(exc.summary, json_path)
+            run.finish(exc.summary if wrap is None else wrap(exc.summary), json_path)
         else:
             _print(exc.summary)
         print(f"rhapso {args.command}: QC verdict fail: {'; '.join(exc.causes)}", file=sys.stderr)
@@ -441,7 +442,8 @@ def cmd_demo(args) -> int:
             xml, truth = str(paths.xml), str(paths.ground_truth)
     _preflight(xml, p)
     run = _command_run(args)
-    with _qc_failure(args, run, str(out / SUMMARY_NAME)), prefect_api(), run.progress():
+    with _qc_failure(args, run, str(out / SUMMARY_NAME), lambda result: {"dataset": xml, "stitch": result}), \
+            prefect_api(), run.progress():
         result = stitch(xml, str(out / "stitched"), params=p, overwrite=args.overwrite, ground_truth=truth)
     summary = {
         "dataset": xml,
