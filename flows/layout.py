@@ -16,9 +16,9 @@ from rhapso_core.pipeline.interrupted_writes import sweep_interrupted_writes
 
 def check_not_input(out: str, xml: str, what: str) -> None:
     """Refuse an output that is the input XML, compared after resolving symlinks and ``..``."""
-    from rhapso_core.pipeline.input_guard import InputPath, check_outputs, resolve
+    from rhapso_core.pipeline.input_guard import InputPath, check_outputs, canonical_path
 
-    check_outputs([(out, what)], [InputPath(resolve(xml), "the input XML")])
+    check_outputs([(out, what)], [InputPath(canonical_path(xml), "the input XML")])
 
 
 def alignment_outputs(out_xml: str, what: str = "--out") -> list[tuple[str, str]]:

@@ -104,9 +104,9 @@ def cmd_synth(args) -> int:
             extra.append(f"synthetic.{name}={getattr(args, name)}")
     p = _params(args, extra)
     if args.volume:
-        from rhapso_core.pipeline.input_guard import InputPath, check_outputs, resolve
+        from rhapso_core.pipeline.input_guard import InputPath, check_outputs, canonical_path
 
-        check_outputs([(args.out_dir, "the output folder")], [InputPath(resolve(args.volume), "--volume")])
+        check_outputs([(args.out_dir, "the output folder")], [InputPath(canonical_path(args.volume), "--volume")])
     _check_out_free(os.path.join(args.out_dir, "dataset.xml"), args.overwrite)
     specimen = _volume_specimen(args, p.synthetic) if args.volume else None
     paths = write_dataset(args.out_dir, p.synthetic, specimen=specimen, overwrite=args.overwrite)
@@ -210,16 +210,17 @@ class QCFailedExit(Exception):
 
 
 @contextlib.contextmanager
-def _qc_failure(args, run=None, json_path: str | None = None):
-    """A flow's QCFailedError: the summary it carries (``run.finish`` to ``json_path`` when
-    given, else printed as JSON), the cause on stderr, then exit 3."""
+def _qc_failure(args, run=None, json_path: str | None = None, wrap=None):
+    """A flow's QCFailedError: the summary it carries (passed through ``wrap`` into the
+    command's own result form when given; ``run.finish`` to ``json_path`` when given, else
+    printed as JSON), the cause on stderr, then exit 3."""
     from rhapso_core.qc.causes import QCFailedError
 
     try:
         yield
     except QCFailedError as exc:
         if run is not None and json_path is not None:
-            run.finish(exc.summary, json_path)
+            run.finish(exc.summary if wrap is None else wrap(exc.summary), json_path)
         else:
             _print(exc.summary)
         print(f"rhapso {args.command}: QC verdict fail: {'; '.join(exc.causes)}", file=sys.stderr)
@@ -396,11 +397,13 @@ def cmd_split(args) -> int:
 
 
 def cmd_plan(args) -> int:
+    from rhapso_core.output_layout import alignment_layout
     from rhapso_core.planner import plan
 
     p = _params(args)
     report = plan(args.xml, cores=args.cores, memory_per_core_gb=args.memory_per_core, params=p,
-                  price_per_core_hour=args.price_per_core_hour)
+                  price_per_core_hour=args.price_per_core_hour,
+                  points_store=args.points_store or alignment_layout(args.xml)["store"])
     if args.json:
         _print(report.to_dict())
     else:
@@ -439,7 +442,8 @@ def cmd_demo(args) -> int:
             xml, truth = str(paths.xml), str(paths.ground_truth)
     _preflight(xml, p)
     run = _command_run(args)
-    with _qc_failure(args, run, str(out / SUMMARY_NAME)), prefect_api(), run.progress():
+    with _qc_failure(args, run, str(out / SUMMARY_NAME), lambda result: {"dataset": xml, "stitch": result}), \
+            prefect_api(), run.progress():
         result = stitch(xml, str(out / "stitched"), params=p, overwrite=args.overwrite, ground_truth=truth)
     summary = {
         "dataset": xml,
@@ -599,6 +603,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="price of one core for one hour (e.g. an instance's hourly price / its vCPUs): "
                    "prints the cluster's cost for the predicted time")
     p.add_argument("--json", action="store_true", help="print the plan as JSON (per stage, and the totals)")
+    p.add_argument("--points-store", metavar="URI",
+                   help="interest-point store the alignment will use, whose stored points size the matching "
+                   "tasks exactly (default: interestpoints.zarr beside the XML, where `rhapso align` puts it; "
+                   "for `rhapso stitch --out DIR`: DIR/interestpoints.zarr); without points there, "
+                   "matching memory is estimated")
     _common(p, runtime=False, writes=False)
     p.set_defaults(func=cmd_plan)
 

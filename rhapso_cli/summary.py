@@ -74,15 +74,28 @@ def _stage_lines(stages, width: int = 100, most: int = 3) -> list[str]:
     return lines
 
 
+def _result_parts(command: str, result: dict) -> tuple[dict, dict | None, dict | None]:
+    """(the run's result, its alignment part, its fusion part), by what the command returns:
+    ``align`` an :class:`~rhapso_core.pipeline.results.AlignmentSummary`'s JSON, ``fuse`` a
+    :class:`~rhapso_core.pipeline.results.FusionSummary`'s, ``stitch`` both (``alignment``,
+    ``fusion``) and ``demo`` its stitch's result (``stitch``)."""
+    if command == "demo":
+        result = result["stitch"]
+    if command == "align":
+        return result, result, None
+    if command == "fuse":
+        return result, None, result
+    return result, result.get("alignment"), result.get("fusion")
+
+
 def summary_lines(command: str, result: dict, display: ProgressDisplay | None, seconds: float,
                   json_path: str | None, score: dict | None = None) -> list[str]:
     """At most ~20 lines whatever the dataset's size (a screen), from the command's result."""
     lines = [f"rhapso {command}: done in {_duration(seconds)}"]
-    dataset = result.get("dataset")
-    result = result.get("stitch", result)  # demo: its stitch's result inside
+    dataset = result.get("dataset") if command == "demo" else None
+    result, alignment, fusion = _result_parts(command, result)
     if display is not None and display.stages:
         lines += _stage_lines(display.stages)
-    alignment = result.get("alignment", result if "rounds" in result else None)
     if alignment:
         counts = list((alignment.get("detection") or {}).values())
         if counts:
@@ -91,7 +104,6 @@ def summary_lines(command: str, result: dict, display: ProgressDisplay | None, s
         for r in alignment.get("rounds", [])[:4]:
             lines.append(f"  {r.get('transform', 'round')}: {r.get('pairs_matched')}/{r.get('pairs')} pairs "
                          f"matched, solver error {_num(r.get('final_error'))} (world units)")
-    fusion = result.get("fusion", result if "blocks_written" in result else None)
     if fusion:
         shape = "x".join(str(v) for v in fusion.get("shape_zyx", []))
         written = fusion.get("blocks_written")
@@ -112,8 +124,8 @@ def summary_lines(command: str, result: dict, display: ProgressDisplay | None, s
         if len(reasons) > 1:
             lines.append(f"    and {_n(len(reasons) - 1, 'more reason')} in the report")
     outs = [("dataset", dataset),
-            ("aligned XML", result.get("aligned_xml") or (result.get("output") if "rounds" in result else None)),
-            ("fused image", result.get("fused") or (result.get("output") if "blocks_written" in result else None)),
+            ("aligned XML", result.get("aligned_xml") or (alignment or {}).get("output")),
+            ("fused image", result.get("fused") or (fusion or {}).get("output")),
             ("interest points", (alignment or {}).get("store")),
             ("QC report", (qc or {}).get("report_uri")),
             ("full JSON", json_path)]

@@ -6,9 +6,10 @@ the XML alone (adding the worker process's baseline, which Ray does not reserve 
 so ``rhapso plan`` sizes a cluster by what the flows will actually submit. Task counts come
 from the same planning functions too: detection chunks (:func:`~rhapso_core.detection.view.plan_detection`),
 fusion work units, pyramid blocks, and :func:`matching_batch_count` for the pair batches a
-matching round submits. Matching memory depends on how many points detection finds: the flow
-sizes each batch from the points stored, the planner from its estimate of them, both with
-:func:`matching_batch_memory`.
+matching round submits (:func:`batch_pairs` deals them). Matching memory depends on how many
+points detection finds: the flow sizes each batch from the points stored with
+:func:`stored_batch_memory`; the planner does the same when the points are stored already
+and otherwise applies :func:`matching_batch_memory` to its estimate of them.
 
 Memory is in bytes of the task's arrays (its working set), not of the process.
 """
@@ -16,13 +17,15 @@ Memory is in bytes of the task's arrays (its working set), not of the process.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = [
     "BATCHES_PER_SLOT",
     "MIN_TASK_MEMORY",
     "reserved_memory",
     "matching_batch_count",
+    "batch_pairs",
+    "stored_batch_memory",
     "MATCH_BYTES_PER_POINT",
     "matching_batch_memory",
     "detection_chunk_memory",
@@ -30,6 +33,7 @@ __all__ = [
     "fusion_unit_memory",
     "output_itemsize",
     "downsample_block_memory",
+    "solve_memory",
 ]
 
 Box = Sequence[tuple[int, int]]
@@ -53,6 +57,19 @@ def matching_batch_count(n_pairs: int, slots: int, batches_per_slot: int = BATCH
     return min(int(n_pairs), max(1, int(slots) * int(batches_per_slot)))
 
 
+def batch_pairs(pairs: list, slots: int, batches_per_slot: int = BATCHES_PER_SLOT) -> list[list]:
+    """Deal ``pairs`` round-robin into :func:`matching_batch_count` batches.
+
+    A pair is tens of milliseconds of work on a typical tile (the benchmark's 1 GB dataset:
+    0.05 s), less than what Prefect and Ray spend scheduling one task, so one task per pair
+    spends most of a small cluster on orchestration. A few batches per worker keep every
+    worker busy while the slowest batch stays short. Round-robin spreads costly pairs
+    (many points) over the batches.
+    """
+    n = matching_batch_count(len(pairs), slots, batches_per_slot)
+    return [pairs[i::n] for i in range(n)]
+
+
 # What a matching task holds per interest point of a pair's two views: x y z float64, the id
 # and the descriptors of its ~3 nearest neighbours.
 MATCH_BYTES_PER_POINT = 200
@@ -63,6 +80,12 @@ def matching_batch_memory(pair_points: Iterable[tuple[float, float]]) -> float:
     largest pair's, since a batch matches its pairs one after another. The flow counts the
     points stored; the planner, which runs before detection, its estimate of them."""
     return float(max((a + b for a, b in pair_points), default=0)) * MATCH_BYTES_PER_POINT
+
+
+def stored_batch_memory(batch: Sequence, points: Mapping) -> float:
+    """A batch of view pairs' memory from their views' stored point counts (``points``:
+    :func:`rhapso_core.pipeline.match.stored_point_counts`; a view without points counts 0)."""
+    return matching_batch_memory((points.get(tuple(a), 0), points.get(tuple(b), 0)) for a, b in batch)
 
 
 def detection_chunk_memory(core_box: Box, halo_zyx: Sequence[int]) -> float:
@@ -110,3 +133,12 @@ def output_itemsize(output_dtype: str) -> int:
 def downsample_block_memory(block: Box, factor_zyx: Sequence[int], itemsize: int) -> float:
     """A pyramid block's source region and its result (twice the source's bytes)."""
     return 2.0 * itemsize * float(math.prod((b - a) * int(f) for (a, b), f in zip(block, factor_zyx)))
+
+
+def solve_memory(n_links: int, n_views: int) -> float:
+    """The global solve's working set, about 2,000 matches of 48 bytes per link and 4 kB per view.
+
+    The solve runs in the flow's own process (not submitted to Ray), so no task reserves it:
+    the planner reports it so that the head node is sized for it.
+    """
+    return float(n_links) * 2000 * 48 + float(n_views) * 4096

@@ -42,17 +42,20 @@ class IllDefinedFit(ValueError):
     """The matches do not determine the model (too few, or degenerate geometry)."""
 
 
-def _prepare(p: np.ndarray, q: np.ndarray, w: np.ndarray | None):
+def as_batches(p, q, w=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``p``, ``q`` as (B, N, 3) float64 batches (one set: B = 1) and the weights as (B, N) (None: ones)."""
     p = np.asarray(p, dtype=np.float64)
     q = np.asarray(q, dtype=np.float64)
     if p.ndim == 2:
         p, q = p[None], q[None]
     if p.shape != q.shape or p.shape[-1] != 3:
         raise ValueError(f"point sets must both be (B, N, 3); got {p.shape} and {q.shape}")
-    if w is None:
-        w = np.ones(p.shape[:2])
-    else:
-        w = np.broadcast_to(np.asarray(w, dtype=np.float64), p.shape[:2])
+    w = np.ones(p.shape[:2]) if w is None else np.broadcast_to(np.asarray(w, dtype=np.float64), p.shape[:2])
+    return p, q, w
+
+
+def _prepare(p: np.ndarray, q: np.ndarray, w: np.ndarray | None):
+    p, q, w = as_batches(p, q, w)
     wsum = w.sum(axis=1)
     safe = np.where(wsum > 0, wsum, 1.0)
     pc = np.einsum("bn,bnk->bk", w, p) / safe[:, None]

@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 
-from rhapso_core.models import InterpolatedModel, Model, _DEGENERATE, make_model
+from rhapso_core.models import InterpolatedModel, Model, _DEGENERATE, as_batches, make_model
 
 __all__ = [
     "PlanarKind",
@@ -96,13 +96,7 @@ class InPlaneModel(Model):
         object.__setattr__(self, "name", f"in-plane {self.kind}")
 
     def fit_batch(self, p, q, w=None):
-        p = np.asarray(p, dtype=np.float64)
-        q = np.asarray(q, dtype=np.float64)
-        if p.ndim == 2:
-            p, q = p[None], q[None]
-        if p.shape != q.shape or p.shape[-1] != 3:
-            raise ValueError(f"point sets must both be (B, N, 3); got {p.shape} and {q.shape}")
-        w = np.ones(p.shape[:2]) if w is None else np.broadcast_to(np.asarray(w, dtype=np.float64), p.shape[:2])
+        p, q, w = as_batches(p, q, w)
         r = self._basis
         u = (p @ r.T)[..., :2]
         v = (q @ r.T)[..., :2]

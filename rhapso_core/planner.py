@@ -8,15 +8,21 @@ throughputs measured by ``bench/run_benchmarks.py`` (``bench/throughputs.json``;
 conservative built-in defaults when that file is absent).
 
 Task counts use the same planning code as the pipeline
-(:func:`rhapso_core.detection.view.plan_detection` for detection chunks,
-:func:`rhapso_core.matching.select_pairs` for pairs and
-:func:`rhapso_core.cost.matching_batch_count` for the batches a round submits,
+(:func:`rhapso_core.pipeline.detect.detection_views` and
+:func:`rhapso_core.detection.view.plan_detection` for detection chunks,
+:func:`rhapso_core.pipeline.match.dataset_pairs` for pairs and
+:func:`rhapso_core.cost.batch_pairs` for the batches a round submits,
 :func:`rhapso_core.fusion.plan_work_units` for fusion), and memory per task is the
 largest of the hints the flows give Ray (:mod:`rhapso_core.cost`) plus the worker
 process's baseline; ``tests/planner/test_planner_vs_flows.py`` checks both against what
-the flows submit. Matching memory is the same formula on the points the planner expects
-detection to find (the flow sizes its batches from the points stored). Phase-correlation rounds (``alignment.rounds: phase``) and the
-split-affine round are not costed.
+the flows submit. Matching memory follows the points detection finds: when ``points_store``
+holds points of every paired view (a run into the same output folder, or detection done),
+the planner sizes the batches from those counts with the flow's own function
+(:func:`rhapso_core.cost.stored_batch_memory`), so the prediction is exact as long as
+detection finds the same points; otherwise it applies the formula to its estimate of the
+points and the matching row's note says so. The solve runs in the flow's process (nothing
+is submitted to Ray): its memory is an estimate (:func:`rhapso_core.cost.solve_memory`).
+Phase-correlation rounds (``alignment.rounds: phase``) and the split-affine round are not costed.
 
 Assumptions (the XML does not say them):
 
@@ -32,8 +38,8 @@ Assumptions (the XML does not say them):
 * tasks of a stage run in waves of ``concurrency`` = min(cores, tasks, total memory /
   memory per task); stages run one after another; alignment runs ``len(rounds)``
   match + solve rounds;
-* point counts follow ``points_per_mvoxel`` detections per million working voxels,
-  capped by ``max_spots`` per region when set; a pair's matching time scales linearly
+* point counts (where none are stored) follow ``points_per_mvoxel`` detections per million
+  working voxels, capped by ``max_spots`` per region when set; a pair's matching time scales linearly
   with its points relative to ``matching_points_per_pair`` (the benchmark's pairs).
 """
 
@@ -49,13 +55,15 @@ from typing import Any
 import numpy as np
 
 from rhapso_core.cost import (
+    batch_pairs,
     detection_chunk_memory,
     downsample_block_memory,
     fusion_block_memory,
-    matching_batch_count,
     matching_batch_memory,
     output_itemsize,
     reserved_memory,
+    solve_memory,
+    stored_batch_memory,
 )
 
 __all__ = ["DEFAULT_THROUGHPUTS", "PlanReport", "StagePlan", "load_throughputs", "plan"]
@@ -290,6 +298,7 @@ def plan(
     storage_options: dict | None = None,
     price_per_core_hour: float | None = None,
     stages: tuple[str, ...] | None = None,
+    points_store: str | None = None,
 ) -> PlanReport:
     """Cost of aligning and fusing the dataset of ``xml_uri`` on ``cores`` cores.
 
@@ -315,6 +324,11 @@ def plan(
         Only these stages (of ``detection``, ``matching``, ``solve``, ``fusion``,
         ``multiscale``; default all); the alignment stages are planned together, so asking
         for one of them plans all three (and imports their modules), reporting those asked.
+    points_store : str, optional
+        The interest-point store the alignment will use (``interestpoints.zarr`` beside the
+        aligned XML). Where it holds points (``detection.label``) of every paired view,
+        matching memory per task comes from their counts, as the flow computes it; else it is
+        estimated from the expected points (the matching row's note says which).
 
     Returns
     -------
@@ -353,8 +367,8 @@ def plan(
     input_voxels = sum(float(np.prod(geometry[v][1])) for v in views)
     planned: list[StagePlan] = []
     if wanted & {"detection", "matching", "solve"}:
-        planned += _plan_alignment(xml_uri, sd, views, geometry, p, tp, cores, mem_total, base, overhead, read_bw,
-                                   storage_options)
+        planned += _plan_alignment(xml_uri, sd, geometry, p, tp, cores, mem_total, base, overhead, read_bw,
+                                   storage_options, points_store)
     planned += _plan_fusion(sd, geometry, input_voxels, p, tp, cores, mem_total, base, overhead, read_bw)
     return PlanReport(
         xml=str(xml_uri), cores=cores, memory_per_core_gb=float(memory_per_core_gb), n_views=len(views),
@@ -363,12 +377,26 @@ def plan(
     )
 
 
-def _plan_alignment(xml_uri, sd, views, geometry, p, tp, cores, mem_total, base, overhead, read_bw,
-                    storage_options) -> list[StagePlan]:
+def _stored_counts(points_store, label, views, storage_options) -> dict | None:
+    """Points stored per view when ``points_store`` holds points of every one of ``views``, else None."""
+    from rhapso_core.pipeline.match import stored_point_counts
+    from rhapso_core.pointstore import PointStoreError
+
+    if points_store is None or not views:
+        return None
+    try:
+        counts = stored_point_counts(points_store, label, views, storage_options)
+    except PointStoreError:  # no store there (yet)
+        return None
+    return counts if len(counts) == len(set(views)) else None
+
+
+def _plan_alignment(xml_uri, sd, geometry, p, tp, cores, mem_total, base, overhead, read_bw,
+                    storage_options, points_store) -> list[StagePlan]:
     """Detection, matching and solve (matching's cost follows detection's point counts)."""
     from rhapso_core.detection.view import chunk_halo, plan_detection
-    from rhapso_core.matching import select_pairs
-    from rhapso_core.pipeline.detect import overlap_regions
+    from rhapso_core.pipeline.detect import detection_views, overlap_regions
+    from rhapso_core.pipeline.match import dataset_pairs
 
     stages: list[StagePlan] = []
 
@@ -388,6 +416,7 @@ def _plan_alignment(xml_uri, sd, views, geometry, p, tp, cores, mem_total, base,
     n_tasks, n_regions, work_vox, read_vox, det_arrays = 0, 0, 0.0, 0.0, 0.0
     levels_seen = set()
     regions = overlap_regions(sd, geometry) if d.overlap_only else {}
+    views = detection_views(sd, d, p.views)
     for v in views:
         vplan = plan_detection(_ShapeOnly(geometry[v][1], k + 1), d_plan, overlap_boxes_xyz=regions.get(v))
         halo = chunk_halo(vplan.params)
@@ -413,31 +442,47 @@ def _plan_alignment(xml_uri, sd, views, geometry, p, tp, cores, mem_total, base,
 
     # --- matching: a few batches of pairs per worker slot, per point-matching round -----------
     rounds = sum(1 for r in p.alignment.rounds if r != "phase")
-    attributes = {v: dict(sd.setup_of(v).attributes) for v in views}
-    pairs = select_pairs(geometry, mode=p.alignment.pair_mode, group_by=tuple(p.alignment.group_by),
-                         attributes=attributes)
+    a = p.alignment
+    # The pairs the flow's first round matches (later rounds pair by the registrations they refine).
+    pairs = dataset_pairs(sd, a.pair_mode, list(a.group_by), grouping=a.grouping, timepoints=a.timepoints,
+                          reference_timepoint=a.reference_timepoint, timepoint_range=a.timepoint_range,
+                          selection=p.views, channels=d.channels)
     n_pairs = len(pairs)
-    pts_per_view = n_points / max(len(views), 1)
-    # The flow's hint for a batch of pairs of views with the estimated points, plus the worker process.
-    match_mem = base + reserved_memory(matching_batch_memory([(pts_per_view, pts_per_view)]))
+    # Inside a Ray session the flows' worker slots are the cluster's CPUs: ``cores``.
+    batches = batch_pairs(pairs, cores)
+    n_batches = len(batches)
+    counts = _stored_counts(points_store, d.label, [v for pair in pairs for v in pair], storage_options)
+    if counts is not None:
+        # The flow's hint for each batch, from the same stored counts, plus the worker process.
+        match_mem = base + reserved_memory(max((stored_batch_memory(b, counts) for b in batches), default=0.0))
+        pts_per_view = sum(counts.values()) / len(counts)
+        points_note = f"memory from the points stored in {points_store}"
+    else:
+        pts_per_view = n_points / max(len(views), 1)
+        # The flow's hint for a batch of pairs of views with the estimated points, plus the worker process.
+        match_mem = base + reserved_memory(matching_batch_memory([(pts_per_view, pts_per_view)]))
+        points_note = (f"memory estimated from {pts_per_view:,.0f} points per view "
+                       f"({tp['points_per_mvoxel']:.3g} per working Mvoxel"
+                       f"{', capped by max_spots' if d.max_spots else ''}"
+                       f"{'; none stored in ' + str(points_store) if points_store else ''})")
     s_pair = tp["matching_s_per_pair"] * max(1.0, 2 * pts_per_view / tp["matching_points_per_pair"])
     match_cpu = rounds * n_pairs * s_pair
     match_read = rounds * n_pairs * 2 * pts_per_view * 32
-    # Inside a Ray session the flows' worker slots are the cluster's CPUs: ``cores``.
-    n_batches = matching_batch_count(n_pairs, cores)
     per_batch = n_pairs / max(n_batches, 1)
     wall, conc = _waves(rounds * n_batches, s_pair * per_batch, per_batch * 2 * pts_per_view * 32 / read_bw,
                         match_mem, cores, mem_total, overhead)
     stages.append(StagePlan("matching", rounds * n_batches, match_mem, match_read, match_read / 4, match_cpu, wall,
-                            conc, f"{n_pairs} overlapping pairs in {n_batches} batches x {rounds} rounds"))
+                            conc, f"{n_pairs} overlapping pairs in {n_batches} batches x {rounds} rounds; "
+                            f"{points_note}"))
 
     # --- solve: one task per round (phase rounds solve too) -----------------------------------
     rounds = len(p.alignment.rounds)
     solve_cpu = rounds * n_pairs * tp["solver_s_per_link"]
-    solve_mem = base + n_pairs * 2000 * 48 + len(views) * 4096
+    solve_mem = base + solve_memory(n_pairs, len(views))
     wall = rounds * (n_pairs * tp["solver_s_per_link"] + overhead)
     stages.append(StagePlan("solve", rounds, solve_mem, match_read / 4, len(views) * 2048, solve_cpu, wall,
-                            1 if n_pairs else 0, f"{len(views)} views, <= {n_pairs} links per round"))
+                            1 if n_pairs else 0, f"{len(views)} views, <= {n_pairs} links per round; in the flow's "
+                            "process (memory estimated)"))
     return stages
 
 

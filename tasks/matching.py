@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import task
 
 from rhapso_core.config import AlignmentParams
-from rhapso_core.cost import BATCHES_PER_SLOT, matching_batch_count, matching_batch_memory
+from rhapso_core.cost import batch_pairs  # noqa: F401  (the flows deal pairs into batches with it)
 from rhapso_core.matching import MatchingParams
 from rhapso_core.detection import DetectionParams
 from rhapso_core.pipeline.view_selection import ViewSelection
@@ -46,25 +46,6 @@ def retry_failed(xml_uri: str, store_uri: str, records: list, label: str, params
     # One task, pairs one after the other: a retry rewrites its views' points, which
     # pairs sharing a view must not do at the same time.
     return retry_failed_pairs(xml_uri, store_uri, records, label, params, detection, retry)
-
-
-def batch_pairs(pairs: list, slots: int, batches_per_slot: int = BATCHES_PER_SLOT) -> list[list]:
-    """Deal ``pairs`` round-robin into ``min(len(pairs), slots * batches_per_slot)`` batches.
-
-    A pair is tens of milliseconds of work on a typical tile (the benchmark's 1 GB dataset:
-    0.05 s), less than what Prefect and Ray spend scheduling one task, so one task per pair
-    spends most of a small cluster on orchestration. A few batches per worker keep every
-    worker busy while the slowest batch stays short. Round-robin spreads costly pairs
-    (many points) over the batches.
-    """
-    n = matching_batch_count(len(pairs), slots, batches_per_slot)
-    return [pairs[i::n] for i in range(n)]
-
-
-def batch_memory_bytes(batch: list, points: dict) -> float:
-    """A batch's memory hint from its views' stored points (:func:`rhapso_core.cost.matching_batch_memory`,
-    as the planner's); ``points``: :func:`rhapso_core.pipeline.match.stored_point_counts`."""
-    return matching_batch_memory((points.get(tuple(a), 0), points.get(tuple(b), 0)) for a, b in batch)
 
 
 def unbatch(results: list[list], n_pairs: int) -> list:

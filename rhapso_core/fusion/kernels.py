@@ -34,7 +34,8 @@ W_FLOOR = 1e-12
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _interp(src, lz, ly, lx, oz, oy, ox, nz, ny, nx):
+def _clamped_cell(lz, ly, lx, nz, ny, nx):
+    """The interpolation cell of a level coordinate: its lower corner and fractions (z, y, x)."""
     # Clamp into the level's voxel-centre range [0, n - 1] (edge extension for the
     # half voxel between a coarse level's first centre and the view's edge).
     lz = min(max(lz, 0.0), nz - 1.0)
@@ -43,9 +44,12 @@ def _interp(src, lz, ly, lx, oz, oy, ox, nz, ny, nx):
     z0 = min(int(math.floor(lz)), max(nz - 2, 0))
     y0 = min(int(math.floor(ly)), max(ny - 2, 0))
     x0 = min(int(math.floor(lx)), max(nx - 2, 0))
-    fz = lz - z0
-    fy = ly - y0
-    fx = lx - x0
+    return z0, y0, x0, lz - z0, ly - y0, lx - x0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _interp(src, lz, ly, lx, oz, oy, ox, nz, ny, nx):
+    z0, y0, x0, fz, fy, fx = _clamped_cell(lz, ly, lx, nz, ny, nx)
     z1 = min(z0 + 1, nz - 1) - oz
     y1 = min(y0 + 1, ny - 1) - oy
     x1 = min(x0 + 1, nx - 1) - ox
@@ -112,6 +116,62 @@ def _cover_distance(vx, vy, vz, sx, sy, sz):
     return max(d, 0.0) + 1.0
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _accumulate_voxel(a, b, mode, val, w):
+    """A voxel's accumulators ``(a, b)`` after adding ``val`` per overlap mode (``w``: the voxel's
+    weight for blending (1, 5; before the floor) and closest_pixel_wins (4), else ignored).
+
+    The one update of both fusion kernels (here and row_kernels' two loops). It takes and
+    returns scalars on purpose: the same helper taking the accumulator rows and the index
+    made the kernels 1.8-2.4x slower (numba 0.68, inlined or not: an array passed per voxel);
+    this form, one exit, runs within the timing noise (+-5 %) of the update written out in
+    place (bench/bench_fusion_core.py; tests/fusion/test_row_kernel.py keeps the kernels
+    bit-identical).
+    """
+    if mode == 1 or mode == 5:
+        w = max(w, W_FLOOR)
+        a += w * val
+        b += w
+    elif mode == 0:
+        a += val
+        b += 1.0
+    elif mode == 2:
+        if b == 0.0 or val > a:
+            a = val
+            b = 1.0
+    elif mode == 3:
+        if b == 0.0:
+            a = val
+            b = 1.0
+    elif w > b:
+        a = val
+        b = w
+    return a, b
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _view_constants(level_f_xyz, blend_range_xyz):
+    """Per view and level: the level-voxel offsets ``h`` and reciprocal factors ``g`` (x, y, z)
+    of the pyramid level read, and the blending ramps' reciprocal widths ``ir`` (x, y, z)."""
+    fx, fy, fz = level_f_xyz[0], level_f_xyz[1], level_f_xyz[2]
+    hx, hy, hz = (fx - 1.0) / 2.0, (fy - 1.0) / 2.0, (fz - 1.0) / 2.0
+    # Pyramid factors are small integers; their reciprocals are exact for powers of two.
+    gx, gy, gz = 1.0 / fx, 1.0 / fy, 1.0 / fz
+    # A zero blending range means no ramp: weight 1 right after the border.
+    irx = 1.0 / blend_range_xyz[0] if blend_range_xyz[0] > 0 else np.inf
+    iry = 1.0 / blend_range_xyz[1] if blend_range_xyz[1] > 0 else np.inf
+    irz = 1.0 / blend_range_xyz[2] if blend_range_xyz[2] > 0 else np.inf
+    return hx, hy, hz, gx, gy, gz, irx, iry, irz
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _row_base(m, k, j):
+    """View coordinates (x, y, z) of output row (z ``k``, y ``j``) at x = 0, from absolute
+    indices: identical for every block containing the row."""
+    return (m[0, 3] + k * m[0, 2] + j * m[0, 1], m[1, 3] + k * m[1, 2] + j * m[1, 1],
+            m[2, 3] + k * m[2, 2] + j * m[2, 1])
+
+
 @numba.njit(cache=True, nogil=True)
 def accumulate_view(
     acc_a, acc_b, block_start_zyx, m_out_to_view, size_xyz,
@@ -151,25 +211,14 @@ def accumulate_view(
     k0, j0, i0 = block_start_zyx[0], block_start_zyx[1], block_start_zyx[2]
     oz, oy, ox = src_off_zyx[0], src_off_zyx[1], src_off_zyx[2]
     nz, ny, nx = level_shape_zyx[0], level_shape_zyx[1], level_shape_zyx[2]
-    fx, fy, fz = level_f_xyz[0], level_f_xyz[1], level_f_xyz[2]
-    hx, hy, hz = (fx - 1.0) / 2.0, (fy - 1.0) / 2.0, (fz - 1.0) / 2.0
-    # Pyramid factors are small integers; their reciprocals are exact for powers of two.
-    gx, gy, gz = 1.0 / fx, 1.0 / fy, 1.0 / fz
-    # A zero blending range means no ramp: weight 1 right after the border.
-    irx = 1.0 / blend_range_xyz[0] if blend_range_xyz[0] > 0 else np.inf
-    iry = 1.0 / blend_range_xyz[1] if blend_range_xyz[1] > 0 else np.inf
-    irz = 1.0 / blend_range_xyz[2] if blend_range_xyz[2] > 0 else np.inf
+    hx, hy, hz, gx, gy, gz, irx, iry, irz = _view_constants(level_f_xyz, blend_range_xyz)
     sx, sy, sz = size_xyz[0], size_xyz[1], size_xyz[2]
     cx0, cx1, cx2 = m_out_to_view[0, 0], m_out_to_view[1, 0], m_out_to_view[2, 0]
     lo = -COVER_EPS
     for bz in range(Z):
         k = float(k0 + bz)
         for by in range(Y):
-            j = float(j0 + by)
-            # Row base from absolute indices: identical for every block containing the row.
-            r0 = m_out_to_view[0, 3] + k * m_out_to_view[0, 2] + j * m_out_to_view[0, 1]
-            r1 = m_out_to_view[1, 3] + k * m_out_to_view[1, 2] + j * m_out_to_view[1, 1]
-            r2 = m_out_to_view[2, 3] + k * m_out_to_view[2, 2] + j * m_out_to_view[2, 1]
+            r0, r1, r2 = _row_base(m_out_to_view, k, float(j0 + by))
             # The block-local x range where the row can be inside the view (widened by
             # one voxel; the per-voxel test below decides).
             ok, a, b = _row_estimate(r0, r1, r2, cx0, cx1, cx2, sx, sy, sz, i0, X)
@@ -197,28 +246,7 @@ def accumulate_view(
                                      oz, oy, ox, nz, ny, nx)
                 elif mode == 4:
                     w = _cover_distance(vx, vy, vz, sx, sy, sz)
-                # The voxel's update per mode, written out here and in row_kernels' two loops:
-                # as a shared inlined helper it made this kernel 1.8x slower (numba 0.68,
-                # measured on 128 x 128 x 64 blocks, all modes), so the three copies stay and
-                # tests/fusion/test_row_kernel.py holds them equal bit for bit.
-                if mode == 1 or mode == 5:
-                    w = max(w, W_FLOOR)
-                    arow[bx] += w * val
-                    brow[bx] += w
-                elif mode == 0:
-                    arow[bx] += val
-                    brow[bx] += 1.0
-                elif mode == 2:
-                    if brow[bx] == 0.0 or val > arow[bx]:
-                        arow[bx] = val
-                        brow[bx] = 1.0
-                elif mode == 3:
-                    if brow[bx] == 0.0:
-                        arow[bx] = val
-                        brow[bx] = 1.0
-                elif w > brow[bx]:
-                    arow[bx] = val
-                    brow[bx] = w
+                arow[bx], brow[bx] = _accumulate_voxel(arow[bx], brow[bx], mode, val, w)
 
 
 @numba.njit(cache=True, nogil=True)

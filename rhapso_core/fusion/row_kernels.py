@@ -41,7 +41,8 @@ import numpy as np
 
 # The reference kernel's own helpers, so both do the same operations by construction.
 from rhapso_core.fusion.kernels import (
-    BLEND_LUT, COVER_EPS, W_FLOOR, _LUT_N, _axis_weight, _cover_distance, _row_estimate,
+    BLEND_LUT, COVER_EPS, _LUT_N, _accumulate_voxel, _axis_weight, _clamped_cell, _cover_distance, _row_base,
+    _row_estimate, _view_constants,
 )
 
 __all__ = ["accumulate_view_rows"]
@@ -101,16 +102,8 @@ def _interior(i, r0, r1, r2, cx0, cx1, cx2, hx, hy, hz, gx, gy, gz, nx1, ny1, nz
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _sample(flat, lz, ly, lx, oz, oy, ox, nz, ny, nx, sz_, sy_):
-    # kernels._interp on the flattened box: identical clamps, fractions and lerp order.
-    lz = min(max(lz, 0.0), nz - 1.0)
-    ly = min(max(ly, 0.0), ny - 1.0)
-    lx = min(max(lx, 0.0), nx - 1.0)
-    z0 = min(int(math.floor(lz)), max(nz - 2, 0))
-    y0 = min(int(math.floor(ly)), max(ny - 2, 0))
-    x0 = min(int(math.floor(lx)), max(nx - 2, 0))
-    fz = lz - z0
-    fy = ly - y0
-    fx = lx - x0
+    # kernels._interp on the flattened box: the same cell, fractions and lerp order.
+    z0, y0, x0, fz, fy, fx = _clamped_cell(lz, ly, lx, nz, ny, nx)
     dz = (min(z0 + 1, nz - 1) - z0) * sz_
     dy = (min(y0 + 1, ny - 1) - y0) * sy_
     dx = min(x0 + 1, nx - 1) - x0
@@ -319,7 +312,7 @@ def _interior_pass(arow, brow, s, e, mode, axisw, i0, r0, r1, r2, cx0, cx1, cx2,
         c0 = c00 * (1.0 - fy) + c01 * fy
         c1 = c10 * (1.0 - fy) + c11 * fy
         val = c0 * (1.0 - fz) + c1 * fz
-        # The per-mode update as in kernels.accumulate_view (why it is not shared: there).
+        w = 0.0
         if blend:
             w = W[q]
             if mode == 5:
@@ -330,23 +323,9 @@ def _interior_pass(arow, brow, s, e, mode, axisw, i0, r0, r1, r2, cx0, cx1, cx2,
                 d0 = d00 * (1.0 - fy) + d01 * fy
                 d1 = d10 * (1.0 - fy) + d11 * fy
                 w *= d0 * (1.0 - fz) + d1 * fz
-            w = max(w, W_FLOOR)
-            arow[bx] += w * val
-            brow[bx] += w
-        elif mode == 0:
-            arow[bx] += val
-            brow[bx] += 1.0
-        elif mode == 2:
-            if brow[bx] == 0.0 or val > arow[bx]:
-                arow[bx] = val
-                brow[bx] = 1.0
-        elif mode == 3:
-            arow[bx] = val
-            brow[bx] = 1.0
-        else:
-            if W[q] > brow[bx]:
-                arow[bx] = val
-                brow[bx] = W[q]
+        elif mode == 4:
+            w = W[q]
+        arow[bx], brow[bx] = _accumulate_voxel(arow[bx], brow[bx], mode, val, w)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -383,24 +362,7 @@ def _segment(arow, brow, s, e, mode, clamp, axisw, i0, r0, r1, r2, cx0, cx1, cx2
                     w *= _sample_in(wflat, lz, ly, lx, oz, oy, ox, sz_, sy_)
         elif mode == 4:
             w = _cover_distance(vx, vy, vz, sx, sy, sz)
-        # The per-mode update as in kernels.accumulate_view (why it is not shared: there).
-        if mode == 1 or mode == 5:
-            w = max(w, W_FLOOR)
-            arow[bx] += w * val
-            brow[bx] += w
-        elif mode == 0:
-            arow[bx] += val
-            brow[bx] += 1.0
-        elif mode == 2:
-            if brow[bx] == 0.0 or val > arow[bx]:
-                arow[bx] = val
-                brow[bx] = 1.0
-        elif mode == 3:
-            arow[bx] = val
-            brow[bx] = 1.0
-        elif w > brow[bx]:
-            arow[bx] = val
-            brow[bx] = w
+        arow[bx], brow[bx] = _accumulate_voxel(arow[bx], brow[bx], mode, val, w)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -416,14 +378,9 @@ def accumulate_view_rows(
     k0, j0, i0 = block_start_zyx[0], block_start_zyx[1], block_start_zyx[2]
     oz, oy, ox = src_off_zyx[0], src_off_zyx[1], src_off_zyx[2]
     nz, ny, nx = level_shape_zyx[0], level_shape_zyx[1], level_shape_zyx[2]
-    fx, fy, fz = level_f_xyz[0], level_f_xyz[1], level_f_xyz[2]
-    hx, hy, hz = (fx - 1.0) / 2.0, (fy - 1.0) / 2.0, (fz - 1.0) / 2.0
-    gx, gy, gz = 1.0 / fx, 1.0 / fy, 1.0 / fz
+    hx, hy, hz, gx, gy, gz, irx, iry, irz = _view_constants(level_f_xyz, blend_range_xyz)
     # Factor 1 on every axis: (v - 0.0) * 1.0 == v, so the level coordinate is v itself.
-    lvl0 = fx == 1.0 and fy == 1.0 and fz == 1.0
-    irx = 1.0 / blend_range_xyz[0] if blend_range_xyz[0] > 0 else np.inf
-    iry = 1.0 / blend_range_xyz[1] if blend_range_xyz[1] > 0 else np.inf
-    irz = 1.0 / blend_range_xyz[2] if blend_range_xyz[2] > 0 else np.inf
+    lvl0 = level_f_xyz[0] == 1.0 and level_f_xyz[1] == 1.0 and level_f_xyz[2] == 1.0
     bbx, bby, bbz = blend_border_xyz[0], blend_border_xyz[1], blend_border_xyz[2]
     sx, sy, sz = size_xyz[0], size_xyz[1], size_xyz[2]
     cx0, cx1, cx2 = m_out_to_view[0, 0], m_out_to_view[1, 0], m_out_to_view[2, 0]
@@ -443,10 +400,7 @@ def accumulate_view_rows(
     for bz in range(Z):
         k = float(k0 + bz)
         for by in range(Y):
-            j = float(j0 + by)
-            r0 = m_out_to_view[0, 3] + k * m_out_to_view[0, 2] + j * m_out_to_view[0, 1]
-            r1 = m_out_to_view[1, 3] + k * m_out_to_view[1, 2] + j * m_out_to_view[1, 1]
-            r2 = m_out_to_view[2, 3] + k * m_out_to_view[2, 2] + j * m_out_to_view[2, 1]
+            r0, r1, r2 = _row_base(m_out_to_view, k, float(j0 + by))
             # The reference kernel's widened estimate of the row's range ...
             ok, a, b = _row_estimate(r0, r1, r2, cx0, cx1, cx2, sx, sy, sz, i0, X)
             if not ok:

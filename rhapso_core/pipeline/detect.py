@@ -48,11 +48,7 @@ def plan_views(
 
         params = resolved_for(xml_uri, PipelineParams(detection=params), storage_options).params.detection
     sd = load_dataset(xml_uri, storage_options)
-    if views is None:
-        views = select_views(sd, selection)
-        if params.channels is not None:
-            views = [v for v in views if view_attributes(sd, v)["channel"] in set(params.channels)]
-    views = [tuple(v) for v in views]
+    views = detection_views(sd, params, selection) if views is None else [tuple(v) for v in views]
     overlaps = overlap_regions(sd, view_geometry(sd)) if params.overlap_only else {}
     plans = []
     for v in views:
@@ -61,6 +57,15 @@ def plan_views(
         regions = tuple(tuple(tuple(float(x) for x in row) for row in np.asarray(r)) for r in plan.regions_xyz)
         plans.append(ViewDetectionPlan(v, plan.params, regions, tuple(plan.tasks)))
     return plans
+
+
+def detection_views(sd: SpimData, params: DetectionParams, selection: ViewSelection | None = None) -> list[ViewId]:
+    """The views detection runs on: the ``selection``'s (default all) of the channels in
+    ``params.channels`` (default all)."""
+    views = select_views(sd, selection)
+    if params.channels is not None:
+        views = [v for v in views if view_attributes(sd, v)["channel"] in set(params.channels)]
+    return [tuple(v) for v in views]
 
 
 def overlap_regions(sd: SpimData, geometry) -> dict:
@@ -79,6 +84,16 @@ def run_chunk(xml_uri: str, view: ViewId, task: ChunkTask, params: DetectionPara
     sd = load_dataset(xml_uri, storage_options)
     source = open_view(sd, tuple(view), storage_options)
     return detect_chunk(source, task.level, task.in_memory_factor, task.core_box, params)
+
+
+def detect_in_process(xml_uri: str, store_uri: str, params: DetectionParams, storage_options=None) -> dict[ViewId, int]:
+    """Every view's points detected one chunk after another in this process and stored (what
+    the detection flow runs as tasks); the points stored per view."""
+    counts = {}
+    for plan in plan_views(xml_uri, params, storage_options=storage_options):
+        parts = [run_chunk(xml_uri, plan.view, t, plan.params, storage_options) for t in plan.tasks]
+        counts[plan.view] = store_view(store_uri, plan, merge_view(plan, parts), storage_options)
+    return counts
 
 
 def merge_view(plan: ViewDetectionPlan, parts: list[InterestPoints]) -> InterestPoints:

@@ -49,9 +49,7 @@ def align_in_process(xml: str, work: str, params, rounds=None) -> InProcessAlign
     rounds = list(rounds or alignment_rounds(p, res.prealignment))
     # Phase rounds read pixels, not points (as the flow): a run of phase rounds only detects nothing.
     if any(k != "phase" for k in rounds):
-        for plan in detect.plan_views(xml, p.detection):
-            parts = [detect.run_chunk(xml, plan.view, t, plan.params) for t in plan.tasks]
-            detect.store_view(store, plan, detect.merge_view(plan, parts))
+        detect.detect_in_process(xml, store, p.detection)
     t2 = time.perf_counter()
     current, matched, anchors, checks = xml, [], None, []
     for i, kind in enumerate(rounds, start=1):

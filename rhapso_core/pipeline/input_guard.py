@@ -35,14 +35,14 @@ class InputPath:
     what: str
 
 
-def resolve(uri: str) -> str:
+def canonical_path(uri: str) -> str:
     """A comparable form of ``uri``: the real local path (symlinks and ``..`` resolved, the
     part that does not exist yet kept as written), or the normalised URI."""
     uri = str(uri)
     if uris.is_url(uri):
         scheme = uri.partition("://")[0]
         if scheme == "file":
-            return resolve(uri.partition("://")[2])
+            return canonical_path(uri.partition("://")[2])
         return uris.normalize(uri).rstrip("/")
     return os.path.realpath(os.path.abspath(os.path.expanduser(uri)))
 
@@ -68,11 +68,11 @@ def dataset_inputs(xml_uri: str, storage_options: dict | None = None, sd=None) -
     from rhapso_core.pipeline.dataset import load_dataset
 
     sd = sd if sd is not None else load_dataset(xml_uri, storage_options)
-    out = [InputPath(resolve(xml_uri), "the input XML")]
+    out = [InputPath(canonical_path(xml_uri), "the input XML")]
     seen = {out[0].path}
 
     def add(path: str, what: str) -> None:
-        p = resolve(path)
+        p = canonical_path(path)
         if p not in seen:
             seen.add(p)
             out.append(InputPath(p, what))
@@ -118,7 +118,7 @@ def check_outputs(outputs: Iterable[tuple[str, str]], inputs: Iterable[InputPath
     for out, what in outputs:
         if not out:
             continue
-        r = resolve(out)
+        r = canonical_path(out)
         for inp in inputs:
             if r == inp.path:
                 how = "is"
@@ -168,11 +168,11 @@ def configured_roots(roots: Iterable[str] | None = None) -> list[str]:
 
 def check_data_roots(paths: Iterable[tuple[str, str]], roots: Iterable[str]) -> None:
     """Refuse the first ``(path, what)`` resolving outside every root (symlinks and ``..`` resolved)."""
-    resolved_roots = [resolve(r) for r in roots]
+    resolved_roots = [canonical_path(r) for r in roots]
     if not resolved_roots:
         return
     for path, what in paths:
-        r = resolve(path)
+        r = canonical_path(path)
         if not any(_inside(r, root) for root in resolved_roots):
             raise OutsideDataRootsError(
                 f"{path}: {what} resolves to {r}, outside the data roots ({', '.join(resolved_roots)}); "

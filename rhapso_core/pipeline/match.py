@@ -62,7 +62,17 @@ def plan_pairs(
     attributes' values. Timepoints are paired as ``timepoints`` says (default: within
     a timepoint only).
     """
-    sd = load_dataset(xml_uri, storage_options)
+    return dataset_pairs(load_dataset(xml_uri, storage_options), pair_mode, group_by, grouping=grouping,
+                         timepoints=timepoints, reference_timepoint=reference_timepoint,
+                         timepoint_range=timepoint_range, selection=selection, channels=channels)
+
+
+def dataset_pairs(
+    sd, pair_mode: str = "overlapping", group_by=(), *, grouping=("channel", "illumination"),
+    timepoints: str = "individually", reference_timepoint: int | None = None, timepoint_range: int = 5,
+    selection: ViewSelection | None = None, channels=None,
+) -> list[tuple[ViewId, ViewId]]:
+    """:func:`plan_pairs` of a loaded dataset (the planner's, which has it loaded already)."""
     views = select_views(sd, selection)
     if channels is not None:
         views = [v for v in views if view_attributes(sd, v)["channel"] in set(channels)]
@@ -122,16 +132,17 @@ def match_pair(
 
 
 def stored_point_counts(store_uri: str, label: str, views, storage_options=None) -> dict[ViewId, int]:
-    """Points stored for each of ``views`` under ``label`` (0 where none are), from the store's
-    metadata only: what sizes a matching batch (:func:`rhapso_core.cost.matching_batch_memory`)."""
+    """Points stored for each of ``views`` under ``label`` (views without points are left out),
+    from the store's metadata only: what sizes a matching batch (:func:`rhapso_core.cost.stored_batch_memory`,
+    in the flows and in :func:`rhapso_core.planner.plan`)."""
     from concurrent.futures import ThreadPoolExecutor
 
     store = PointStore(store_uri, storage_options=storage_options, mode="r")
 
-    def count(v) -> int:
-        return store.point_info(v, label)["n_points"] if store.has_points(v, label) else 0
+    def count(v) -> int | None:
+        return store.point_info(v, label)["n_points"] if store.has_points(v, label) else None
 
     views = sorted({tuple(v) for v in views})
     # Metadata reads, latency-bound on an object store: a few at a time.
     with ThreadPoolExecutor(max_workers=min(16, max(len(views), 1))) as pool:
-        return dict(zip(views, pool.map(count, views)))
+        return {v: n for v, n in zip(views, pool.map(count, views)) if n is not None}

@@ -6,13 +6,16 @@ planning tasks run for real and the work tasks (DoG, fusion, downsampling, match
 results of a fixed size (DoG: ``POINTS`` points a chunk; fusion, downsampling and matching:
 nothing), since what they compute is tested elsewhere and not what is compared here.
 Tolerance: none. Counts are equal and memory per task is the largest hint plus the planner's
-worker-process baseline, exactly. Matching memory depends on the points detection finds, which
-the planner estimates: there the flow's hint is checked against the points stored and the
-planner's against its estimate, through the one formula
-(:func:`rhapso_core.cost.matching_batch_memory`).
+worker-process baseline, exactly. Matching memory depends on the points detection finds: planned
+before detection it is an estimate (and the plan says so); planned on the store detection
+filled it equals the flow's hint. The solve is not submitted (it runs in the flow's process):
+its count is compared, its memory is the planner's estimate.
 """
 
 from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,6 +24,8 @@ from prefect_ray.context import RemoteOptionsContext
 from rhapso_core.config import PipelineParams
 from rhapso_core.detection import InterestPoints
 from rhapso_core.pipeline.dataset import load_dataset
+from rhapso_core.pipeline.match import PairRecord
+from rhapso_core.pipeline.retry import RetryParams
 from rhapso_core.pointstore import PointStore
 from rhapso_core.cost import matching_batch_memory, reserved_memory
 from rhapso_core.planner import plan
@@ -62,17 +67,21 @@ class _Recorder:
 
 @pytest.fixture
 def submitted(monkeypatch):
+    import flows.alignment
     import flows.artifacts
     import rhapso_core.cost
     import tasks.detection
     import tasks.fusion
     import tasks.matching
+    import tasks.solving
 
     log: list = []
     # Ray's 64 MiB floor would hide every hint of this small dataset: compare the formulas themselves.
     monkeypatch.setattr(rhapso_core.cost, "MIN_TASK_MEMORY", 0)
     monkeypatch.setattr(flows.artifacts, "wait_with_progress", lambda futures, what: [f.result() for f in futures])
-    monkeypatch.setattr(flows.artifacts, "points_table", lambda *a, **k: None)
+    for name in ("points_table", "pairs_table", "solver_table"):
+        monkeypatch.setattr(flows.artifacts, name, lambda *a, **k: None)
+    monkeypatch.setattr(flows.alignment, "get_run_logger", lambda: logging.getLogger("test"))
     monkeypatch.setattr(tasks.detection, "run_chunk", _Recorder(log, "detect", _points))
     monkeypatch.setattr(tasks.detection, "store_points", _Recorder(log, "store", tasks.detection.store_points.fn))
     monkeypatch.setattr(tasks.detection, "plan_views", tasks.detection.plan_views.fn)
@@ -80,7 +89,15 @@ def submitted(monkeypatch):
     monkeypatch.setattr(tasks.fusion, "downsample", _Recorder(log, "downsample", lambda *a: 0))
     for name in ("plan_fusion", "plan_pyramid", "finish_pyramid", "fused_xml"):
         monkeypatch.setattr(tasks.fusion, name, getattr(tasks.fusion, name).fn)
-    monkeypatch.setattr(tasks.matching, "match_pairs", _Recorder(log, "match", lambda xml, st, batch, *a: [None] * len(batch)))
+    monkeypatch.setattr(tasks.matching, "match_pairs", _Recorder(log, "match", lambda xml, st, batch, label, *a: [
+        PairRecord(a, b, label, 1, 1, 1, 1, 0.0, "ok", "", None) for a, b in batch]))
+    monkeypatch.setattr(tasks.matching, "plan_pairs", tasks.matching.plan_pairs.fn)
+
+    def solve_round(*args):  # called, not submitted: in the flow's process
+        log.append(("solve", None))
+        return SimpleNamespace(to_dict=dict, verify=None, final_error=0.0, transform_name="stub")
+
+    monkeypatch.setattr(tasks.solving, "solve_round", solve_round)
     return log
 
 
@@ -96,8 +113,7 @@ def _stage(log, name):
                 "multiscale": {"target_block_size_mb": 0.05}}},
 ])
 def test_planner_predicts_the_submitted_tasks_and_memory_hints(generated, tmp_path, submitted, overrides):
-    from flows.alignment import detection_stage
-    from flows.batched_matching import match_in_batches
+    from flows.alignment import detection_stage, match_and_solve_stage
     from flows.fusion import fusion_stage
     from tasks.matching import plan_pairs
 
@@ -105,25 +121,39 @@ def test_planner_predicts_the_submitted_tasks_and_memory_hints(generated, tmp_pa
            **overrides.get("detection", {})}
     p = PipelineParams(detection=det, alignment=overrides.get("alignment", {}), fusion=overrides.get("fusion", {}))
     xml = str(generated.xml)
-    rep = plan(xml, cores=CORES, memory_per_core_gb=4.0, params=p)
+    store = str(tmp_path / "ip.zarr")
+    rep = plan(xml, cores=CORES, memory_per_core_gb=4.0, params=p, points_store=store)
     base = rep.throughputs["process_baseline_mb"] * 1e6  # the worker process, which Ray does not reserve
 
-    detection_stage.fn(xml, str(tmp_path / "ip.zarr"), p.detection)
+    detection_stage.fn(xml, store, p.detection)
     n, hint = _stage(submitted, "detect")
     assert hint > 0 and n > 1 and rep.stage("detection").tasks == n
     assert rep.stage("detection").memory_per_task_bytes == base + hint
 
-    pairs = plan_pairs.fn(xml, p.alignment.pair_mode, p.alignment.group_by)
+    pairs = plan_pairs(xml, p.alignment.pair_mode, p.alignment.group_by)  # the task body (patched in)
+    no_retry = RetryParams(enabled=False, phase_link=False, image_check=False)
     for r in p.alignment.rounds:
-        match_in_batches(xml, str(tmp_path / "ip.zarr"), pairs, "beads", p.matching, CORES, r)
+        m, s = p.round_params(r)
+        match_and_solve_stage.fn(xml, store, "beads", m, s, str(tmp_path / f"{r}.xml"), r, p.alignment.pair_mode,
+                                 list(p.alignment.group_by), CORES, pair_retry=no_retry, alignment=p.alignment)
     n, hint = _stage(submitted, "match")
     assert rep.stage("matching").tasks == n and n < len(pairs) * len(p.alignment.rounds), "batches, not pairs"
-    stored = {v: len(PointStore(str(tmp_path / "ip.zarr")).read_points(v, "beads").ids) for pair in pairs for v in pair}
-    assert min(stored.values()) >= POINTS
-    assert hint == reserved_memory(max(matching_batch_memory([(stored[a], stored[b])]) for a, b in pairs))
+    assert rep.stage("solve").tasks == len([1 for name, _ in submitted if name == "solve"])
+    # Planned before detection: the estimate, and the plan says so.
     n_views = len(load_dataset(xml).views())
     estimate = rep.stage("detection").bytes_written / 32 / n_views  # the planner's points per view
     assert rep.stage("matching").memory_per_task_bytes == base + reserved_memory(matching_batch_memory([(estimate, estimate)]))
+    assert "memory estimated from" in rep.stage("matching").note
+    # Planned on the points detection stored (a re-run, or `rhapso plan` after detection): the flow's hint.
+    stored = {v: len(PointStore(store).read_points(v, "beads").ids) for pair in pairs for v in pair}
+    assert min(stored.values()) >= POINTS
+    assert hint == reserved_memory(max(matching_batch_memory([(stored[a], stored[b])]) for a, b in pairs))
+    after = plan(xml, cores=CORES, memory_per_core_gb=4.0, params=p, points_store=store)
+    assert after.stage("matching").memory_per_task_bytes == base + hint
+    assert "points stored in" in after.stage("matching").note
+    for name in ("detection", "solve", "fusion", "multiscale"):
+        assert (after.stage(name).tasks, after.stage(name).memory_per_task_bytes) == \
+            (rep.stage(name).tasks, rep.stage(name).memory_per_task_bytes), name
 
     fusion_stage.fn(xml, str(tmp_path / "fused.ome.zarr"), p.fusion)
     n, hint = _stage(submitted, "fuse")

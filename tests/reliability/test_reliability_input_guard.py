@@ -14,7 +14,7 @@ import pytest
 from reliability_cli import refused
 from reliability_helpers import FIGURES
 
-from rhapso_core.pipeline.input_guard import InputOverwriteError, InputPath, check_outputs, dataset_inputs, resolve
+from rhapso_core.pipeline.input_guard import InputOverwriteError, InputPath, check_outputs, dataset_inputs, canonical_path
 
 SMALL = dict(grid=(2, 1, 1), tile_size_xyz=(64, 64, 16), overlap=0.25, n_levels=1, chunk_size_xyz=(32, 32, 16))
 _CASES: list[str] = []
@@ -72,14 +72,14 @@ def test_inputs_of_a_dataset_are_resolved(small, tmp_path):
     link = tmp_path / "via-link"
     link.symlink_to(small.root, target_is_directory=True)
     found = {i.path for i in dataset_inputs(str(link / "dataset.xml"))}
-    assert found == {resolve(small.xml)} | {resolve(t) for t in small.tiles.values()}
+    assert found == {canonical_path(small.xml)} | {canonical_path(t) for t in small.tiles.values()}
     # Beside an input is allowed: the aligned XML and the point store in the dataset's folder.
     check_outputs([(str(small.root / "dataset.aligned.xml"), "--out"),
                    (str(small.root / "interestpoints.zarr"), "store")], dataset_inputs(str(small.xml)))
     with pytest.raises(InputOverwriteError, match="contains"):
-        check_outputs([(str(small.root), "--out")], [InputPath(resolve(small.xml), "the input XML")])
+        check_outputs([(str(small.root), "--out")], [InputPath(canonical_path(small.xml), "the input XML")])
     # URIs: compared after normalising '..' and a trailing slash.
-    inputs = [InputPath(resolve("s3://b/ds/tiles.zarr/t0.zarr"), "a tile")]
+    inputs = [InputPath(canonical_path("s3://b/ds/tiles.zarr/t0.zarr"), "a tile")]
     with pytest.raises(InputOverwriteError, match="is inside"):
         check_outputs([("s3://b/ds/x/../tiles.zarr/t0.zarr/fused/", "--out")], inputs)
     check_outputs([("s3://b/ds/tiles.zarr/t0.zarr2", "--out"), ("s3://other/ds/tiles.zarr/t0.zarr", "--out")], inputs)
@@ -93,7 +93,7 @@ def test_listed_interest_points_are_inputs(small):
     save_xml(sd.with_interest_points([InterestPointsFile(0, 0, "beads", "", "tpId_0_viewSetupId_0/beads")]),
              small.xml)
     n5 = small.root / "interestpoints.n5"
-    assert resolve(n5) in {i.path for i in dataset_inputs(str(small.xml))}
+    assert canonical_path(n5) in {i.path for i in dataset_inputs(str(small.xml))}
     shutil.rmtree(n5, ignore_errors=True)
     refused(small.root, "align", small.xml, "--out", small.root / "again.xml", "--no-ray",
             must_name="interestpoints.n5")

@@ -64,9 +64,7 @@ def two_channels(tmp_path_factory):
         fibre_count=0, n_levels=2, chunk_size_xyz=(64, 48, 24), channels=2, seed=11))
     p = PipelineParams()
     xml, store = str(paths.xml), str(root / "ip.zarr")
-    for plan in detect.plan_views(xml, p.detection):
-        parts = [detect.run_chunk(xml, plan.view, t, plan.params) for t in plan.tasks]
-        detect.store_view(store, plan, detect.merge_view(plan, parts))
+    detect.detect_in_process(xml, store, p.detection)
     m, s = p.round_params("rigid")
     pairs = match.plan_pairs(xml, grouping=p.alignment.grouping)
     recs = [match.match_pair(xml, store, a, b, "beads", m) for a, b in pairs]

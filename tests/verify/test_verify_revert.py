@@ -91,9 +91,7 @@ def matched(tmp_path_factory):
         n_levels=2, chunk_size_xyz=(64, 64, 32), seed=3))
     p = PipelineParams()
     xml, store = str(paths.xml), str(root / "ip.zarr")
-    for plan in detect.plan_views(xml, p.detection):
-        parts = [detect.run_chunk(xml, plan.view, t, plan.params) for t in plan.tasks]
-        detect.store_view(store, plan, detect.merge_view(plan, parts))
+    detect.detect_in_process(xml, store, p.detection)
     m, s = p.round_params("rigid")
     for a, b in match.plan_pairs(xml):
         match.match_pair(xml, store, a, b, "beads", m)
