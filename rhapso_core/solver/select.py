@@ -142,10 +142,11 @@ def select_model(
         views = {v: g for v, g in views.items() if v in kept}
     # Canonical link order and a seed per link: the choice does not depend on the order links come in.
     links = sorted(links, key=lambda lk: (_key(lk), lk.n))
-    usable = [lk.n >= params.min_matches and float(np.sum(lk.weight)) * label_w.get(lk.label, 1.0) > 0
-              for lk in links]
+    trained = [lk.n >= params.min_matches and float(np.sum(lk.weight)) * label_w.get(lk.label, 1.0) > 0
+               for lk in links]
     # Trained-only labels are held out only where no other link can be (a round of image links alone).
     trained_only = set(params.validation_trained_only_labels)
+    usable = list(trained)
     if any(ok and lk.label not in trained_only for lk, ok in zip(links, usable)):
         usable = [ok and lk.label not in trained_only for lk, ok in zip(links, usable)]
     k = params.validation_folds
@@ -175,7 +176,7 @@ def select_model(
     affine = [c for c in cands if c[0] == "affine"]
     if m != "affine" or len(affine) < 2:
         return ModelChoice(m, float(lam), reason, k, n_held, scores)
-    pair_fold = _pair_folds(links, usable, params.validation_pairs, seed)
+    pair_fold = _pair_folds(links, usable, params.validation_pairs, seed, trained)
     if not any(f is not None for f in pair_fold):
         return ModelChoice(m, float(lam), reason + "; lambda: no link held out whole (validation_pairs is 0, or "
                                                    "every link is a bridge)",
@@ -279,7 +280,8 @@ def _validate(links, params, views, cands, folds, k, by_pairs, z=None):
     return choice, reason, int(len(w)), scores
 
 
-def _pair_folds(links: Sequence[Link], usable: Sequence[bool], max_pairs: int, seed: int) -> list[int | None]:
+def _pair_folds(links: Sequence[Link], usable: Sequence[bool], max_pairs: int, seed: int,
+                connected_by: Sequence[bool] | None = None) -> list[int | None]:
     """The fold each link is held out in (None: always trained on); one link per fold.
 
     A link is held out only where the other links keep every view connected as in the full
@@ -290,9 +292,12 @@ def _pair_folds(links: Sequence[Link], usable: Sequence[bool], max_pairs: int, s
     mosaic with 1 % affine truth preferred translation to every affine).
     Up to ``max_pairs`` links, drawn at random (fixed seed, canonical order), first one per
     view so that the held-out pairs cover as many views as possible."""
-    nodes = sorted({v for lk, ok in zip(links, usable) if ok for v in (lk.a, lk.b)})
+    # Whether a held-out link is a bridge is a property of the graph the folds are solved on: every
+    # trained link (``connected_by``, default ``usable``), also those never held out themselves.
+    connected_by = usable if connected_by is None else connected_by
+    nodes = sorted({v for lk, ok in zip(links, connected_by) if ok for v in (lk.a, lk.b)})
     index = {v: i for i, v in enumerate(nodes)}
-    edges = [(index[lk.a], index[lk.b]) if ok else None for lk, ok in zip(links, usable)]
+    edges = [(index[lk.a], index[lk.b]) if ok else None for lk, ok in zip(links, connected_by)]
 
     def n_components(skip: int) -> int:
         parent = list(range(len(nodes)))
@@ -317,7 +322,7 @@ def _pair_folds(links: Sequence[Link], usable: Sequence[bool], max_pairs: int, s
     if max_pairs <= 0:
         return out
     full = n_components(-1)
-    order = [j for j, e in enumerate(edges) if e is not None]
+    order = [j for j, e in enumerate(edges) if e is not None and usable[j]]
     order = [order[i] for i in np.random.default_rng(seed).permutation(len(order))]
     chosen: list[int] = []
     for distinct in (True, False):

@@ -123,3 +123,14 @@ def test_image_links_are_trained_on_but_never_held_out():
     assert 0 < chosen.n_held_out <= sum(lk.n for lk in points_only)
     everything = select_model(links, SolverParams(validation_trained_only_labels=[]), g.views)
     assert everything.n_held_out > chosen.n_held_out
+
+
+def test_links_never_held_out_still_connect_the_held_out_ones():
+    # A 2 x 2 grid: with two of its four links image links (trained on, never held out), the two
+    # point links are bridges among point links alone but not in the graph the folds are solved
+    # on: they can be held out.
+    g = make_grid((2, 2, 1), "rigid", seed=1)
+    usable = [j % 2 == 0 for j in range(len(g.links))]
+    assert all(f is None for f in _pair_folds(g.links, usable, 12, seed=0))
+    held = _pair_folds(g.links, usable, 12, seed=0, connected_by=[True] * len(g.links))
+    assert [f is not None for f in held] == usable
