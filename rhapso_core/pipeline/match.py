@@ -90,6 +90,13 @@ def dataset_pairs(
     ]
 
 
+def _imaged_box(affine: np.ndarray, size_xyz) -> tuple[np.ndarray, np.ndarray]:
+    """World box (min_xyz, max_xyz) of a view's voxels' extents ``[-0.5, size - 0.5]``."""
+    size = np.asarray(size_xyz, dtype=np.float64)
+    corners = transforms.apply(affine, transforms.box_corners(np.full(3, -0.5), size - 0.5))
+    return corners.min(axis=0), corners.max(axis=0)
+
+
 def match_pair(
     xml_uri: str, store_uri: str, view_a: ViewId, view_b: ViewId, label: str,
     params: MatchingParams, storage_options=None,
@@ -114,8 +121,10 @@ def match_pair(
     pb = store.read_points(view_b, label)
     wa = transforms.apply(geometry[view_a][0], pa.loc_xyz)
     wb = transforms.apply(geometry[view_b][0], pb.loc_xyz)
-    lo_a, hi_a = transforms.view_bounding_box(*geometry[view_a])
-    lo_b, hi_b = transforms.view_bounding_box(*geometry[view_b])
+    # The world both views image: voxel extents, half a voxel beyond the outer voxel centres. With the
+    # centres alone, a thin stack whose registration moved a hundredth of a voxel in z lost a whole plane
+    # of points from its overlap (3 planes: 170 of 183 candidates gone, no pair matched after a phase round).
+    (lo_a, hi_a), (lo_b, hi_b) = (_imaged_box(*geometry[v]) for v in (view_a, view_b))
     box = np.stack([np.maximum(lo_a, lo_b), np.minimum(hi_a, hi_b)])
     result = match_points(wa, wb, params, box=box, voxel_to_world=(geometry[view_a][0], geometry[view_b][0]))
     idx_a = result.idx_a if result.status == "ok" else np.zeros(0, np.int64)
