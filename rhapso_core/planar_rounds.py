@@ -13,10 +13,10 @@ low-contrast 2-D mosaic often lands there, while phase correlation of the overla
 needs no points at all (:mod:`rhapso_core.stitching`). So, when ``alignment.rounds`` was
 left at its default and every view is detected in 2-D (:func:`rhapso_core.detection.planes.resolve_dimensions`):
 
-* no sampled overlap expects enough points: ``[phase]`` (point rounds would match nothing);
-* some do, some do not: ``[phase, <the default rounds>]`` (phase places every tile, the
-  point rounds refine the pairs they can match; a phase link is kept for the others,
-  ``stitching.keep_links``);
+* some or all do not: ``[phase, <the default rounds>]`` (phase places every tile, the
+  point rounds refine the pairs they can match; a phase link, fitted in blocks, is kept for
+  the others, ``stitching.keep_links``). Never ``[phase]`` alone: a phase round fits
+  translations only;
 * all do: the default rounds, unchanged.
 
 A user-set ``alignment.rounds`` is always kept.
@@ -119,13 +119,14 @@ def choose_rounds(
     short = [n for n in expected if n < need]
     if not short:
         return None
-    if len(short) == len(expected):
-        chosen = ["phase"]
-        how = "no overlap can be matched by points: phase correlation alone"
-    else:
-        chosen = ["phase", *rounds]
-        how = (f"{len(short)} of {len(expected)} overlaps cannot be matched by points: phase "
-               f"correlation first, then {', '.join(rounds)} where points match")
+    # Phase correlation leads, and the point rounds still run even where no overlap is expected to
+    # match: the expectation can be wrong (4 x 4 stacks of 8 planes expected too few points and
+    # matched 42 of 42 pairs), and a phase round alone fits translations only, so a rotation of a
+    # degree stayed (1.8 voxel RMS); where points do fail, the phase links, fitted in blocks, hold
+    # the pairs in the point rounds with their rotation and scale.
+    chosen = ["phase", *rounds]
+    how = (f"{len(short)} of {len(expected)} overlaps cannot be matched by points: phase correlation first, "
+           f"then {', '.join(rounds)} where points match (phase links hold the others)")
     reason = (f"2-D views; {min(expected):.0f}-{max(expected):.0f} points expected per overlap, {need:.0f} needed "
               f"({min_matches} inliers, {FOUND_IN_BOTH:g} of the points found in both views): {how}")
     return ResolvedValue("alignment", "rounds", chosen, "auto", reason)

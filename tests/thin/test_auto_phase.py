@@ -36,7 +36,7 @@ def test_sparse_mosaic_is_aligned_by_phase(sparse, tmp_path):
     res = resolve_parameters(str(sparse.xml), PipelineParams())
     rounds = alignment_rounds(res.params, res.prealignment)
     assert rounds[0] == "phase", (rounds, res.prealignment.reason)
-    if res.params.alignment.rounds == ["phase"]:
+    if res.params.alignment.rounds[0] == "phase":
         why = res.value("alignment.rounds").reason
     else:
         why = res.prealignment.reason
@@ -86,9 +86,9 @@ def test_rule():
     det = DetectionParams(sigma=1.8)
     # 200 points per plane, overlap 56 x 256: 44 expected >= 24 needed -> points
     assert choose_rounds(_geometry(1), det, 12, _facts(200.0), ["rigid", "affine"], False) is None
-    # 80 per plane: 17.5 < 24 -> phase alone
+    # 80 per plane: 17.5 < 24 -> phase first, the point rounds after it
     r = choose_rounds(_geometry(1), det, 12, _facts(80.0), ["rigid", "affine"], False)
-    assert r is not None and r.value == ["phase"]
+    assert r is not None and r.value == ["phase", "rigid", "affine"]  # never phase alone: translations only
     # a user's rounds, a phase round already there, and 3-D views are left alone
     assert choose_rounds(_geometry(1), det, 12, _facts(80.0), ["rigid"], True) is None
     assert choose_rounds(_geometry(1), det, 12, _facts(80.0), ["phase", "rigid"], False) is None
