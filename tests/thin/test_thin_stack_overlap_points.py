@@ -3,7 +3,8 @@
 Points of a 3-plane stack lie on its planes; the overlap box used to be the intersection of
 the views' voxel centres, so a correction of a hundredth of a voxel in z (what a phase round
 leaves) cut the first or last plane's points out of the overlap: after the phase round on
-this 2 x 2 mosaic no pair had enough candidates. The box is now the views' voxel extents.
+this 2 x 2 mosaic no pair had enough candidates. The box now reaches a tenth of a voxel beyond
+the outer voxel centres.
 Tolerance: the candidates after the shift are at least 90 % of those before, and every
 face pair still matches.
 """
