@@ -323,14 +323,18 @@ def iter_region_chunks(array, selection) -> Iterator[tuple[tuple[slice, ...], np
     ``where`` its place in the box (slices over the kept axes). None (not an iterator)
     when the array must go through zarr; then read the box with :func:`read_region`.
     """
+    found = _direct_axes(array, selection)
+    return None if found is None else _iter(*found)
+
+
+def _direct_axes(array, selection):
+    """(direct chunks, normalised selection axes) of a read, or None when it must go through zarr."""
     z, lead = _unwrap(array)
     dc = direct_chunks(z)
     if dc is None:
         return None
     axes = _normalise(lead + (selection if isinstance(selection, tuple) else (selection,)), dc.shape)
-    if axes is None:
-        return None
-    return _iter(dc, axes)
+    return None if axes is None else (dc, axes)
 
 
 def _iter(dc: DirectChunks, axes) -> Iterator[tuple[tuple[slice, ...], np.ndarray]]:
@@ -374,13 +378,10 @@ def region_chunk_keys(array, selection) -> list[tuple[str, int]] | None:
     when the read would go through zarr."""
     import itertools
 
-    z, lead = _unwrap(array)
-    dc = direct_chunks(z)
-    if dc is None:
+    found = _direct_axes(array, selection)
+    if found is None:
         return None
-    axes = _normalise(lead + (selection if isinstance(selection, tuple) else (selection,)), dc.shape)
-    if axes is None:
-        return None
+    dc, axes = found
     n = dc.chunk_nbytes
     return [(dc.chunk_path(idx), n) for idx in itertools.product(*_chunk_ranges(axes, dc.chunks))]
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PhaseBlock", "block_parts", "fit_blocks", "MAX_PARTS"]
+__all__ = ["PhaseBlock", "block_parts", "fit_blocks", "information", "MAX_PARTS", "MAX_CLIMB"]
 
 #: Most parts along one axis. Three blocks in a row give the shift's change along the overlap
 #: (rotation, scale, shear) with one degree of freedom left to check it; more blocks only
@@ -50,12 +50,8 @@ class PhaseBlock:
 
     @property
     def information(self) -> float:
-        """Weight of the block among its link's blocks: compared volume x r / (1 - r)
-        (the same measure as :func:`rhapso_core.stitching.globalopt.link_weight`)."""
-        r = min(max(float(self.r), 0.01), 0.999)
-        extent = np.abs(np.asarray(self.box_max_xyz) - np.asarray(self.box_min_xyz))
-        deep = extent > 1e-6
-        return float(np.prod(extent[deep])) * r / (1.0 - r) if deep.any() else r / (1.0 - r)
+        """Weight of the block among its link's blocks (:func:`information`)."""
+        return information(np.abs(np.asarray(self.box_max_xyz) - np.asarray(self.box_min_xyz)), self.r)
 
     def to_dict(self) -> dict[str, Any]:
         return {"box_min_xyz": list(self.box_min_xyz), "box_max_xyz": list(self.box_max_xyz),
@@ -65,6 +61,20 @@ class PhaseBlock:
     def from_dict(cls, d: dict[str, Any]) -> "PhaseBlock":
         return cls(tuple(map(float, d["box_min_xyz"])), tuple(map(float, d["box_max_xyz"])),
                    tuple(map(float, d["shift_xyz"])), float(d["r"]))
+
+
+def information(extent_xyz, r: float) -> float:
+    """What a correlation over a box tells of its shift: compared volume x r / (1 - r).
+
+    r / (1 - r) is the signal-to-noise ratio of two noisy records of one signal whose Pearson
+    correlation is r, and a peak's position is known better the more voxels are compared.
+    r is clipped to [0.01, 0.999] (a perfect r would make one box absolute); an axis without
+    extent (a single plane) does not count.
+    """
+    r = min(max(float(r), 0.01), 0.999)
+    extent = np.asarray(extent_xyz, dtype=np.float64)
+    deep = extent > 1e-6
+    return float(np.prod(extent[deep])) * r / (1.0 - r) if deep.any() else r / (1.0 - r)
 
 
 def block_parts(shape_zyx: tuple[int, ...], min_len: int) -> list[tuple[slice, ...]]:

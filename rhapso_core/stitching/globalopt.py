@@ -21,6 +21,7 @@ import numpy as np
 from rhapso_core import transforms
 from rhapso_core.solver import Link, SolveResult, SolverParams, solve
 from rhapso_core.solver.records import LinkResidual
+from rhapso_core.stitching.blocks import information
 from rhapso_core.stitching.records import PhaseLink
 
 __all__ = ["PHASE_LABEL", "solver_links", "solve_phase_links", "anchor_links", "consistent_links", "link_weight"]
@@ -43,11 +44,9 @@ def link_weight(k: PhaseLink) -> float:
     ratios between links matter); r is clipped to [0.01, 0.999] (a perfect r would make one
     link absolute).
     """
-    r = min(max(float(k.r), 0.01), 0.999)
     extent = np.abs(np.asarray(k.box_max_xyz, dtype=np.float64) - np.asarray(k.box_min_xyz, dtype=np.float64))
-    deep = extent > 1e-6  # a single plane's box has no depth: that axis does not count
     shared = np.maximum(extent - np.abs(np.asarray(k.shift_xyz, dtype=np.float64)), 1e-3 * extent)
-    return float(np.prod(shared[deep])) * r / (1.0 - r) if deep.any() else r / (1.0 - r)
+    return information(shared, k.r)
 
 
 def solver_links(links: Sequence[PhaseLink], weighted: bool = True) -> list[Link]:
