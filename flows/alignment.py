@@ -109,7 +109,7 @@ def match_and_solve_stage(
     if pair_retry.image_check:
         records, replaced, image_checks = stitching_tasks.check_pairs(
             xml, store, records, label, stitching or StitchingParams(),
-            None if isinstance(matching.max_epsilon, str) else float(matching.max_epsilon))
+            None if isinstance(matching.max_epsilon, str) else float(matching.max_epsilon), solver.min_matches)
         round_anchors += [replaced] if replaced else []
         held = sum(r.status == "image_link" for r in records)
         if held:

@@ -48,8 +48,8 @@ def link_failed(xml_uri: str, records: list, params: StitchingParams, min_relati
 @task(name="check-pairs-against-images", retries=3, retry_delay_seconds=RETRY_DELAYS,
       retry_condition_fn=retry_transient)
 def check_pairs(xml_uri: str, store_uri: str, records: list, label: str, params: StitchingParams,
-                reach: float | None) -> tuple[list, dict | None, list]:
+                reach: float | None, min_matches: int = SolverParams.model_fields["min_matches"].default) -> tuple[list, dict | None, list]:
     # Reads the matched pairs' overlaps; drops (rewrites as empty) only the correspondences of pairs whose
     # points disagree with the images, so a retry after a partial run finds those pairs without matches and
     # leaves them as they are.
-    return check_pairs_against_images(xml_uri, store_uri, records, label, params, reach)
+    return check_pairs_against_images(xml_uri, store_uri, records, label, params, reach, min_matches=min_matches)

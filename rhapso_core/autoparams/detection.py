@@ -7,6 +7,8 @@ Derivations (working grid = the downsampled grid detection runs on):
   biased. An overlap lies at the edge of both its views, each losing a band at its own
   edge: to keep at least half of an overlap's width usable it must span
   ``MIN_WIDTH_BANDS = 4`` bands, ``4 * 2 * s2`` working voxels (17 at sigma 1.8).
+  The biased ones are left out of the solve where a pair can spare them
+  (:mod:`rhapso_core.pipeline.border_matches`).
 * **Feature size.** BigStitcher's DoG at sigma 1.8 working voxels responds most to blobs
   of sigma ``1.8 / peak_scale_ratio(2^(1/4))`` (about 2.4 working voxels). Downsampling
   further than that blurs the features into the kernel; so ``ds <= feature sigma / 2.4``.

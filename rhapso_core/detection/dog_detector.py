@@ -14,11 +14,11 @@ from scipy import ndimage
 from rhapso_core.detection._extrema import find_and_localize
 from rhapso_core.detection._extrema2d import find_and_localize_2d
 from rhapso_core.detection._median import median_xy_int
-from rhapso_core.detection.dog import dog_halo, dog_response, normalise
+from rhapso_core.detection.dog import dog_halo, dog_response, dog_sigmas, normalise
 from rhapso_core.detection.params import MAX_MOVES, DetectionParams
 from rhapso_core.detection.registry import Detector, register_detector
 
-__all__ = ["dog_find", "dog_chunk_halo", "DOG"]
+__all__ = ["dog_find", "dog_chunk_halo", "dog_border_margin", "DOG"]
 
 
 def dog_chunk_halo(params: DetectionParams) -> tuple[int, int, int]:
@@ -27,6 +27,15 @@ def dog_chunk_halo(params: DetectionParams) -> tuple[int, int, int]:
     params = params.concrete()
     base = dog_halo(params.sigma) + MAX_MOVES + 1
     return (1 if params.dimensions == "2d" else base, base + params.median_filter, base + params.median_filter)
+
+
+def dog_border_margin(params: DetectionParams) -> float:
+    """Working voxels from the border within which a DoG point's position is biased: twice the outer
+    Gaussian's sigma. A blob nearer the border than that meets its own mirror image (the filters
+    extend the image by reflection) in the DoG's surround. Measured on generated single-plane
+    mosaics (sigma 1.8, outer sigma 2.1 voxels): points 2-4 pixels from the border sat 0.22 pixel too
+    far inside on average, those 4-6 and beyond within 0.03 of their true positions."""
+    return 2.0 * dog_sigmas(params.concrete().sigma)[1]
 
 
 def dog_find(values: np.ndarray, vscale: float, lo: float, hi: float, core, params: DetectionParams,
@@ -55,4 +64,5 @@ def dog_find(values: np.ndarray, vscale: float, lo: float, hi: float, core, para
     )
 
 
-DOG = register_detector(Detector("dog", dog_find, dog_chunk_halo, "Difference of Gaussians (BigStitcher)"))
+DOG = register_detector(Detector("dog", dog_find, dog_chunk_halo, "Difference of Gaussians (BigStitcher)",
+                                 border_margin=dog_border_margin))

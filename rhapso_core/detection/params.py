@@ -120,6 +120,15 @@ class DetectionParams(StageParams):
     overlap_only: bool = Field(
         False, description="detect only inside the boxes where the view overlaps other views"
     )
+    exclude_border: bool = Field(
+        True,
+        description="record with each view's points how far from its x and y borders the detector's "
+        "localisation reads voxels past the border (the DoG: twice its outer sigma, working voxels), and "
+        "leave matches there out of the solve where a pair keeps at least half of its matches and the "
+        "solver's min_matches without them (rhapso_core.pipeline.border_matches): such positions are "
+        "pushed off by up to a quarter working voxel, differently in the two views of an overlap. Every "
+        "point is still detected, stored and matched. false: the solve uses every match (BigStitcher)",
+    )
     channels: list[int] | None = Field(
         None,
         description="channel ids whose views get interest points; None (default): every channel. Channels may "

@@ -54,12 +54,18 @@ class Detector:
         result the same as the whole view's.
     description : str
         One line for error messages and docs.
+    border_margin : callable, optional
+        ``border_margin(params) -> float``: working voxels from the view's border within which
+        the detector's localisation reads voxels past the border (mirrored) and is biased;
+        :func:`~rhapso_core.detection.view.detect_chunk` drops points nearer than this
+        (``detection.exclude_border``). None: no such reach.
     """
 
     name: str
     find: Callable[..., tuple["np.ndarray", "np.ndarray", "np.ndarray"]]
     halo: Callable[["DetectionParams"], tuple[int, int, int]]
     description: str = ""
+    border_margin: Callable[["DetectionParams"], float] | None = None
 
 
 _DETECTORS: dict[str, Detector] = {}

@@ -46,6 +46,7 @@ __all__ = [
     "detect_chunk",
     "detect_view",
     "detect_dog",
+    "border_margin_xyz",
 ]
 
 
@@ -312,6 +313,20 @@ def detect_chunk(source: ImageSource, level: int, in_memory_factor: Sequence[int
     f = np.asarray(total, dtype=np.float64)
     full_zyx = f * (loc + start) + (f - 1.0) / 2.0
     return InterestPoints(np.arange(n), full_zyx[:, ::-1], inten, val)
+
+
+def border_margin_xyz(params: DetectionParams, total_factor_zyx: Sequence[int]) -> tuple[float, float, float] | None:
+    """Full-resolution view voxels (x, y, z) from the border within which the detector's localisation
+    read voxels past the view's border (``Detector.border_margin`` on the working grid, times the
+    grid's factor); None where ``exclude_border`` is off or the detector names no margin.
+
+    z gets 0: tiles are laid side by side in x and y, and neighbours imaging the same depths
+    share the bias a z border gives (a thin stack is all z border)."""
+    det = get_detector(params.method)
+    if params.exclude_border is not True or det.border_margin is None:
+        return None
+    m = float(det.border_margin(params))
+    return (m * int(total_factor_zyx[2]), m * int(total_factor_zyx[1]), 0.0)
 
 
 def detect_view(source: ImageSource, params: DetectionParams, region_xyz=None,

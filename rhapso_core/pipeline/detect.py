@@ -15,6 +15,7 @@ from rhapso_core.detection import (
     merge_points,
     plan_detection,
 )
+from rhapso_core.detection.view import border_margin_xyz
 from rhapso_core.pipeline.dataset import load_dataset, open_view, overlap_boxes_in_view, view_geometry
 from rhapso_core.pointstore import PointStore, view_interest_points_entries
 from rhapso_core.pipeline.view_groups import view_groups
@@ -30,6 +31,8 @@ class ViewDetectionPlan:
     params: DetectionParams
     regions_xyz: tuple[tuple[tuple[float, ...], ...], ...]
     tasks: tuple[ChunkTask, ...]
+    # Full-res voxels (x, y, z) of biased localisation at the view's border (stored with the points).
+    border_margin_xyz: tuple[float, float, float] | None = None
 
 
 def plan_views(
@@ -55,7 +58,8 @@ def plan_views(
         source = open_view(sd, v, storage_options)
         plan = plan_detection(source, params, overlap_boxes_xyz=overlaps.get(v))
         regions = tuple(tuple(tuple(float(x) for x in row) for row in np.asarray(r)) for r in plan.regions_xyz)
-        plans.append(ViewDetectionPlan(v, plan.params, regions, tuple(plan.tasks)))
+        plans.append(ViewDetectionPlan(v, plan.params, regions, tuple(plan.tasks),
+                                       border_margin_xyz(plan.params, plan.total_factor)))
     return plans
 
 
@@ -116,7 +120,7 @@ def store_view(store_uri: str, plan: ViewDetectionPlan, points: InterestPoints, 
     store = PointStore(store_uri, storage_options=storage_options, mode="a")
     store.write_points(
         plan.view, plan.params.label, points.ids, points.loc_xyz, points.intensity, points.dog,
-        params=detection_params_string(plan.params),
+        params=detection_params_string(plan.params), border_margin_xyz=plan.border_margin_xyz,
     )
     return len(points)
 

@@ -75,7 +75,7 @@ def align_in_process(xml: str, work: str, params, rounds=None) -> InProcessAlign
                 round_anchors += [extra] if extra else []
         if p.pair_retry.image_check:
             records, replaced, _ = check_pairs_against_images(current, store, records, p.detection.label, p.stitching,
-                                                              float(m.max_epsilon))
+                                                              float(m.max_epsilon), min_matches=s.min_matches)
             round_anchors += [replaced] if replaced else []
         if anchors and round_anchors and round_anchors[0] is anchors:
             faces = face_pairs(current, records, p.pair_retry.min_relative_overlap)

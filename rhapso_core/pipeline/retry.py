@@ -97,7 +97,7 @@ def _add_points(store: PointStore, sd, view: ViewId, label: str, params: Detecti
         np.concatenate([old.loc_xyz, found.loc_xyz[keep]]),
         np.concatenate([old.intensity, found.intensity[keep]]),
         np.concatenate([old.dog, found.dog[keep]]),
-        params=f"{old.params} {marker}".strip(),
+        params=f"{old.params} {marker}".strip(), border_margin_xyz=old.border_margin_xyz,
     )
     for c in kept:  # appended points do not move the old ones: the indices still hold
         store.write_correspondences(c.view_a, c.view_b, label, c.idx_a, c.idx_b, params=c.params)

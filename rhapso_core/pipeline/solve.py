@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rhapso_core import transforms
+from rhapso_core.pipeline.border_matches import solved_matches
 from rhapso_core.pipeline.dataset import load_dataset, view_geometry
 from rhapso_core.pipeline.detect import attach_interest_points
 from rhapso_core.pipeline.results import SolveOutcome
@@ -21,11 +22,14 @@ from rhapso_core.verify import VerifyParams, verify_round
 _VERIFY_DEFAULT = VerifyParams()
 
 
-def links_for_labels(sd: SpimData, store: PointStore, labels: Sequence[str], geometry=None) -> list[Link]:
+def links_for_labels(sd: SpimData, store: PointStore, labels: Sequence[str], geometry=None,
+                     min_matches: int = 0) -> list[Link]:
     """Solver links of every usable stored pair of each label, in world coordinates under ``sd``.
 
     ``geometry`` is :func:`view_geometry`'s mapping (computed when None). Pairs that are
     interrupted, stale or empty are left out; views the XML does not list are ignored.
+    Matches with a point within its view's recorded border margin are left out where the
+    link keeps at least half of its matches and ``min_matches`` (:mod:`.border_matches`).
     """
     geometry = view_geometry(sd) if geometry is None else geometry
     links = []
@@ -36,9 +40,11 @@ def links_for_labels(sd: SpimData, store: PointStore, labels: Sequence[str], geo
                 continue
             for v in (c.view_a, c.view_b):
                 if v not in points:
-                    points[v] = store.read_points(v, label).loc_xyz
-            pa = transforms.apply(geometry[c.view_a][0], points[c.view_a][c.idx_a])
-            pb = transforms.apply(geometry[c.view_b][0], points[c.view_b][c.idx_b])
+                    points[v] = store.read_points(v, label)
+            use = solved_matches(points[c.view_a], points[c.view_b], c.idx_a, c.idx_b, geometry[c.view_a][1],
+                                 geometry[c.view_b][1], min_matches)
+            pa = transforms.apply(geometry[c.view_a][0], points[c.view_a].loc_xyz[c.idx_a[use]])
+            pb = transforms.apply(geometry[c.view_b][0], points[c.view_b].loc_xyz[c.idx_b[use]])
             links.append(Link(c.view_a, c.view_b, pa, pb, label=label))
     return links
 
@@ -87,7 +93,7 @@ def solve_dataset(
     views = select_views(sd, selection)
     geometry = view_geometry(sd, views)
     store = PointStore(store_uri, storage_options=storage_options, mode="r")
-    links = links_for_labels(sd, store, labels, geometry)
+    links = links_for_labels(sd, store, labels, geometry, params.min_matches)
     anchor_sets = [a for a in ([phase_anchors] if isinstance(phase_anchors, dict) else phase_anchors or []) if a]
     if anchor_sets:
         for anchors in anchor_sets:

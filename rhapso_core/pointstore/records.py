@@ -34,6 +34,10 @@ class StoredPoints:
         Detection parameters as written into the XML's ``params`` attribute.
     token : str
         Identifier of this write; correspondences remember it to detect re-detection.
+    border_margin_xyz : (3,) tuple of float or None
+        Full-resolution view voxels from the view's border within which the detector's
+        localisation read voxels past the border (biased positions): the solve leaves
+        matches there out where the pair can spare them. None: not recorded.
     """
 
     view: ViewId
@@ -44,6 +48,7 @@ class StoredPoints:
     dog: np.ndarray
     params: str = ""
     token: str = ""
+    border_margin_xyz: tuple[float, float, float] | None = None
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])

@@ -197,6 +197,7 @@ class PointStore:
         intensity: Any = None,
         dog: Any = None,
         params: str = "",
+        border_margin_xyz: Any = None,
     ) -> None:
         """Store (or replace) the interest points of one view and label.
 
@@ -218,6 +219,8 @@ class PointStore:
             Image intensity and DoG response per point; None stores NaN. Default None.
         params : str
             Detection parameters for the XML ``params`` attribute. Default ``""``.
+        border_margin_xyz : three floats, optional
+            See :attr:`StoredPoints.border_margin_xyz`. Default None (not recorded).
         """
         self._require_writable()
         v = as_view_id(view)
@@ -251,6 +254,11 @@ class PointStore:
             per_point[name] = arr
         if not isinstance(params, str):
             raise PointStoreError(f"{where}: params must be a string, got {type(params).__name__}")
+        margin = None
+        if border_margin_xyz is not None:
+            margin = [float(m) for m in np.asarray(border_margin_xyz, dtype=np.float64).ravel()]
+            if len(margin) != 3 or not all(np.isfinite(m) and m >= 0 for m in margin):
+                raise PointStoreError(f"{where}: border_margin_xyz must be 3 finite values >= 0, got {margin}")
 
         label_group = self._root.require_group(label_path(v, label))
         ip = label_group.require_group("interestpoints")
@@ -270,6 +278,7 @@ class PointStore:
                 "token": uuid.uuid4().hex,
                 "n_points": int(n),
                 "params": params,
+                **({"border_margin_xyz": margin} if margin is not None else {}),
             },
         )
 
@@ -343,6 +352,8 @@ class PointStore:
             dog=data["dog"].astype(np.float32, copy=False),
             params=str(attrs.get("params", "")),
             token=str(attrs.get("token", "")),
+            border_margin_xyz=(tuple(float(m) for m in attrs["border_margin_xyz"])
+                               if attrs.get("border_margin_xyz") is not None else None),
         )
 
     def delete_points(self, view: Any, label: str) -> None:

@@ -8,6 +8,8 @@ removed (correction_rms). Tolerances are stated per test.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from rhapso_core.solver import SolverParams, solve
@@ -112,7 +114,6 @@ def test_image_links_are_trained_on_but_never_held_out():
     # The 3 x 3 affine grid with each link's matches relabelled as phase-correlation links on
     # half the links: the validation holds out only the point links (whole or in folds), so the
     # held-out match count equals that of the point links alone; with the label allowed, more.
-    import dataclasses
 
     from rhapso_core.solver.select import select_model
 
@@ -134,3 +135,16 @@ def test_links_never_held_out_still_connect_the_held_out_ones():
     assert all(f is None for f in _pair_folds(g.links, usable, 12, seed=0))
     held = _pair_folds(g.links, usable, 12, seed=0, connected_by=[True] * len(g.links))
     assert [f is not None for f in held] == usable
+
+
+def test_a_held_out_pair_leaves_with_all_its_links():
+    # A chain of three views whose first pair also has an image link (trained on, never held out): the
+    # pair's point link cannot be held out, because holding it out takes the pair's image link along and
+    # the chain then falls apart (before: the image link "kept" the pair connected, and the fold
+    # predicted the pair from its own overlap).
+    g = make_grid((3, 1, 1), "rigid", seed=1)
+    first = g.links[0]
+    image = dataclasses.replace(first, label="phase-correlation")
+    links = [*g.links, image]
+    usable = [True] * len(g.links) + [False]
+    assert _pair_folds(links, usable, 12, seed=0, connected_by=[True] * len(links)) == [None] * len(links)
