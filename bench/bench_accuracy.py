@@ -104,28 +104,29 @@ def synth_params(cell: Cell):
     return SyntheticParams(**kw)
 
 
-def make_dataset(cell: Cell, folder: Path):
+def make_dataset(cell: Cell, folder: Path, volume_root: Path = REAL):
+    """``volume_root``: the folder holding ``cell.volume``'s planes (the tests pass their in-repository crop)."""
     from rhapso_core.synthetic.specimen import VolumeSpecimen, load_tiff_planes
     from rhapso_core.synthetic.write import write_dataset
 
     sp = synth_params(cell)
     specimen = None
     if cell.volume:
-        if not REAL.is_dir():
-            raise FileNotFoundError(f"{REAL}: the real volume is absent")
-        data = load_tiff_planes(REAL / cell.volume)
+        if not (volume_root / cell.volume).is_dir():
+            raise FileNotFoundError(f"{volume_root / cell.volume}: the real volume is absent")
+        data = load_tiff_planes(volume_root / cell.volume)
         specimen = VolumeSpecimen.centred_on_grid(data, (5.0, 2.0, 2.0), sp)
     return write_dataset(folder, sp, specimen=specimen, overwrite=True)
 
 
-def run_cell(cell: Cell, work: Path, modes=("auto", "fixed", "hand")) -> dict:
+def run_cell(cell: Cell, work: Path, modes=("auto", "fixed", "hand"), volume_root: Path = REAL) -> dict:
     from rhapso_core.config import PipelineParams
     from rhapso_core.pipeline.inprocess import align_in_process
     from rhapso_core.synthetic.scoring import score
 
     data = work / cell.name / "data"
     t = time.perf_counter()
-    paths = make_dataset(cell, data)
+    paths = make_dataset(cell, data, volume_root)
     out = {"cell": cell.name, "factor": cell.factor, "truth": cell.truth, "target": cell.target,
            "generate_s": round(time.perf_counter() - t, 2)}
     gauge = "affine" if cell.truth == "affine" else "rigid"

@@ -402,7 +402,7 @@ def cmd_plan(args) -> int:
 
     p = _params(args)
     report = plan(args.xml, cores=args.cores, memory_per_core_gb=args.memory_per_core, params=p,
-                  price_per_core_hour=args.price_per_core_hour,
+                  price_per_core_hour=args.price_per_core_hour, read_pixels=not args.from_xml,
                   points_store=args.points_store or alignment_layout(args.xml)["store"])
     if args.json:
         _print(report.to_dict())
@@ -595,7 +595,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, runtime=False)
     p.set_defaults(func=cmd_qc)
 
-    p = sub.add_parser("plan", help="tasks, memory, bytes and predicted time per stage, from the XML alone")
+    p = sub.add_parser("plan", help="tasks, memory, bytes and predicted time per stage, from the XML (and, for "
+                       "`auto` parameters, a few crops of the images, as the alignment resolves them)")
     p.add_argument("xml")
     p.add_argument("--cores", type=int, required=True, help="cores of the Ray cluster")
     p.add_argument("--memory-per-core", type=float, required=True, metavar="GB", help="memory per core (GB)")
@@ -608,6 +609,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "tasks exactly (default: interestpoints.zarr beside the XML, where `rhapso align` puts it; "
                    "for `rhapso stitch --out DIR`: DIR/interestpoints.zarr); without points there, "
                    "matching memory is estimated")
+    p.add_argument("--from-xml", action="store_true",
+                   help="resolve `auto` parameters from the XML alone, reading no pixels (the run resolves them "
+                   "from the images, so detection's chunks and the rounds may differ from the plan's)")
     _common(p, runtime=False, writes=False)
     p.set_defaults(func=cmd_plan)
 

@@ -22,7 +22,10 @@ the planner sizes the batches from those counts with the flow's own function
 detection finds the same points; otherwise it applies the formula to its estimate of the
 points and the matching row's note says so. The solve runs in the flow's process (nothing
 is submitted to Ray): its memory is an estimate (:func:`rhapso_core.cost.solve_memory`).
-Phase-correlation rounds (``alignment.rounds: phase``) and the split-affine round are not costed.
+Phase-correlation rounds (``alignment.rounds: phase``, or the prealignment the resolution chooses)
+are counted in the solve but their correlations are not costed, nor is the split-affine round.
+``auto`` parameters are resolved by the pipeline's own resolution (:func:`rhapso_core.autoparams.resolve_parameters`):
+from the images with ``read_pixels`` (what the flow does, so the plan is the run's), else from the XML alone.
 
 Assumptions (the XML does not say them):
 
@@ -299,6 +302,7 @@ def plan(
     price_per_core_hour: float | None = None,
     stages: tuple[str, ...] | None = None,
     points_store: str | None = None,
+    read_pixels: bool = False,
 ) -> PlanReport:
     """Cost of aligning and fusing the dataset of ``xml_uri`` on ``cores`` cores.
 
@@ -329,6 +333,12 @@ def plan(
         aligned XML). Where it holds points (``detection.label``) of every paired view,
         matching memory per task comes from their counts, as the flow computes it; else it is
         estimated from the expected points (the matching row's note says which).
+    read_pixels : bool
+        Resolve ``auto`` parameters from the images, as the alignment flow does before its first
+        stage (a few overlap crops and the coarsest pyramid levels are read), so detection's chunks
+        and the rounds (a phase prealignment round, a 2-D mosaic's image-based start) are the
+        flow's; where the images cannot be read, and by default, from the XML alone (the grid the
+        overlaps allow, fallbacks for the rest): then they may differ from the run's.
 
     Returns
     -------
@@ -368,7 +378,7 @@ def plan(
     planned: list[StagePlan] = []
     if wanted & {"detection", "matching", "solve"}:
         planned += _plan_alignment(xml_uri, sd, geometry, p, tp, cores, mem_total, base, overhead, read_bw,
-                                   storage_options, points_store)
+                                   storage_options, points_store, read_pixels)
     planned += _plan_fusion(sd, geometry, input_voxels, p, tp, cores, mem_total, base, overhead, read_bw)
     return PlanReport(
         xml=str(xml_uri), cores=cores, memory_per_core_gb=float(memory_per_core_gb), n_views=len(views),
@@ -391,8 +401,31 @@ def _stored_counts(points_store, label, views, storage_options) -> dict | None:
     return counts if len(counts) == len(set(views)) else None
 
 
+def _resolve(xml_uri, p, storage_options, read_pixels: bool) -> tuple[Any, list[str], str]:
+    """``p`` with its ``auto`` values resolved as the alignment flow resolves them, the rounds it runs
+    (a phase round first where it chooses prealignment) and how they were resolved ("" when nothing was auto).
+
+    From the images (``read_pixels``; as ``flows.alignment.run_alignment`` does, so the plan is the
+    flow's), falling back to the XML alone where they cannot be read.
+    """
+    from rhapso_core.autoparams import has_auto, resolve_parameters
+    from rhapso_core.pipeline.prealign import alignment_rounds
+
+    how = "auto values resolved from the images" if read_pixels else "auto values resolved from the XML alone"
+    try:
+        res = resolve_parameters(xml_uri, p, storage_options, read_pixels=read_pixels)
+    except (OSError, ValueError) as exc:  # ImageIOError is a ValueError
+        if not read_pixels:
+            raise
+        res = resolve_parameters(xml_uri, p, storage_options, read_pixels=False)
+        how = f"auto values resolved from the XML alone (images unreadable: {str(exc).splitlines()[0][:120]})"
+    if not has_auto(p):
+        how = ""
+    return res.params, alignment_rounds(res.params, res.prealignment), how
+
+
 def _plan_alignment(xml_uri, sd, geometry, p, tp, cores, mem_total, base, overhead, read_bw,
-                    storage_options, points_store) -> list[StagePlan]:
+                    storage_options, points_store, read_pixels) -> list[StagePlan]:
     """Detection, matching and solve (matching's cost follows detection's point counts)."""
     from rhapso_core.detection.view import chunk_halo, plan_detection
     from rhapso_core.pipeline.detect import detection_views, overlap_regions
@@ -401,13 +434,8 @@ def _plan_alignment(xml_uri, sd, geometry, p, tp, cores, mem_total, base, overhe
     stages: list[StagePlan] = []
 
     # --- detection: one task per chunk of every region of every view -----------------------
+    p, kinds, resolved_how = _resolve(xml_uri, p, storage_options, read_pixels)
     d = p.detection
-    if d.auto_fields():
-        # From the XML alone (no pixels): the grid the overlaps allow, fallbacks for the rest.
-        from rhapso_core.autoparams.detection import resolve_detection
-        from rhapso_core.autoparams.survey import survey_dataset
-
-        d = resolve_detection(survey_dataset(xml_uri, sd, storage_options), d, [], None)[0]
     fz, fy, fx = d.factors_zyx()
     k = min(_factor_level(d.dsxy), _factor_level(d.dsz))
     # The pipeline's own planning (level choice, 2-D views, chunking) on a pixel-less source;
@@ -438,10 +466,11 @@ def _plan_alignment(xml_uri, sd, geometry, p, tp, cores, mem_total, base, overhe
     wall, conc = _waves(n_tasks, det_cpu / max(n_tasks, 1), det_read / max(n_tasks, 1) / read_bw, det_mem,
                         cores, mem_total, overhead)
     stages.append(StagePlan("detection", n_tasks, det_mem, det_read, n_points * 32, det_cpu, wall, conc,
-                            f"pyramid level {'/'.join(map(str, sorted(levels_seen))) or k} + in memory to x {fx}, z {fz}"))
+                            f"pyramid level {'/'.join(map(str, sorted(levels_seen))) or k} + in memory to x {fx}, z {fz}"
+                            f"{'; ' + resolved_how if resolved_how else ''}"))
 
     # --- matching: a few batches of pairs per worker slot, per point-matching round -----------
-    rounds = sum(1 for r in p.alignment.rounds if r != "phase")
+    rounds = sum(1 for r in kinds if r != "phase")
     a = p.alignment
     # The pairs the flow's first round matches (later rounds pair by the registrations they refine).
     pairs = dataset_pairs(sd, a.pair_mode, list(a.group_by), grouping=a.grouping, timepoints=a.timepoints,
@@ -476,13 +505,15 @@ def _plan_alignment(xml_uri, sd, geometry, p, tp, cores, mem_total, base, overhe
                             f"{points_note}"))
 
     # --- solve: one task per round (phase rounds solve too) -----------------------------------
-    rounds = len(p.alignment.rounds)
+    rounds = len(kinds)
     solve_cpu = rounds * n_pairs * tp["solver_s_per_link"]
     solve_mem = base + solve_memory(n_pairs, len(views))
     wall = rounds * (n_pairs * tp["solver_s_per_link"] + overhead)
+    phase = (f"; rounds {', '.join(kinds)} (a phase round's correlations are not costed)" if "phase" in kinds
+             else "")
     stages.append(StagePlan("solve", rounds, solve_mem, match_read / 4, len(views) * 2048, solve_cpu, wall,
                             1 if n_pairs else 0, f"{len(views)} views, <= {n_pairs} links per round; in the flow's "
-                            "process (memory estimated)"))
+                            f"process (memory estimated){phase}"))
     return stages
 
 

@@ -195,3 +195,24 @@ def pytest_sessionfinish(session, exitstatus):
                 obj._connector = None
         except Exception:  # best effort: at worst the warning comes back
             pass
+
+
+# A lossless cut of brainglobe/cellfinder's real mouse-brain planes, in the repository
+# (tests/fixtures/real/SOURCES.txt: source, licence, how it was cut): a fresh clone runs the tests.
+REAL_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "real"
+
+
+@pytest.fixture(scope="session")
+def cellfinder_ch0() -> Path:
+    """Folder of 24 single-plane TIFFs, 256 x 384 uint16 each (z y x voxel 5 x 2 x 2 um)."""
+    folder = REAL_FIXTURES / "cellfinder_ch0_crop"
+    assert len(list(folder.glob("ch*.tif"))) == 24, f"{folder}: the repository's real-volume fixture is incomplete"
+    return folder
+
+
+@pytest.fixture(scope="session")
+def cellfinder_plane() -> Path:
+    """One whole plane (510 x 667 uint16, pixel 2 x 2 um) of the same volume."""
+    path = REAL_FIXTURES / "cellfinder_ch0_plane15.tif"
+    assert path.is_file(), f"{path}: the repository's real-plane fixture is missing"
+    return path

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PhaseBlock", "block_parts", "fit_blocks", "information", "MAX_PARTS", "MAX_CLIMB"]
+__all__ = ["PhaseBlock", "block_parts", "fit_blocks", "information", "refit_block", "MAX_PARTS", "MAX_CLIMB"]
 
 #: Most parts along one axis. Three blocks in a row give the shift's change along the overlap
 #: (rotation, scale, shear) with one degree of freedom left to check it; more blocks only
@@ -104,6 +104,24 @@ def block_parts(shape_zyx: tuple[int, ...], min_len: int) -> list[tuple[slice, .
     return blocks
 
 
+def refit_block(
+    fixed: np.ndarray, moving: np.ndarray, s_int: np.ndarray, accept: Callable[[np.ndarray], bool] | None = None,
+    min_overlap_fraction: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """One block's NCC peak, climbed to from the integer shift ``s_int`` (z, y, x) and fitted.
+
+    Returns (integer peak, fitted sub-voxel shift, r) in crop voxels (z, y, x), or None where the
+    block's NCC at ``s_int`` is undefined (no shared voxels, or a flat block).
+    """
+    from rhapso_core.stitching.phase import _refine, _shared_ncc  # scipy.fft: only where blocks are fitted
+
+    r0 = _shared_ncc(fixed, moving, s_int)
+    if not np.isfinite(r0):
+        return None
+    s_b, r_b, sub = _refine(fixed, moving, s_int, r0, accept, min_overlap_fraction)
+    return s_b, s_b.astype(np.float64) + sub, float(r_b)
+
+
 def fit_blocks(
     fixed: np.ndarray, moving: np.ndarray, shift_zyx, crop_to_world: np.ndarray,
     to_world: Callable[[np.ndarray], np.ndarray], min_len: int, min_r: float,
@@ -119,8 +137,6 @@ def fit_blocks(
     left, or blocks that do not follow one linear field of position to a voxel: () (the link
     stays one translation).
     """
-    from rhapso_core.stitching.phase import _refine, _shared_ncc  # scipy.fft: only where blocks are fitted
-
     slices = block_parts(fixed.shape, min_len)
     if not slices:
         return ()
@@ -129,23 +145,22 @@ def fit_blocks(
     lin, t = np.asarray(crop_to_world)[:3, :3], np.asarray(crop_to_world)[:3, 3]
     out, centres, shifts = [], [], []
     for sl in slices:
-        fb, mb = f[sl], m[sl]
-        r0 = _shared_ncc(fb, mb, s_int)
-        if not np.isfinite(r0):
+        fit = refit_block(f[sl], m[sl], s_int, accept, min_overlap_fraction)
+        if fit is None:
             continue
-        s_b, r_b, sub = _refine(fb, mb, s_int, r0, accept, min_overlap_fraction)
+        s_b, s_fit, r_b = fit
         # A block whose NCC climbs further from the overlap's peak than a relative rotation or scale
         # of a few degrees / percent moves it has no peak of its own there (a few faint features,
         # background), where the climb wanders: it is not the same correspondence.
         if not np.isfinite(r_b) or r_b < min_r or np.any(np.abs(s_b - s_int) > MAX_CLIMB):
             continue
         centres.append([0.5 * (x.start + x.stop - 1) for x in sl])
-        shifts.append(s_b.astype(np.float64) + sub)
+        shifts.append(s_fit)
         lo_zyx = np.array([s.start for s in sl], dtype=np.float64)
         hi_zyx = np.array([s.stop - 1 for s in sl], dtype=np.float64)
         lo_w = lin @ lo_zyx[::-1] + t
         hi_w = lin @ hi_zyx[::-1] + t
-        shift = to_world(s_b.astype(np.float64) + sub)
+        shift = to_world(s_fit)
         out.append(PhaseBlock(tuple(map(float, np.minimum(lo_w, hi_w))), tuple(map(float, np.maximum(lo_w, hi_w))),
                               tuple(map(float, shift)), float(r_b)))
     if len(out) < 2 or not _linear(np.asarray(centres), np.asarray(shifts)):

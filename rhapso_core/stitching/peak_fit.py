@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import fft as sfft
 
-from rhapso_core.stitching.phase import _refine, _shared_ncc
+from rhapso_core.stitching.blocks import refit_block
 
 __all__ = ["locking_bias", "bias_from_steps"]
 
@@ -50,11 +50,8 @@ def fourier_shift_mirrored(a: np.ndarray, shift) -> np.ndarray:
 
 
 def _estimate(fixed: np.ndarray, moving: np.ndarray, shift: np.ndarray) -> np.ndarray | None:
-    r0 = _shared_ncc(fixed, moving, shift)
-    if not np.isfinite(r0):
-        return None
-    s, _, d = _refine(fixed, moving, shift, r0, None, 0.0)
-    return s.astype(np.float64) + d
+    fit = refit_block(fixed, moving, shift)
+    return None if fit is None else fit[1]
 
 
 def locking_bias(fixed: np.ndarray, moving: np.ndarray, shift, estimate=None) -> tuple[np.ndarray, np.ndarray]:

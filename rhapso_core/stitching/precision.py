@@ -19,10 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from rhapso_core.image_source import ImageSource
+from rhapso_core.stitching.blocks import refit_block
 from rhapso_core.stitching.pairwise import _crops, choose_level, overlap_box
 from rhapso_core.stitching.params import StitchingParams
 from rhapso_core.stitching.peak_fit import locking_bias
-from rhapso_core.stitching.phase import _refine, _shared_ncc, phase_correlate
+from rhapso_core.stitching.phase import phase_correlate
 from rhapso_core.stitching.records import PhaseLink, registration_hash
 
 __all__ = ["PhaseShift", "phase_shift_with_precision", "block_slices"]
@@ -118,18 +119,16 @@ def phase_shift_with_precision(
     shift = to_world(res.shift)
     s_int = np.round(np.asarray(res.shift)).astype(np.int64)
 
-    # Each block: the NCC peak fitted again from the whole crop's integer shift.
+    # Each block: the NCC peak fitted again from the whole crop's integer shift (as a phase link's
+    # blocks are, rhapso_core.stitching.blocks; with this module's own cuts, which its calibration rests on).
     fa, fb = ca.astype(np.float32), cb.astype(np.float32)
     world = []
     for sl in block_slices(fa.shape):
-        f, m = fa[sl], fb[sl]
-        if min(f.shape) < 1:
+        if min(fa[sl].shape) < 1:
             continue
-        r0 = _shared_ncc(f, m, s_int)
-        if not np.isfinite(r0):
-            continue
-        s_b, _, sub = _refine(f, m, s_int, r0, None, params.min_overlap_fraction)
-        world.append(to_world(s_b.astype(np.float64) + sub))
+        fit = refit_block(fa[sl], fb[sl], s_int, None, params.min_overlap_fraction)
+        if fit is not None:
+            world.append(to_world(fit[1]))
     flat = np.asarray(shape_xyz) <= 1
     # The sub-voxel fit's pull toward the integer: shared by every block (same grid, same offset).
     bias, bound = locking_bias(fa, fb, s_int, estimate=res.shift)

@@ -14,7 +14,6 @@ import pytest
 from rhapso_cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared"
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -172,14 +171,11 @@ def test_qc_command_reports_on_outputs(dataset, tmp_path):
     assert summary["verdict"].upper() in html.upper()
 
 
-def test_synth_from_a_real_volume(tmp_path):
+def test_synth_from_a_real_volume(tmp_path, cellfinder_ch0):
     """The real mouse-brain crop cut into tiles: level 0 of a tile is a crop of the specimen."""
-    planes = SHARED / "fixtures" / "real" / "cellfinder_crop_planes" / "ch0"
-    if not planes.exists():
-        pytest.skip("../shared/fixtures/real/cellfinder_crop_planes is not present")
     out = tmp_path / "real"
-    rc = main(["synth", str(out), "--grid", "2x2", "--volume", str(planes), "--volume-voxel-size", "5,2,2",
-               "--set", "synthetic.voxel_size_xyz=[2,2,5]", "--set", "synthetic.tile_size_xyz=[256,200,24]",
+    rc = main(["synth", str(out), "--grid", "2x2", "--volume", str(cellfinder_ch0), "--volume-voxel-size", "5,2,2",
+               "--set", "synthetic.voxel_size_xyz=[2,2,5]", "--set", "synthetic.tile_size_xyz=[176,128,18]",
                "--set", "synthetic.n_levels=2", "--set", "synthetic.noise=false"])
     assert rc == 0
     from rhapso_core.io import open_image
@@ -187,7 +183,7 @@ def test_synth_from_a_real_volume(tmp_path):
 
     sd = load_xml(out / "dataset.xml")
     img = open_image(sd.image_location((0, 0)).uri, dataset=sd.image_location((0, 0)).dataset)
-    tile = img.read(((0, 24), (0, 200), (0, 256)))
+    tile = img.read(((0, 18), (0, 128), (0, 176)))
     assert tile.std() > 0, "tiles must carry the specimen's texture"
 
 

@@ -14,7 +14,8 @@ from rhapso_core import param_files
 from rhapso_core.config import PipelineParams
 
 ROOT = Path(__file__).resolve().parents[2]
-XML = next((ROOT.parent / "shared" / "fixtures" / "xml").rglob("*.xml"))
+FIXTURE_XML = ROOT / "tests" / "fixtures" / "xml"  # in the repository (its SOURCES.txt)
+XML = FIXTURE_XML / "pydantic-bigstitcher" / "bigstitcher_3.xml"
 HEAVY = ("prefect", "ray", "zarr", "numba", "scipy")
 
 # Runs the command in a fresh interpreter and reports, as JSON on the last line, its exit status,
@@ -124,7 +125,7 @@ def test_plan_takes_no_overwrite_and_the_nits_have_help_texts():
 def test_plan_says_what_it_leaves_out():
     from rhapso_core.planner import STARTUP_NOTE, plan
 
-    xml = ROOT.parent / "shared" / "fixtures" / "xml" / "brainglobe-stitch-mesospim" / "test_data_bdv.xml"
+    xml = FIXTURE_XML / "brainglobe-stitch-mesospim" / "test_data_bdv.xml"
     rep = plan(str(xml), cores=4, memory_per_core_gb=4)
     assert rep.table().splitlines()[-1] == STARTUP_NOTE and "start-up" in STARTUP_NOTE
     assert rep.to_dict()["excludes"] == STARTUP_NOTE

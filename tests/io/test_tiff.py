@@ -12,8 +12,6 @@ import tifffile
 from rhapso_core.io import ImageIOError, open_image
 from rhapso_core.io import tiff_source
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-PLANES = SHARED / "fixtures" / "real" / "cellfinder_crop_planes" / "ch0"
 
 
 def _stack(shape=(6, 40, 50)) -> np.ndarray:
@@ -74,18 +72,12 @@ def test_plane_series_synthetic_order_and_explicit_files(tmp_path):
     np.testing.assert_array_equal(img2.read(((0, 2), (0, 16), (0, 20))), vol[[3, 1]])
 
 
-@pytest.fixture
-def real_planes() -> Path:
-    if not PLANES.is_dir():
-        pytest.skip(f"shared fixture {PLANES} is absent")
-    return PLANES
-
-
-def test_real_plane_series_reads_only_needed_planes(real_planes, monkeypatch):
-    files = sorted(real_planes.glob("*.tif"))
-    assert len(files) == 30
-    img = open_image(str(real_planes))
-    assert img.kind == "tiff" and img.shape == (30, 510, 667) and img.dtype == np.uint16
+def test_real_plane_series_reads_only_needed_planes(cellfinder_ch0, monkeypatch):
+    """The repository's real crop: one deflate-compressed TIFF per plane."""
+    files = sorted(cellfinder_ch0.glob("*.tif"))
+    assert len(files) == 24
+    img = open_image(str(cellfinder_ch0))
+    assert img.kind == "tiff" and img.shape == (24, 256, 384) and img.dtype == np.uint16
     opened: list[str] = []
     real_open = tiff_source._open_tiff
 
@@ -94,10 +86,10 @@ def test_real_plane_series_reads_only_needed_planes(real_planes, monkeypatch):
         return real_open(uri, storage_options)
 
     monkeypatch.setattr(tiff_source, "_open_tiff", counting)
-    box = ((10, 14), (100, 300), (250, 500))
+    box = ((10, 14), (40, 240), (120, 370))
     out = img.read(box)
     # Exactly the four planes z = 10..13, each once.
     assert opened == [f.name for f in files[10:14]]
-    ref = np.stack([tifffile.imread(f) for f in files[10:14]])[:, 100:300, 250:500]
+    ref = np.stack([tifffile.imread(f) for f in files[10:14]])[:, 40:240, 120:370]
     np.testing.assert_array_equal(out, ref)  # exact: same decoder, no resampling
     assert out.std() > 0  # real texture, not a blank read

@@ -1,7 +1,8 @@
 """``rhapso plan`` predicts what the flows submit: tasks per stage and the memory hint of each.
 
 The stage flows' bodies run as written (``.fn``: no Prefect API, no Ray); every task they
-``.submit`` is recorded with the Ray options in force at that moment (``remote_options``), the
+``.submit`` is recorded with the Ray options in force at that moment (``remote_options``;
+``bench/bench_planner_vs_flows.py``'s recorder, which runs the same check on the benchmark datasets), the
 planning tasks run for real and the work tasks (DoG, fusion, downsampling, matching) return
 results of a fixed size (DoG: ``POINTS`` points a chunk; fusion, downsampling and matching:
 nothing), since what they compute is tested elsewhere and not what is compared here.
@@ -14,96 +15,34 @@ its count is compared, its memory is the planner's estimate.
 
 from __future__ import annotations
 
-import logging
-from types import SimpleNamespace
+import sys
+from pathlib import Path
 
-import numpy as np
 import pytest
-from prefect_ray.context import RemoteOptionsContext
 
 from rhapso_core.config import PipelineParams
-from rhapso_core.detection import InterestPoints
 from rhapso_core.pipeline.dataset import load_dataset
-from rhapso_core.pipeline.match import PairRecord
 from rhapso_core.pipeline.retry import RetryParams
 from rhapso_core.pointstore import PointStore
 from rhapso_core.cost import matching_batch_memory, reserved_memory
 from rhapso_core.planner import plan
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+import bench_planner_vs_flows as bpf  # noqa: E402  (the recorder the benchmark check uses too)
+
 CORES = 3
 POINTS = 7  # per detection chunk, far apart: the merge keeps them all
 
 
-def _points(xml, sha, view, chunk, params) -> InterestPoints:
-    """``POINTS`` points spread along the chunk's core box diagonal (full-resolution x y z)."""
-    (z0, z1), (y0, y1), (x0, x1) = chunk.core_box
-    f = np.asarray(params.factors_zyx()[::-1], float)
-    t = (np.arange(POINTS)[:, None] + 0.5) / POINTS
-    loc = (np.array([x0, y0, z0]) + t * np.array([x1 - x0, y1 - y0, z1 - z0])) * f
-    return InterestPoints(np.arange(POINTS), loc, np.full(POINTS, 100.0, np.float32), np.full(POINTS, 1.0, np.float32))
-
-
-class _Done:
-    def __init__(self, value):
-        self.value = value
-
-    def result(self):
-        return self.value
-
-
-class _Recorder:
-    """Stands in for a Prefect task: ``.submit`` is recorded (with its Ray memory hint)."""
-
-    def __init__(self, log: list, name: str, run):
-        self.log, self.name, self.run = log, name, run
-
-    def submit(self, *args, **kwargs):
-        opts = RemoteOptionsContext.get().current_remote_options
-        self.log.append((self.name, opts.get("memory")))
-        # as Prefect does, futures among the arguments are passed as their results
-        args = [[x.result() if isinstance(x, _Done) else x for x in a] if isinstance(a, list) else a for a in args]
-        return _Done(self.run(*args, **kwargs))
-
-
 @pytest.fixture
-def submitted(monkeypatch):
-    import flows.alignment
-    import flows.artifacts
-    import rhapso_core.cost
-    import tasks.detection
-    import tasks.fusion
-    import tasks.matching
-    import tasks.solving
-
-    log: list = []
+def submitted():
     # Ray's 64 MiB floor would hide every hint of this small dataset: compare the formulas themselves.
-    monkeypatch.setattr(rhapso_core.cost, "MIN_TASK_MEMORY", 0)
-    monkeypatch.setattr(flows.artifacts, "wait_with_progress", lambda futures, what: [f.result() for f in futures])
-    for name in ("points_table", "pairs_table", "solver_table"):
-        monkeypatch.setattr(flows.artifacts, name, lambda *a, **k: None)
-    monkeypatch.setattr(flows.alignment, "get_run_logger", lambda: logging.getLogger("test"))
-    monkeypatch.setattr(tasks.detection, "run_chunk", _Recorder(log, "detect", _points))
-    monkeypatch.setattr(tasks.detection, "store_points", _Recorder(log, "store", tasks.detection.store_points.fn))
-    monkeypatch.setattr(tasks.detection, "plan_views", tasks.detection.plan_views.fn)
-    monkeypatch.setattr(tasks.fusion, "fuse_unit", _Recorder(log, "fuse", lambda *a: 0))
-    monkeypatch.setattr(tasks.fusion, "downsample", _Recorder(log, "downsample", lambda *a: 0))
-    for name in ("plan_fusion", "plan_pyramid", "finish_pyramid", "fused_xml"):
-        monkeypatch.setattr(tasks.fusion, name, getattr(tasks.fusion, name).fn)
-    monkeypatch.setattr(tasks.matching, "match_pairs", _Recorder(log, "match", lambda xml, st, batch, label, *a: [
-        PairRecord(a, b, label, 1, 1, 1, 1, 0.0, "ok", "", None) for a, b in batch]))
-    monkeypatch.setattr(tasks.matching, "plan_pairs", tasks.matching.plan_pairs.fn)
-
-    def solve_round(*args):  # called, not submitted: in the flow's process
-        log.append(("solve", None))
-        return SimpleNamespace(to_dict=dict, verify=None, final_error=0.0, transform_name="stub")
-
-    monkeypatch.setattr(tasks.solving, "solve_round", solve_round)
-    return log
+    with bpf.recording(bpf.fixed_points(POINTS), min_task_memory=0) as log:
+        yield log
 
 
-def _stage(log, name):
-    hints = [m for n, m in log if n == name]
-    return len(hints), max((h for h in hints if h is not None), default=None)
+_stage = bpf.submitted
 
 
 @pytest.mark.parametrize("overrides", [
@@ -162,3 +101,14 @@ def test_planner_predicts_the_submitted_tasks_and_memory_hints(generated, tmp_pa
     n, hint = _stage(submitted, "downsample")
     assert n >= 1 and rep.stage("multiscale").tasks == n
     assert rep.stage("multiscale").memory_per_task_bytes == base + hint
+
+
+def test_auto_parameters_are_planned_as_the_flow_resolves_them(generated, tmp_path):
+    """Default (``auto``) parameters: the plan resolves them from the images as ``run_alignment`` does, so
+    every stage's tasks and memory per task equal the submitted ones (the benchmark check's comparison,
+    ``bench/bench_planner_vs_flows.py``, on this small dataset; tolerance: none)."""
+    rows = bpf.compare("generated", str(generated.xml), tmp_path, cores=CORES, detect=bpf.fixed_points(POINTS),
+                       min_task_memory=0)
+    assert [r.stage for r in rows] == ["detection", "matching", "solve", "fusion", "multiscale"]
+    assert all(r.tasks > 0 for r in rows), rows
+    assert all(r.agrees for r in rows), bpf.table(rows)

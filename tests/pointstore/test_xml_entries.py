@@ -1,7 +1,7 @@
 """``view_interest_points_entries``: what the XML's ViewInterestPoints section holds.
 
 Ground truth: the entries BigStitcher / Rhapso wrote into a real dataset.xml
-(``../shared/fixtures/xml/*``), whose element text for a view and
+(``tests/fixtures/xml/*``, copied from ../shared), whose element text for a view and
 label must equal our path for the same view and label.
 """
 
