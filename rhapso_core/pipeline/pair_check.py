@@ -292,8 +292,10 @@ def check_pairs_against_images(
             if c.params.startswith(DROPPED):  # an interrupted earlier attempt dropped them: hold the pair again
                 again.append(r)
             continue
-        use = solved_matches(stored(a), stored(b), c.idx_a, c.idx_b, geometry[a][1], geometry[b][1], min_matches)
-        pa, pb = world(a, c.idx_a[use]), world(b, c.idx_b[use])
+        pa, pb = world(a, c.idx_a), world(b, c.idx_b)
+        use = solved_matches(stored(a), stored(b), c.idx_a, c.idx_b, geometry[a][1], geometry[b][1], min_matches,
+                             pa, pb)
+        pa, pb = pa[use], pb[use]
         disp = pa - pb
         ph = phase_shift_with_precision(a, source(a), geometry[a][0], geometry[a][1],
                                         b, source(b), geometry[b][0], geometry[b][1], coarse,

@@ -41,10 +41,11 @@ def links_for_labels(sd: SpimData, store: PointStore, labels: Sequence[str], geo
             for v in (c.view_a, c.view_b):
                 if v not in points:
                     points[v] = store.read_points(v, label)
+            pa = transforms.apply(geometry[c.view_a][0], points[c.view_a].loc_xyz[c.idx_a])
+            pb = transforms.apply(geometry[c.view_b][0], points[c.view_b].loc_xyz[c.idx_b])
             use = solved_matches(points[c.view_a], points[c.view_b], c.idx_a, c.idx_b, geometry[c.view_a][1],
-                                 geometry[c.view_b][1], min_matches)
-            pa = transforms.apply(geometry[c.view_a][0], points[c.view_a].loc_xyz[c.idx_a[use]])
-            pb = transforms.apply(geometry[c.view_b][0], points[c.view_b].loc_xyz[c.idx_b[use]])
+                                 geometry[c.view_b][1], min_matches, pa, pb)
+            pa, pb = pa[use], pb[use]
             links.append(Link(c.view_a, c.view_b, pa, pb, label=label))
     return links
 
