@@ -38,23 +38,30 @@ def create_app():
     original = getattr(server, "_memoize_block_auto_registration", None)
     if original is None:  # another Prefect: its own start-up, unchanged
         return server.create_app()
+    server._memoize_block_auto_registration = skipping_when_current(original)
+    try:
+        return server.create_app()
+    finally:
+        server._memoize_block_auto_registration = original
+
+
+def skipping_when_current(prefect_memoize):
+    """Prefect's decorator of its registration step (``_memoize_block_auto_registration``), made
+    to skip the step, its collection imports included, when :func:`_current`, and to record
+    what is installed after running it."""
 
     def memoize(fn):
-        prefect_step = original(fn)
+        prefect_step = prefect_memoize(fn)
 
-        async def wrapper(*args, **kwargs):
+        async def step(*args, **kwargs):
             if _current():
                 return None
             await prefect_step(*args, **kwargs)
             _record()
 
-        return wrapper
+        return step
 
-    server._memoize_block_auto_registration = memoize
-    try:
-        return server.create_app()
-    finally:
-        server._memoize_block_auto_registration = original
+    return memoize
 
 
 def _paths_and_flags() -> tuple[Path, bool]:
