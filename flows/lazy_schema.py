@@ -23,6 +23,8 @@ import prefect.flows as _prefect_flows
 from prefect.flows import Flow
 from prefect.utilities.callables import parameter_schema as _build_schema
 
+from flows import heartbeats
+
 _DEFERRED = object()
 _deferring = threading.local()  # the functions whose Flow this thread is constructing lazily
 
@@ -85,7 +87,12 @@ def _defer(f: Flow) -> None:
 
 
 def flow(fn=None, /, **options: Any):
-    """``prefect.flow``, making :class:`LazySchemaFlow` objects (the same options)."""
+    """``prefect.flow``, making :class:`LazySchemaFlow` objects (the same options).
+
+    A process defines the project's flows before it runs one (the command line imports their
+    modules, a deployment loads its entrypoint's), so this is also where the process's flow runs
+    are made to end without waiting for their heartbeat thread (:mod:`flows.heartbeats`)."""
+    heartbeats.install()
     if fn is None:
         return lambda f: LazySchemaFlow(f, **options)
     return LazySchemaFlow(fn, **options)

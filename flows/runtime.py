@@ -17,14 +17,9 @@ import logging
 import os
 from collections.abc import Iterator
 
-from flows import heartbeats
 from rhapso_core.config import RuntimeParams
 
 log = logging.getLogger(__name__)
-
-# Every process that runs the project's flows imports this module before its first flow run
-# (the flows' modules, the command line): their runs' ends stop waiting for heartbeat threads.
-heartbeats.install()
 
 #: The local Prefect API server :func:`prefect_api` started, while it runs.
 _LOCAL_SERVER = None

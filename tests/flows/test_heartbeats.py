@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import prefect.flow_engine as engine
 
-import flows.runtime  # noqa: F401 - installs the change, as for every flow run of the project
+import flows.fusion  # noqa: F401 - defining the project's flows installs the change
 from flows import heartbeats
 
 
