@@ -127,10 +127,6 @@ def hook_heavy():
         return
     _hooked = True
     import prefect.tasks, prefect.client.base as cb
-    if "ray" in sys.modules:  # imported by the flows' modules whether Ray runs or not
-        ray = sys.modules["ray"]
-        timed(ray, "init", "ray_init")
-        timed(ray, "shutdown", "ray_shutdown")
     timed(prefect.tasks.Task, "submit", "task_submit", first="first_submit")
     trace = []
     ev["api_trace"] = trace
@@ -160,6 +156,22 @@ def prefect_api_hooked():
     with orig_api2() as url:
         yield url
 runtime.prefect_api = prefect_api_hooked
+
+# Ray's start and stop, hooked when a run starts Ray: "ray" in sys.modules may be a lazy module
+# (prefect_ray's) whose first attribute read imports Ray, which a run in threads never does.
+_ray_hooked = False
+orig_ray_session = runtime.ray_session
+@contextlib.contextmanager
+def ray_session(rt):
+    global _ray_hooked
+    if rt.use_ray and not _ray_hooked:
+        _ray_hooked = True
+        import ray
+        timed(ray, "init", "ray_init")
+        timed(ray, "shutdown", "ray_shutdown")
+    with orig_ray_session(rt):
+        yield
+runtime.ray_session = ray_session
 
 import flows.progress as progress
 stages = {}
