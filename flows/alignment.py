@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 from prefect import get_run_logger
-from flows.lazy_schema import flow
+from flows.lean_flow import flow
 from prefect.exceptions import UnfinishedRun
 from prefect_ray.context import remote_options
 

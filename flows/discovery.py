@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from prefect import get_run_logger
-from flows.lazy_schema import flow
+from flows.lean_flow import flow
 from prefect.deployments import run_deployment
 
 from flows import artifacts
