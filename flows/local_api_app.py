@@ -32,7 +32,26 @@ RECORD_NAME = "rhapso-block-registration.json"
 
 def create_app():
     """uvicorn's factory (``--factory flows.local_api_app:create_app``): Prefect's ephemeral API
-    application, its block registration skipped when :func:`installed_key` says it has nothing to do."""
+    application, its block registration skipped when :func:`installed_key` says it has nothing to do.
+
+    uvicorn calls it with its own SIGTERM handler installed, which defers the signal until the
+    application has started: a command that stops its server while Prefect is still being imported
+    (refused arguments) would wait seconds for nothing. Until the application exists (no database
+    touched yet) SIGTERM ends the process at once; uvicorn's handler then takes over again."""
+    import signal
+
+    try:
+        previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    except ValueError:  # not the main thread: leave the handlers alone
+        previous = None
+    try:
+        return _create_app()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _create_app():
     import prefect.server.api.server as server
 
     original = getattr(server, "_memoize_block_auto_registration", None)

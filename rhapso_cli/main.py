@@ -721,14 +721,16 @@ def main(argv: list[str] | None = None) -> int:
     from rhapso_cli.interrupt import handling_signals
 
     try:
-        _early_checks(args)
-        if args.command == "view":  # no run, nothing to resume: Ctrl-C just stops serving
-            return args.func(args)
         from flows import local_api
 
         if args.command in _FLOW_COMMANDS and not getattr(args, "explain", False):
-            local_api.start_early()  # its start-up overlaps this command's imports and checks
+            # Its start-up (seconds) overlaps this command's checks and imports; refused
+            # arguments end it at once (flows.local_api_app: SIGTERM while it imports Prefect).
+            local_api.start_early()
         try:
+            _early_checks(args)
+            if args.command == "view":  # no run, nothing to resume: Ctrl-C just stops serving
+                return args.func(args)
             with _command_env(args.verbose), handling_signals(args.command, _KEPT.get(args.command, "finished work")):
                 return args.func(args)
         finally:
