@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from flows import background_writes
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
@@ -80,15 +81,20 @@ def output_note(title: str, lines: list[str], key: str) -> None:
 
 
 class Progress:
-    """A progress artifact (0-100 %) updated as a stage's task futures finish."""
+    """A progress artifact (0-100 %) updated as a stage's task futures finish (its writes on a
+    writer thread inside :func:`flows.background_writes.in_background`)."""
 
     def __init__(self, total: int, what: str):
         self.total = max(int(total), 1)
         self.done = 0
         self.what = what
         self.started = time.monotonic()
-        self.id = create_progress_artifact(0.0, description=f"{what}: 0 of {total}")
+        self.id = None
+        background_writes.write(self._create, f"{what}: 0 of {total}")
         self._tell()
+
+    def _create(self, description: str) -> None:
+        self.id = create_progress_artifact(0.0, description=description)
 
     def _tell(self) -> None:
         from flows.progress import ProgressEvent, report
@@ -98,7 +104,8 @@ class Progress:
     def advance(self, n: int = 1) -> None:
         self.done += n
         pct = 100.0 * min(self.done, self.total) / self.total
-        update_progress_artifact(self.id, pct, description=f"{self.what}: {self.done} of {self.total}")
+        description = f"{self.what}: {self.done} of {self.total}"
+        background_writes.write(lambda: update_progress_artifact(self.id, pct, description=description))
         self._tell()
 
 
