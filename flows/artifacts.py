@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-from flows import background_writes
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
@@ -81,20 +80,15 @@ def output_note(title: str, lines: list[str], key: str) -> None:
 
 
 class Progress:
-    """A progress artifact (0-100 %) updated as a stage's task futures finish (its writes on a
-    writer thread inside :func:`flows.background_writes.in_background`)."""
+    """A progress artifact (0-100 %) updated as a stage's task futures finish."""
 
     def __init__(self, total: int, what: str):
         self.total = max(int(total), 1)
         self.done = 0
         self.what = what
         self.started = time.monotonic()
-        self.id = None
-        background_writes.write(self._create, f"{what}: 0 of {total}")
+        self.id = create_progress_artifact(0.0, description=f"{what}: 0 of {total}")
         self._tell()
-
-    def _create(self, description: str) -> None:
-        self.id = create_progress_artifact(0.0, description=description)
 
     def _tell(self) -> None:
         from flows.progress import ProgressEvent, report
@@ -104,8 +98,7 @@ class Progress:
     def advance(self, n: int = 1) -> None:
         self.done += n
         pct = 100.0 * min(self.done, self.total) / self.total
-        description = f"{self.what}: {self.done} of {self.total}"
-        background_writes.write(lambda: update_progress_artifact(self.id, pct, description=description))
+        update_progress_artifact(self.id, pct, description=f"{self.what}: {self.done} of {self.total}")
         self._tell()
 
 

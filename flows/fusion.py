@@ -5,7 +5,7 @@ from __future__ import annotations
 from flows.lean_flow import flow
 from prefect_ray.context import remote_options
 
-from flows import artifacts, background_writes
+from flows import artifacts
 from flows.params import resolve
 from flows.pyramid import pyramid
 from flows.runtime import choose_runtime, current_run_id, ray_session, stage_runner
@@ -30,10 +30,8 @@ def fusion_stage(
         for i in range(len(plan.units)):
             with remote_options(**ray_hints(fusion_tasks.unit_memory_bytes(plan, i, params))):
                 futures.append(fusion_tasks.fuse_unit.submit(xml, plan, i, params, k))
-    # The progress artifacts' writes overlap the next tasks (pyramid levels are short on small jobs).
-    with background_writes.in_background():
-        written = sum(artifacts.wait_with_progress(futures, "fusion work units"))
-        levels = pyramid(out, params)
+    written = sum(artifacts.wait_with_progress(futures, "fusion work units"))
+    levels = pyramid(out, params)
     xml_out = fusion_tasks.fused_xml(out, fused_xml_path(out))
     return FusionSummary(out, xml_out, list(plan.shape_zyx), written, len(plan.units) * len(plan.slots), levels,
                          sorted({s.timepoint for s in plan.slots}), sorted({s.channel for s in plan.slots}))
