@@ -29,9 +29,9 @@ import threading
 from typing import Any
 
 import prefect.flows as _prefect_flows
-from pydantic import BaseModel
 from prefect.flows import Flow
 from prefect.utilities.callables import parameter_schema as _build_schema
+from pydantic import BaseModel
 
 from flows import heartbeats
 
