@@ -721,16 +721,14 @@ def main(argv: list[str] | None = None) -> int:
     from rhapso_cli.interrupt import handling_signals
 
     try:
+        _early_checks(args)
+        if args.command == "view":  # no run, nothing to resume: Ctrl-C just stops serving
+            return args.func(args)
         from flows import local_api
 
         if args.command in _FLOW_COMMANDS and not getattr(args, "explain", False):
-            # Its start-up (seconds) overlaps this command's checks and imports; refused
-            # arguments end it at once (flows.local_api_app: SIGTERM while it imports Prefect).
-            local_api.start_early()
+            local_api.start_early()  # its start-up overlaps this command's imports and checks
         try:
-            _early_checks(args)
-            if args.command == "view":  # no run, nothing to resume: Ctrl-C just stops serving
-                return args.func(args)
             with _command_env(args.verbose), handling_signals(args.command, _KEPT.get(args.command, "finished work")):
                 return args.func(args)
         finally:
