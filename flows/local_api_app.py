@@ -36,7 +36,7 @@ def create_app():
 
     uvicorn calls it with its own SIGTERM handler installed, which defers the signal until the
     application has started: a command that stops its server while Prefect is still being imported
-    (refused arguments) would wait seconds for nothing. Until the application exists (no database
+    (input refused after the early start, an interrupt) would wait seconds for nothing. Until the application exists (no database
     touched yet) SIGTERM ends the process at once; uvicorn's handler then takes over again."""
     import signal
 

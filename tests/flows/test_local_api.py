@@ -93,8 +93,8 @@ def test_early_server_serves_the_run_then_stops(monkeypatch):
 
 
 def test_a_server_stopped_while_it_starts_ends_at_once(monkeypatch):
-    """A command refused after the early start stops its server while Prefect is still being
-    imported there; uvicorn defers SIGTERM until the application has started (3-10 s here),
+    """A command refused after the early start (or interrupted) may stop its server while
+    Prefect is still being imported there; uvicorn defers SIGTERM until the application has started (3-10 s here),
     flows.local_api_app lets it end the process at once until then."""
     import time
 
