@@ -6,15 +6,17 @@ fused into 64 x 481 x 706 = 21.7 Mvox), prints:
 1. **in-process stage work**: the fusion stage's functions called directly in one fresh
    process (``plan_fusion``, ``fuse_unit`` per work unit, the pyramid's ``plan_pyramid`` /
    ``downsample_unit`` / ``finish_pyramid``, ``write_fused_xml``), after their imports
-   (shown apart), kernels loaded from numba's cache as in a command;
-2. **the command**, ``python -m rhapso_cli.main fuse XML --out OUT`` in a fresh process per
+   (shown apart), kernels loaded from numba's cache as in a command; for each checkout (its
+   own stage code), once before the commands and once in each round among them, best of all;
+2. **the command**, ``rhapso fuse XML --out OUT`` (``rhapso_cli.main.cli``) in a fresh process per
    configuration, run through a probe that times, without changing them, the steps between
    the process start and its exit: interpreter start and imports until the command enters
    its Prefect API, waiting for the API (its start-up, less what overlapped the command's own
    imports), Ray start and stop, the stages as the flow times them (its progress events),
    task submission (``Task.submit`` in the driver), the API calls the driver makes (flow and
    task-run state writes over HTTP; summed over threads, so they overlap the rest), the API's
-   stop and the process exit. **overhead** = wall - in-process stage work.
+   stop and the process exit. **overhead** = wall - in-process stage work (of the same checkout).
+   The load average at the start and the end is printed with the figures.
 
 Configurations (``--configs``, comma-separated):
 
@@ -127,10 +129,6 @@ def hook_heavy():
         return
     _hooked = True
     import prefect.tasks, prefect.client.base as cb
-    if "ray" in sys.modules:  # imported by the flows' modules whether Ray runs or not
-        ray = sys.modules["ray"]
-        timed(ray, "init", "ray_init")
-        timed(ray, "shutdown", "ray_shutdown")
     timed(prefect.tasks.Task, "submit", "task_submit", first="first_submit")
     trace = []
     ev["api_trace"] = trace
@@ -161,6 +159,22 @@ def prefect_api_hooked():
         yield url
 runtime.prefect_api = prefect_api_hooked
 
+# Ray's start and stop, hooked when a run starts Ray: "ray" in sys.modules may be a lazy module
+# (prefect_ray's) whose first attribute read imports Ray, which a run in threads never does.
+_ray_hooked = False
+orig_ray_session = runtime.ray_session
+@contextlib.contextmanager
+def ray_session(rt):
+    global _ray_hooked
+    if rt.use_ray and not _ray_hooked:
+        _ray_hooked = True
+        import ray
+        timed(ray, "init", "ray_init")
+        timed(ray, "shutdown", "ray_shutdown")
+    with orig_ray_session(rt):
+        yield
+runtime.ray_session = ray_session
+
 import flows.progress as progress
 stages = {}
 def listen(e):
@@ -172,7 +186,7 @@ progress._listeners.append(listen)
 
 import rhapso_cli.main as m
 mark("main")
-rc = m.main(sys.argv[1:])
+rc = m.cli(sys.argv[1:])  # what the console script runs (its exit-time steps included)
 mark("command_done")
 out = {"rc": rc, "events": ev, "spans": spans, "stages": stages}
 with open(os.environ["BENCH_PROBE_OUT"], "w") as f:
@@ -332,14 +346,16 @@ def main() -> None:
             from rhapso_core.synthetic.write import write_dataset
 
             xml = str(write_dataset(work / "data", SyntheticParams(grid=(3, 2, 1))).xml)
-        ref = in_process(roots[0], xml, work, args.repeat)
-        print(f"dataset: {xml}; fused {ref['voxels'] / 1e6:.1f} Mvox")
-        print(f"in-process stage work (best of {args.repeat}): {ref['work_s']:.2f} s = plan {ref['plan_s']:.2f} + "
-              f"fuse {ref['fuse_s']:.2f} + pyramid {ref['pyramid_s']:.2f} + fused XML {ref['xml_s']:.2f} "
-              f"(imports before it: {ref['imports_s']:.2f} s)")
+        load0 = os.getloadavg()
+        # The reference work is measured once before the commands and once in each round among
+        # them (best of all): on a shared machine, the load when it ran moves the overhead.
+        # Each checkout's own work (its stage code), measured alternately like its commands.
+        refs: dict[int, list[dict]] = {r: [in_process(root, xml, work, 1)] for r, root in enumerate(roots)}
         runs: dict[tuple[int, str], list[dict]] = {}
         n = 0
         for i in range(args.repeat):
+            for r, root in enumerate(roots):
+                refs[r].append(in_process(root, xml, work, 1))
             for cfg in configs:
                 base, _, srv = cfg.partition("+")
                 api_url = None
@@ -351,6 +367,11 @@ def main() -> None:
                         os.environ.update(BASE_ENV)
                         server = LocalAPIServer()
                         server.wait_ready()
+                        # A running server has answered requests before: its first one builds
+                        # FastAPI's routes (0.4-0.7 s here), which no command should be charged.
+                        import urllib.request
+
+                        urllib.request.urlopen(server.api_url + "/admin/version", timeout=30).read()
                     api_url = server.api_url
                 for r, root in enumerate(roots):
                     flags = CONFIG_FLAGS[base]
@@ -358,7 +379,17 @@ def main() -> None:
                         flags = []  # before this change, the default was always a local Ray
                     n += 1
                     runs.setdefault((r, cfg), []).append(command(root, xml, work, flags, api_url, n))
-        results = {"in_process": ref, "runs": {}}
+        best_ref = {r: min(rs, key=lambda x: x["work_s"]) for r, rs in refs.items()}
+        print(f"dataset: {xml}; fused {best_ref[0]['voxels'] / 1e6:.1f} Mvox")
+        for r, ref in best_ref.items():
+            print(f"in-process stage work of {roots[r]} (best of {len(refs[r])}, spread "
+                  f"{min(x['work_s'] for x in refs[r]):.2f}-{max(x['work_s'] for x in refs[r]):.2f} s): "
+                  f"{ref['work_s']:.2f} s = plan {ref['plan_s']:.2f} + fuse {ref['fuse_s']:.2f} + pyramid "
+                  f"{ref['pyramid_s']:.2f} + fused XML {ref['xml_s']:.2f} (imports before it: {ref['imports_s']:.2f} s)")
+        print("load average (1, 5, 15 min) at the start: %.1f %.1f %.1f; at the end: %.1f %.1f %.1f"
+              % (*load0, *os.getloadavg()))
+        results = {"in_process": {str(roots[r]): rs for r, rs in refs.items()}, "load_start": load0,
+                   "load_end": os.getloadavg(), "runs": {}}
         for (r, cfg), rs in runs.items():
             base, _, srv = cfg.partition("+")
             best = min(rs, key=lambda x: x["wall_s"])
@@ -369,7 +400,7 @@ def main() -> None:
             line = executor_line(best)
             if line:
                 print(f"  the command said: {line}")
-            for name, v in breakdown(best, ref["work_s"]):
+            for name, v in breakdown(best, best_ref[r]["work_s"]):
                 print(f"{name:<82}{v:>8.1f} s" if isinstance(v, float) else f"{name:<82}{v:>10}")
             results["runs"][f"{roots[r]}:{cfg}"] = [{k: v for k, v in x.items() if k not in ("stderr", "stdout")}
                                                     for x in rs]

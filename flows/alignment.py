@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
+from flows.lean_flow import flow
 from prefect.exceptions import UnfinishedRun
 from prefect_ray.context import remote_options
 

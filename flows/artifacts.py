@@ -79,8 +79,17 @@ def output_note(title: str, lines: list[str], key: str) -> None:
     create_markdown_artifact("\n".join([f"### {title}", ""] + [f"- {ln}" for ln in lines]), key=_key(key))
 
 
+#: Least seconds between two writes of a progress artifact; the last value (all done) is always
+#: written. Each write is an HTTP request of 10-100 ms in the flow's thread, and a stage writes once
+#: per finished task: a stage of 500,000 tasks (fusion in the 130 TB plan below) would keep its
+#: flow busy for hours writing them. Once a second is as often as a person reads a progress bar.
+MIN_UPDATE_INTERVAL_S = 1.0
+
+
 class Progress:
-    """A progress artifact (0-100 %) updated as a stage's task futures finish."""
+    """A progress artifact (0-100 %) updated as a stage's task futures finish (at most once every
+    :data:`MIN_UPDATE_INTERVAL_S`, and when the last finishes); this process's listeners
+    (:mod:`flows.progress`, the command line's display) hear of every one."""
 
     def __init__(self, total: int, what: str):
         self.total = max(int(total), 1)
@@ -88,6 +97,7 @@ class Progress:
         self.what = what
         self.started = time.monotonic()
         self.id = create_progress_artifact(0.0, description=f"{what}: 0 of {total}")
+        self._written = time.monotonic()
         self._tell()
 
     def _tell(self) -> None:
@@ -97,8 +107,10 @@ class Progress:
 
     def advance(self, n: int = 1) -> None:
         self.done += n
-        pct = 100.0 * min(self.done, self.total) / self.total
-        update_progress_artifact(self.id, pct, description=f"{self.what}: {self.done} of {self.total}")
+        if self.done >= self.total or time.monotonic() - self._written >= MIN_UPDATE_INTERVAL_S:
+            pct = 100.0 * min(self.done, self.total) / self.total
+            update_progress_artifact(self.id, pct, description=f"{self.what}: {self.done} of {self.total}")
+            self._written = time.monotonic()
         self._tell()
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
+from flows.lean_flow import flow
 from prefect.deployments import run_deployment
 
 from flows import artifacts

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prefect import flow
+from flows.lean_flow import flow
 from prefect_ray.context import remote_options
 
 from flows import artifacts

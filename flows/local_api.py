@@ -11,7 +11,8 @@ then takes it (:func:`take_early`) and waits for it to answer.
 This module imports nothing from Prefect: importing Prefect is one of the costs the early
 start hides. The server is the one Prefect's own ``SubprocessASGIServer`` runs (uvicorn
 serving ``prefect.server.api.server:create_app`` as an ephemeral API without UI, on the
-profile's database, so the runs stay visible in ``prefect server start``'s UI afterwards).
+profile's database, so the runs stay visible in ``prefect server start``'s UI afterwards),
+through :mod:`flows.local_api_app`, which skips its block registration when it would change nothing.
 
 A server the user keeps running is reused instead, with no start at all: ``PREFECT_API_URL``
 when set, else one started with ``prefect server start --background``
@@ -85,16 +86,16 @@ class LocalAPIServer:
         return f"http://127.0.0.1:{self.port}/api"
 
     def _launch(self) -> None:
-        spec = importlib.util.find_spec("prefect")
-        if spec is None or spec.origin is None:
+        if importlib.util.find_spec("prefect") is None:
             raise RuntimeError("Prefect is not installed in this environment")
         self.port = _free_port()
         env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
                "PREFECT__SERVER_FINAL": "1"}
         env.pop("PREFECT_API_URL", None)  # the server itself is not a client of another API
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(spec.origin).parent.parent),
-             "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
+            # Prefect's application, less a block registration that would change nothing (flows.local_api_app).
+            [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(__file__).resolve().parent.parent),
+             "--factory", "flows.local_api_app:create_app", "--host", "127.0.0.1",
              "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
             env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
         )

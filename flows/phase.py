@@ -6,7 +6,8 @@ the stage flow names (see :mod:`flows.batched_matching`).
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
+from flows.lean_flow import flow
 
 from flows import artifacts
 from rhapso_core.pipeline.results import RoundResult

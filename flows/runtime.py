@@ -176,7 +176,9 @@ def choose_runtime(xml: str, p, stages: tuple[str, ...]):
     from flows.progress import note
     from rhapso_core.executor import choose_executor
 
-    ray = sys.modules.get("ray")
+    # prefect_ray leaves a lazy "ray" in sys.modules; reading its attributes imports Ray (0.3-0.4 s).
+    # Ray cannot be running here unless its worker module has been imported.
+    ray = sys.modules.get("ray") if "ray._private.worker" in sys.modules else None
     running = bool(ray is not None and getattr(ray, "is_initialized", lambda: False)())
     choice = choose_executor(xml, p, stages, ray_running=running)
     log.info(choice.line())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prefect import flow
+from flows.lean_flow import flow
 
 from flows.alignment import run_alignment, run_qc
 from flows.fusion import run_fusion

@@ -3,27 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-
-from rhapso_core.intensity.flatfield import content_flatfield
-from rhapso_core.intensity.flatfield_overlap import fit_dark_level, refine_flatfield
 from rhapso_core.intensity.model import ViewIntensity
 from rhapso_core.intensity.params import IntensityParams
-from rhapso_core.intensity.sampling import SampledView, sample_pairs
-from rhapso_core.intensity.solve import IntensitySolution, solve_intensities
 from rhapso_core.intensity.store import default_container, read_coefficients, write_coefficients
 from rhapso_core.intensity.xml import read_intensity_adjustments, with_intensity_adjustments
 from rhapso_core.io import fs_for
 from rhapso_core.pipeline.dataset import open_view, view_geometry
 from rhapso_core.pipeline.view_selection import view_attributes
-from rhapso_core.qc.intensity import FIT_ATTR
 from rhapso_core.spimdata import SpimData, ViewId
+
+# The estimation's modules (scipy.ndimage, the solver, the QC's records: 0.4-0.6 s of imports) are
+# imported by the functions that estimate: every fusion task calls load_intensity, which needs none.
+if TYPE_CHECKING:
+    from rhapso_core.intensity.sampling import SampledView
+    from rhapso_core.intensity.solve import IntensitySolution
 
 __all__ = ["sampled_views", "estimate_intensity", "save_intensity", "load_intensity"]
 
 
 def sampled_views(sd: SpimData, views: Sequence[ViewId] | None = None, storage_options=None) -> list[SampledView]:
     """The views with pixels and current registrations; paired within (timepoint, channel, illumination)."""
+    from rhapso_core.intensity.sampling import SampledView
+
     views = list(views) if views is not None else list(sd.views())
     geo = view_geometry(sd, views)
     out = []
@@ -39,6 +42,11 @@ def estimate_intensity(
 ) -> IntensitySolution:
     """Flat fields per channel (if ``params.flatfield``: from all the channel's tiles, refined by the
     overlaps, :mod:`.flatfield_overlap`), then the per-view maps from the overlaps."""
+    from rhapso_core.intensity.flatfield import content_flatfield
+    from rhapso_core.intensity.flatfield_overlap import fit_dark_level, refine_flatfield
+    from rhapso_core.intensity.sampling import sample_pairs
+    from rhapso_core.intensity.solve import solve_intensities
+
     sv = sampled_views(sd, views, storage_options)
     samples = sample_pairs(sv, params.samples_per_pair, params.max_voxels, params.min_samples)
     flatfields = {}
@@ -63,6 +71,8 @@ def save_intensity(sd: SpimData, out_xml: str, solution: IntensitySolution, para
     The XML models are the per-view maps without the flat field (BigStitcher's model has
     no place for one); the container holds both, and fusion prefers it.
     """
+    from rhapso_core.qc.intensity import FIT_ATTR
+
     fit = {"pairs": [{"pair": f"t{f.a[0]} s{f.a[1]} - t{f.b[0]} s{f.b[1]}", "n": f.n_samples,
                       "rms_before": f.rms_before, "rms_after": f.rms_after,
                       "ratio_before": f.ratio_before, "ratio_after": f.ratio_after} for f in solution.pairs],

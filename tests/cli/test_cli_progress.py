@@ -160,3 +160,35 @@ def test_align_and_fuse_summaries_name_their_outputs(tmp_path):
     text = "\n".join(summary_lines("fuse", fuse, None, 5.0, "f.ome.zarr.summary.json"))
     assert "fused image: f.ome.zarr" in text and "10x20x30 voxels (z,y,x), 1 work unit, 3 blocks written" in text
     assert "aligned XML" not in text
+
+
+def test_progress_artifact_writes_are_spaced_and_the_last_is_always_written(monkeypatch):
+    """One write a second at most (each is an HTTP request in the flow's thread), the final
+    value always; the command line's listeners still hear of every finished task."""
+    from types import SimpleNamespace
+
+    from flows import artifacts
+
+    clock = [100.0]
+    writes = []
+    monkeypatch.setattr(artifacts, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(artifacts, "create_progress_artifact", lambda *a, **k: "id")
+    monkeypatch.setattr(artifacts, "update_progress_artifact",
+                        lambda artifact_id, pct, description=None: writes.append((clock[0], pct, description)))
+    got = []
+    with listening(got.append):
+        p = artifacts.Progress(1000, "fusion work units")
+        for _ in range(1000):  # 1000 tasks in 2.5 s
+            clock[0] += 0.0025
+            p.advance()
+    assert len(got) == 1001
+    assert writes[-1][1:] == (100.0, "fusion work units: 1000 of 1000")
+    assert len(writes) == 3  # at 1.0 s, 2.0 s, and the last
+    assert all(b[0] - a[0] >= artifacts.MIN_UPDATE_INTERVAL_S for a, b in zip(writes, writes[1:-1]))
+    slow = []
+    monkeypatch.setattr(artifacts, "update_progress_artifact", lambda *a, **k: slow.append(a))
+    p = artifacts.Progress(3, "views detected")
+    for _ in range(3):  # slower than one a second: every one written, as before
+        clock[0] += 1.5
+        p.advance()
+    assert [a[1] for a in slow] == [100 / 3, 200 / 3, 100.0]

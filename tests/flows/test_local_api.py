@@ -90,3 +90,23 @@ def test_early_server_serves_the_run_then_stops(monkeypatch):
             assert server.process is None  # stopped with the run
         finally:
             server.stop()
+
+
+def test_a_server_stopped_while_it_starts_ends_at_once(monkeypatch):
+    """A command refused after the early start (or interrupted) may stop its server while
+    Prefect is still being imported there; uvicorn defers SIGTERM until the application has started (3-10 s here),
+    flows.local_api_app lets it end the process at once until then."""
+    import time
+
+    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    server = local_api.LocalAPIServer()
+    try:
+        time.sleep(1.0)  # uvicorn imported, its signal handlers installed; Prefect being imported
+        assert server.process.poll() is None
+        proc = server.process
+        t = time.monotonic()
+        server.stop()
+        assert time.monotonic() - t < 1.5
+        assert proc.returncode is not None
+    finally:
+        server.stop()
