@@ -125,9 +125,10 @@ class DetectionParams(StageParams):
         description="record with each view's points how far from its x and y borders the detector's "
         "localisation reads voxels past the border (the DoG: twice its outer sigma, working voxels), and "
         "leave matches there out of the solve where a pair keeps at least half of its matches and the "
-        "solver's min_matches without them (rhapso_core.pipeline.border_matches): such positions are "
-        "pushed off by up to a quarter working voxel, differently in the two views of an overlap. Every "
-        "point is still detected, stored and matched. false: the solve uses every match (BigStitcher)",
+        "solver's min_matches without them and their offset from the pair's other matches outweighs what "
+        "they are worth (rhapso_core.pipeline.border_matches): such positions are pushed off by up to a "
+        "quarter working voxel, differently in the two views of an overlap. Every point is still "
+        "detected, stored and matched. false: the solve uses every match (BigStitcher)",
     )
     channels: list[int] | None = Field(
         None,

@@ -56,9 +56,10 @@ class Detector:
         One line for error messages and docs.
     border_margin : callable, optional
         ``border_margin(params) -> float``: working voxels from the view's border within which
-        the detector's localisation reads voxels past the border (mirrored) and is biased;
-        :func:`~rhapso_core.detection.view.detect_chunk` drops points nearer than this
-        (``detection.exclude_border``). None: no such reach.
+        the detector's localisation reads voxels past the border (mirrored) and is biased.
+        Detection stores it with each view's points and the solve leaves matches there out
+        where a pair can spare them (:mod:`rhapso_core.pipeline.border_matches`,
+        ``detection.exclude_border``). None: no such reach.
     """
 
     name: str
