@@ -30,6 +30,8 @@ from rhapso_core.qc.matching import matching_metrics
 from rhapso_core.qc.params import QCParams
 from rhapso_core.qc.phase import phase_link_matches, phase_metrics
 from rhapso_core.qc.sampling import choose_level, read_level
+from rhapso_core.pipeline.border_matches import solved_matches
+from rhapso_core.solver.params import SolverParams
 from rhapso_core.qc.solver import link_residuals, loop_closure, pair_models, solver_metrics, tile_layout_picture
 from rhapso_core.qc.verdict import verdict as judge
 from rhapso_core.spimdata import load_xml
@@ -74,6 +76,7 @@ def compute_metrics(
     pictures: bool = True,
     phase_links: Sequence[Mapping] | None = None,
     verify_reports: Sequence[Mapping | None] | None = None,
+    min_matches: int = SolverParams.model_fields["min_matches"].default,
 ) -> tuple[dict, dict]:
     """Every QC metric of a run, and its pictures.
 
@@ -108,6 +111,9 @@ def compute_metrics(
     verify_reports : list of dict, optional
         Each alignment round's after-solve check (``VerifyReport.to_dict()``, None for a
         round without one): reverted tiles and overlaps left worse fail the verdict.
+    min_matches : int
+        The solver's ``min_matches``: the solver section recomputes tile errors from the
+        matches the solve used (:func:`~rhapso_core.pipeline.border_matches.solved_matches`).
 
     Returns
     -------
@@ -129,19 +135,26 @@ def compute_metrics(
     # used others (a split's fake correspondences), so links are read for every label.
     labels = [label] if isinstance(label, str) else list(label)
     label = labels[0]
-    points = {v: store.read_points(v, label).loc_xyz for v in views if store.has_points(v, label)}
+    stored = {v: store.read_points(v, label) for v in views if store.has_points(v, label)}
+    points = {v: sp.loc_xyz for v, sp in stored.items()}
     matches_voxel, matches_world, matched_world_main = {}, {}, {}
     for lab in labels:
-        lab_points = points if lab == label else {
-            v: store.read_points(v, lab).loc_xyz for v in views if store.has_points(v, lab)}
+        lab_stored = stored if lab == label else {
+            v: store.read_points(v, lab) for v in views if store.has_points(v, lab)}
         for c in store.read_all_correspondences(lab, on_invalid="skip"):
             a, b = c.view_a, c.view_b
-            if a not in lab_points or b not in lab_points or len(c.idx_a) == 0:
+            if a not in lab_stored or b not in lab_stored or len(c.idx_a) == 0:
                 continue
-            pa, pb = lab_points[a][c.idx_a], lab_points[b][c.idx_b]
+            pa, pb = lab_stored[a].loc_xyz[c.idx_a], lab_stored[b].loc_xyz[c.idx_b]
             wa, wb = transforms.apply(before[a], pa), transforms.apply(before[b], pb)
             if lab == label:
                 matched_world_main[(a, b)] = (wa, wb)
+            # The solver's figures are recomputed from the matches the solve used (border matches left out
+            # by the same rule; its decision does not depend on the registrations it is made under, up to
+            # the noise of a match times a registration change).
+            use = solved_matches(lab_stored[a], lab_stored[b], c.idx_a, c.idx_b, sizes[a], sizes[b],
+                                 min_matches, wa, wb)
+            pa, pb, wa, wb = pa[use], pb[use], wa[use], wb[use]
             if (a, b) in matches_voxel:
                 pa = np.concatenate([matches_voxel[(a, b)][0], pa])
                 pb = np.concatenate([matches_voxel[(a, b)][1], pb])

@@ -3,13 +3,14 @@
 Case 6 of issue 19: Ctrl-C on the process group took 149 s and printed 230 lines of
 Prefect ``ConnectError``; on the main process alone it was usually ignored. Tolerance:
 exit status 130 within 15 s of the signal, at most 2 stderr lines after it (Ray may
-print its start-up line), the output lock gone, the command's flow run marked cancelled. The
+print its start-up line; the stages' own log records below ERROR do not count), the output lock gone, the command's flow run marked cancelled. The
 input folder is hashed before and after. (A re-run resuming: test_reliability_fault_injection.py.)
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,6 +23,14 @@ from reliability_helpers import FIGURES, folder_hash
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = dict(grid=(2, 1, 1), tile_size_xyz=(64, 64, 16), overlap=0.25, n_levels=1, chunk_size_xyz=(32, 32, 16))
+
+
+def _log_record_below_error(line: str) -> bool:
+    """Whether ``line`` is a Prefect log record (``HH:MM:SS.mmm | LEVEL | ...``) below ERROR: a stage's own
+    report (a round that finished while the command stopped may warn that it matched too few pairs),
+    not the noise this test is about."""
+    m = re.match(r"\s*\d\d:\d\d:\d\d\.\d{3} \| ([A-Z]+) +\|", line)
+    return m is not None and m[1] in ("DEBUG", "INFO", "WARNING")
 
 
 def _env() -> dict:
@@ -60,8 +69,10 @@ def test_interrupted_align_stops_quickly(rel_harness, write_dataset_copy, tmp_pa
         os.killpg(proc.pid, signal.SIGKILL)
         _, err = proc.communicate()
     took = time.time() - t0
-    # The command's own display (indented: progress, where its tasks run) is not noise after the signal.
-    lines = [ln for ln in err.strip().splitlines() if ln.strip() and not ln.startswith("  ")]
+    # The command's own display (indented: progress, where its tasks run) is not noise after the signal, nor
+    # is a stage's own log record below ERROR (the run may be matching when the signal comes).
+    lines = [ln for ln in err.strip().splitlines()
+             if ln.strip() and not ln.startswith("  ") and not _log_record_below_error(ln)]
     assert proc.returncode == 130, f"rc {proc.returncode}: {err[-2000:]}"
     # Usually 0.5-1.6 s; once 29.9 s in a full-suite run (SIGTERM to the whole group while Ray's
     # workers and the Prefect API shut down). The bound catches the old behaviour (149 s), not that.
