@@ -20,6 +20,7 @@ from flows.layout import (
 )
 from flows.params import resolve
 from flows.phase import phase_stage
+from rhapso_core.pipeline.overlap_affine_links import round_fits_affines
 from rhapso_core.pipeline.phase_fallback import anchored_pairs, anchors_of_unmatched, face_pairs
 from rhapso_core.pipeline.prealign import alignment_rounds, kept_links
 from rhapso_core.pipeline.publish import publish, staged_name
@@ -119,6 +120,14 @@ def match_and_solve_stage(
     if phase_anchors:  # the phase round's links hold only the pairs points did not match
         faces = face_pairs(xml, records, pair_retry.min_relative_overlap)
         round_anchors = [a for a in [anchors_of_unmatched(phase_anchors, records, faces)] + round_anchors[1:] if a]
+    overlap_affines: list = []
+    oa_params = (stitching or StitchingParams()).overlap_affine
+    if round_fits_affines(solver, oa_params):
+        fitted, overlap_affines = stitching_tasks.fit_overlap_affines(xml, store, records, label, oa_params,
+                                                                      solver.min_matches)
+        round_anchors += [fitted] if fitted else []
+        logger.info("%s round: %d of %d matched pairs' overlap affines used in place of their points",
+                    round_name, sum(e["status"] == "used" for e in overlap_affines), len(overlap_affines))
     ok = sum(r.ok for r in records)
     logger.info("%s round: %d of %d pairs matched", round_name, ok, len(records))
     n_views = len({v for r in records for v in (r.view_a, r.view_b)})
@@ -141,7 +150,8 @@ def match_and_solve_stage(
     if check:
         (logger.warning if check["worse_than_input"] else logger.info)("%s round: %s", round_name, check["summary"])
     return RoundResult("points", out_xml, len(records), ok, outcome.final_error, outcome.transform_name, report,
-                       verify=check, pair_records=records, image_checks=image_checks)
+                       verify=check, pair_records=records, image_checks=image_checks,
+                       overlap_affines=overlap_affines)
 
 
 @flow(name="split-affine", log_prints=True)

@@ -5,12 +5,14 @@ from __future__ import annotations
 from prefect import task
 
 from rhapso_core.pipeline import phase
+from rhapso_core.pipeline.overlap_affine_links import measure_overlap_affines
 from rhapso_core.pipeline.pair_check import check_pairs_against_images
 from rhapso_core.pipeline.phase_fallback import link_failed_pairs
 from rhapso_core.pipeline import prealign
 from rhapso_core.verify.params import VerifyParams
 from rhapso_core.solver import SolverParams
 from rhapso_core.stitching import PhaseLink, PhaseRoundRecord, StitchingParams
+from rhapso_core.stitching.params import OverlapAffineParams
 from tasks.policies import RETRY_DELAYS, retry_transient
 
 
@@ -53,3 +55,10 @@ def check_pairs(xml_uri: str, store_uri: str, records: list, label: str, params:
     # points disagree with the images, so a retry after a partial run finds those pairs without matches and
     # leaves them as they are.
     return check_pairs_against_images(xml_uri, store_uri, records, label, params, reach, min_matches=min_matches)
+
+
+@task(name="fit-overlap-affines", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
+def fit_overlap_affines(xml_uri: str, store_uri: str, records: list, label: str, params: OverlapAffineParams,
+                        min_matches: int) -> tuple[dict | None, list]:
+    # Reads the matched pairs' overlaps and stored points; writes nothing (the fits travel to the solve).
+    return measure_overlap_affines(xml_uri, store_uri, records, label, params, min_matches)

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from rhapso_core.autoparams import Resolution, resolve_parameters
 from rhapso_core.output_layout import STORE_NAME, join, round_xml_name
 from rhapso_core.pipeline import detect, match, solve
+from rhapso_core.pipeline.overlap_affine_links import (
+    measure_overlap_affines, pair_key, replaced_pairs, round_fits_affines, with_fit_steps,
+)
 from rhapso_core.pipeline.pair_check import IMAGE_LINK, check_pairs_against_images
 from rhapso_core.pipeline.phase_fallback import anchored_pairs, anchors_of_unmatched, face_pairs, link_failed_pairs
 from rhapso_core.pipeline.retry import retry_failed_pairs
@@ -73,13 +76,24 @@ def align_in_process(xml: str, work: str, params, rounds=None) -> InProcessAlign
                 records, extra = link_failed_pairs(current, records, p.stitching, p.pair_retry.min_relative_overlap,
                                                    held)
                 round_anchors += [extra] if extra else []
+        fitted = None
+        if round_fits_affines(s, p.stitching.overlap_affine):
+            fitted, fits = measure_overlap_affines(current, store, records, p.detection.label,
+                                                   p.stitching.overlap_affine, s.min_matches)
+            records = with_fit_steps(records, fits)
         if p.pair_retry.image_check:
-            records, replaced, _ = check_pairs_against_images(current, store, records, p.detection.label, p.stitching,
-                                                              float(m.max_epsilon), min_matches=s.min_matches)
+            # pairs whose overlap affine is used were checked against their images by the fit
+            skip = replaced_pairs([fitted]) if fitted else set()
+            rest, replaced, _ = check_pairs_against_images(current, store, [r for r in records if pair_key(r) not in skip],
+                                                           p.detection.label, p.stitching, float(m.max_epsilon),
+                                                           min_matches=s.min_matches)
+            by_pair = {pair_key(r): r for r in rest}
+            records = [by_pair.get(pair_key(r), r) for r in records]
             round_anchors += [replaced] if replaced else []
         if anchors and round_anchors and round_anchors[0] is anchors:
             faces = face_pairs(current, records, p.pair_retry.min_relative_overlap)
             round_anchors = [a for a in [anchors_of_unmatched(anchors, records, faces)] + round_anchors[1:] if a]
+        round_anchors += [fitted] if fitted else []
         held_by_image = sum(r.status == IMAGE_LINK for r in records)
         matched.append(f"{sum(r.ok for r in records)}/{len(records)}"
                        + (f" +{held_by_image} image" if held_by_image else ""))

@@ -62,7 +62,9 @@ class RoundResult:
     ``verify`` the round's check (``VerifyReport.to_dict()``; None when not checked, and never
     for a split round). ``pair_records`` are the matched pairs (``PairRecord``), ``phase_links``
     the phase round's links (``PhaseLink.to_dict()``), ``image_checks`` a point round's checks of
-    its pairs against the images (:mod:`rhapso_core.pipeline.pair_check`; empty when off).
+    its pairs against the images (:mod:`rhapso_core.pipeline.pair_check`; empty when off),
+    ``overlap_affines`` an affine round's overlap fits and their checks
+    (:mod:`rhapso_core.pipeline.overlap_affine_links`; empty when not run).
     """
 
     kind: RoundKind
@@ -79,6 +81,7 @@ class RoundResult:
     store: str | None = None
     labels: list[str] = field(default_factory=list)
     image_checks: list = field(default_factory=list)
+    overlap_affines: list = field(default_factory=list)
 
     @property
     def reverted_tiles(self) -> list[str]:
@@ -96,6 +99,7 @@ class RoundResult:
             d["phase_links"] = self.phase_links
         if self.kind == "points":
             d["image_checks"] = self.image_checks
+            d["overlap_affines"] = self.overlap_affines
         d["solver_report"] = self.solver_report
         return d
 

@@ -8,6 +8,9 @@ from rhapso_core import transforms
 from rhapso_core.pipeline.border_matches import solved_matches
 from rhapso_core.pipeline.dataset import load_dataset, view_geometry
 from rhapso_core.pipeline.detect import attach_interest_points
+from rhapso_core.pipeline.overlap_affine_links import (
+    AFFINE_LINK_LABEL, affine_solver_links, replaced_pairs, without_pairs,
+)
 from rhapso_core.pipeline.results import SolveOutcome
 from rhapso_core.pointstore import PointStore
 from rhapso_core.solver import Link, SolverParams, solve
@@ -96,15 +99,25 @@ def solve_dataset(
     store = PointStore(store_uri, storage_options=storage_options, mode="r")
     links = links_for_labels(sd, store, labels, geometry, params.min_matches)
     anchor_sets = [a for a in ([phase_anchors] if isinstance(phase_anchors, dict) else phase_anchors or []) if a]
-    if anchor_sets:
+    solved_labels = list(labels)
+    # An overlap-affine link stands in for everything else measured on its overlap: the pair's point
+    # matches and the image check's translation there, which fused those points with the coarse phase
+    # (rhapso_core.pipeline.overlap_affine_links).
+    replaced = replaced_pairs(anchor_sets)
+    if replaced:
+        links = [lk for lk in links if frozenset((lk.a, lk.b)) not in replaced]
         for anchors in anchor_sets:
+            links += affine_solver_links(anchors, geometry)
+        solved_labels.append(AFFINE_LINK_LABEL)
+        anchor_sets = [without_pairs(a, replaced) for a in anchor_sets]
+    phase_sets = [a for a in anchor_sets if a.get("links")]
+    if phase_sets:
+        for anchors in phase_sets:
             then = load_dataset(anchors["xml"], storage_options)
             links += anchor_links([PhaseLink.from_dict(d) for d in anchors["links"]],
                                   {v: then.view_to_world(v) for v in geometry if v in then.registrations},
                                   {v: g[0] for v, g in geometry.items()}, anchors.get("weights"))
-        solved_labels = labels + [PHASE_LABEL]
-    else:
-        solved_labels = labels
+        solved_labels.append(PHASE_LABEL)
     groups = view_groups(sd, views, grouping)
     reps = sorted(set(groups.values()))
     if params.fixed_views is not None:

@@ -39,3 +39,20 @@ def test_alignment_flow_phase_only_skips_detection(prefect_harness, small_datase
     assert "detection" not in result and "n5" not in result
     assert score(small_dataset.ground_truth, str(out), gauge="translation").rms_voxels <= 0.5
     assert result["qc"]["verdict"] in ("pass", "warn")
+
+
+def test_alignment_flow_affine_round_uses_checked_overlap_affines(prefect_harness, small_dataset, tmp_path):
+    """The flow's affine round fits every matched pair's overlap affine (as the in-process alignment) and
+    solves with the checked fits in place of their pairs' points; tolerance as the phase test above."""
+    from flows.alignment import alignment
+
+    out = tmp_path / "affine.xml"
+    result = alignment(str(small_dataset.xml), str(out), overrides=[
+        "runtime.use_ray=false", "alignment.rounds=[rigid, affine]"], ground_truth=str(small_dataset.ground_truth))
+    rigid, affine = result["rounds"]
+    assert rigid["overlap_affines"] == []  # a rigid round has nothing to gain from them
+    fits = affine["overlap_affines"]
+    assert len(fits) == affine["pairs_matched"] and sum(f["status"] == "used" for f in fits) >= 5, fits
+    assert affine["solver_report"]["n_links_by_label"].get("overlap_affine", 0) == sum(
+        f["status"] == "used" for f in fits)
+    assert score(small_dataset.ground_truth, str(out), gauge="affine").rms_voxels <= 0.3

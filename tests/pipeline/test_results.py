@@ -42,7 +42,7 @@ def test_round_json_per_kind():
     points = RoundResult("points", "r.xml", 1, 1, o.final_error, o.transform_name, o.to_dict(),
                          verify={"reverted": [{"name": "t0 s1"}]}, pair_records=[_record()])
     assert list(points.to_dict()) == ["verify", "xml", "pairs", "pairs_matched", "final_error", "transform",
-                                      "pair_records", "image_checks", "solver_report"]
+                                      "pair_records", "image_checks", "overlap_affines", "solver_report"]
     assert points.to_dict()["pair_records"] == [_record().to_dict()]
     phase = RoundResult("phase", "p.xml", 1, 1, 0.1, "Phase", {"n_links": 1}, phase_links=[{"view_a": [0, 0]}])
     assert list(phase.to_dict()) == ["verify", "xml", "pairs", "pairs_matched", "final_error", "transform",
