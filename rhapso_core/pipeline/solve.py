@@ -53,6 +53,19 @@ def links_for_labels(sd: SpimData, store: PointStore, labels: Sequence[str], geo
     return links
 
 
+def _phase_links(anchor_sets: Sequence[dict], geometry, storage_options=None) -> list[Link]:
+    """The phase-correlation anchors' links under ``geometry`` (:func:`anchor_links`)."""
+    out = []
+    for anchors in anchor_sets:
+        if not anchors.get("links"):
+            continue
+        then = load_dataset(anchors["xml"], storage_options)
+        out += anchor_links([PhaseLink.from_dict(d) for d in anchors["links"]],
+                            {v: then.view_to_world(v) for v in geometry if v in then.registrations},
+                            {v: g[0] for v, g in geometry.items()}, anchors.get("weights"))
+    return out
+
+
 def grouped_links(links: Sequence[Link], groups: dict[ViewId, ViewId]) -> list[Link]:
     """Links between group representatives (matches inside one group say nothing about its pose)."""
     out = []
@@ -97,26 +110,24 @@ def solve_dataset(
     views = select_views(sd, selection)
     geometry = view_geometry(sd, views)
     store = PointStore(store_uri, storage_options=storage_options, mode="r")
-    links = links_for_labels(sd, store, labels, geometry, params.min_matches)
+    links = point_links = links_for_labels(sd, store, labels, geometry, params.min_matches)
     anchor_sets = [a for a in ([phase_anchors] if isinstance(phase_anchors, dict) else phase_anchors or []) if a]
     solved_labels = list(labels)
     # An overlap-affine link stands in for everything else measured on its overlap: the pair's point
     # matches and the image check's translation there, which fused those points with the coarse phase
     # (rhapso_core.pipeline.overlap_affine_links).
     replaced = replaced_pairs(anchor_sets)
+    measured = None  # what an automatic model is chosen with, where the overlap fits replace some of it
     if replaced:
         links = [lk for lk in links if frozenset((lk.a, lk.b)) not in replaced]
         for anchors in anchor_sets:
             links += affine_solver_links(anchors, geometry)
         solved_labels.append(AFFINE_LINK_LABEL)
+        measured = list(point_links) + _phase_links(anchor_sets, geometry, storage_options)
         anchor_sets = [without_pairs(a, replaced) for a in anchor_sets]
-    phase_sets = [a for a in anchor_sets if a.get("links")]
-    if phase_sets:
-        for anchors in phase_sets:
-            then = load_dataset(anchors["xml"], storage_options)
-            links += anchor_links([PhaseLink.from_dict(d) for d in anchors["links"]],
-                                  {v: then.view_to_world(v) for v in geometry if v in then.registrations},
-                                  {v: g[0] for v, g in geometry.items()}, anchors.get("weights"))
+    phase = _phase_links(anchor_sets, geometry, storage_options)
+    if phase:
+        links += phase
         solved_labels.append(PHASE_LABEL)
     groups = view_groups(sd, views, grouping)
     reps = sorted(set(groups.values()))
@@ -126,7 +137,8 @@ def solve_dataset(
     elif timepoints != "individually":
         ref = reference_timepoint_of([v[0] for v in reps], reference_timepoint)
         params = params.model_copy(update={"fixed_views": [list(min(v for v in reps if v[0] == ref))]})
-    result = solve(grouped_links(links, groups), params, views={r: geometry[r] for r in reps})
+    result = solve(grouped_links(links, groups), params, views={r: geometry[r] for r in reps},
+                   validation_links=None if measured is None else grouped_links(measured, groups))
     out = sd
     for view in sorted(groups):
         out = out.with_prepended_transform(view, result.transform_name, result.corrections[groups[view]])

@@ -229,6 +229,7 @@ def solve(
     links: Sequence[Link],
     params: SolverParams | None = None,
     views: Mapping[ViewId, tuple[np.ndarray, Sequence[float]]] | None = None,
+    validation_links: Sequence[Link] | None = None,
 ) -> SolveResult:
     """Globally optimise the views' registrations from their pairwise matches.
 
@@ -244,6 +245,10 @@ def solve(
         listed here without links get an identity correction (one_round,
         iterative) or are placed by their metadata overlaps (two_round, which
         requires this mapping for every view).
+    validation_links : sequence of Link, optional
+        What an automatic model or lambda (:mod:`rhapso_core.solver.select`) is chosen
+        with, when not ``links`` themselves (default): measurements with independent
+        errors per match. The solve then uses ``links`` with the chosen model.
 
     Returns
     -------
@@ -266,7 +271,7 @@ def solve(
     views = {} if views is None else {(int(v[0]), int(v[1])): val for v, val in views.items()}
     choice, transform_name = None, None
     if not params.is_resolved:
-        choice = select_model(links, params, views)
+        choice = select_model(links if validation_links is None else validation_links, params, views)
         # The name keeps the round's model (what was asked) and says what the validation chose.
         asked = params.max_model if params.model == "auto" else params.model
         chosen = choice.model + (f", lambda={choice.lambda_value:.2f}" if choice.model == "affine" else "")

@@ -13,7 +13,7 @@ BigStitcher's ICP refinement does with points.
 Method: inverse-compositional Gauss-Newton (Lucas-Kanade; Baker & Matthews 2004) of the
 smoothed fixed crop against the smoothed moving crop, starting from the views' current
 relative transform. The Jacobian and its normal matrix come from the fixed image alone, so an
-iteration is one trilinear resampling of the moving crop (``scipy.ndimage.map_coordinates``)
+iteration is one cubic-spline resampling of the moving crop (``scipy.ndimage.map_coordinates``)
 and a 12-column least squares. A gain and an offset between the two views' intensities are
 re-estimated every iteration by linear regression (tiles of one channel differ by illumination).
 Written here rather than taken from a registration package: SimpleITK / ANTs are heavy
@@ -83,10 +83,18 @@ def _smooth(a: np.ndarray, sigma_zyx) -> np.ndarray:
     return ndimage.gaussian_filter(a, sigma_zyx, mode="nearest") if any(s > 0 for s in sigma_zyx) else a
 
 
-def _sample(img: np.ndarray, xyz: np.ndarray) -> np.ndarray:
+#: The moving crop is resampled with cubic B-splines: linear interpolation between the voxels of a
+#: smoothed image still pulls the fit toward whole voxels along a coarsely sampled axis (measured with
+#: linear interpolation on tiles with z voxels 5x the xy voxels, translation truth: 0.029 voxel RMS,
+#: against 0.008 from the points alone; cubic: 0.004; on the base cell 0.017 -> 0.003).
+SPLINE_ORDER = 3
+
+
+def _sample(coefficients: np.ndarray, xyz: np.ndarray) -> np.ndarray:
     from scipy import ndimage
 
-    return ndimage.map_coordinates(img, [xyz[:, 2], xyz[:, 1], xyz[:, 0]], order=1, mode="nearest")
+    return ndimage.map_coordinates(coefficients, [xyz[:, 2], xyz[:, 1], xyz[:, 0]], order=SPLINE_ORDER,
+                                   mode="nearest", prefilter=False)
 
 
 def _ncc(a: np.ndarray, b: np.ndarray) -> float:
@@ -98,7 +106,7 @@ def _ncc(a: np.ndarray, b: np.ndarray) -> float:
 
 def fit_overlap_affine(
     fixed: np.ndarray, fixed_origin_xyz, moving: np.ndarray, moving_origin_xyz, fixed_to_moving: np.ndarray,
-    box_xyz: np.ndarray, *, sigma_zyx=(1.0, 1.0, 1.0), max_samples: int = 100_000, max_iterations: int = 60,
+    box_xyz: np.ndarray, *, sigma_zyx=(1.0, 1.0, 1.0), max_samples: int = 30_000, max_iterations: int = 60,
     tolerance: float = 5e-3, min_samples: int = 1000,
 ) -> OverlapAffineFit:
     """Fit the affine mapping ``fixed``'s voxels in ``box_xyz`` onto ``moving``.
@@ -132,7 +140,9 @@ def fit_overlap_affine(
     if len(pts) < min_samples:
         return failed("too_small", f"{len(pts)} voxels in the overlap (fewest {min_samples})", len(pts))
     fs = _smooth(fixed, sigma_zyx)
-    ms = _smooth(moving, sigma_zyx)
+    from scipy import ndimage
+
+    ms = ndimage.spline_filter(_smooth(moving, sigma_zyx), order=SPLINE_ORDER, mode="nearest", output=np.float32)
     # the samples are whole voxels of the fixed crop: read by index, not interpolated
     local = (pts - fo).astype(np.intp)
     if np.any(local < 0) or np.any(local >= np.array(fs.shape[::-1])):

@@ -43,11 +43,13 @@ class OverlapAffineParams(StageParams):
         "(voxels of the fitted level; default 4).",
     )
     max_samples: int = Field(
-        100_000, ge=1000,
+        30_000, ge=1000,
         description="Most overlap voxels compared per pair; a larger overlap is strided, longest axes first "
-        "(count; default 100 000: the fit's error falls as one over the square root of the count, and past about "
-        "50 000 it is far below the points' (3 x 2 real-texture tiles with 1 % affine truth: 0.236 voxel RMS with "
-        "20 000, 0.186 with 50 000, 0.195 with 200 000); a few hundredths of a second per iteration).",
+        "(count; default 30 000). The fit's error falls as one over the square root of the count and its cost "
+        "grows with it; at 30 000 the fitted affine's error at the overlap's corners (about 0.01-0.05 voxel) is "
+        "still an order below that of the points' own affine, and the fits cost 0.2-0.3 s per pair (measured, "
+        "docs/accuracy.md: 3 x 2 real-texture tiles with 1 % affine truth 0.139 voxel RMS with 30 000, 0.147 with "
+        "100 000, 0.146 with 200 000 at 2.2, 4.9 and 7.1 s of fits; the base cell 0.003 with 30 000 and 100 000).",
     )
     max_crop_voxels: int = Field(
         2**24, ge=4096,
@@ -60,8 +62,10 @@ class OverlapAffineParams(StageParams):
         "(unitless; default 0.3, as stitching.min_r).",
     )
     ncc_tolerance: float = Field(
-        0.01, ge=0.0,
-        description="... and falls by at most this from the registrations it started from (default 0.01).",
+        0.002, ge=0.0,
+        description="... and falls by at most this from the registrations it started from (unitless; default "
+        "0.002: converged fits on the translation-truth cells of docs/accuracy.md lowered it by at most 0.0002, "
+        "their numerical noise; at a correlation of 0.99 a fall of 0.01 would double the residual).",
     )
 
 
