@@ -7,11 +7,15 @@ agree at least as well as the registrations it started from, and the pair's own 
 matches do not contradict it (below). A used fit stands in the round's solve for the pair's
 point matches, as virtual matches on a grid over the overlap, weighted so that the pair pulls
 exactly as hard as its matches did: what changes is the shape (scale, shear and rotation
-across the overlap, which the matches measure poorly), not the balance between pairs. An
-automatic model and lambda are still chosen on the point matches (with independent errors per
-match, :mod:`rhapso_core.solver.select`): the 27 virtual matches of a fit share one error, and
-held out among themselves they made an affine look necessary on translation-only data
-(measured: affine chosen on the base cell, 0.019 voxel RMS against 0.005).
+across the overlap, which the matches measure poorly), not the balance between pairs.
+
+An automatic model and lambda (:mod:`rhapso_core.solver.select`) are chosen on the fits and
+the point matches they replace together. The fits alone: their 27 virtual matches share one
+error, and held out among themselves they made an affine look necessary on translation-only
+data (affine, lambda 0.5 chosen on the base cell and on thin tiles: 0.006-0.008 voxel RMS
+against 0.003-0.004). The points alone: too noisy to see the affine the fits measure
+(lambda 0.5 on the real-texture affine cell cut to the repository's crop: 0.291, against
+0.085 with both; the whole cell 0.139 against 0.103).
 
 The points' check: the pair's solved matches (the matches the solve would use,
 :func:`~rhapso_core.pipeline.border_matches.solved_matches`) must not contradict the fit. They

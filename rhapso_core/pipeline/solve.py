@@ -117,13 +117,14 @@ def solve_dataset(
     # matches and the image check's translation there, which fused those points with the coarse phase
     # (rhapso_core.pipeline.overlap_affine_links).
     replaced = replaced_pairs(anchor_sets)
-    measured = None  # what an automatic model is chosen with, where the overlap fits replace some of it
+    # An automatic model and lambda are chosen on everything measured, the replaced matches included
+    # (rhapso_core.pipeline.overlap_affine_links says why); the solve uses the replacement.
+    measured = None
     if replaced:
-        links = [lk for lk in links if frozenset((lk.a, lk.b)) not in replaced]
-        for anchors in anchor_sets:
-            links += affine_solver_links(anchors, geometry)
+        fits = [lk for anchors in anchor_sets for lk in affine_solver_links(anchors, geometry)]
+        measured = list(point_links) + _phase_links(anchor_sets, geometry, storage_options) + fits
+        links = [lk for lk in links if frozenset((lk.a, lk.b)) not in replaced] + fits
         solved_labels.append(AFFINE_LINK_LABEL)
-        measured = list(point_links) + _phase_links(anchor_sets, geometry, storage_options)
         anchor_sets = [without_pairs(a, replaced) for a in anchor_sets]
     phase = _phase_links(anchor_sets, geometry, storage_options)
     if phase:
