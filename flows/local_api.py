@@ -153,9 +153,11 @@ def start_early() -> None:
     global _early
     if _early is not None or _configured_api_url() or background_server_url():
         return
-    from flows import kept_api
-
-    idle_s = kept_api.idle_seconds()
+    try:
+        from flows import kept_api  # needs fcntl (POSIX)
+    except ImportError:
+        kept_api = None
+    idle_s = kept_api.idle_seconds() if kept_api is not None else 0.0
     if idle_s > 0:
         try:
             _early = kept_api.acquire(idle_s)
