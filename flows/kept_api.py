@@ -89,9 +89,9 @@ def state_dir() -> Path:
     """``RHAPSO_LOCAL_API_DIR``, else ``rhapso-local-api`` in Prefect's home (the server's database
     is the profile's, which lives there by default)."""
     if os.environ.get("RHAPSO_LOCAL_API_DIR"):
-        return Path(os.environ["RHAPSO_LOCAL_API_DIR"]).expanduser()
+        return Path(os.environ["RHAPSO_LOCAL_API_DIR"]).expanduser().absolute()
     home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
-    return home / "rhapso-local-api"
+    return home.absolute() / "rhapso-local-api"
 
 
 def server_key(app: str = APP) -> str:
