@@ -25,7 +25,14 @@ Configurations (``--configs``, comma-separated):
   (``runtime.local_threads_max_cpu_s``);
 * ``ray``: ``--ray`` (a local Ray whatever the job's size);
 * ``...+server``: the same with ``PREFECT_API_URL`` set to a Prefect server already
-  running (started by this benchmark before the runs), as when one is configured.
+  running (started by this benchmark before the runs), as when one is configured;
+* ``...+temporary``: the same with ``RHAPSO_LOCAL_API_IDLE_S=0`` (a temporary local API per
+  command, stopped with it) where the plain configuration uses the local API kept between
+  commands (``flows/kept_api.py``; the checkout's default when it has that module).
+
+The kept local API lives in a state folder of this benchmark's own (``RHAPSO_LOCAL_API_DIR``),
+none at the start: the first command of each checkout that has one starts it (the "first run"
+line), the later ones reuse it; it is stopped at the end.
 
 ``--before DIR`` times another checkout (e.g. the main branch before this change) too, each of
 its runs right after the same configuration's run of this one, so that both see the same
@@ -250,10 +257,13 @@ def in_process(root: Path, xml: str, work: Path, repeat: int) -> dict:
     return best
 
 
-def command(root: Path, xml: str, work: Path, flags: list[str], api_url: str | None, i: int) -> dict:
+def command(root: Path, xml: str, work: Path, flags: list[str], api_url: str | None, i: int,
+            temporary: bool = False) -> dict:
     out = work / f"cli{i}.ome.zarr"
     probe_out = work / f"probe{i}.json"
-    extra = {"BENCH_PROBE_OUT": str(probe_out)}
+    extra = {"BENCH_PROBE_OUT": str(probe_out), "RHAPSO_LOCAL_API_DIR": str(work / "kept-api" / root.name)}
+    if temporary:
+        extra["RHAPSO_LOCAL_API_IDLE_S"] = "0"
     env = _env(root, extra)
     if api_url:
         env["PREFECT_API_URL"] = api_url
@@ -268,6 +278,7 @@ def command(root: Path, xml: str, work: Path, flags: list[str], api_url: str | N
         raise RuntimeError(f"{root}: rhapso fuse {' '.join(flags)} failed ({res.returncode}, {p['rc']}):\n"
                            f"{res.stderr[-3000:]}")
     p["wall_s"] = wall
+    p["api_line"] = next((ln.strip() for ln in res.stderr.splitlines() if "Prefect API:" in ln), "")
     p["stderr"] = res.stderr
     p["stdout"] = res.stdout
     shutil.rmtree(out, ignore_errors=True)
@@ -378,7 +389,8 @@ def main() -> None:
                     if r > 0 and base == "ray":
                         flags = []  # before this change, the default was always a local Ray
                     n += 1
-                    runs.setdefault((r, cfg), []).append(command(root, xml, work, flags, api_url, n))
+                    runs.setdefault((r, cfg), []).append(command(root, xml, work, flags, api_url, n,
+                                                                 temporary=srv == "temporary"))
         best_ref = {r: min(rs, key=lambda x: x["work_s"]) for r, rs in refs.items()}
         print(f"dataset: {xml}; fused {best_ref[0]['voxels'] / 1e6:.1f} Mvox")
         for r, ref in best_ref.items():
@@ -395,11 +407,18 @@ def main() -> None:
             best = min(rs, key=lambda x: x["wall_s"])
             walls = ", ".join(f"{x['wall_s']:.1f}" for x in rs)
             flags = CONFIG_FLAGS[base] if not (r > 0 and base == "ray") else []
-            print(f"\n== {roots[r]}: rhapso fuse {' '.join(flags)}"
-                  f"{' (PREFECT_API_URL: a running server)' if srv else ''}  [walls {walls} s; best shown]")
-            line = executor_line(best)
-            if line:
-                print(f"  the command said: {line}")
+            label = {"server": " (PREFECT_API_URL: a running server)",
+                     "temporary": " (RHAPSO_LOCAL_API_IDLE_S=0)"}.get(srv, "")
+            print(f"\n== {roots[r]}: rhapso fuse {' '.join(flags)}{label}  [walls {walls} s; best shown; "
+                  f"overhead best / median / worst {best['wall_s'] - best_ref[r]['work_s']:.1f} / "
+                  f"{sorted(x['wall_s'] for x in rs)[len(rs) // 2] - best_ref[r]['work_s']:.1f} / "
+                  f"{max(x['wall_s'] for x in rs) - best_ref[r]['work_s']:.1f} s]")
+            for line in (best.get("api_line"), executor_line(best)):
+                if line:
+                    print(f"  the command said: {line}")
+            if "kept between commands" in rs[0].get("api_line", "") and "started by this command" in rs[0]["api_line"]:
+                print(f"  first run (it started the kept local API): wall {rs[0]['wall_s']:.1f} s, overhead "
+                      f"{rs[0]['wall_s'] - best_ref[r]['work_s']:.1f} s; the later runs reused it")
             for name, v in breakdown(best, best_ref[r]["work_s"]):
                 print(f"{name:<82}{v:>8.1f} s" if isinstance(v, float) else f"{name:<82}{v:>10}")
             results["runs"][f"{roots[r]}:{cfg}"] = [{k: v for k, v in x.items() if k not in ("stderr", "stdout")}
@@ -409,6 +428,14 @@ def main() -> None:
     finally:
         if server is not None:
             server.stop()
+        for state in (work / "kept-api").glob("*"):  # the kept local APIs the commands started
+            try:
+                sys.path.insert(0, str(ROOT))
+                from flows.kept_api import stop_server
+
+                stop_server(state)
+            except ImportError:
+                pass
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -16,7 +16,10 @@ through :mod:`flows.local_api_app`, which skips its block registration when it w
 
 A server the user keeps running is reused instead, with no start at all: ``PREFECT_API_URL``
 when set, else one started with ``prefect server start --background``
-(:func:`background_server_url`).
+(:func:`background_server_url`). Otherwise the server is, by default, the one kept between
+commands (:mod:`flows.kept_api`: started by the first command, reused by the next, gone after
+``RHAPSO_LOCAL_API_IDLE_S`` seconds without one); with ``RHAPSO_LOCAL_API_IDLE_S=0``, a
+temporary server of the command's own (:class:`LocalAPIServer`), stopped with it.
 """
 
 from __future__ import annotations
@@ -123,6 +126,9 @@ class LocalAPIServer:
                            "(set PREFECT_API_URL to a running server, or start one with "
                            "`prefect server start --background`)")
 
+    def describe(self) -> str:
+        return f"Prefect API: a temporary local server ({self.api_url}), stopped with this command"
+
     def stop(self) -> None:
         proc, self.process = self.process, None
         if proc is None or proc.poll() is not None:
@@ -135,16 +141,31 @@ class LocalAPIServer:
             proc.wait()
 
 
-_early: LocalAPIServer | None = None
+_early = None  # a LocalAPIServer, or a flows.kept_api.KeptAPI
 
 
 def start_early() -> None:
     """Start the local API server now, for a command that will run flows, unless a server is
-    configured or already running (the command then reuses it). Never raises: a failed early
-    start leaves the ordinary start to :func:`flows.runtime.prefect_api`."""
+    configured or already running (the command then reuses it): the kept server
+    (:mod:`flows.kept_api`) unless ``RHAPSO_LOCAL_API_IDLE_S`` is 0, else a temporary one. Raises
+    only for a mistyped ``RHAPSO_LOCAL_API_IDLE_S``: a failed early start leaves the ordinary
+    start to :func:`flows.runtime.prefect_api`."""
     global _early
     if _early is not None or _configured_api_url() or background_server_url():
         return
+    try:
+        from flows import kept_api  # needs fcntl (POSIX)
+    except ImportError:
+        kept_api = None
+    idle_s = kept_api.idle_seconds() if kept_api is not None else 0.0
+    if idle_s > 0:
+        try:
+            _early = kept_api.acquire(idle_s)
+        except Exception:  # noqa: BLE001 - a temporary server serves instead
+            log.info("the kept local Prefect API is unavailable; starting a temporary one", exc_info=True)
+            _early = None
+        if _early is not None:
+            return
     try:
         _early = LocalAPIServer()
     except Exception:  # noqa: BLE001 - the ordinary start reports the problem
@@ -152,8 +173,9 @@ def start_early() -> None:
         _early = None
 
 
-def take_early() -> LocalAPIServer | None:
-    """The server :func:`start_early` started (its new owner stops it), or None."""
+def take_early():
+    """The server :func:`start_early` started or joined (a :class:`LocalAPIServer` or a
+    :class:`flows.kept_api.KeptAPI`; its new owner stops it), or None."""
     global _early
     server, _early = _early, None
     return server

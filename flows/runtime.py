@@ -24,6 +24,12 @@ log = logging.getLogger(__name__)
 #: The local Prefect API server :func:`prefect_api` started, while it runs.
 _LOCAL_SERVER = None
 
+#: One line saying which Prefect API this process's last command used (the CLI shows it).
+API_IN_USE: str | None = None
+
+#: Called with :data:`API_IN_USE` once the API answers (the CLI prints it), or None.
+ANNOUNCE_API = None
+
 #: The SIGTERM handler of the command running flows in this process (None: Prefect's and Ray's
 #: handlers apply, as under a deployment's worker).
 COMMAND_SIGTERM_HANDLER = None
@@ -35,25 +41,32 @@ def prefect_api() -> Iterator[str | None]:
 
     Uses ``PREFECT_API_URL`` when set (a server, Prefect Cloud, or a test harness), else a
     server this user runs with ``prefect server start --background``; otherwise a local API
-    server on a free loopback port backed by the profile's database (so the runs stay visible
-    in ``prefect server start``'s UI afterwards), stopped on exit: the one the command started
-    early (:mod:`flows.local_api`) when there is one, else one started now. Flow-run
-    heartbeats are off while that temporary server serves: they exist for a server that
-    outlives the run to notice a crashed one, and each flow run's exit waits up to a second
-    for the heartbeat thread.
+    server on a loopback port backed by the profile's database (so the runs stay visible in
+    ``prefect server start``'s UI afterwards): by default the one kept between commands
+    (:mod:`flows.kept_api`), with ``RHAPSO_LOCAL_API_IDLE_S=0`` a temporary one stopped on exit;
+    the one the command started or joined early (:mod:`flows.local_api`) when there is one, else
+    one started or joined now. :data:`API_IN_USE` says which. Flow-run heartbeats are off while
+    such a local server serves: they let a server notice a crashed run, which costs each flow
+    run's exit up to a second waiting for the heartbeat thread, and neither local server runs
+    the service that would act on them (Prefect's ephemeral mode).
     """
     from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from flows import local_api
 
+    global _LOCAL_SERVER, API_IN_USE
     current = PREFECT_API_URL.value()
     if current:
         local_api.discard_early()
+        API_IN_USE = f"Prefect API: PREFECT_API_URL ({current})"
+        _announce()
         yield current
         return
     running = local_api.background_server_url()
     if running:
         local_api.discard_early()
+        API_IN_USE = f"Prefect API: the server of `prefect server start --background` ({running})"
+        _announce()
         with temporary_settings(updates={PREFECT_API_URL: running}):
             os.environ["PREFECT_API_URL"] = running
             try:
@@ -61,31 +74,31 @@ def prefect_api() -> Iterator[str | None]:
             finally:
                 os.environ.pop("PREFECT_API_URL", None)
         return
-    global _LOCAL_SERVER
     server = local_api.take_early()
     if server is None:
-        from prefect.server.api.server import SubprocessASGIServer
-
-        server = SubprocessASGIServer()
-        server.start()
+        local_api.start_early()
+        server = local_api.take_early()
+    if server is None:
+        server = _prefects_own_server()
     else:
         _LOCAL_SERVER = server  # an interrupt while it starts stops it too
         try:
             server.wait_ready()
         except Exception:
-            log.info("the early-started local Prefect API did not answer; starting Prefect's own", exc_info=True)
-            from prefect.server.api.server import SubprocessASGIServer
-
-            server = SubprocessASGIServer()
-            server.start()
-    _LOCAL_SERVER = server  # stopped by an interrupted command on its way out (rhapso_cli.interrupt)
+            log.info("the local Prefect API did not answer; starting Prefect's own", exc_info=True)
+            server.stop()
+            server = _prefects_own_server()
+    _LOCAL_SERVER = server  # stopped (a kept one: let go) by an interrupted command on its way out (rhapso_cli.interrupt)
+    API_IN_USE = (server.describe() if hasattr(server, "describe")
+                  else f"Prefect API: a temporary local server ({server.api_url}), stopped with this command")
+    _announce()
     try:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             os.environ["PREFECT_API_URL"] = server.api_url
             try:
                 yield server.api_url
             finally:
-                # Ship buffered run logs before the server they go to stops.
+                # Ship buffered run logs before the server they go to stops (or, kept, is let go).
                 from prefect.logging.handlers import APILogWorker
 
                 APILogWorker.drain_all(timeout=10)
@@ -93,6 +106,22 @@ def prefect_api() -> Iterator[str | None]:
     finally:
         _LOCAL_SERVER = None
         server.stop()
+
+
+def _announce() -> None:
+    if ANNOUNCE_API is not None and API_IN_USE:
+        try:
+            ANNOUNCE_API(API_IN_USE)
+        except Exception:  # noqa: BLE001 - a display must never fail the run
+            log.debug("announcing the Prefect API failed", exc_info=True)
+
+
+def _prefects_own_server():
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    server.start()
+    return server
 
 
 @contextlib.contextmanager

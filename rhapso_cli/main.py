@@ -732,6 +732,9 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.command in _FLOW_COMMANDS and not getattr(args, "explain", False):
             local_api.start_early()  # its start-up overlaps this command's imports and checks
+            from flows import runtime
+
+            runtime.ANNOUNCE_API = lambda line: print(f"  {line}", file=sys.stderr, flush=True)
         try:
             with _command_env(args.verbose), handling_signals(args.command, _KEPT.get(args.command, "finished work")):
                 return args.func(args)

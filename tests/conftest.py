@@ -137,6 +137,20 @@ def chromium() -> str:
     return CHROMIUM
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_prefect_api_per_command():
+    """Commands the tests run start a temporary Prefect API each, stopped with them: the local API
+    kept between commands (flows/kept_api.py, the default) would outlive the session, in the
+    user's Prefect home. tests/flows/test_kept_api.py tests that one, in folders of its own."""
+    previous = os.environ.get("RHAPSO_LOCAL_API_IDLE_S")
+    os.environ["RHAPSO_LOCAL_API_IDLE_S"] = "0"
+    yield
+    if previous is None:
+        os.environ.pop("RHAPSO_LOCAL_API_IDLE_S", None)
+    else:
+        os.environ["RHAPSO_LOCAL_API_IDLE_S"] = previous
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
     """ONE real Prefect API (temporary database) for the whole test session.
