@@ -58,7 +58,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
 TOOLS = ("ours", "rhapso", "mvs")
-NAMES = {"ours": "ours (rhapso stitch)", "rhapso": "Rhapso 0.4.5", "mvs": "multiview-stitcher"}
+NAMES = {"ours": "ours (rhapso stitch)", "rhapso": "Rhapso 0.4.5", "mvs": "multiview-stitcher",
+         "before": "ours, --before checkout"}
 # Issue 21 item 3: ours in at most a tenth of Rhapso's time and a fifth of multiview-stitcher's.
 TARGETS = {"rhapso": 0.1, "mvs": 0.2}
 ENV = {"RAY_AUTH_MODE": "disabled", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
@@ -145,12 +146,14 @@ def _stage_line(log: Path) -> str:
     return "; ".join(out)
 
 
-def run_ours(ds: dict, work: Path, tag: str) -> dict:
+def run_ours(ds: dict, work: Path, tag: str, root: Path = ROOT) -> dict:
+    """``rhapso stitch`` of the checkout ``root`` (this one by default) in a fresh process."""
     out = work / f"ours_{tag}"
     shutil.rmtree(out, ignore_errors=True)
     log = work / f"ours_{tag}.log"
-    env = dict(ENV, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    r = measured([sys.executable, "-m", "rhapso_cli.main", "stitch", ds["xml"], "--out", str(out)], log, env)
+    env = dict(ENV, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = measured([sys.executable, "-m", "rhapso_cli.main", "stitch", ds["xml"], "--out", str(out)], log, env,
+                 cwd=root)
     if r["rc"] not in (0, 3):  # 3: completed, QC verdict "fail" (still a whole job)
         return {"error": f"exit {r['rc']}: {_tail(log)}"}
     try:
@@ -306,7 +309,7 @@ def report(runs: dict, meta: dict) -> str:
     lines = [f"machine: {meta['machine']}", f"versions: {json.dumps(meta['versions'])}",
              f"dataset: {meta['dataset']}", f"load average at start {meta['load_start']}, at end {meta['load_end']}",
              "", f"{'tool':24s} {'wall s':>12s} {'CPU s':>12s} {'peak MB':>10s} {'RMS vox':>8s} {'max vox':>8s}  fused (z,y,x)"]
-    for tool in TOOLS:
+    for tool in TOOLS + ("before",):
         ok = [r for r in runs.get(tool, []) if "error" not in r]
         if not runs.get(tool):
             continue
@@ -332,8 +335,12 @@ def report(runs: dict, meta: dict) -> str:
         lines.append(f"ours / {NAMES[tool]}: {best:.3f} (fastest runs) - {worst:.3f} (slowest runs); "
                      f"target <= {target:g} ({1 / target:.0f}x faster): {met}")
     lines.append("")
+    before = [r["wall_s"] for r in runs.get("before", []) if "error" not in r]
+    if ours and before:
+        lines.append(f"ours / --before checkout: {min(ours) / min(before):.3f} (fastest runs) - "
+                     f"{max(ours) / max(before):.3f} (slowest runs)")
     lines.append("per-stage seconds (first round):")
-    for tool in TOOLS:
+    for tool in TOOLS + ("before",):
         ok = [r for r in runs.get(tool, []) if "error" not in r]
         if ok:
             st = ok[0].get("stages") or {}
@@ -354,6 +361,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rhapso-iterations", type=int, default=200,
                     help="RANSAC iterations Rhapso runs (its 10,000 take minutes per pair; default 200)")
     ap.add_argument("--no-warmup", action="store_true", help="skip the untimed first rhapso stitch")
+    ap.add_argument("--before", metavar="DIR",
+                    help="also time `rhapso stitch` of another checkout (e.g. a worktree of the commit before a "
+                    "change) right after ours in each round")
     ap.add_argument("--json", help="all figures (default WORK/results.json)")
     a = ap.parse_args(argv)
     tools = [t.strip() for t in a.tools.split(",") if t.strip()]
@@ -372,12 +382,22 @@ def main(argv=None) -> int:
             "versions": _versions(prep), "dataset": dataset_text(ds["xml"]), "rhapso_iterations": a.rhapso_iterations,
             "command": " ".join([Path(sys.executable).name] + sys.argv)}
     print(f"{meta['dataset']}; {os.cpu_count()} cores", file=sys.stderr, flush=True)
+    before = Path(a.before).resolve() if a.before else None
+    if before is not None:
+        if not (before / "rhapso_cli" / "main.py").exists():
+            ap.error(f"--before {a.before}: not a checkout of this project (no rhapso_cli/main.py)")
+        if "ours" not in tools:
+            tools.insert(0, "ours")
+        meta["versions"]["before"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=before,
+                                                    capture_output=True, text=True).stdout.strip()
     if "ours" in tools and not a.no_warmup:
         t0 = time.perf_counter()
         run_ours(ds, work, "warmup")
+        if before is not None:
+            run_ours(ds, work, "before_warmup", before)
         print(f"[warmup] rhapso stitch once, untimed: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     meta["load_start"] = os.getloadavg()[0]
-    runs: dict = {t: [] for t in tools}
+    runs: dict = {t: [] for t in tools + (["before"] if before is not None else [])}
     for rnd in range(a.repeat):
         order = tools[rnd % len(tools):] + tools[: rnd % len(tools)]
         for tool in order:
@@ -390,11 +410,15 @@ def main(argv=None) -> int:
                 r = run_rhapso(ds, work, prep["rhapso"], tag)
             else:
                 r = run_mvs(ds, work, prep["mvs"], tag)
-            r["round"], r["load"] = rnd, os.getloadavg()[0]
-            runs[tool].append(r)
-            brief = r.get("error") or (f"{r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU, {r['peak_mb']:.0f} MB, "
-                                       f"RMS {(r.get('score') or {}).get('rms_voxels', float('nan')):.3f} vox")
-            print(f"[round {rnd}] {NAMES[tool]}: {brief}", file=sys.stderr, flush=True)
+            done = [(tool, r)]
+            if tool == "ours" and before is not None:
+                done.append(("before", run_ours(ds, work, f"before_{tag}", before)))
+            for name, r in done:
+                r["round"], r["load"] = rnd, os.getloadavg()[0]
+                runs[name].append(r)
+                brief = r.get("error") or (f"{r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU, {r['peak_mb']:.0f} MB, "
+                                           f"RMS {(r.get('score') or {}).get('rms_voxels', float('nan')):.3f} vox")
+                print(f"[round {rnd}] {NAMES[name]}: {brief}", file=sys.stderr, flush=True)
     meta["load_end"] = os.getloadavg()[0]
     json_path = Path(a.json) if a.json else work / "results.json"
     json_path.write_text(json.dumps({"meta": meta, "runs": runs}, indent=1, default=str))
