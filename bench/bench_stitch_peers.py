@@ -34,10 +34,14 @@ load falls on each in turn; min and max over the rounds are printed. Before the 
 one ``rhapso stitch`` runs untimed (``--no-warmup`` skips it): it puts numba's compiled
 kernels in their on-disk cache, a one-off cost per installation.
 
+``--before DIR`` also times ``rhapso stitch`` of another checkout of this project (e.g. ``git
+archive COMMIT | tar -x -C DIR``: the code before a change) right after ours in each round.
+
 Usage::
 
     python bench/bench_stitch_peers.py --work /tmp/stitch_peers            # --repeat 2
     python bench/bench_stitch_peers.py --tools ours,mvs --repeat 3
+    python bench/bench_stitch_peers.py --tools ours --before /tmp/before
 """
 
 from __future__ import annotations
