@@ -134,7 +134,10 @@ def ray_session(runtime: RuntimeParams) -> Iterator[None]:
     """
     _restore_command_sigterm()  # over the flow engine's, installed when the flow run started
     if not runtime.use_ray:
-        yield
+        from flows.blas_threads import one_blas_thread
+
+        with one_blas_thread():  # tasks in threads of this process: one BLAS thread each, as on Ray
+            yield
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray

@@ -58,6 +58,7 @@ from rhapso_core import transforms
 from rhapso_core.pipeline.axis_fusion import fuse_per_axis
 from rhapso_core.pipeline.border_matches import solved_matches
 from rhapso_core.pipeline.dataset import load_dataset, open_view, view_geometry
+from rhapso_core.pipeline.in_threads import in_threads
 from rhapso_core.pipeline.match import PairRecord
 from rhapso_core.pipeline.residual_fields import residual_linear_parts, translation_at
 from rhapso_core.pointstore import PointStore
@@ -281,7 +282,7 @@ def check_pairs_against_images(
         return transforms.apply(geometry[v][0], stored(v).loc_xyz[idx])
 
     checks: dict[frozenset, tuple[PointsVsPhase | None, object]] = {}
-    report, again, measured = [], [], []
+    report, again, jobs = [], [], []
     for r in ok:
         a, b = tuple(r.view_a), tuple(r.view_b)
         try:
@@ -296,11 +297,18 @@ def check_pairs_against_images(
         use = solved_matches(stored(a), stored(b), c.idx_a, c.idx_b, geometry[a][1], geometry[b][1], min_matches,
                              pa, pb)
         pa, pb = pa[use], pb[use]
-        disp = pa - pb
-        ph = phase_shift_with_precision(a, source(a), geometry[a][0], geometry[a][1],
-                                        b, source(b), geometry[b][0], geometry[b][1], coarse,
-                                        near_xyz=disp.mean(axis=0), reach=reach)
-        measured.append((r, disp, ph, (pa + pb) / 2.0))
+        jobs.append((r, a, b, pa - pb, (pa + pb) / 2.0))
+
+    def phase(job):
+        _, a, b, disp, _ = job
+        return phase_shift_with_precision(a, source(a), geometry[a][0], geometry[a][1],
+                                          b, source(b), geometry[b][0], geometry[b][1], coarse,
+                                          near_xyz=disp.mean(axis=0), reach=reach)
+
+    for _, a, b, _, _ in jobs:  # opened here, not by the threads below
+        source(a), source(b)
+    shifts = in_threads(phase, jobs)
+    measured = [(r, disp, ph, mid) for (r, _, _, disp, mid), ph in zip(jobs, shifts)]
     # Errors that every block of an overlap shares (the sub-voxel fit along a coarsely sampled axis, the
     # points' slide along fibres) show where the pairs close loops of the grid, once each translation is
     # moved from where it was measured to one common place (the views may still turn and scale).

@@ -21,6 +21,7 @@ from rhapso_core import transforms
 from rhapso_core.io import atomic_write_bytes, is_s3, open_image
 from rhapso_core.output_layout import REPORT_NAME, report_path
 from rhapso_core.pipeline.dataset import open_view, view_geometry
+from rhapso_core.pipeline.in_threads import in_threads
 from rhapso_core.pointstore import PointStore
 from rhapso_core.qc import pictures as pics
 from rhapso_core.qc.detection import detection_metrics, detection_picture
@@ -202,10 +203,15 @@ def compute_metrics(
 
     sources = {v: open_view(sd_in, v, storage_options) for v in views}
     pairs = comparable_pairs(sd_in, views, geom_in, geom_out)
-    fusion: dict[str, Any] = {"ncc": overlap_ncc_table(sources, sizes, before, after, pairs=pairs,
-                                                       n_samples=p.ncc_samples, max_voxels=p.max_read_voxels)}
+    # The tiles' overlap correlation and the fused image's seams read and compute apart: side by side.
+    parts = [lambda: overlap_ncc_table(sources, sizes, before, after, pairs=pairs, n_samples=p.ncc_samples,
+                                       max_voxels=p.max_read_voxels)]
     if fused_uri is not None:
-        fusion["seam"], fused_png = _fused(fused_uri, sd_out, geom_out, p, storage_options, pictures)
+        parts.append(lambda: _fused(fused_uri, sd_out, geom_out, p, storage_options, pictures))
+    got = in_threads(lambda part: part(), parts)
+    fusion: dict[str, Any] = {"ncc": got[0]}
+    if fused_uri is not None:
+        fusion["seam"], fused_png = got[1]
         if fused_png is not None:
             out_pics["fused"] = pics.data_uri(fused_png)
     metrics["fusion"] = fusion
