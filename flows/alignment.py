@@ -20,7 +20,9 @@ from flows.layout import (
 )
 from flows.params import resolve
 from flows.phase import phase_stage
-from rhapso_core.pipeline.overlap_affine_links import round_fits_affines
+from rhapso_core.pipeline.overlap_affine_links import (
+    pair_key, phase_held, replaced_pairs, round_fits_affines, with_fit_steps,
+)
 from rhapso_core.pipeline.phase_fallback import anchored_pairs, anchors_of_unmatched, face_pairs
 from rhapso_core.pipeline.prealign import alignment_rounds, kept_links
 from rhapso_core.pipeline.publish import publish, staged_name
@@ -107,11 +109,25 @@ def match_and_solve_stage(
             records, extra = stitching_tasks.link_failed(xml, records, stitching or StitchingParams(),
                                                          pair_retry.min_relative_overlap, held)
             round_anchors += [extra] if extra else []
+    overlap_affines: list = []
+    fitted = None
+    oa_params = (stitching or StitchingParams()).overlap_affine
+    if round_fits_affines(solver, oa_params):
+        by_phase = phase_held(round_anchors, face_pairs(xml, records, pair_retry.min_relative_overlap))
+        fitted, overlap_affines = stitching_tasks.fit_overlap_affines(xml, store, records, label, oa_params,
+                                                                      solver.min_matches, by_phase)
+        records = with_fit_steps(records, overlap_affines)
+        logger.info("%s round: %d of %d pairs' overlap affines used in place of their points or phase links",
+                    round_name, sum(e["status"] == "used" for e in overlap_affines), len(overlap_affines))
     image_checks: list = []
     if pair_retry.image_check:
-        records, replaced, image_checks = stitching_tasks.check_pairs(
-            xml, store, records, label, stitching or StitchingParams(),
+        # pairs whose overlap affine is used were checked against their images by the fit
+        skip = replaced_pairs([fitted]) if fitted else set()
+        rest, replaced, image_checks = stitching_tasks.check_pairs(
+            xml, store, [r for r in records if pair_key(r) not in skip], label, stitching or StitchingParams(),
             None if isinstance(matching.max_epsilon, str) else float(matching.max_epsilon), solver.min_matches)
+        by_pair = {pair_key(r): r for r in rest}
+        records = [by_pair.get(pair_key(r), r) for r in records]
         round_anchors += [replaced] if replaced else []
         held = sum(r.status == "image_link" for r in records)
         if held:
@@ -120,14 +136,7 @@ def match_and_solve_stage(
     if phase_anchors:  # the phase round's links hold only the pairs points did not match
         faces = face_pairs(xml, records, pair_retry.min_relative_overlap)
         round_anchors = [a for a in [anchors_of_unmatched(phase_anchors, records, faces)] + round_anchors[1:] if a]
-    overlap_affines: list = []
-    oa_params = (stitching or StitchingParams()).overlap_affine
-    if round_fits_affines(solver, oa_params):
-        fitted, overlap_affines = stitching_tasks.fit_overlap_affines(xml, store, records, label, oa_params,
-                                                                      solver.min_matches)
-        round_anchors += [fitted] if fitted else []
-        logger.info("%s round: %d of %d matched pairs' overlap affines used in place of their points",
-                    round_name, sum(e["status"] == "used" for e in overlap_affines), len(overlap_affines))
+    round_anchors += [fitted] if fitted else []
     ok = sum(r.ok for r in records)
     logger.info("%s round: %d of %d pairs matched", round_name, ok, len(records))
     n_views = len({v for r in records for v in (r.view_a, r.view_b)})

@@ -59,6 +59,6 @@ def check_pairs(xml_uri: str, store_uri: str, records: list, label: str, params:
 
 @task(name="fit-overlap-affines", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
 def fit_overlap_affines(xml_uri: str, store_uri: str, records: list, label: str, params: OverlapAffineParams,
-                        min_matches: int) -> tuple[dict | None, list]:
-    # Reads the matched pairs' overlaps and stored points; writes nothing (the fits travel to the solve).
-    return measure_overlap_affines(xml_uri, store_uri, records, label, params, min_matches)
+                        min_matches: int, held: dict | None = None) -> tuple[dict | None, list]:
+    # Reads the pairs' overlaps and stored points; writes nothing (the fits travel to the solve).
+    return measure_overlap_affines(xml_uri, store_uri, records, label, params, min_matches, held=held)

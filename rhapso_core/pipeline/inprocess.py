@@ -15,7 +15,7 @@ from rhapso_core.autoparams import Resolution, resolve_parameters
 from rhapso_core.output_layout import STORE_NAME, join, round_xml_name
 from rhapso_core.pipeline import detect, match, solve
 from rhapso_core.pipeline.overlap_affine_links import (
-    measure_overlap_affines, pair_key, replaced_pairs, round_fits_affines, with_fit_steps,
+    measure_overlap_affines, pair_key, phase_held, replaced_pairs, round_fits_affines, with_fit_steps,
 )
 from rhapso_core.pipeline.pair_check import IMAGE_LINK, check_pairs_against_images
 from rhapso_core.pipeline.phase_fallback import anchored_pairs, anchors_of_unmatched, face_pairs, link_failed_pairs
@@ -79,7 +79,9 @@ def align_in_process(xml: str, work: str, params, rounds=None) -> InProcessAlign
         fitted = None
         if round_fits_affines(s, p.stitching.overlap_affine):
             fitted, fits = measure_overlap_affines(current, store, records, p.detection.label,
-                                                   p.stitching.overlap_affine, s.min_matches)
+                                                   p.stitching.overlap_affine, s.min_matches,
+                                                   held=phase_held(round_anchors, face_pairs(
+                                                       current, records, p.pair_retry.min_relative_overlap)))
             records = with_fit_steps(records, fits)
         if p.pair_retry.image_check:
             # pairs whose overlap affine is used were checked against their images by the fit

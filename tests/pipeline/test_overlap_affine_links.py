@@ -74,3 +74,16 @@ def test_level_voxels_map_to_full_resolution_centres():
     m = _level_matrix((1, 2, 4))  # z y x factors
     np.testing.assert_allclose(transforms.apply(m, np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])),
                                [[1.5, 0.5, 0.0], [5.5, 2.5, 1.0]])
+
+
+def test_phase_held_pairs_carry_their_link_weight_and_only_faces():
+    from rhapso_core.pipeline.overlap_affine_links import phase_held
+
+    k = lambda a, b, status="ok": {"view_a": [0, a], "view_b": [0, b], "status": status}  # noqa: E731
+    anchors = [{"links": [k(0, 1), k(1, 2, "low_correlation"), k(0, 4)], "weights": [2.0, 1.0, 1.0]},
+               None, {"links": [k(3, 4)]}]
+    held = phase_held(anchors)
+    assert held == {frozenset(((0, 0), (0, 1))): 16.0, frozenset(((0, 0), (0, 4))): 8.0,
+                    frozenset(((0, 3), (0, 4))): 8.0}
+    faces = {frozenset(((0, 0), (0, 1))), frozenset(((0, 3), (0, 4)))}
+    assert set(phase_held(anchors, faces)) == faces
