@@ -113,7 +113,8 @@ def match_and_solve_stage(
     fitted = None
     oa_params = (stitching or StitchingParams()).overlap_affine
     if round_fits_affines(solver, oa_params):
-        by_phase = phase_held(round_anchors, face_pairs(xml, records, pair_retry.min_relative_overlap))
+        by_phase = (phase_held(round_anchors, face_pairs(xml, records, pair_retry.min_relative_overlap))
+                    if oa_params.phase_held_pairs else None)
         fitted, overlap_affines = stitching_tasks.fit_overlap_affines(xml, store, records, label, oa_params,
                                                                       solver.min_matches, by_phase)
         records = with_fit_steps(records, overlap_affines)

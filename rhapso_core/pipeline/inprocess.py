@@ -81,7 +81,8 @@ def align_in_process(xml: str, work: str, params, rounds=None) -> InProcessAlign
             fitted, fits = measure_overlap_affines(current, store, records, p.detection.label,
                                                    p.stitching.overlap_affine, s.min_matches,
                                                    held=phase_held(round_anchors, face_pairs(
-                                                       current, records, p.pair_retry.min_relative_overlap)))
+                                                       current, records, p.pair_retry.min_relative_overlap))
+                                                   if p.stitching.overlap_affine.phase_held_pairs else None)
             records = with_fit_steps(records, fits)
         if p.pair_retry.image_check:
             # pairs whose overlap affine is used were checked against their images by the fit

@@ -140,6 +140,8 @@ def measure_overlap_affines(
     the link's blocks measure coarsely (measured on real single planes of ch1 where points matched
     1-2 of 11 pairs, 1 % affine truth: 0.469 -> 0.271 and 0.249 -> 0.164 pixel RMS; on generated
     3-D tiles that points could not match, translation truth: 0.033 -> 0.005 and 0.028 -> 0.007).
+    But unwitnessed fits also failed where nothing could see it (sparse single planes: 0.073 ->
+    2.7), so the pipeline passes ``held`` only when ``phase_held_pairs`` asks for it.
 
     Corner contacts of a grid too: their small box measures the affine poorly, but it is fitted
     at the box's own corners only and the points' test guards it, while their 10-20 point

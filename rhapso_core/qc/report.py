@@ -114,7 +114,10 @@ def compute_metrics(
         round without one): reverted tiles and overlaps left worse fail the verdict.
     min_matches : int
         The solver's ``min_matches``: the solver section recomputes tile errors from the
-        matches the solve used (:func:`~rhapso_core.pipeline.border_matches.solved_matches`).
+        matches the solve used (:func:`~rhapso_core.pipeline.border_matches.solved_matches`). Where an
+        affine round's overlap fit stood in for a pair's matches
+        (:mod:`rhapso_core.pipeline.overlap_affine_links`), they are those replaced matches: a witness
+        of the result that the solve did not fit.
 
     Returns
     -------
