@@ -36,6 +36,7 @@ them with its own.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 
@@ -160,17 +161,9 @@ def measure_overlap_affines(
     views: list[ViewId] = sorted({tuple(v) for r in ok for v in (r.view_a, r.view_b)})
     geometry = view_geometry(sd, views)
     store = PointStore(store_uri, storage_options=storage_options, mode="r")
-    sources, points = {}, {}
-
-    def source(v):
-        if v not in sources:
-            sources[v] = open_view(sd, v, storage_options)
-        return sources[v]
-
-    def stored(v):
-        if v not in points:
-            points[v] = store.read_points(v, label)
-        return points[v]
+    # each view opened and its points read once, for all its pairs
+    source = functools.cache(lambda v: open_view(sd, v, storage_options))
+    stored = functools.cache(lambda v: store.read_points(v, label))
 
     links, report = [], []
     for r in ok:
@@ -190,7 +183,11 @@ def measure_overlap_affines(
         if box0 is None:
             entry.update(status="skipped", reason="the views do not overlap")
             continue
-        fit, matrix0 = _fit_pair(source(a), source(b), ra, rb, np.asarray(box0, dtype=np.float64), params)
+        try:
+            fit, matrix0 = _fit_pair(source(a), source(b), ra, rb, np.asarray(box0, dtype=np.float64), params)
+        except ValueError as exc:  # a crop the overlap does not fit in: the pair keeps what it had
+            entry.update(status="skipped", reason=str(exc))
+            continue
         entry.update(status=fit.status, reason=fit.reason, iterations=fit.iterations, samples=fit.n_samples,
                      ncc_before=_round(fit.ncc_before), ncc_after=_round(fit.ncc_after),
                      corner_se=_round(fit.corner_se))
