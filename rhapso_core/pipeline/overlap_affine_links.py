@@ -154,7 +154,9 @@ def measure_overlap_affines(
     entry per pair tried (JSON-able): status, correlations before and after, the points' test.
     """
     held = held or {}
-    ok = [r for r in records if r.ok or pair_key(r) in held]
+    # canonical order: records come in the order their batches finished (runner-dependent), and the
+    # solve's sums, hence its last bits, follow the links' order
+    ok = sorted((r for r in records if r.ok or pair_key(r) in held), key=lambda r: (tuple(r.view_a), tuple(r.view_b)))
     if not ok:
         return None, []
     sd = load_dataset(xml_uri, storage_options)

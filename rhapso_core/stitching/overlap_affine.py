@@ -97,11 +97,22 @@ def _sample(coefficients: np.ndarray, xyz: np.ndarray) -> np.ndarray:
                                    mode="nearest", prefilter=False)
 
 
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """Sum of products, the same bits whatever the BLAS threads: a threaded BLAS splits a long
+    reduction by its thread count, and the fits (then the solve, then the fused volume's metadata)
+    would differ in their last bits between a Ray worker and a thread of the main process."""
+    return float(np.einsum("i,i->", a, b))
+
+
+def _gram(j: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ik->jk", j, j)
+
+
 def _ncc(a: np.ndarray, b: np.ndarray) -> float:
     a = a - a.mean()
     b = b - b.mean()
-    d = float(np.sqrt(np.dot(a, a) * np.dot(b, b)))
-    return float(np.dot(a, b) / d) if d > 0 else float("nan")
+    d = float(np.sqrt(_dot(a, a) * _dot(b, b)))
+    return _dot(a, b) / d if d > 0 else float("nan")
 
 
 def fit_overlap_affine(
@@ -193,10 +204,10 @@ def fit_overlap_affine(
                                     "the fit left the moving crop")
         t = template if inside.all() else template[inside]
         tc = t - t.mean()
-        var = float(np.dot(tc, tc))
+        var = _dot(tc, tc)
         if var <= 0:
             return failed("too_small", "the fixed overlap is uniform", len(pts))
-        gain = float(np.dot(tc, y - y.mean())) / var
+        gain = _dot(tc, y - y.mean()) / var
         if not np.isfinite(gain) or gain <= 0:
             return OverlapAffineFit(init, "not_converged", it, int(inside.sum()), ncc_before, float("nan"),
                                     float("inf"), "the overlaps' intensities are not positively correlated")
@@ -204,14 +215,14 @@ def fit_overlap_affine(
         all_in = bool(inside.all())
         j = jac if all_in else jac[inside]
         if h_all is None or not all_in:
-            h = j.T @ j
+            h = _gram(j)
             # a tiny ridge: a direction the texture does not measure stays where it is instead of blowing up
             h += 1e-9 * np.trace(h) / len(h) * np.eye(len(h))
             if all_in:
                 h_all = h
         else:
             h = h_all
-        dp = np.linalg.solve(h, j.T @ r)
+        dp = np.linalg.solve(h, np.einsum("ij,i->j", j, r))
         d = delta_warp(dp)
         w = w @ transforms.invert(d)
         step = float(np.max(np.linalg.norm(transforms.apply(d, corners) - corners, axis=1)))
@@ -222,10 +233,10 @@ def fit_overlap_affine(
     ncc_after = _ncc(template[inside], y)
     j = jac[inside]
     t = template[inside]
-    gain = float(np.dot(t - t.mean(), y - y.mean())) / max(float(np.dot(t - t.mean(), t - t.mean())), 1e-30)
+    gain = _dot(t - t.mean(), y - y.mean()) / max(_dot(t - t.mean(), t - t.mean()), 1e-30)
     res = (y - y.mean()) / gain - (t - t.mean())
     dof = max(len(res) - j.shape[1] - 2, 1)
-    cov = float(np.dot(res, res)) / dof * np.linalg.pinv(j.T @ j)
+    cov = _dot(res, res) / dof * np.linalg.pinv(_gram(j))
     # The corners' displacement per parameter: the same basis as the Jacobian, at q = +-1.
     qc = (corners - centre) / extent
     se = 0.0
