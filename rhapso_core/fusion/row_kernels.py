@@ -24,10 +24,15 @@ overlap strategy (up to the sign of an exact zero). What changes is where work h
   exactly 1 over part of the row, or whose coordinate does not move along the row (step
   exactly 0), contributes no per-voxel work there;
 * the taps are read from the flattened source box at one offset plus the neighbour
-  strides, and at level 0 (factor 1) ``(v - 0.0) * 1.0 == v`` is skipped.
+  strides, and at level 0 (factor 1) ``(v - 0.0) * 1.0 == v`` is skipped;
+* on views whose row step is close to one level voxel along x (registered tiles: small
+  rotations, no pyramid level), consecutive voxels mostly fall in consecutive cells. Such a
+  run's eight taps are four contiguous slices of the box, so its loop has no gathers and
+  vectorises, with the accumulation in the same loop (``avg_blend``) or right after it.
+  Runs are found from the voxels' own cell offsets (exact), not predicted.
 
-Measured (``bench/bench_fusion_core.py``, docs/benchmarks.md): 1.7-2x the reference on
-near-axis-aligned tiles, 1.2-1.4x on tiles rotated about a tilted axis.
+Measured (``bench/bench_fusion_core.py``, docs/benchmarks.md): 2.5-3x the reference on
+near-axis-aligned tiles, 1.1-1.4x on tiles rotated about a tilted axis.
 
 The reference kernel stays in :mod:`rhapso_core.fusion.kernels`; tests compare the two.
 """
@@ -41,7 +46,7 @@ import numpy as np
 
 # The reference kernel's own helpers, so both do the same operations by construction.
 from rhapso_core.fusion.kernels import (
-    BLEND_LUT, COVER_EPS, _LUT_N, _accumulate_voxel, _axis_weight, _clamped_cell, _cover_distance, _row_base,
+    BLEND_LUT, COVER_EPS, W_FLOOR, _LUT_N, _accumulate_voxel, _axis_weight, _clamped_cell, _cover_distance, _row_base,
     _row_estimate, _view_constants,
 )
 
@@ -248,7 +253,7 @@ def _mul_axis(W, n, s, i0, r, c, size, border, ir):
 @numba.njit(cache=True, nogil=True)
 def _interior_pass(arow, brow, s, e, mode, axisw, i0, r0, r1, r2, cx0, cx1, cx2,
                    flat, wflat, hz, hy, hx, gz, gy, gx, lvl0, oz, oy, ox, sz_, sy_,
-                   sx, sy, sz, bbx, bby, bbz, irx, iry, irz, P, FZ, FY, FX, W):
+                   sx, sy, sz, bbx, bby, bbz, irx, iry, irz, P, FZ, FY, FX, W, V, runs):
     """Voxels ``s..e`` of one row inside the level's interior (no clamps), in two passes:
     coordinates, tap offsets, fractions and weights first (straight-line arithmetic the
     compiler vectorises), then the taps and the accumulation. Same operations per voxel
@@ -292,6 +297,13 @@ def _interior_pass(arow, brow, s, e, mode, axisw, i0, r0, r1, r2, cx0, cx1, cx2,
             vy = r1 + i * cx1
             vz = r2 + i * cx2
             W[q] = _cover_distance(vx, vy, vz, sx, sy, sz)
+    if runs and (mode == 0 or mode == 1 or mode == 2 or mode == 4):
+        if mode == 1:
+            _runs_blend(arow, brow, s, W, flat, n, sy_, sz_, P, FZ, FY, FX)
+            return
+        _runs_values(V, flat, n, sy_, sz_, P, FZ, FY, FX)
+        _accumulate_values(arow, brow, s, n, mode, V, W)
+        return
     u1 = np.uint64(1)
     uy = np.uint64(sy_)
     uz = np.uint64(sz_)
@@ -326,6 +338,157 @@ def _interior_pass(arow, brow, s, e, mode, axisw, i0, r0, r1, r2, cx0, cx1, cx2,
         elif mode == 4:
             w = W[q]
         arow[bx], brow[bx] = _accumulate_voxel(arow[bx], brow[bx], mode, val, w)
+
+
+# Shortest run of consecutive cells read as contiguous slices (below: per-voxel gathers).
+_MIN_RUN = 8
+# Largest deviation (level voxels per output voxel) of a view's row step from (1, 0, 0) for
+# which runs are looked for: at 1/16 a run lasts 16 voxels or more on average.
+_RUN_SLOPE = 1.0 / 16.0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _gather_value(flat, p_, sy_, sz_, fz, fy, fx):
+    # The interior taps of _sample_in at a flat offset (unsigned: no wraparound test).
+    p = np.uint64(p_)
+    u1 = np.uint64(1)
+    uy = np.uint64(sy_)
+    uz = np.uint64(sz_)
+    uzy = np.uint64(sz_ + sy_)
+    gx_ = 1.0 - fx
+    c00 = flat[p] * gx_ + flat[p + u1] * fx
+    c01 = flat[p + uy] * gx_ + flat[p + uy + u1] * fx
+    c10 = flat[p + uz] * gx_ + flat[p + uz + u1] * fx
+    c11 = flat[p + uzy] * gx_ + flat[p + uzy + u1] * fx
+    c0 = c00 * (1.0 - fy) + c01 * fy
+    c1 = c10 * (1.0 - fy) + c11 * fy
+    return c0 * (1.0 - fz) + c1 * fz
+
+
+@numba.njit(cache=True, nogil=True)
+def _run_values(V, flat, base, qa, qb, sy_, sz_, FZ, FY, FX):
+    # Voxels qa..qb-1 whose cells' lower corners are the consecutive flat[base + q]: the
+    # eight taps are four contiguous row slices, loaded without gathers (vectorised).
+    m = qb - qa
+    t00 = flat[base + qa:base + qb + 1]
+    t01 = flat[base + sy_ + qa:base + sy_ + qb + 1]
+    t10 = flat[base + sz_ + qa:base + sz_ + qb + 1]
+    t11 = flat[base + sz_ + sy_ + qa:base + sz_ + sy_ + qb + 1]
+    fx_ = FX[qa:qb]
+    fy_ = FY[qa:qb]
+    fz_ = FZ[qa:qb]
+    v_ = V[qa:qb]
+    for k in range(m):
+        fx = fx_[k]
+        fy = fy_[k]
+        fz = fz_[k]
+        gx_ = 1.0 - fx
+        c00 = t00[k] * gx_ + t00[k + 1] * fx
+        c01 = t01[k] * gx_ + t01[k + 1] * fx
+        c10 = t10[k] * gx_ + t10[k + 1] * fx
+        c11 = t11[k] * gx_ + t11[k + 1] * fx
+        c0 = c00 * (1.0 - fy) + c01 * fy
+        c1 = c10 * (1.0 - fy) + c11 * fy
+        v_[k] = c0 * (1.0 - fz) + c1 * fz
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _run_end(P, q, n, d):
+    """End (exclusive) of the run of voxels from ``q`` whose cells continue consecutively
+    (``P[r] - r == d``), tested eight at a time (a vectorised comparison) while it lasts."""
+    r = q + 1
+    while r + 8 <= n:
+        same = True
+        for t in range(8):
+            same &= P[r + t] - (r + t) == d
+        if not same:
+            break
+        r += 8
+    while r < n and P[r] - r == d:
+        r += 1
+    return r
+
+
+@numba.njit(cache=True, nogil=True)
+def _run_blend(arow, brow, s, W, flat, base, qa, qb, sy_, sz_, FZ, FY, FX):
+    m = qb - qa
+    t00 = flat[base + qa:base + qb + 1]
+    t01 = flat[base + sy_ + qa:base + sy_ + qb + 1]
+    t10 = flat[base + sz_ + qa:base + sz_ + qb + 1]
+    t11 = flat[base + sz_ + sy_ + qa:base + sz_ + sy_ + qb + 1]
+    fx_ = FX[qa:qb]
+    fy_ = FY[qa:qb]
+    fz_ = FZ[qa:qb]
+    w_ = W[qa:qb]
+    a_ = arow[s + qa:s + qb]
+    b_ = brow[s + qa:s + qb]
+    for k in range(m):
+        fx = fx_[k]
+        fy = fy_[k]
+        fz = fz_[k]
+        gx_ = 1.0 - fx
+        c00 = t00[k] * gx_ + t00[k + 1] * fx
+        c01 = t01[k] * gx_ + t01[k + 1] * fx
+        c10 = t10[k] * gx_ + t10[k + 1] * fx
+        c11 = t11[k] * gx_ + t11[k + 1] * fx
+        c0 = c00 * (1.0 - fy) + c01 * fy
+        c1 = c10 * (1.0 - fy) + c11 * fy
+        val = c0 * (1.0 - fz) + c1 * fz
+        w = max(w_[k], W_FLOOR)
+        a_[k] += w * val
+        b_[k] += w
+
+
+@numba.njit(cache=True, nogil=True)
+def _runs_blend(arow, brow, s, W, flat, n, sy_, sz_, P, FZ, FY, FX):
+    q = 0
+    while q < n:
+        d = P[q] - q
+        r = _run_end(P, q, n, d)
+        if r - q >= _MIN_RUN:
+            _run_blend(arow, brow, s, W, flat, d, q, r, sy_, sz_, FZ, FY, FX)
+        else:
+            for t in range(q, r):
+                val = _gather_value(flat, P[t], sy_, sz_, FZ[t], FY[t], FX[t])
+                w = max(W[t], W_FLOOR)
+                arow[s + t] += w * val
+                brow[s + t] += w
+        q = r
+
+
+@numba.njit(cache=True, nogil=True)
+def _runs_values(V, flat, n, sy_, sz_, P, FZ, FY, FX):
+    q = 0
+    while q < n:
+        d = P[q] - q
+        r = _run_end(P, q, n, d)
+        if r - q >= _MIN_RUN:
+            _run_values(V, flat, d, q, r, sy_, sz_, FZ, FY, FX)
+        else:
+            # Short runs (tiles rotated by more than a few degrees): one gather per tap is
+            # cheaper than setting up a vector loop for a few voxels.
+            for t in range(q, r):
+                V[t] = _gather_value(flat, P[t], sy_, sz_, FZ[t], FY[t], FX[t])
+        q = r
+
+
+@numba.njit(cache=True, nogil=True)
+def _accumulate_values(arow, brow, s, n, mode, V, W):
+    a_ = arow[s:s + n]
+    b_ = brow[s:s + n]
+    if mode == 1:
+        for q in range(n):
+            w = max(W[q], W_FLOOR)
+            a_[q] += w * V[q]
+            b_[q] += w
+    elif mode == 0:
+        for q in range(n):
+            a_[q] += V[q]
+            b_[q] += 1.0
+    else:
+        for q in range(n):
+            w = W[q] if mode == 4 else 0.0
+            a_[q], b_[q] = _accumulate_voxel(a_[q], b_[q], mode, V[q], w)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -365,6 +528,19 @@ def _segment(arow, brow, s, e, mode, clamp, axisw, i0, r0, r1, r2, cx0, cx1, cx2
         arow[bx], brow[bx] = _accumulate_voxel(arow[bx], brow[bx], mode, val, w)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _sort_small(v):
+    # Insertion sort of a handful of values: numba's ndarray.sort() costs about 0.6 us per
+    # call whatever the length, which at one call per row was a fifth of the kernel's time.
+    for q in range(1, v.shape[0]):
+        x = v[q]
+        r = q - 1
+        while r >= 0 and v[r] > x:
+            v[r + 1] = v[r]
+            r -= 1
+        v[r + 1] = x
+
+
 @numba.njit(cache=True, nogil=True)
 def accumulate_view_rows(
     acc_a, acc_b, block_start_zyx, m_out_to_view, size_xyz,
@@ -391,12 +567,18 @@ def accumulate_view_rows(
     sy_ = src.shape[2]
     sz_ = src.shape[1] * src.shape[2]
     blend = mode == 1 or mode == 5
+    # Consecutive output voxels of a row fall in consecutive level cells (long runs read as
+    # contiguous slices) only where the level coordinate steps by about +1 in x and hardly
+    # moves in y and z; elsewhere runs are a few voxels long and the per-voxel gathers win.
+    runs = (abs(cx0 * (1.0 if lvl0 else gx) - 1.0) < _RUN_SLOPE and abs(cx1) * (1.0 if lvl0 else gy) < _RUN_SLOPE
+            and abs(cx2) * (1.0 if lvl0 else gz) < _RUN_SLOPE)
     bounds = np.empty(6, np.int64)
     P = np.empty(X, np.int64)
     FZ = np.empty(X, np.float64)
     FY = np.empty(X, np.float64)
     FX = np.empty(X, np.float64)
     W = np.empty(X, np.float64)
+    V = np.empty(X, np.float64)
     for bz in range(Z):
         k = float(k0 + bz)
         for by in range(Y):
@@ -428,7 +610,7 @@ def accumulate_view_rows(
             bounds[3] = cb + 1 if ca <= cb else ia
             bounds[4] = ua if ua <= ub else ia
             bounds[5] = ub + 1 if ua <= ub else ia
-            bounds.sort()
+            _sort_small(bounds)
             arow = acc_a[bz, by]
             brow = acc_b[bz, by]
             for q in range(5):
@@ -441,7 +623,7 @@ def accumulate_view_rows(
                 if not clamp:
                     _interior_pass(arow, brow, s, e, mode, axisw, i0, r0, r1, r2, cx0, cx1, cx2,
                                    flat, wflat, hz, hy, hx, gz, gy, gx, lvl0, oz, oy, ox, sz_, sy_,
-                                   sx, sy, sz, bbx, bby, bbz, irx, iry, irz, P, FZ, FY, FX, W)
+                                   sx, sy, sz, bbx, bby, bbz, irx, iry, irz, P, FZ, FY, FX, W, V, runs)
                     continue
                 _segment(arow, brow, s, e, mode, clamp, axisw, i0, r0, r1, r2, cx0, cx1, cx2,
                          flat, wflat, hz, hy, hx, gz, gy, gx, lvl0, oz, oy, ox, nz, ny, nx, sz_, sy_,

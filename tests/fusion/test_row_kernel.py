@@ -6,7 +6,8 @@ exactly, for every overlap strategy, on views that exercise each of its shortcut
 their edges: general affine poses (rotation about a tilted axis, shear, anisotropic
 scale), pure translations (row-constant coordinates), pyramid level 1 (level-voxel
 offsets), a one-plane view (no interior on z), blending borders and a zero range,
-blocks that cut rows, float32 and uint16 pixels.
+blocks that cut rows, float32 and uint16 pixels, a near axis-aligned view (contiguous
+runs of cells).
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ def _views(dtype):
         tf.translation([19.0, 15.0, 4.0]) @ _rotation([1.0, -0.4, 0.3], 11.0)
         @ np.diag([1.05, 0.97, 1.6, 1.0]) @ np.array(
             [[1, 0.04, 0, 0], [0, 1, 0.03, 0], [0, 0, 1, 0], [0, 0, 0, 1]], np.float64),
+        # Near axis-aligned (the common registered tile): long runs of consecutive cells,
+        # broken where y and z cross a voxel boundary and by a 0.3 % scale on x.
+        tf.translation([10.25, 4.5, 3.125]) @ _rotation([0.1, 0.05, 1.0], 0.8)
+        @ np.diag([1.003, 1.0, 1.0, 1.0]),
     ]
     views = []
     for k, pose in enumerate(poses):
