@@ -23,7 +23,15 @@ chunks 128^3, the project's OME-Zarr writer and codec):
    creation of the level arrays, with the mean kernel alone beside them;
 4. **codecs** (``--codecs``): size and encode / decode speed of the fused chunks under
    blosc zstd / lz4 at a few levels;
-5. peak resident memory of the process (``VmHWM``).
+5. peak resident memory of the process (``VmHWM``);
+6. **peers** (``--peers``): Rhapso 0.4.5 and multiview-stitcher fusing the same tiles with the
+   same poses onto the same output grid, same output chunks and codec, each in a fresh process
+   of its own virtual environment, one thread (``bench/peer_fusion.py`` says exactly which of
+   their modes runs and how it differs from ours): wall and CPU seconds of their fusion call,
+   output voxels / CPU s, ours / theirs, and how closely each output matches ours (NCC, mean
+   and max absolute difference over the voxels both cover). With ``--peers`` every
+   contender, ours included, fuses onto the grid Rhapso derives from an XML (one world unit
+   per voxel, the views' box widened to whole units, :func:`peer_grid`).
 
 Every figure is the fastest of ``--repeat`` runs (per phase), in CPU time of this one process with one thread (``NUMBA_NUM_THREADS=1``,
 zarr's codec pipeline runs in this process's threads and is counted), so it is per core.
@@ -35,6 +43,7 @@ Usage::
 
     python bench/bench_fusion_core.py                 # about a minute on 2 cores
     python bench/bench_fusion_core.py --rotate 20 --codecs
+    python bench/bench_fusion_core.py --peers         # + Rhapso 0.4.5 and multiview-stitcher
 """
 
 from __future__ import annotations
@@ -59,6 +68,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import bench_fusion as bf  # noqa: E402
+import peer_fusion as pf  # noqa: E402
 import rhapso_core.fusion.fuse as fuse_mod  # noqa: E402
 from rhapso_core import transforms as tf  # noqa: E402
 from rhapso_core.fusion import FusionParams, fuse_to_zarr, make_output_grid, output_to_view, plan_work_units, write_unit  # noqa: E402
@@ -137,16 +147,16 @@ def fuse_timed(views, grid, params, out_uri: Path, kernel, compressor: str, clev
             src.read = read.wrap(fn)
         fuse_mod._accumulate = sample.wrap(kernel)
         writer_mod.fuse_block = block.wrap(saved_fuse)
-        t0 = time.process_time()
+        t0, w0 = time.process_time(), time.perf_counter()
         for unit in units:
             fuse_to_zarr(views, grid, params, arr, blocks=unit, skip_existing=False)
-        total = time.process_time() - t0
+        total, wall = time.process_time() - t0, time.perf_counter() - w0
     finally:
         for src, _ in saved_reads:
             del src.read
         fuse_mod._accumulate = saved_kernel
         writer_mod.fuse_block = saved_writer_fuse
-    return {"total": total, "read": read.t, "sample": sample.t,
+    return {"total": total, "wall": wall, "read": read.t, "sample": sample.t,
             "other": block.t - read.t - sample.t, "write": total - block.t, "array": arr}
 
 
@@ -240,13 +250,18 @@ def main(argv=None):
     ap.add_argument("--codecs", action="store_true", help="also print the codec table")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each; the fastest counts (default 3)")
     ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--peers", nargs="?", const=",".join(pf.PEERS), metavar="TOOLS",
+                    help=f"also fuse with the peers ({','.join(pf.PEERS)}; default both) in their venvs")
     a = ap.parse_args(argv)
+    peers = pf.parse_tools(a.peers) if a.peers else ()
+    if peers:
+        pf.check_strategy(a.strategy)
     with tempfile.TemporaryDirectory(prefix="bench_fusion_core_") as tmp:
         tmp = Path(tmp)
         bf.make_dataset(tmp / "ds", tuple(a.grid), tuple(a.tile))
         views = rotate_views(load_views(tmp / "ds"), a.rotate)
         params = FusionParams(overlap_strategy=a.strategy)
-        grid = make_output_grid(views)
+        grid = pf.peer_grid(views) if peers else make_output_grid(views)
         nvox = int(np.prod(grid.shape_zyx))
         n_in = sum(int(np.prod(v.size_xyz)) for v in views)
         print(f"dataset: {a.grid[0]} x {a.grid[1]} x {a.grid[2]} tiles of {tuple(a.tile)} (x, y, z) uint16, "
@@ -292,6 +307,10 @@ def main(argv=None):
               f"{sp / 1e6:.1f} Mvox/s per core; per covered voxel: fusion core / scipy = {core_cov / sp:.2f}x, "
               f"whole fusion / scipy = {covered / new['total'] / sp:.2f}x, sample phase / scipy = "
               f"{covered / new['sample'] / sp:.2f}x")
+        peer_res = None
+        if peers:
+            peer_res = pf.compare(peers, tmp / "ds", views, grid, params, new["array"], new["total"], new["wall"],
+                                  sp, tmp / "peers")
         pyr, pyr_gen, pyr_ref = [], [], []
         for _ in range(a.repeat):  # alternated, as above
             pyr.append(pyramid_timed(tmp / "new.zarr"))
@@ -317,6 +336,7 @@ def main(argv=None):
             res = {k: {kk: vv for kk, vv in r.items() if kk != "array"} for k, r in (("new", new), ("ref", ref))}
             a.json.write_text(json.dumps({"nvox": nvox, "fusion": res, "scipy": sp, "pyramid": pyr, "pyramid_general_path": pyr_gen, "pyramid_zstd5": pyr_ref,
                                           "identical": bool(same), "covered": covered, "codecs": codecs,
+                                          "peers": peer_res,
                                           "peak_rss_mb": peak_rss_mb()}, indent=1))
 
 

@@ -202,7 +202,10 @@ def fuse(cfg: dict) -> dict:
     with _Quiet():
         bb_min, bb_max, per_view = ComputeBBox(cfg["xml"], prefix).run()
         dims = (bb_max - bb_min) + 1
-        InitializeOutputZarr(cfg["out"], prefix, dims, 2, "zstd", 5, "bitshuffle", p["output_block_size"]).run()
+        # Blosc zstd 5 bitshuffle unless the config names another codec (the fusion-core
+        # benchmark gives every tool the same one).
+        InitializeOutputZarr(cfg["out"], prefix, dims, 2, p.get("compressor", "zstd"), int(p.get("clevel", 5)),
+                             p.get("shuffle", "bitshuffle"), p["output_block_size"]).run()
         grid = ComputeGrid(dims, p["block_size"]).run()
         for grid_block in grid:  # the pipeline's "# ITERATIVE APPROACH" loop
             offset = grid_block[0] + bb_min
