@@ -40,6 +40,15 @@ class ImageSource(Protocol):
         """Read ``box`` (clipped to the level's extent by the caller) as a (z, y, x) array."""
 
 
+def level_to_level0(factors_zyx: Sequence[float]) -> np.ndarray:
+    """4x4 (x y z) from a level's voxel index to level-0 voxel coordinates: level voxel
+    ``i`` is centred at ``f * i + (f - 1) / 2`` (``factors_zyx``: the level's factors)."""
+    f = np.asarray(factors_zyx, dtype=np.float64)[::-1]
+    m = np.diag([*f, 1.0])
+    m[:3, 3] = (f - 1.0) / 2.0
+    return m
+
+
 def clip_box(box: Box, shape: Sequence[int]) -> Box:
     """Intersect a box with ``[0, shape)``; empty axes become ``(s, s)``."""
     out = []

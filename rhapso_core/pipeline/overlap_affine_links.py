@@ -43,6 +43,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rhapso_core import transforms
+from rhapso_core.image_source import level_to_level0
 from rhapso_core.overlap import overlap_box, world_box_in_view
 from rhapso_core.pipeline.border_matches import solved_matches
 from rhapso_core.pipeline.dataset import load_dataset, open_view, view_geometry
@@ -66,15 +67,6 @@ def round_fits_affines(solver, params) -> bool:
     from rhapso_core.solver.select import candidates
 
     return bool(params.enabled) and any(m == "affine" for m, _ in candidates(solver))
-
-
-def _level_matrix(factors_zyx) -> np.ndarray:
-    """Level voxel -> level-0 voxel (x y z): centre of level voxel i at f * i + (f - 1) / 2."""
-    f = np.asarray(factors_zyx, dtype=np.float64)[::-1]
-    m = np.eye(4)
-    m[:3, :3] = np.diag(f)
-    m[:3, 3] = (f - 1.0) / 2.0
-    return m
 
 
 def _choose_level(source, box0_xyz: np.ndarray, max_crop_voxels: int) -> int:
@@ -241,7 +233,7 @@ def _fit_pair(src_a, src_b, ra, rb, box0: np.ndarray, params) -> tuple[OverlapAf
     inner[1, ~flat] -= params.margin_voxels
     a_to_b0 = transforms.invert(rb) @ ra
     level = min(_choose_level(src_a, inner, params.max_crop_voxels), _choose_level(src_b, inner, params.max_crop_voxels))
-    sa_l, sb_l = _level_matrix(src_a.level_factors(level)), _level_matrix(src_b.level_factors(level))
+    sa_l, sb_l = level_to_level0(src_a.level_factors(level)), level_to_level0(src_b.level_factors(level))
     a_to_b = transforms.invert(sb_l) @ a_to_b0 @ sa_l
     box = transforms.apply(transforms.invert(sa_l), inner)
     sigma = (float(params.sigma),) * 3

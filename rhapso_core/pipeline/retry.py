@@ -39,7 +39,6 @@ import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import Field, field_validator
 from scipy.spatial import cKDTree
 
 from rhapso_core.detection import DetectionParams

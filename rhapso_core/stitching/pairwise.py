@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from rhapso_core import overlap, transforms
-from rhapso_core.image_source import ImageSource
+from rhapso_core.image_source import ImageSource, level_to_level0
 from rhapso_core.stitching.blocks import fit_blocks
 from rhapso_core.stitching.params import StitchingParams
 from rhapso_core.stitching.phase import phase_correlate
@@ -29,10 +29,7 @@ __all__ = ["level_affine", "choose_level", "overlap_box", "correlate_views"]
 
 def level_affine(view_to_world: np.ndarray, factors_zyx) -> np.ndarray:
     """Level voxel (x, y, z) -> world: level voxel ``i`` is centred on level-0 ``f i + (f - 1) / 2``."""
-    f = np.asarray(factors_zyx, dtype=np.float64)[::-1]
-    s = np.diag([*f, 1.0])
-    s[:3, 3] = (f - 1.0) / 2.0
-    return np.asarray(view_to_world, dtype=np.float64) @ s
+    return np.asarray(view_to_world, dtype=np.float64) @ level_to_level0(factors_zyx)
 
 
 def overlap_box(a2w: np.ndarray, size_a, b2w: np.ndarray, size_b) -> tuple[np.ndarray, np.ndarray] | None:

@@ -3,8 +3,9 @@
 import numpy as np
 
 from rhapso_core import transforms
+from rhapso_core.image_source import level_to_level0
 from rhapso_core.pipeline.overlap_affine_links import (
-    AFFINE_LINK_LABEL, _level_matrix, _points_f_test, affine_solver_links, replaced_pairs, round_fits_affines,
+    AFFINE_LINK_LABEL, _points_f_test, affine_solver_links, replaced_pairs, round_fits_affines,
 )
 from rhapso_core.solver import SolverParams
 from rhapso_core.stitching.params import OverlapAffineParams
@@ -71,7 +72,7 @@ def test_only_rounds_that_may_choose_an_affine_fit_them():
 
 
 def test_level_voxels_map_to_full_resolution_centres():
-    m = _level_matrix((1, 2, 4))  # z y x factors
+    m = level_to_level0((1, 2, 4))  # z y x factors
     np.testing.assert_allclose(transforms.apply(m, np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])),
                                [[1.5, 0.5, 0.0], [5.5, 2.5, 1.0]])
 
