@@ -21,7 +21,7 @@ from flows.layout import (
 from flows.params import resolve
 from flows.phase import phase_stage
 from rhapso_core.pipeline.overlap_affine_links import (
-    pair_key, phase_held, replaced_pairs, round_fits_affines, with_fit_steps,
+    merged_records, phase_held, round_fits_affines, unfitted_pairs, with_fit_steps,
 )
 from rhapso_core.pipeline.phase_fallback import anchored_pairs, anchors_of_unmatched, face_pairs
 from rhapso_core.pipeline.prealign import alignment_rounds, kept_links
@@ -122,13 +122,10 @@ def match_and_solve_stage(
                     round_name, sum(e["status"] == "used" for e in overlap_affines), len(overlap_affines))
     image_checks: list = []
     if pair_retry.image_check:
-        # pairs whose overlap affine is used were checked against their images by the fit
-        skip = replaced_pairs([fitted]) if fitted else set()
         rest, replaced, image_checks = stitching_tasks.check_pairs(
-            xml, store, [r for r in records if pair_key(r) not in skip], label, stitching or StitchingParams(),
+            xml, store, unfitted_pairs(records, fitted), label, stitching or StitchingParams(),
             None if isinstance(matching.max_epsilon, str) else float(matching.max_epsilon), solver.min_matches)
-        by_pair = {pair_key(r): r for r in rest}
-        records = [by_pair.get(pair_key(r), r) for r in records]
+        records = merged_records(records, rest)
         round_anchors += [replaced] if replaced else []
         held = sum(r.status == "image_link" for r in records)
         if held:

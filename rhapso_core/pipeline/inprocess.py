@@ -15,7 +15,7 @@ from rhapso_core.autoparams import Resolution, resolve_parameters
 from rhapso_core.output_layout import STORE_NAME, join, round_xml_name
 from rhapso_core.pipeline import detect, match, solve
 from rhapso_core.pipeline.overlap_affine_links import (
-    measure_overlap_affines, pair_key, phase_held, replaced_pairs, round_fits_affines, with_fit_steps,
+    measure_overlap_affines, merged_records, phase_held, round_fits_affines, unfitted_pairs, with_fit_steps,
 )
 from rhapso_core.pipeline.pair_check import IMAGE_LINK, check_pairs_against_images
 from rhapso_core.pipeline.phase_fallback import anchored_pairs, anchors_of_unmatched, face_pairs, link_failed_pairs
@@ -85,13 +85,10 @@ def align_in_process(xml: str, work: str, params, rounds=None) -> InProcessAlign
                                                    if p.stitching.overlap_affine.phase_held_pairs else None)
             records = with_fit_steps(records, fits)
         if p.pair_retry.image_check:
-            # pairs whose overlap affine is used were checked against their images by the fit
-            skip = replaced_pairs([fitted]) if fitted else set()
-            rest, replaced, _ = check_pairs_against_images(current, store, [r for r in records if pair_key(r) not in skip],
+            rest, replaced, _ = check_pairs_against_images(current, store, unfitted_pairs(records, fitted),
                                                            p.detection.label, p.stitching, float(m.max_epsilon),
                                                            min_matches=s.min_matches)
-            by_pair = {pair_key(r): r for r in rest}
-            records = [by_pair.get(pair_key(r), r) for r in records]
+            records = merged_records(records, rest)
             round_anchors += [replaced] if replaced else []
         if anchors and round_anchors and round_anchors[0] is anchors:
             faces = face_pairs(current, records, p.pair_retry.min_relative_overlap)

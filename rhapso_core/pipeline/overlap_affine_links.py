@@ -54,7 +54,7 @@ from rhapso_core.spimdata import ViewId
 from rhapso_core.stitching.overlap_affine import OverlapAffineFit, fit_overlap_affine
 
 __all__ = ["AFFINE_LINK_LABEL", "round_fits_affines", "measure_overlap_affines", "phase_held", "affine_solver_links", "replaced_pairs",
-           "without_pairs", "with_fit_steps", "pair_key"]
+           "without_pairs", "with_fit_steps", "pair_key", "unfitted_pairs", "merged_records"]
 
 AFFINE_LINK_LABEL = "overlap_affine"
 #: Significance of the points' F test (see the module docstring).
@@ -253,6 +253,19 @@ def replaced_pairs(anchor_sets: Sequence[dict]) -> set[frozenset]:
 
 def pair_key(r) -> frozenset:
     return frozenset((tuple(r.view_a), tuple(r.view_b)))
+
+
+def unfitted_pairs(records: Sequence[PairRecord], fitted: dict | None) -> list[PairRecord]:
+    """The records the image check still has to look at: a pair whose overlap affine is used
+    was checked against its images by the fit itself."""
+    skip = replaced_pairs([fitted]) if fitted else set()
+    return [r for r in records if pair_key(r) not in skip]
+
+
+def merged_records(records: Sequence[PairRecord], updated: Sequence[PairRecord]) -> list[PairRecord]:
+    """``records`` in their order, each replaced by its pair's record in ``updated`` when there is one."""
+    by_pair = {pair_key(r): r for r in updated}
+    return [by_pair.get(pair_key(r), r) for r in records]
 
 
 def with_fit_steps(records: Sequence[PairRecord], report: Sequence[dict]) -> list[PairRecord]:
