@@ -452,7 +452,9 @@ def flow_speedup(name: str, ds: dict, sp: dict, work: Path, args) -> dict:
         dest = work / f"flow_{n}cpu"
         # model_dump_json would write max_allowed_error=inf as null; json.dumps keeps Infinity.
         r = subprocess.run([sys.executable, "-c", FLOW_SCRIPT, str(ROOT), ds["xml"], str(dest),
-                            json.dumps(p.model_dump())], capture_output=True, text=True, env=_env(1),
+                            json.dumps(p.model_dump())], capture_output=True, text=True,
+                           # a temporary API per run: a kept one would outlive the benchmark by 10 minutes
+                           env={**_env(1), "RHAPSO_LOCAL_API_IDLE_S": "0"},
                            timeout=args.timeout, cwd=ROOT)
         if r.returncode != 0:
             out[n] = {"error": (r.stderr.strip().splitlines() or ["?"])[-1][:200]}
