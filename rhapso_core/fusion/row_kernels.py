@@ -365,31 +365,38 @@ def _gather_value(flat, p_, sy_, sz_, fz, fy, fx):
     return c0 * (1.0 - fz) + c1 * fz
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _run_taps(flat, base, qa, qb, sy_, sz_):
+    # The four source rows of the voxels qa..qb-1 whose cells' lower corners are the
+    # consecutive flat[base + q], one voxel longer for the upper x neighbour.
+    return (flat[base + qa:base + qb + 1], flat[base + sy_ + qa:base + sy_ + qb + 1],
+            flat[base + sz_ + qa:base + sz_ + qb + 1], flat[base + sz_ + sy_ + qa:base + sz_ + sy_ + qb + 1])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _run_value(t00, t01, t10, t11, k, fz, fy, fx):
+    # _sample_in's lerps on the run's rows: the same operations in the same order.
+    gx_ = 1.0 - fx
+    c00 = t00[k] * gx_ + t00[k + 1] * fx
+    c01 = t01[k] * gx_ + t01[k + 1] * fx
+    c10 = t10[k] * gx_ + t10[k + 1] * fx
+    c11 = t11[k] * gx_ + t11[k + 1] * fx
+    c0 = c00 * (1.0 - fy) + c01 * fy
+    c1 = c10 * (1.0 - fy) + c11 * fy
+    return c0 * (1.0 - fz) + c1 * fz
+
+
 @numba.njit(cache=True, nogil=True)
 def _run_values(V, flat, base, qa, qb, sy_, sz_, FZ, FY, FX):
-    # Voxels qa..qb-1 whose cells' lower corners are the consecutive flat[base + q]: the
-    # eight taps are four contiguous row slices, loaded without gathers (vectorised).
-    m = qb - qa
-    t00 = flat[base + qa:base + qb + 1]
-    t01 = flat[base + sy_ + qa:base + sy_ + qb + 1]
-    t10 = flat[base + sz_ + qa:base + sz_ + qb + 1]
-    t11 = flat[base + sz_ + sy_ + qa:base + sz_ + sy_ + qb + 1]
+    # Voxels qa..qb-1 of a run: the eight taps are four contiguous row slices, loaded
+    # without gathers (vectorised).
+    t00, t01, t10, t11 = _run_taps(flat, base, qa, qb, sy_, sz_)
     fx_ = FX[qa:qb]
     fy_ = FY[qa:qb]
     fz_ = FZ[qa:qb]
     v_ = V[qa:qb]
-    for k in range(m):
-        fx = fx_[k]
-        fy = fy_[k]
-        fz = fz_[k]
-        gx_ = 1.0 - fx
-        c00 = t00[k] * gx_ + t00[k + 1] * fx
-        c01 = t01[k] * gx_ + t01[k + 1] * fx
-        c10 = t10[k] * gx_ + t10[k + 1] * fx
-        c11 = t11[k] * gx_ + t11[k + 1] * fx
-        c0 = c00 * (1.0 - fy) + c01 * fy
-        c1 = c10 * (1.0 - fy) + c11 * fy
-        v_[k] = c0 * (1.0 - fz) + c1 * fz
+    for k in range(qb - qa):
+        v_[k] = _run_value(t00, t01, t10, t11, k, fz_[k], fy_[k], fx_[k])
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -411,29 +418,16 @@ def _run_end(P, q, n, d):
 
 @numba.njit(cache=True, nogil=True)
 def _run_blend(arow, brow, s, W, flat, base, qa, qb, sy_, sz_, FZ, FY, FX):
-    m = qb - qa
-    t00 = flat[base + qa:base + qb + 1]
-    t01 = flat[base + sy_ + qa:base + sy_ + qb + 1]
-    t10 = flat[base + sz_ + qa:base + sz_ + qb + 1]
-    t11 = flat[base + sz_ + sy_ + qa:base + sz_ + sy_ + qb + 1]
+    # _run_values with avg_blend's accumulation in the same loop (no pass over V).
+    t00, t01, t10, t11 = _run_taps(flat, base, qa, qb, sy_, sz_)
     fx_ = FX[qa:qb]
     fy_ = FY[qa:qb]
     fz_ = FZ[qa:qb]
     w_ = W[qa:qb]
     a_ = arow[s + qa:s + qb]
     b_ = brow[s + qa:s + qb]
-    for k in range(m):
-        fx = fx_[k]
-        fy = fy_[k]
-        fz = fz_[k]
-        gx_ = 1.0 - fx
-        c00 = t00[k] * gx_ + t00[k + 1] * fx
-        c01 = t01[k] * gx_ + t01[k + 1] * fx
-        c10 = t10[k] * gx_ + t10[k + 1] * fx
-        c11 = t11[k] * gx_ + t11[k + 1] * fx
-        c0 = c00 * (1.0 - fy) + c01 * fy
-        c1 = c10 * (1.0 - fy) + c11 * fy
-        val = c0 * (1.0 - fz) + c1 * fz
+    for k in range(qb - qa):
+        val = _run_value(t00, t01, t10, t11, k, fz_[k], fy_[k], fx_[k])
         w = max(w_[k], W_FLOOR)
         a_[k] += w * val
         b_[k] += w
