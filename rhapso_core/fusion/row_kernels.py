@@ -304,37 +304,16 @@ def _interior_pass(arow, brow, s, e, mode, axisw, i0, r0, r1, r2, cx0, cx1, cx2,
         _runs_values(V, flat, n, sy_, sz_, P, FZ, FY, FX)
         _accumulate_values(arow, brow, s, n, mode, V, W)
         return
-    u1 = np.uint64(1)
-    uy = np.uint64(sy_)
-    uz = np.uint64(sz_)
-    uzy = np.uint64(sz_ + sy_)
     for q in range(n):
         bx = s + q
         if mode == 3 and brow[bx] != 0.0:
             continue
-        p = np.uint64(P[q])
-        fx = FX[q]
-        fy = FY[q]
-        fz = FZ[q]
-        gx_ = 1.0 - fx
-        c00 = flat[p] * gx_ + flat[p + u1] * fx
-        c01 = flat[p + uy] * gx_ + flat[p + uy + u1] * fx
-        c10 = flat[p + uz] * gx_ + flat[p + uz + u1] * fx
-        c11 = flat[p + uzy] * gx_ + flat[p + uzy + u1] * fx
-        c0 = c00 * (1.0 - fy) + c01 * fy
-        c1 = c10 * (1.0 - fy) + c11 * fy
-        val = c0 * (1.0 - fz) + c1 * fz
+        val = _gather_value(flat, P[q], sy_, sz_, FZ[q], FY[q], FX[q])
         w = 0.0
         if blend:
             w = W[q]
             if mode == 5:
-                d00 = wflat[p] * gx_ + wflat[p + u1] * fx
-                d01 = wflat[p + uy] * gx_ + wflat[p + uy + u1] * fx
-                d10 = wflat[p + uz] * gx_ + wflat[p + uz + u1] * fx
-                d11 = wflat[p + uzy] * gx_ + wflat[p + uzy + u1] * fx
-                d0 = d00 * (1.0 - fy) + d01 * fy
-                d1 = d10 * (1.0 - fy) + d11 * fy
-                w *= d0 * (1.0 - fz) + d1 * fz
+                w *= _gather_value(wflat, P[q], sy_, sz_, FZ[q], FY[q], FX[q])
         elif mode == 4:
             w = W[q]
         arow[bx], brow[bx] = _accumulate_voxel(arow[bx], brow[bx], mode, val, w)
