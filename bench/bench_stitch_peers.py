@@ -8,8 +8,11 @@ process and every child it waited for, peak = the largest resident set among the
 
 * **ours**: ``rhapso stitch XML --out DIR`` (align: detection, matching, rigid and affine
   solves with their image checks; fusion; pyramid; QC report), default parameters and
-  default runtime (the planner picks threads or a local Ray), a temporary Prefect API
-  started by the command as usual;
+  default runtime (the planner picks threads or a local Ray), the Prefect API a command
+  uses by default (the kept local API, in this benchmark's folder: the warm-up run starts
+  it, the timed runs reuse it, as a user's repeated commands do; stopped at the end);
+  each run with a fresh Prefect result store, so that no run reuses an earlier one's
+  cached detection;
 * **Rhapso 0.4.5** (``bench/_venvs/rhapso045``, made on first use): detection, rigid
   matching and solve, affine matching and solve, fusion, its multiscale pyramid, each
   stage a fresh process of ``bench/rhapso_driver.py`` (its component classes in its
@@ -150,12 +153,37 @@ def _stage_line(log: Path) -> str:
     return "; ".join(out)
 
 
+def _kept_api_dir(work: Path, root: Path) -> Path:
+    # The kept local API of each checkout in this benchmark's own folder: the warm-up's
+    # command starts it, the timed runs reuse it (a user's repeated commands), and it is
+    # stopped at the end, whatever else runs on the machine.
+    return work / "kept-api" / root.name
+
+
+def _stop_kept_apis(work: Path, roots) -> None:
+    for root in roots:
+        try:
+            sys.path.insert(0, str(root))
+            from flows.kept_api import stop_server
+        except ImportError:
+            continue
+        finally:
+            sys.path.remove(str(root))
+        stop_server(_kept_api_dir(work, root))
+
+
 def run_ours(ds: dict, work: Path, tag: str, root: Path = ROOT) -> dict:
     """``rhapso stitch`` of the checkout ``root`` (this one by default) in a fresh process."""
     out = work / f"ours_{tag}"
     shutil.rmtree(out, ignore_errors=True)
     log = work / f"ours_{tag}.log"
-    env = dict(ENV, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # A fresh result store per run: detection's chunk results are cached by their inputs
+    # (tasks.policies.CACHE_POLICY), so a run would otherwise reuse the warm-up's, a job the
+    # peers are not spared.
+    results = work / f"ours_{tag}_results"
+    shutil.rmtree(results, ignore_errors=True)
+    env = dict(ENV, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               PREFECT_LOCAL_STORAGE_PATH=str(results), RHAPSO_LOCAL_API_DIR=str(_kept_api_dir(work, root)))
     r = measured([sys.executable, "-m", "rhapso_cli.main", "stitch", ds["xml"], "--out", str(out)], log, env,
                  cwd=root)
     if r["rc"] not in (0, 3):  # 3: completed, QC verdict "fail" (still a whole job)
@@ -424,6 +452,8 @@ def main(argv=None) -> int:
                                            f"RMS {(r.get('score') or {}).get('rms_voxels', float('nan')):.3f} vox")
                 print(f"[round {rnd}] {NAMES[name]}: {brief}", file=sys.stderr, flush=True)
     meta["load_end"] = os.getloadavg()[0]
+    if "ours" in tools:
+        _stop_kept_apis(work, [ROOT] + ([before] if before is not None else []))
     json_path = Path(a.json) if a.json else work / "results.json"
     json_path.write_text(json.dumps({"meta": meta, "runs": runs}, indent=1, default=str))
     print(report(runs, meta))
