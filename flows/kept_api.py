@@ -44,7 +44,7 @@ import sys
 import time
 from pathlib import Path
 
-from flows.local_api import STARTUP_TIMEOUT_S
+from flows.local_api import STARTUP_TIMEOUT_S, server_env
 
 #: Seconds without a command after which the kept server exits, unless RHAPSO_LOCAL_API_IDLE_S says.
 #: Ten minutes: long enough for the next command of a session at the terminal (align, look, fuse),
@@ -306,9 +306,7 @@ def _launch(state: Path, key: str, idle_s: float, app: str) -> tuple[dict, subpr
         sock.bind(("127.0.0.1", 0))
         sock.listen(128)
         port = int(sock.getsockname()[1])
-        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
-               "PREFECT__SERVER_FINAL": "1"}
-        env.pop("PREFECT_API_URL", None)  # the server itself is not a client of another API
+        env = server_env()
         with open(state / "server.log", "w") as log:
             process = subprocess.Popen(
                 [sys.executable, str(_SERVER_SCRIPT), "--state-dir", str(state), "--fd", str(sock.fileno()),

@@ -59,6 +59,20 @@ def _die_with_parent() -> None:
         pass
 
 
+def server_env() -> dict[str, str]:
+    """The environment of a local API server this project starts (temporary or kept).
+
+    The server starts before the command sets its defaults (:func:`start_early` overlaps it
+    with the imports), so the one that matters to the server is set here: no usage telemetry
+    to Prefect's servers (``PREFECT_SERVER_ANALYTICS_ENABLED``), unless the user's environment
+    asks for it. Its start tried every time, and offline it logged a DNS failure."""
+    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+           "PREFECT__SERVER_FINAL": "1"}
+    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    env.pop("PREFECT_API_URL", None)  # the server itself is not a client of another API
+    return env
+
+
 def _free_port() -> int:
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
         s.bind(("127.0.0.1", 0))
@@ -92,9 +106,7 @@ class LocalAPIServer:
         if importlib.util.find_spec("prefect") is None:
             raise RuntimeError("Prefect is not installed in this environment")
         self.port = _free_port()
-        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
-               "PREFECT__SERVER_FINAL": "1"}
-        env.pop("PREFECT_API_URL", None)  # the server itself is not a client of another API
+        env = server_env()
         self.process = subprocess.Popen(
             # Prefect's application, less a block registration that would change nothing (flows.local_api_app).
             [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(__file__).resolve().parent.parent),

@@ -110,3 +110,15 @@ def test_a_server_stopped_while_it_starts_ends_at_once(monkeypatch):
         assert proc.returncode is not None
     finally:
         server.stop()
+
+
+def test_servers_we_start_send_no_telemetry_unless_asked(monkeypatch):
+    # The server starts before the command's own defaults are set: its environment carries the
+    # opt-out itself; a user's explicit setting wins.
+    monkeypatch.delenv("PREFECT_SERVER_ANALYTICS_ENABLED", raising=False)
+    monkeypatch.setenv("PREFECT_API_URL", "http://elsewhere:4200/api")
+    env = local_api.server_env()
+    assert env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    assert "PREFECT_API_URL" not in env
+    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "true")
+    assert local_api.server_env()["PREFECT_SERVER_ANALYTICS_ENABLED"] == "true"
