@@ -32,7 +32,7 @@ overlap strategy (up to the sign of an exact zero). What changes is where work h
   Runs are found from the voxels' own cell offsets (exact), not predicted.
 
 Measured (``bench/bench_fusion_core.py``, docs/benchmarks.md): 2.5-3x the reference on
-near-axis-aligned tiles, 1.1-1.4x on tiles rotated about a tilted axis.
+near-axis-aligned tiles, 1.5-1.7x on tiles rotated about a tilted axis.
 
 The reference kernel stays in :mod:`rhapso_core.fusion.kernels`; tests compare the two.
 """

@@ -234,8 +234,9 @@ def seam_visibility(
     # World gradient (x y z) per voxel: image axes are world axes scaled (level_to_world has no rotation).
     gworld = np.stack([g.ravel() for g in grads[::-1]], axis=1)
     # Image voxel indices (x, y, z), as broadcastable axes: a view coordinate is an affine
-    # function of them, summed from three 1-D terms instead of an (N, 3) @ (3, 3) product
-    # per view (that product was two thirds of the QC report's time on a 2 Mvox level).
+    # function of them, summed from three 1-D terms, instead of (N, 3) coordinate arrays, an
+    # (N, 3) @ (3, 3) product and row-wise min / argmin per view (1.9 -> 0.3 s, same figures,
+    # on the 0.5 Mvox level of a 6-tile stitch: two thirds of its QC report's time).
     zyx = [np.arange(n, dtype=np.float64).reshape([-1 if k == a else 1 for k in range(3)])
            for a, n in enumerate(img.shape)]
     width = float(seam_width) * float(np.mean(step_xyz[:2]))
