@@ -45,6 +45,7 @@ for p in (str(ROOT), str(BENCH)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
+from bench_stitch_peers import _last_json, _tail, measured  # noqa: E402  (one subprocess harness for both)
 from rhapso_core.fusion import FusionParams, make_output_grid, output_to_view  # noqa: E402
 from rhapso_core.fusion.geometry import OutputGrid  # noqa: E402
 
@@ -174,20 +175,7 @@ def agreement(ours, theirs, count=None, slab: int = 8) -> Agreement:
 
 # --------------------------------------------------------------------------- running a peer
 def _run(cmd: list[str], log: Path) -> dict:
-    from bench_stitch_peers import measured
-
     return measured(cmd, log, env=ONE_THREAD)
-
-
-def _last_json(log: Path) -> dict:
-    for line in reversed(log.read_text(errors="replace").splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    return {}
-
-
-def _tail(log: Path, n: int = 3) -> str:
-    return " | ".join(log.read_text(errors="replace").strip().splitlines()[-n:])[-400:]
 
 
 def _version(py: Path, pkg: str) -> str:
