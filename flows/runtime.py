@@ -197,8 +197,11 @@ def ray_session(runtime: RuntimeParams) -> Iterator[None]:
     _restore_command_sigterm()  # over the flow engine's, installed when the flow run started
     if not runtime.use_ray:
         from flows.blas_threads import one_blas_thread
+        from rhapso_core.io.chunk_cache import caching_decoded_chunks
 
-        with one_blas_thread():  # tasks in threads of this process: one BLAS thread each, as on Ray
+        # Tasks in threads of this process: one BLAS thread each, as on Ray, and one cache of
+        # decoded chunks for all stages (they read the same tiles again and again).
+        with one_blas_thread(), caching_decoded_chunks(int(runtime.read_cache_mb * 1024**2)):
             yield
         return
     # Tasks on Ray may run on other machines, where the loopback CA file is not: the setting as configured.

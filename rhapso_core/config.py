@@ -130,6 +130,13 @@ class RuntimeParams(StageParams):
         "Ray (whose start costs 10-15 s per run; rhapso_core/executor.py says why 30); 0: always a "
         "local Ray (--ray).",
     )
+    read_cache_mb: float = Field(
+        256.0, ge=0,
+        description="A run whose tasks run in threads of its process keeps up to this many MiB of "
+        "decoded image chunks (local zarr) for all of its stages, which read the same tiles again "
+        "and again (rhapso_core/io/chunk_cache.py); counted in the memory the threads need. "
+        "0: no cache. Ray workers never keep one.",
+    )
     data_roots: list[str] | None = Field(
         None,
         description="Folders or s3:// prefixes every path a run reads or writes must resolve inside "

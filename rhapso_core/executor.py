@@ -16,7 +16,8 @@ fits this machine's memory:
   W (1 - 1/N) <= S, i.e. W <= 2 S = 20-30 s on 2 cores (S = 10-15 s); on more cores the bound
   is S N / (N - 1) >= S, so 30 s loses at most about 15 s there, in that worst case only;
 * and the largest task's memory (the planner's, the same hint the flows give Ray) times the
-  threads that run at once fits the memory available now.
+  threads that run at once, plus the decoded-chunk cache those threads share
+  (``runtime.read_cache_mb``), fits the memory available now.
 
 Otherwise, and whenever ``runtime.ray_address`` names a cluster or Ray is already running
 in this process, tasks go to Ray as before; ``runtime.use_ray=false`` (``--no-ray``) always
@@ -49,7 +50,8 @@ class ExecutorChoice:
     planned_cpu_s : float or None
         The planner's CPU work of the run's stages (core-seconds), when it was consulted.
     peak_memory_bytes : float or None
-        Largest task's memory times the threads that would run at once, when consulted.
+        Largest task's memory times the threads that would run at once, plus their shared
+        chunk cache (``runtime.read_cache_mb``), when consulted.
     """
 
     use_ray: bool
@@ -123,7 +125,7 @@ def choose_executor(
     cpu = float(sum(s.cpu_seconds for s in report.stages))
     task_mem = max((s.memory_per_task_bytes for s in report.stages if s.tasks), default=0.0)
     threads = max(1, min(cores, max((s.tasks for s in report.stages), default=1)))
-    peak = task_mem * threads
+    peak = task_mem * threads + rt.read_cache_mb * 1024**2  # the threads' shared chunk cache
     if cpu > limit:
         return ExecutorChoice(True, LOCAL_RAY, f"planned work {cpu:.0f} core-s > runtime.local_threads_max_cpu_s "
                                     f"{limit:g}", cpu, peak)

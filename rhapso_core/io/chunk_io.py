@@ -34,6 +34,7 @@ from numcodecs.compat import ensure_ndarray_like
 import zarr
 from zarr.storage import LocalStore
 
+from .chunk_cache import active_cache
 from .chunk_reuse import active_reuse
 from .slots import SpaceSlot
 
@@ -353,17 +354,42 @@ def _iter(dc: DirectChunks, axes) -> Iterator[tuple[tuple[slice, ...], np.ndarra
         key = dc.chunk_path(idx)
         chunk = None if reuse is None else reuse.get(key)
         if chunk is None:
-            raw = dc.read_chunk_bytes(idx, scratch)
+            cache = active_cache()
+            if cache is None:
+                raw, ident = dc.read_chunk_bytes(idx, scratch), None
+            else:
+                raw, ident, chunk = _read_through(dc, idx, scratch, cache)
+        if chunk is None:
             if raw is None:  # never written (or all fill value): no bytes to decode
                 shape = tuple(s.stop - s.start for s in in_chunk if isinstance(s, slice))
                 yield tuple(where), np.broadcast_to(np.asarray(dc.fill, dc.dtype), shape)
                 continue
             # A chunk a later read needs gets its own array; others reuse one buffer.
-            keep_it = reuse is not None and reuse.wants(key)
+            keep_it = ident is not None or (reuse is not None and reuse.wants(key))
             chunk = dc.decode(raw, None if keep_it else buf)
+            if ident is not None:
+                cache.put(ident, chunk)
             if reuse is not None:
                 reuse.offer(key, chunk)
         yield tuple(where), chunk[tuple(in_chunk)]
+
+
+def _read_through(dc: DirectChunks, idx, scratch: _Scratch, cache):
+    """``(raw bytes, identity, cached chunk)`` of one chunk file: the decoded chunk when the
+    cache holds this very file (same path, inode, size and mtime), else its bytes to decode;
+    ``(None, None, None)`` when no file is stored."""
+    path = dc.chunk_path(idx)
+    try:
+        f = open(path, "rb", buffering=0)
+    except FileNotFoundError:
+        return None, None, None
+    with f:
+        st = os.fstat(f.fileno())
+        ident = (path, st.st_ino, st.st_size, st.st_mtime_ns)
+        hit = cache.get(ident)
+        if hit is not None:
+            return None, ident, hit
+        return scratch.read_all(f), ident, None
 
 
 def is_fill(part: np.ndarray) -> bool:

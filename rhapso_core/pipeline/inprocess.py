@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from rhapso_core.autoparams import Resolution, resolve_parameters
+from rhapso_core.io.chunk_cache import caching_decoded_chunks
 from rhapso_core.output_layout import STORE_NAME, join, round_xml_name
 from rhapso_core.pipeline import detect, match, solve
 from rhapso_core.pipeline.overlap_affine_links import (
@@ -43,6 +44,12 @@ def align_in_process(xml: str, work: str, params, rounds=None) -> InProcessAlign
     phase round leads when the resolver chose prealignment (its links kept by the point
     rounds), failed pairs are retried, and every round's result is checked.
     """
+    # Every stage reads the same tiles: one cache of decoded chunks for all (as the flow's threads).
+    with caching_decoded_chunks(int(params.runtime.read_cache_mb * 1024**2)):
+        return _align(xml, work, params, rounds)
+
+
+def _align(xml: str, work: str, params, rounds) -> InProcessAlignment:
     os.makedirs(work, exist_ok=True)
     t0 = time.perf_counter()
     res = resolve_parameters(xml, params)

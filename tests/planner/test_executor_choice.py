@@ -55,9 +55,17 @@ def test_work_above_the_limit_starts_ray(generated):
 def test_tasks_that_do_not_fit_memory_start_ray(generated):
     full = plan(str(generated.xml), cores=2, memory_per_core_gb=4, stages=FUSION)
     task = max(s.memory_per_task_bytes for s in full.stages)
-    # Two threads at once need 2 x the largest task: 1.5 x does not fit, 2.5 x does.
-    assert choose_executor(str(generated.xml), _params(), FUSION, cores=2, memory_bytes=1.5 * task).use_ray
-    assert not choose_executor(str(generated.xml), _params(), FUSION, cores=2, memory_bytes=2.5 * task).use_ray
+    # Two threads at once need 2 x the largest task, plus the chunk cache they share:
+    # 1.5 x does not fit, 2.5 x does.
+    cache = PipelineParams().runtime.read_cache_mb * 1024**2
+    assert cache > 0
+    assert choose_executor(str(generated.xml), _params(), FUSION, cores=2, memory_bytes=1.5 * task + cache).use_ray
+    c = choose_executor(str(generated.xml), _params(), FUSION, cores=2, memory_bytes=2.5 * task + cache)
+    assert not c.use_ray and c.peak_memory_bytes == pytest.approx(2 * task + cache)
+    # Without the cache the same two threads fit in less.
+    assert choose_executor(str(generated.xml), _params(), FUSION, cores=2, memory_bytes=2.5 * task).use_ray
+    assert not choose_executor(str(generated.xml), _params(read_cache_mb=0), FUSION, cores=2,
+                               memory_bytes=2.5 * task).use_ray
 
 
 def test_overrides_and_a_running_ray_decide_without_a_plan(generated, tmp_path):

@@ -1,0 +1,98 @@
+"""ChunkCache (rhapso_core.io.chunk_cache): reads inside ``caching_decoded_chunks`` decode each
+chunk file once, return the same data, never serve a chunk whose file was rewritten, stay within
+the byte budget, and share read-only arrays. Exact counts and values; no tolerance."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import zarr
+
+from rhapso_core.io.chunk_cache import ChunkCache, active_cache, caching_decoded_chunks
+from rhapso_core.io.chunk_io import read_region
+
+CHUNK_BYTES = 16 * 16 * 16 * 2
+
+
+def _array(tmp_path):
+    g = zarr.open_group(str(tmp_path / "r"), mode="w")
+    a = g.create_array("a", shape=(16, 64, 64), chunks=(16, 16, 16), dtype="uint16")
+    data = np.random.default_rng(0).integers(1, 1000, size=a.shape).astype(np.uint16)
+    a[...] = data
+    return a, data
+
+
+BOX = (slice(0, 16), slice(0, 40), slice(0, 20))  # 3 x 2 chunks
+
+
+def test_second_read_is_served_from_the_cache_with_the_same_data(tmp_path):
+    a, data = _array(tmp_path)
+    with caching_decoded_chunks(10**8) as cache:
+        first = read_region(a, BOX)
+        assert (cache.misses, cache.hits) == (6, 0)
+        second = read_region(a, BOX)
+        assert (cache.misses, cache.hits) == (6, 6)
+    np.testing.assert_array_equal(first, data[BOX])
+    np.testing.assert_array_equal(second, data[BOX])
+    second[0, 0, 0] = 7  # the caller's copy, not the cached chunk
+    assert active_cache() is None, "no cache outside the block"
+
+
+def test_a_rewritten_chunk_is_read_again_not_served_stale(tmp_path):
+    a, data = _array(tmp_path)
+    with caching_decoded_chunks(10**8) as cache:
+        read_region(a, BOX)
+        a[0:16, 0:16, 0:16] = 5  # zarr replaces the chunk's file
+        out = read_region(a, BOX)
+        assert cache.misses == 7  # that one chunk decoded again
+    np.testing.assert_array_equal(out[:, :16, :16], 5)
+    np.testing.assert_array_equal(out[:, 16:, :], data[0:16, 16:40, 0:20])
+
+
+def test_budget_is_a_hard_bound_least_recently_used_goes_first():
+    cache = ChunkCache(capacity_bytes=3 * CHUNK_BYTES)
+    chunks = {k: np.full((16, 16, 16), k, np.uint16) for k in range(5)}
+    for k in range(3):
+        cache.put(k, chunks[k])
+    assert cache.get(0) is chunks[0]  # 0 is now the most recent
+    cache.put(3, chunks[3])
+    assert cache.kept_bytes == 3 * CHUNK_BYTES and len(cache) == 3
+    assert cache.get(1) is None, "the least recently used chunk went first"
+    assert cache.get(0) is chunks[0] and cache.get(2) is chunks[2]
+    cache.put(4, np.zeros(4 * 16**3, np.uint16))  # larger than the whole budget: never kept
+    assert cache.get(4) is None and len(cache) == 3
+
+
+def test_cached_chunks_are_read_only():
+    cache = ChunkCache(capacity_bytes=CHUNK_BYTES)
+    chunk = np.zeros((16, 16, 16), np.uint16)
+    cache.put("k", chunk)
+    with pytest.raises(ValueError):
+        cache.get("k")[0, 0, 0] = 1
+
+
+def test_zero_budget_means_no_cache_and_nested_blocks_share_one(tmp_path):
+    with caching_decoded_chunks(0) as none:
+        assert none is None and active_cache() is None
+    with caching_decoded_chunks(10**6) as outer:
+        with caching_decoded_chunks(10**9) as inner:
+            assert inner is outer
+        assert active_cache() is outer, "an inner block does not end the outer one's cache"
+    assert active_cache() is None
+
+
+def test_threads_share_the_cache(tmp_path):
+    a, data = _array(tmp_path)
+    outs = []
+    with caching_decoded_chunks(10**8) as cache:
+        read_region(a, BOX)
+        workers = [threading.Thread(target=lambda: outs.append(read_region(a, BOX))) for _ in range(4)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        assert cache.misses == 6 and cache.hits == 24
+    for out in outs:
+        np.testing.assert_array_equal(out, data[BOX])
