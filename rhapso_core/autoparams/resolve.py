@@ -19,6 +19,7 @@ from rhapso_core.autoparams.records import Resolution
 from rhapso_core.autoparams.sample import coarse_percentiles, evenly, overlap_crops
 from rhapso_core.autoparams.survey import survey_dataset
 from rhapso_core.pipeline.dataset import load_dataset, view_geometry, xml_digest
+from rhapso_core.pipeline.in_threads import in_threads
 from rhapso_core.planar_rounds import choose_rounds
 
 __all__ = ["resolve_parameters", "resolved_for", "has_auto", "SAMPLED_OVERLAPS", "SAMPLED_VIEWS", "CROP_VOXELS"]
@@ -74,14 +75,23 @@ def resolve_parameters(xml_uri: str, params, storage_options=None, read_pixels: 
         {"view": list(c.view), "crop_xyz": c.crop_xyz.tolist(), "volume_fraction": round(c.volume_fraction, 4)}
         for c in crops
     ]
-    det, d_rec, d_facts = resolve_detection(survey, d, crops, intensity)
-    facts["detection"] = dict(d_facts)
     mode = getattr(getattr(params, "alignment", None), "prealign", "auto")
-    probe = []
-    if read_pixels and mode == "auto" and m.stage_uncertainty == "auto" and survey.pairs:
+    wants_probe = bool(read_pixels and mode == "auto" and m.stage_uncertainty == "auto" and survey.pairs)
+
+    def probe_stage() -> tuple[list, float]:
         t_probe = time.perf_counter()
-        probe = probe_stage_error(sd, survey, SAMPLED_OVERLAPS, storage_options, sources)
-        facts["stage_error_probe_seconds"] = round(time.perf_counter() - t_probe, 3)
+        return probe_stage_error(sd, survey, SAMPLED_OVERLAPS, storage_options, sources), time.perf_counter() - t_probe
+
+    # The detection values and the stage-error probe are independent (different crops, no shared
+    # state but the opened views, which only the probe adds to): side by side, results as in sequence.
+    parts = [lambda: resolve_detection(survey, d, crops, intensity)] + ([probe_stage] if wants_probe else [])
+    got = in_threads(lambda part: part(), parts)
+    det, d_rec, d_facts = got[0]
+    facts["detection"] = dict(d_facts)
+    probe = []
+    if wants_probe:
+        probe, probe_s = got[1]
+        facts["stage_error_probe_seconds"] = round(probe_s, 3)
     mat, m_rec, pre, m_facts = resolve_matching(
         survey, m, det, list(d_facts.get("expected_points_per_overlap") or []), m.stage_uncertainty,
         probe=probe, prealign=mode)
