@@ -16,13 +16,20 @@ all of them.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from collections.abc import Awaitable, Iterable
 from typing import Any, TypeVar
 
 import numpy as np
 import zarr
+from zarr.core.buffer import Buffer, default_buffer_prototype
+from zarr.core.chunk_grids import RegularChunkGrid
+from zarr.core.metadata import ArrayV3Metadata
 from zarr.core.group import GroupMetadata
 from zarr.core.sync import sync
+from zarr.storage import MemoryStore, StorePath
+
+ZARR_JSON = "zarr.json"
 
 T = TypeVar("T")
 
@@ -89,37 +96,78 @@ async def read_arrays(root: zarr.AsyncGroup, group: str, names: Iterable[str]) -
     return dict(zip(names, results))
 
 
-async def put_group_attrs(
-    root: zarr.AsyncGroup, path: str, attrs: dict[str, Any], ensure_parents: bool = False
-) -> None:
-    """Replace the group at ``path``'s attributes with ``attrs`` in one metadata write.
+def _group_document(attrs: dict[str, Any] | None = None) -> Buffer:
+    # The bytes zarr writes for a v3 group (its zarr.json), from zarr's own metadata class.
+    docs = GroupMetadata(attributes=dict(attrs or {}), zarr_format=3).to_buffer_dict(default_buffer_prototype())
+    return docs[ZARR_JSON]
 
-    The same object zarr's ``group.attrs.put`` writes (the group's ``zarr.json``),
-    without reading the group first. With ``ensure_parents`` the group and any
-    missing parent group are created, as ``require_group`` would; its children are
-    left alone.
+
+async def put_group_attrs(
+    root: zarr.AsyncGroup, path: str, attrs: dict[str, Any], parents: Iterable[str] = ()
+) -> None:
+    """Replace the attributes of the group at ``path`` with ``attrs``: one object written.
+
+    The object zarr's ``group.attrs.put`` writes (the group's ``zarr.json``), without
+    reading the group first. ``parents``: group paths that may not exist yet, created
+    empty if absent (as ``require_group`` creates them) and left alone otherwise.
+    zarr's own ``ensure_parents`` would instead read and try to create every
+    ancestor up to the root, twice as many store operations as the write itself.
     """
-    group = zarr.AsyncGroup(
-        metadata=GroupMetadata(attributes=dict(attrs), zarr_format=3),
-        store_path=root.store_path / path,
+    await gather(
+        [(root.store_path / path / ZARR_JSON).set(_group_document(attrs))]
+        + [(root.store_path / p / ZARR_JSON).set_if_not_exists(_group_document()) for p in parents]
     )
-    # zarr's own metadata writer (what require_group and attrs.put call); private but
-    # the one place parents are created without first reading the node.
-    await group._save_metadata(ensure_parents=ensure_parents)
+
+
+# zarr's array metadata for each (dtype, trailing shape), as create_array derives it
+# from the data: only the shape and the chunk shape vary between writes, and deriving
+# the rest (dtype, codecs, fill value) is most of create_array's cost on small arrays.
+_TEMPLATES: dict[tuple[str, tuple[int, ...]], ArrayV3Metadata] = {}
+
+
+async def _template(dtype: np.dtype, trailing: tuple[int, ...]) -> ArrayV3Metadata:
+    key = (dtype.str, trailing)
+    meta = _TEMPLATES.get(key)
+    if meta is None:
+        scratch = zarr.AsyncGroup(metadata=GroupMetadata(zarr_format=3), store_path=StorePath(MemoryStore()))
+        sample = np.zeros((1, *trailing), dtype=dtype)
+        meta = (await scratch.create_array("t", data=sample, chunks=sample.shape, overwrite=True)).metadata
+        _TEMPLATES[key] = meta  # a racing thread stores an equal value
+    return meta
+
+
+async def _encoded(data: np.ndarray, chunks: tuple[int, ...]) -> dict[str, Buffer]:
+    """The objects (metadata and chunks, keyed relative to the array) that zarr's
+    ``create_array(data=data, chunks=chunks)`` with its defaults would write.
+
+    Encoded by zarr itself, into memory: its metadata of the same dtype with this
+    shape and chunk shape, and its chunk writer.
+    """
+    meta = replace(await _template(data.dtype, tuple(data.shape[1:])), shape=data.shape,
+                   chunk_grid=RegularChunkGrid(chunk_shape=chunks))
+    objects: dict[str, Buffer] = {}
+    await zarr.AsyncArray(metadata=meta, store_path=StorePath(MemoryStore(objects))).setitem(..., data)
+    objects.update(meta.to_buffer_dict(default_buffer_prototype()))
+    return objects
 
 
 async def write_arrays(
     root: zarr.AsyncGroup, group: str, arrays: dict[str, tuple[np.ndarray, tuple[int, ...]]]
 ) -> None:
-    """Create (replacing) the arrays ``{name: (data, chunks)}`` under ``group``, concurrently.
+    """Create (replacing) the arrays ``{name: (data, chunks)}`` of an existing group, concurrently.
 
-    The same metadata and chunks as ``Group.create_array(name, data=..., chunks=...,
-    overwrite=True)`` with zarr's defaults.
+    Writes the same objects as ``Group.create_array(name, data=..., chunks=...,
+    overwrite=True)`` with zarr's defaults (encoded by that very call, into memory):
+    the old array removed, then its metadata and chunks. Not the parent checks that
+    call makes on every ancestor: the caller has just written the group.
     """
-    parent = zarr.AsyncGroup(metadata=GroupMetadata(zarr_format=3), store_path=root.store_path / group)
-    await gather(
-        parent.create_array(name, data=data, chunks=chunks, overwrite=True) for name, (data, chunks) in arrays.items()
-    )
+
+    async def one(name: str, data: np.ndarray, chunks: tuple[int, ...]) -> None:
+        objects, _ = await asyncio.gather(_encoded(data, chunks), delete_tree(root, f"{group}/{name}"))
+        target = root.store_path / group / name
+        await gather((target / key).set(buf) for key, buf in objects.items())
+
+    await gather(one(name, data, chunks) for name, (data, chunks) in arrays.items())
 
 
 async def delete_tree(root: zarr.AsyncGroup, path: str) -> None:

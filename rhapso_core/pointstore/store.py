@@ -97,9 +97,10 @@ async def _commit(root: zarr.AsyncGroup, path: str, attrs: dict[str, Any]) -> No
     await batched.put_group_attrs(root, path, {**attrs, "complete": True})
 
 
-async def _invalidate(root: zarr.AsyncGroup, path: str, attrs: dict[str, Any]) -> None:
-    """Mark a group incomplete (creating it and its parents if absent) before touching its arrays."""
-    await batched.put_group_attrs(root, path, {**attrs, "complete": False}, ensure_parents=True)
+async def _invalidate(root: zarr.AsyncGroup, path: str, attrs: dict[str, Any], parents: Iterable[str] = ()) -> None:
+    """Mark a group incomplete before touching its arrays; ``parents`` (group paths
+    that may be absent) are created with it."""
+    await batched.put_group_attrs(root, path, {**attrs, "complete": False}, parents)
 
 
 def _chunks(n_rows: int, n_cols: int | None) -> tuple[int, ...]:
@@ -323,7 +324,7 @@ class PointStore:
         async def write() -> None:
             # Marked incomplete (view and label groups created if absent) before anything
             # else; old correspondences and the arrays then go concurrently; marked complete last.
-            await _invalidate(self._aroot, ip_path, _BIGSTITCHER_IP_ATTRS)
+            await _invalidate(self._aroot, ip_path, _BIGSTITCHER_IP_ATTRS, parents=(view_key(v), lpath))
             await batched.gather([batched.delete_tree(self._aroot, f"{lpath}/correspondences"),
                                   batched.write_arrays(self._aroot, ip_path, arrays)])
             await _commit(self._aroot, ip_path, attrs)
@@ -554,7 +555,13 @@ class PointStore:
         paths = [self._corr_path(own, other, label) for own, other, *_ in sides]
         # Both halves marked incomplete (groups created if absent), then all four arrays,
         # then both marked complete: each step waits for the previous one to land.
-        await batched.gather(_invalidate(self._aroot, path, {}) for path in paths)
+        # The views' label groups exist (their points were just read); below them the
+        # correspondences group and the partner's group may not.
+        await batched.gather(
+            _invalidate(self._aroot, path, {}, parents=(f"{label_path(own, label)}/correspondences",
+                                                        f"{label_path(own, label)}/correspondences/{view_key(other)}"))
+            for path, (own, other, *_) in zip(paths, sides)
+        )
         await batched.gather(
             batched.write_arrays(self._aroot, path, {"ids": (ids, _chunks(m, 2)), "indices": (indices, _chunks(m, 2))})
             for path, (_, _, indices, ids, _, _) in zip(paths, sides)
