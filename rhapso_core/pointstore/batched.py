@@ -2,8 +2,8 @@
 
 zarr's synchronous API runs every operation (open a node, put its attributes,
 create an array, read it) as a separate round trip to zarr's own event loop
-thread, one after another. A pair write was about fifteen of them, a read of a
-view's points nine. Here a whole store call is one coroutine, handed to zarr's
+thread, one after another: a pair write made about sixteen of them, a read of a
+view's points ten. Here a whole store call is one coroutine, handed to zarr's
 loop once (:func:`run`), and the operations that do not depend on each other run
 concurrently inside it (``asyncio.gather``): the arrays of one view, the two
 halves of a pair, the attributes of every pair of a solve.
@@ -16,8 +16,8 @@ all of them.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from collections.abc import Awaitable, Iterable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -33,7 +33,10 @@ ZARR_JSON = "zarr.json"
 
 T = TypeVar("T")
 
-__all__ = ["run", "gather", "node_attrs", "read_arrays", "put_group_attrs", "write_arrays", "delete_tree", "list_names"]
+__all__ = [
+    "run", "gather", "node_attrs", "node_exists", "read_arrays", "put_group_attrs", "write_arrays", "delete_tree",
+    "list_names",
+]
 
 
 def run(coro: Awaitable[T]) -> T:
@@ -87,10 +90,11 @@ async def read_arrays(root: zarr.AsyncGroup, group: str, names: Iterable[str]) -
     """
     names = list(names)
     results = await asyncio.gather(*(_read_one(root, f"{group}/{n}") for n in names), return_exceptions=True)
-    # KeyError first: the message names the missing array, whatever else failed.
+    # A missing array first (the caller names it in its message), then any other error.
     for name, r in zip(names, results):
         if isinstance(r, KeyError):
             raise KeyError(name)
+    for r in results:
         if isinstance(r, BaseException):
             raise r
     return dict(zip(names, results))

@@ -329,17 +329,9 @@ class PointStore:
                                   batched.write_arrays(self._aroot, ip_path, arrays)])
             await _commit(self._aroot, ip_path, attrs)
 
+        # Not put in the read cache: the process that detects is rarely the one that
+        # reads (a Ray worker would hold points it never reads again).
         batched.run(write())
-        # What a read would return, kept for this process's readers (copies: the caller may
-        # change its arrays later).
-        stored = StoredPoints(
-            view=v, label=label,
-            ids=frozen(ids_a.copy()), loc_xyz=frozen(loc.copy()),
-            intensity=frozen(per_point["intensity"].copy()), dog=frozen(per_point["dog"].copy()),
-            params=params, token=attrs["token"],
-            border_margin_xyz=tuple(margin) if margin is not None else None,
-        )
-        self._cache_points(stored)
 
     def _cache_points(self, p: StoredPoints) -> None:
         if p.token:
@@ -584,12 +576,6 @@ class PointStore:
             )
             for path, (own, other, _, _, own_pts, other_pts) in zip(paths, sides)
         )
-        for own, other, indices, ids, _, _ in sides:
-            self._cache_half(Correspondences(
-                view_a=own, view_b=other, label=label,
-                idx_a=frozen(indices[:, 0].copy()), idx_b=frozen(indices[:, 1].copy()),
-                ids_a=frozen(ids[:, 0].copy()), ids_b=frozen(ids[:, 1].copy()), params=params,
-            ), pair_token)
 
     def _cache_half(self, c: Correspondences, pair_token: str) -> None:
         if pair_token:
