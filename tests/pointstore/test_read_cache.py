@@ -248,3 +248,35 @@ def test_encoded_objects_are_those_of_zarr_create_array(data, chunks):
     assert sorted(got) == sorted(ref)
     for key in ref:
         assert got[key].to_bytes() == ref[key].to_bytes(), key
+
+
+def test_threads_of_one_process_share_the_store_and_cache(store, points_factory):
+    """Small jobs run their tasks in threads of one process: concurrent reads (cached or
+    not) and writes of different pairs all land and read back exactly."""
+    pts = {(0, i): points_factory(40, i) for i in range(5)}
+    for v, p in pts.items():
+        _write(store, v, p)
+    pairs = [((0, i), (0, j)) for i in range(5) for j in range(i + 1, 5)]
+    errors = []
+
+    def match(k, a, b):
+        try:
+            for _ in range(3):
+                pa, pb = store.read_points(a, "beads"), store.read_points(b, "beads")
+                np.testing.assert_array_equal(pa.ids, pts[a]["ids"])
+                np.testing.assert_array_equal(pb.loc_xyz, pts[b]["loc_xyz"])
+            store.write_correspondences(a, b, "beads", [k % 40, 39], [0, (k * 7) % 40])
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=match, args=(k, a, b)) for k, (a, b) in enumerate(pairs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    got = {(c.view_a, c.view_b): c for c in store.read_all_correspondences("beads")}
+    assert sorted(got) == pairs
+    for k, (a, b) in enumerate(pairs):
+        np.testing.assert_array_equal(got[(a, b)].idx_a, [k % 40, 39])
+        np.testing.assert_array_equal(got[(a, b)].ids_b, pts[b]["ids"][[0, (k * 7) % 40]])
