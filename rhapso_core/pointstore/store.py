@@ -373,6 +373,9 @@ class PointStore:
     def read_points(self, view: Any, label: str) -> StoredPoints:
         """Read one view's interest points for a label.
 
+        The arrays are read-only: repeated reads of the same write share them through
+        the process-wide cache (:mod:`rhapso_core.pointstore.cache`); copy to modify.
+
         Raises
         ------
         PointsNotFoundError
@@ -613,7 +616,8 @@ class PointStore:
         return self._pair_problem(a, b, check_label(label)) is None
 
     def read_correspondences(self, view_a: Any, view_b: Any, label: str) -> Correspondences:
-        """Read a pair's correspondences, oriented ``view_a -> view_b``.
+        """Read a pair's correspondences, oriented ``view_a -> view_b`` (read-only arrays,
+        shared through the process-wide cache as :meth:`read_points`'s).
 
         Raises
         ------
