@@ -20,6 +20,8 @@ import numpy as np
 import zarr
 import zarr.errors
 
+from . import batched
+from .cache import READ_CACHE, frozen
 from .create import create_root_if_absent, looks_half_created
 from .layout import (
     SCHEMA_VERSION,
@@ -50,14 +52,55 @@ _BIGSTITCHER_CORR_ATTRS = {"correspondences": "1.0.0"}
 _POINT_ARRAYS = ("id", "loc", "intensities", "dog")
 
 
-def _commit(group: zarr.Group, attrs: dict[str, Any]) -> None:
+def _points_key(uri: str, view: ViewId, label: str, token: str) -> tuple:
+    return ("points", uri, view, label, token)
+
+
+def _half_key(uri: str, own: ViewId, other: ViewId, label: str, pair_token: str) -> tuple:
+    return ("corr", uri, own, other, label, pair_token)
+
+
+def _nbytes(*arrays: np.ndarray) -> int:
+    return sum(int(a.nbytes) for a in arrays)
+
+
+def _pair_problem_of(
+    a: ViewId, b: ViewId, A: dict[str, Any] | None, B: dict[str, Any] | None,
+    points_a: dict[str, Any], points_b: dict[str, Any],
+) -> str | None:
+    """Why a pair is unusable given its halves' attributes (None: half absent) and its
+    views' complete-points attributes (empty: no complete points); None if usable."""
+    if A is None and B is None:
+        return "never written"
+    if A is None or B is None:
+        missing = a if A is None else b
+        return (
+            f"view {missing}'s half is missing "
+            "(its points were re-detected after matching?)"
+        )
+    if A.get("complete") is not True or B.get("complete") is not True:
+        return "the last write did not complete"
+    if A.get("pair_token") != B.get("pair_token"):
+        return "the two halves come from different matching runs"
+    for v, own_attrs, other_attrs, pts in ((a, A, B, points_a), (b, B, A, points_b)):
+        current = pts.get("token")
+        if current is None:
+            return f"view {v} has no complete points"
+        recorded = (own_attrs.get("points_token"), other_attrs.get("other_points_token"))
+        if recorded != (current, current):
+            return f"view {v}'s points were rewritten after matching"
+    return None
+
+
+async def _commit(root: zarr.AsyncGroup, path: str, attrs: dict[str, Any]) -> None:
     """Write a group's attributes with ``complete: true``: the last step of every write."""
-    group.attrs.put({**attrs, "complete": True})
+    await batched.put_group_attrs(root, path, {**attrs, "complete": True})
 
 
-def _invalidate(group: zarr.Group, attrs: dict[str, Any]) -> None:
-    """Mark a group incomplete before touching its arrays."""
-    group.attrs.put({**attrs, "complete": False})
+async def _invalidate(root: zarr.AsyncGroup, path: str, attrs: dict[str, Any], parents: Iterable[str] = ()) -> None:
+    """Mark a group incomplete before touching its arrays; ``parents`` (group paths
+    that may be absent) are created with it."""
+    await batched.put_group_attrs(root, path, {**attrs, "complete": False}, parents)
 
 
 def _chunks(n_rows: int, n_cols: int | None) -> tuple[int, ...]:
@@ -115,6 +158,7 @@ class PointStore:
         self.mode = mode
         self.storage_options = dict(storage_options) if storage_options else None
         self._root = self._open_root()
+        self._aroot = zarr.AsyncGroup(metadata=self._root.metadata, store_path=self._root.store_path)
 
     # ------------------------------------------------------------------ opening
     def _open_root(self) -> zarr.Group:
@@ -168,6 +212,7 @@ class PointStore:
         self.storage_options = state["storage_options"]
         self.mode = state["mode"]
         self._root = self._open_root()
+        self._aroot = zarr.AsyncGroup(metadata=self._root.metadata, store_path=self._root.store_path)
 
     def __repr__(self) -> str:
         return f"PointStore({self.uri!r}, mode={self.mode!r})"
@@ -260,31 +305,45 @@ class PointStore:
             if len(margin) != 3 or not all(np.isfinite(m) and m >= 0 for m in margin):
                 raise PointStoreError(f"{where}: border_margin_xyz must be 3 finite values >= 0, got {margin}")
 
-        label_group = self._root.require_group(label_path(v, label))
-        ip = label_group.require_group("interestpoints")
-        _invalidate(ip, _BIGSTITCHER_IP_ATTRS)
-        if "correspondences" in label_group:
-            del label_group["correspondences"]
-        ip.create_array("id", data=ids_a, chunks=_chunks(n, None), overwrite=True)
-        ip.create_array("loc", data=loc, chunks=_chunks(n, 3), overwrite=True)
-        ip.create_array(
-            "intensities", data=per_point["intensity"], chunks=_chunks(n, None), overwrite=True
-        )
-        ip.create_array("dog", data=per_point["dog"], chunks=_chunks(n, None), overwrite=True)
-        _commit(
-            ip,
-            {
-                **_BIGSTITCHER_IP_ATTRS,
-                "token": uuid.uuid4().hex,
-                "n_points": int(n),
-                "params": params,
-                **({"border_margin_xyz": margin} if margin is not None else {}),
-            },
-        )
+        lpath = label_path(v, label)
+        ip_path = f"{lpath}/interestpoints"
+        attrs = {
+            **_BIGSTITCHER_IP_ATTRS,
+            "token": uuid.uuid4().hex,
+            "n_points": int(n),
+            "params": params,
+            **({"border_margin_xyz": margin} if margin is not None else {}),
+        }
+        arrays = {
+            "id": (ids_a, _chunks(n, None)),
+            "loc": (loc, _chunks(n, 3)),
+            "intensities": (per_point["intensity"], _chunks(n, None)),
+            "dog": (per_point["dog"], _chunks(n, None)),
+        }
+
+        async def write() -> None:
+            # Marked incomplete (view and label groups created if absent) before anything
+            # else; old correspondences and the arrays then go concurrently; marked complete last.
+            await _invalidate(self._aroot, ip_path, _BIGSTITCHER_IP_ATTRS, parents=(view_key(v), lpath))
+            await batched.gather([batched.delete_tree(self._aroot, f"{lpath}/correspondences"),
+                                  batched.write_arrays(self._aroot, ip_path, arrays)])
+            await _commit(self._aroot, ip_path, attrs)
+
+        # Not put in the read cache: the process that detects is rarely the one that
+        # reads (a Ray worker would hold points it never reads again).
+        batched.run(write())
+
+    def _cache_points(self, p: StoredPoints) -> None:
+        if p.token:
+            READ_CACHE.put(_points_key(self.uri, p.view, p.label, p.token), p,
+                           _nbytes(p.ids, p.loc_xyz, p.intensity, p.dog))
+
+    async def _apoints_attrs(self, view: ViewId, label: str) -> dict[str, Any]:
+        attrs = await batched.node_attrs(self._aroot, f"{label_path(view, label)}/interestpoints")
+        return attrs if attrs is not None and attrs.get("complete") is True else {}
 
     def _points_attrs(self, view: ViewId, label: str) -> dict[str, Any]:
-        attrs = self._attrs(self._group(f"{label_path(view, label)}/interestpoints"))
-        return attrs if attrs.get("complete") is True else {}
+        return batched.run(self._apoints_attrs(view, label))
 
     def point_info(self, view: Any, label: str) -> dict[str, Any]:
         """``{"n_points", "params", "token"}`` of a view's points without reading arrays.
@@ -314,6 +373,9 @@ class PointStore:
     def read_points(self, view: Any, label: str) -> StoredPoints:
         """Read one view's interest points for a label.
 
+        The arrays are read-only: repeated reads of the same write share them through
+        the process-wide cache (:mod:`rhapso_core.pointstore.cache`); copy to modify.
+
         Raises
         ------
         PointsNotFoundError
@@ -321,18 +383,25 @@ class PointStore:
         """
         v = as_view_id(view)
         check_label(label)
+        return batched.run(self._aread_points(v, label))
+
+    async def _aread_points(self, v: ViewId, label: str) -> StoredPoints:
         path = f"{label_path(v, label)}/interestpoints"
-        attrs = self._points_attrs(v, label)
+        attrs = await self._apoints_attrs(v, label)
         if not attrs:
             raise PointsNotFoundError(
                 f"{self.uri}: no interest points for view {v} label {label!r} "
                 "(never written, or the last write did not complete)"
             )
-        group = self._group(path)
-        assert group is not None
+        token = str(attrs.get("token", ""))
+        # The token names this write's content (renewed by every write), so the arrays
+        # of an earlier read of the same token are these arrays.
+        cached = READ_CACHE.get(_points_key(self.uri, v, label, token)) if token else None
+        if cached is not None:
+            return cached
         n = int(attrs["n_points"])
         try:
-            data = {name: group[name][...] for name in _POINT_ARRAYS}
+            data = await batched.read_arrays(self._aroot, path, _POINT_ARRAYS)
         except KeyError as exc:
             raise PointStoreError(
                 f"{self.uri}/{path}: array {exc} missing in a complete group"
@@ -343,18 +412,20 @@ class PointStore:
                 raise PointStoreError(
                     f"{self.uri}/{path}/{name}: shape {data[name].shape}, marker says {shape}"
                 )
-        return StoredPoints(
+        points = StoredPoints(
             view=v,
             label=label,
-            ids=data["id"].astype(np.int64, copy=False),
-            loc_xyz=data["loc"].astype(np.float64, copy=False),
-            intensity=data["intensities"].astype(np.float32, copy=False),
-            dog=data["dog"].astype(np.float32, copy=False),
+            ids=frozen(data["id"].astype(np.int64, copy=False)),
+            loc_xyz=frozen(data["loc"].astype(np.float64, copy=False)),
+            intensity=frozen(data["intensities"].astype(np.float32, copy=False)),
+            dog=frozen(data["dog"].astype(np.float32, copy=False)),
             params=str(attrs.get("params", "")),
-            token=str(attrs.get("token", "")),
+            token=token,
             border_margin_xyz=(tuple(float(m) for m in attrs["border_margin_xyz"])
                                if attrs.get("border_margin_xyz") is not None else None),
         )
+        self._cache_points(points)
+        return points
 
     def delete_points(self, view: Any, label: str) -> None:
         """Remove a view's label group (points and correspondences); no error if absent."""
@@ -363,6 +434,10 @@ class PointStore:
         vg = self._group(view_key(v))
         if vg is not None and check_label(label) in vg:
             del vg[label]
+        # Unreachable already (no token left to look up); dropped to give the memory back.
+        # Keys: ("points", uri, view, label, token), ("corr", uri, own, other, label, pair_token).
+        READ_CACHE.discard(lambda k: k[1] == self.uri and k[-2] == label
+                           and (k[2] == v or (k[0] == "corr" and k[3] == v)))
 
     def _view_groups(self) -> Iterable[tuple[ViewId, zarr.Group]]:
         for name, group in self._root.groups():
@@ -434,7 +509,22 @@ class PointStore:
         where = f"{self.uri}: correspondences {a}-{b} label {label!r}"
         if a == b:
             raise PointStoreError(f"{where}: a view cannot correspond with itself")
-        pa, pb = self._points_attrs(a, label), self._points_attrs(b, label)
+        if not isinstance(params, str):
+            raise PointStoreError(f"{where}: params must be a string")
+        batched.run(self._awrite_correspondences(a, b, label, idx_a, idx_b, params, where))
+
+    async def _aids(self, v: ViewId, label: str, attrs: dict[str, Any]) -> np.ndarray:
+        """The point ids of a view whose complete-points attributes are ``attrs``."""
+        token = str(attrs.get("token", ""))
+        cached = READ_CACHE.get(_points_key(self.uri, v, label, token)) if token else None
+        if cached is not None:
+            return cached.ids
+        return (await batched.read_arrays(self._aroot, f"{label_path(v, label)}/interestpoints", ["id"]))["id"]
+
+    async def _awrite_correspondences(
+        self, a: ViewId, b: ViewId, label: str, idx_a: Any, idx_b: Any, params: str, where: str
+    ) -> None:
+        pa, pb = await batched.gather([self._apoints_attrs(a, label), self._apoints_attrs(b, label)])
         for v, attrs in ((a, pa), (b, pb)):
             if not attrs:
                 raise PointsNotFoundError(
@@ -447,30 +537,34 @@ class PointStore:
             raise PointStoreError(
                 f"{where}: idx_a and idx_b differ in length ({ia.size} vs {ib.size})"
             )
-        if not isinstance(params, str):
-            raise PointStoreError(f"{where}: params must be a string")
-        ids_a = self._root[f"{label_path(a, label)}/interestpoints/id"][...][ia]
-        ids_b = self._root[f"{label_path(b, label)}/interestpoints/id"][...][ib]
+        all_ids_a, all_ids_b = await batched.gather([self._aids(a, label, pa), self._aids(b, label, pb)])
+        ids_a = all_ids_a.astype(np.int64, copy=False)[ia]
+        ids_b = all_ids_b.astype(np.int64, copy=False)[ib]
 
         pair_token = uuid.uuid4().hex
+        m = ia.shape[0]
         sides = [
             (a, b, np.stack([ia, ib], axis=1), np.stack([ids_a, ids_b], axis=1), pa, pb),
             (b, a, np.stack([ib, ia], axis=1), np.stack([ids_b, ids_a], axis=1), pb, pa),
         ]
-        groups = []
-        for own, other, *_ in sides:
-            g = self._root.require_group(self._corr_path(own, other, label))
-            _invalidate(g, {})
-            groups.append(g)
-        m = ia.shape[0]
-        for g, (_, _, indices, ids, _, _) in zip(groups, sides):
-            g.create_array(
-                "ids", data=ids.astype(np.int64), chunks=_chunks(m, 2), overwrite=True
-            )
-            g.create_array("indices", data=indices, chunks=_chunks(m, 2), overwrite=True)
-        for g, (own, other, _, _, own_pts, other_pts) in zip(groups, sides):
+        paths = [self._corr_path(own, other, label) for own, other, *_ in sides]
+        # Both halves marked incomplete (groups created if absent), then all four arrays,
+        # then both marked complete: each step waits for the previous one to land.
+        # The views' label groups exist (their points were just read); below them the
+        # correspondences group and the partner's group may not.
+        await batched.gather(
+            _invalidate(self._aroot, path, {}, parents=(f"{label_path(own, label)}/correspondences",
+                                                        f"{label_path(own, label)}/correspondences/{view_key(other)}"))
+            for path, (own, other, *_) in zip(paths, sides)
+        )
+        await batched.gather(
+            batched.write_arrays(self._aroot, path, {"ids": (ids, _chunks(m, 2)), "indices": (indices, _chunks(m, 2))})
+            for path, (_, _, indices, ids, _, _) in zip(paths, sides)
+        )
+        await batched.gather(
             _commit(
-                g,
+                self._aroot,
+                path,
                 {
                     "view": list(own),
                     "other_view": list(other),
@@ -483,32 +577,38 @@ class PointStore:
                     "params": params,
                 },
             )
+            for path, (own, other, _, _, own_pts, other_pts) in zip(paths, sides)
+        )
+
+    def _cache_half(self, c: Correspondences, pair_token: str) -> None:
+        if pair_token:
+            READ_CACHE.put(_half_key(self.uri, c.view_a, c.view_b, c.label, pair_token), c,
+                           _nbytes(c.idx_a, c.idx_b, c.ids_a, c.ids_b))
+
+    async def _apair_state(
+        self, pairs: list[tuple[ViewId, ViewId]], label: str
+    ) -> tuple[dict[tuple[ViewId, ViewId], dict[str, Any] | None], dict[ViewId, dict[str, Any]]]:
+        """Every half's attributes (None: absent) and every view's complete-points
+        attributes, each object read once and all concurrently."""
+        halves = sorted({h for a, b in pairs for h in ((a, b), (b, a))})
+        views = sorted({v for pair in pairs for v in pair})
+        results = await batched.gather(
+            [batched.node_attrs(self._aroot, self._corr_path(own, other, label)) for own, other in halves]
+            + [self._apoints_attrs(v, label) for v in views]
+        )
+        return dict(zip(halves, results[: len(halves)])), dict(zip(views, results[len(halves):]))
+
+    async def _apair_problems(self, pairs: list[tuple[ViewId, ViewId]], label: str) -> tuple[list[str | None], dict]:
+        half_attrs, point_attrs = await self._apair_state(pairs, label)
+        problems = [
+            _pair_problem_of(a, b, half_attrs[(a, b)], half_attrs[(b, a)], point_attrs[a], point_attrs[b])
+            for a, b in pairs
+        ]
+        return problems, half_attrs
 
     def _pair_problem(self, a: ViewId, b: ViewId, label: str) -> str | None:
         """Why the pair's correspondences are not usable, or None if they are."""
-        ga = self._group(self._corr_path(a, b, label))
-        gb = self._group(self._corr_path(b, a, label))
-        if ga is None and gb is None:
-            return "never written"
-        if ga is None or gb is None:
-            missing = a if ga is None else b
-            return (
-                f"view {missing}'s half is missing "
-                "(its points were re-detected after matching?)"
-            )
-        A, B = self._attrs(ga), self._attrs(gb)
-        if A.get("complete") is not True or B.get("complete") is not True:
-            return "the last write did not complete"
-        if A.get("pair_token") != B.get("pair_token"):
-            return "the two halves come from different matching runs"
-        for v, own_attrs, other_attrs in ((a, A, B), (b, B, A)):
-            current = self._points_attrs(v, label).get("token")
-            if current is None:
-                return f"view {v} has no complete points"
-            recorded = (own_attrs.get("points_token"), other_attrs.get("other_points_token"))
-            if recorded != (current, current):
-                return f"view {v}'s points were rewritten after matching"
-        return None
+        return batched.run(self._apair_problems([(a, b)], label))[0][0]
 
     def has_correspondences(self, view_a: Any, view_b: Any, label: str) -> bool:
         """True if complete, current correspondences exist for the pair and label."""
@@ -516,7 +616,8 @@ class PointStore:
         return self._pair_problem(a, b, check_label(label)) is None
 
     def read_correspondences(self, view_a: Any, view_b: Any, label: str) -> Correspondences:
-        """Read a pair's correspondences, oriented ``view_a -> view_b``.
+        """Read a pair's correspondences, oriented ``view_a -> view_b`` (read-only arrays,
+        shared through the process-wide cache as :meth:`read_points`'s).
 
         Raises
         ------
@@ -526,45 +627,60 @@ class PointStore:
         """
         a, b = as_view_id(view_a), as_view_id(view_b)
         check_label(label)
-        problem = self._pair_problem(a, b, label)
-        if problem is not None:
-            raise CorrespondencesNotFoundError(
-                f"{self.uri}: no usable correspondences for views {a} and {b} "
-                f"label {label!r}: {problem}"
-            )
-        return self._read_half(a, b, label)
 
-    def _read_half(self, a: ViewId, b: ViewId, label: str) -> Correspondences:
-        g = self._group(self._corr_path(a, b, label))
-        assert g is not None
-        attrs = self._attrs(g)
+        async def read() -> Correspondences:
+            (problem,), half_attrs = await self._apair_problems([(a, b)], label)
+            if problem is not None:
+                raise CorrespondencesNotFoundError(
+                    f"{self.uri}: no usable correspondences for views {a} and {b} "
+                    f"label {label!r}: {problem}"
+                )
+            return await self._aread_half(a, b, label, half_attrs[(a, b)])
+
+        return batched.run(read())
+
+    async def _aread_half(self, a: ViewId, b: ViewId, label: str, attrs: dict[str, Any]) -> Correspondences:
+        token = str(attrs.get("pair_token") or "")
+        cached = READ_CACHE.get(_half_key(self.uri, a, b, label, token)) if token else None
+        if cached is not None:
+            return cached
         m = int(attrs["n"])
-        indices = g["indices"][...].astype(np.int64, copy=False).reshape(m, 2)
-        ids = g["ids"][...].astype(np.int64, copy=False).reshape(m, 2)
-        return Correspondences(
+        data = await batched.read_arrays(self._aroot, self._corr_path(a, b, label), ["indices", "ids"])
+        indices = data["indices"].astype(np.int64, copy=False).reshape(m, 2)
+        ids = data["ids"].astype(np.int64, copy=False).reshape(m, 2)
+        half = Correspondences(
             view_a=a,
             view_b=b,
             label=label,
-            idx_a=indices[:, 0].copy(),
-            idx_b=indices[:, 1].copy(),
-            ids_a=ids[:, 0].copy(),
-            ids_b=ids[:, 1].copy(),
+            idx_a=frozen(indices[:, 0].copy()),
+            idx_b=frozen(indices[:, 1].copy()),
+            ids_a=frozen(ids[:, 0].copy()),
+            ids_b=frozen(ids[:, 1].copy()),
             params=str(attrs.get("params", "")),
         )
+        self._cache_half(half, token)
+        return half
+
+    async def _acorrespondence_pairs(self, label: str) -> list[tuple[ViewId, ViewId]]:
+        # Names from directory listings, then one metadata read per half found: the
+        # same pairs as walking the groups, without opening each group on the way.
+        views = [v for v in map(parse_view_key, await batched.list_names(self._aroot, "")) if v is not None]
+        partner_lists = await batched.gather(
+            batched.list_names(self._aroot, f"{label_path(v, label)}/correspondences") for v in views
+        )
+        candidates = [
+            (v, w) for v, names in zip(views, partner_lists)
+            for w in map(parse_view_key, names) if w is not None and w != v
+        ]
+        present = await batched.gather(
+            batched.node_exists(self._aroot, self._corr_path(v, w, label)) for v, w in candidates
+        )
+        return sorted({(min(v, w), max(v, w)) for (v, w), ok in zip(candidates, present) if ok})
 
     def correspondence_pairs(self, label: str) -> list[tuple[ViewId, ViewId]]:
         """Every pair ``(a, b)`` with ``a < b`` that has either half stored, usable or not."""
         check_label(label)
-        pairs: set[tuple[ViewId, ViewId]] = set()
-        for v, vg in self._view_groups():
-            cg = self._group(f"{view_key(v)}/{label}/correspondences")
-            if cg is None:
-                continue
-            for name, other_group in cg.groups():
-                w = parse_view_key(name)
-                if w is not None and w != v and label in other_group:
-                    pairs.add((min(v, w), max(v, w)))
-        return sorted(pairs)
+        return batched.run(self._acorrespondence_pairs(label))
 
     def read_all_correspondences(
         self, label: str, on_invalid: Literal["raise", "skip"] = "raise"
@@ -581,14 +697,16 @@ class PointStore:
         """
         if on_invalid not in ("raise", "skip"):
             raise PointStoreError(f"on_invalid must be 'raise' or 'skip', got {on_invalid!r}")
-        out: list[Correspondences] = []
-        problems: list[str] = []
-        for a, b in self.correspondence_pairs(label):
-            problem = self._pair_problem(a, b, label)
-            if problem is None:
-                out.append(self._read_half(a, b, label))
-            else:
-                problems.append(f"{a}-{b}: {problem}")
+        check_label(label)
+
+        async def read() -> tuple[list[Correspondences], list[str]]:
+            pairs = await self._acorrespondence_pairs(label)
+            problems, half_attrs = await self._apair_problems(pairs, label)
+            usable = [pair for pair, problem in zip(pairs, problems) if problem is None]
+            out = await batched.gather(self._aread_half(a, b, label, half_attrs[(a, b)]) for a, b in usable)
+            return out, [f"{a}-{b}: {p}" for (a, b), p in zip(pairs, problems) if p is not None]
+
+        out, problems = batched.run(read())
         if problems and on_invalid == "raise":
             shown = "; ".join(problems[:5])
             if len(problems) > 5:

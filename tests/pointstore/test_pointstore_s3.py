@@ -57,7 +57,7 @@ def test_s3_interrupted_write_reads_as_absent(s3_prefix, points_factory, monkeyp
     store = PointStore(f"{prefix}/interestpoints.zarr", storage_options=options, mode="a")
     p = points_factory(10, 3)
 
-    def crash(group, attrs):
+    async def crash(root, path, attrs):
         raise RuntimeError("simulated crash before the completion marker")
 
     monkeypatch.setattr(store_mod, "_commit", crash)

@@ -89,7 +89,7 @@ def test_interrupted_point_write_reads_as_absent(store, points_factory, monkeypa
     old = points_factory(30, 1)
     _write(store, A, old)
 
-    def crash(group, attrs):
+    async def crash(root, path, attrs):
         raise RuntimeError("simulated crash before the completion marker")
 
     monkeypatch.setattr(store_mod, "_commit", crash)
@@ -173,12 +173,13 @@ def test_interrupted_correspondence_write_reads_as_absent(store, points_factory,
     _pairs(store, points_factory)
     store.write_correspondences(A, C, "beads", [1], [2])
     calls = []
+    commit = store_mod._commit
 
-    def crash_on_second(group, attrs):
-        calls.append(group.path)
+    async def crash_on_second(root, path, attrs):
+        calls.append(path)
         if len(calls) == 2:
             raise RuntimeError("simulated crash between the two halves")
-        group.attrs.put({**attrs, "complete": True})
+        await commit(root, path, attrs)
 
     monkeypatch.setattr(store_mod, "_commit", crash_on_second)
     with pytest.raises(RuntimeError):
