@@ -8,7 +8,8 @@ the in-process alignment decoded 396 chunks of which only 72 were distinct: 80 %
 decode time (about 0.8 s of zstd on one core there) was work already done. Unlike
 :mod:`rhapso_core.io.chunk_reuse`, which keeps chunks between the planned reads of one
 fusion work unit (Belady's rule on a known future), these reads are not known in advance,
-so this cache keeps the least recently used chunks up to a byte budget.
+so this cache keeps the most recently used chunks up to a byte budget
+(:class:`rhapso_core.bounded_cache.BoundedLRU`, as the point store's reads).
 
 A chunk is known by its file's identity as well as its path: ``(path, inode, size,
 mtime_ns)``, from one ``fstat`` of the file about to be read. Every chunk write (ours, and
@@ -24,13 +25,14 @@ planner budgets per task, decode as before. Kept chunks are read-only arrays.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
 
-__all__ = ["ChunkCache", "caching_decoded_chunks", "active_cache", "DEFAULT_CAPACITY_BYTES"]
+from rhapso_core.bounded_cache import BoundedLRU
+
+__all__ = ["caching_decoded_chunks", "active_cache", "keep", "DEFAULT_CAPACITY_BYTES"]
 
 #: 256 MiB: a small job's tiles (those that run in threads, ``runtime.local_threads_max_cpu_s``)
 #: mostly fit, and it is a small share of any machine that runs the pipeline; the planner
@@ -38,67 +40,23 @@ __all__ = ["ChunkCache", "caching_decoded_chunks", "active_cache", "DEFAULT_CAPA
 DEFAULT_CAPACITY_BYTES = 256 * 1024**2
 
 
-class ChunkCache:
-    """A thread-safe, least-recently-used map of chunk identity -> decoded chunk, bounded in bytes.
-
-    Parameters
-    ----------
-    capacity_bytes : int
-        Most bytes of decoded chunks kept at once; a chunk larger than this is never kept.
-    """
-
-    def __init__(self, capacity_bytes: int):
-        self.capacity_bytes = int(capacity_bytes)
-        self._kept: OrderedDict[Hashable, np.ndarray] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: Hashable) -> np.ndarray | None:
-        with self._lock:
-            arr = self._kept.get(key)
-            if arr is None:
-                self.misses += 1
-                return None
-            self._kept.move_to_end(key)
-            self.hits += 1
-            return arr
-
-    def put(self, key: Hashable, chunk: np.ndarray) -> None:
-        """Keep a freshly decoded chunk (made read-only: every reader shares it)."""
-        if chunk.nbytes > self.capacity_bytes:
-            return
-        chunk.flags.writeable = False
-        with self._lock:
-            old = self._kept.pop(key, None)
-            if old is not None:
-                self._bytes -= old.nbytes
-            self._kept[key] = chunk
-            self._bytes += chunk.nbytes
-            while self._bytes > self.capacity_bytes:
-                _, dropped = self._kept.popitem(last=False)
-                self._bytes -= dropped.nbytes
-
-    @property
-    def kept_bytes(self) -> int:
-        return self._bytes
-
-    def __len__(self) -> int:
-        return len(self._kept)
+def keep(cache: BoundedLRU, identity: Hashable, chunk: np.ndarray) -> None:
+    """Keep a freshly decoded chunk under its file's identity, read-only: every reader shares it."""
+    chunk.flags.writeable = False
+    cache.put(identity, chunk, chunk.nbytes)
 
 
-_ACTIVE: ChunkCache | None = None
+_ACTIVE: BoundedLRU | None = None
 _ACTIVE_LOCK = threading.Lock()
 
 
-def active_cache() -> ChunkCache | None:
+def active_cache() -> BoundedLRU | None:
     """The cache reads consult now, or None."""
     return _ACTIVE
 
 
 @contextmanager
-def caching_decoded_chunks(capacity_bytes: int = DEFAULT_CAPACITY_BYTES) -> Iterator[ChunkCache | None]:
+def caching_decoded_chunks(capacity_bytes: int = DEFAULT_CAPACITY_BYTES) -> Iterator[BoundedLRU | None]:
     """Keep decoded chunks for every thread of this process inside the block (0: no cache).
 
     Nested blocks share the outermost cache; the cache and its chunks are released when the
@@ -108,7 +66,7 @@ def caching_decoded_chunks(capacity_bytes: int = DEFAULT_CAPACITY_BYTES) -> Iter
     with _ACTIVE_LOCK:
         outer = _ACTIVE
         if outer is None and capacity_bytes > 0:
-            _ACTIVE = ChunkCache(capacity_bytes)
+            _ACTIVE = BoundedLRU(capacity_bytes)
         mine = _ACTIVE
     try:
         yield mine

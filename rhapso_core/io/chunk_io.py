@@ -34,7 +34,7 @@ from numcodecs.compat import ensure_ndarray_like
 import zarr
 from zarr.storage import LocalStore
 
-from .chunk_cache import active_cache
+from .chunk_cache import active_cache, keep as keep_decoded
 from .chunk_reuse import active_reuse
 from .slots import SpaceSlot
 
@@ -365,10 +365,10 @@ def _iter(dc: DirectChunks, axes) -> Iterator[tuple[tuple[slice, ...], np.ndarra
                 yield tuple(where), np.broadcast_to(np.asarray(dc.fill, dc.dtype), shape)
                 continue
             # A chunk a later read needs gets its own array; others reuse one buffer.
-            keep_it = ident is not None or (reuse is not None and reuse.wants(key))
-            chunk = dc.decode(raw, None if keep_it else buf)
+            own = ident is not None or (reuse is not None and reuse.wants(key))
+            chunk = dc.decode(raw, None if own else buf)
             if ident is not None:
-                cache.put(ident, chunk)
+                keep_decoded(cache, ident, chunk)
             if reuse is not None:
                 reuse.offer(key, chunk)
         yield tuple(where), chunk[tuple(in_chunk)]

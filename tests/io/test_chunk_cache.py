@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import zarr
 
-from rhapso_core.io.chunk_cache import ChunkCache, active_cache, caching_decoded_chunks
+from rhapso_core.io.chunk_cache import active_cache, caching_decoded_chunks
 from rhapso_core.io.chunk_io import read_region
 
 CHUNK_BYTES = 16 * 16 * 16 * 2
@@ -31,9 +31,9 @@ def test_second_read_is_served_from_the_cache_with_the_same_data(tmp_path):
     a, data = _array(tmp_path)
     with caching_decoded_chunks(10**8) as cache:
         first = read_region(a, BOX)
-        assert (cache.misses, cache.hits) == (6, 0)
+        assert (cache.stats().misses, cache.stats().hits) == (6, 0)
         second = read_region(a, BOX)
-        assert (cache.misses, cache.hits) == (6, 6)
+        assert (cache.stats().misses, cache.stats().hits) == (6, 6)
     np.testing.assert_array_equal(first, data[BOX])
     np.testing.assert_array_equal(second, data[BOX])
     second[0, 0, 0] = 7  # the caller's copy, not the cached chunk
@@ -46,31 +46,23 @@ def test_a_rewritten_chunk_is_read_again_not_served_stale(tmp_path):
         read_region(a, BOX)
         a[0:16, 0:16, 0:16] = 5  # zarr replaces the chunk's file
         out = read_region(a, BOX)
-        assert cache.misses == 7  # that one chunk decoded again
+        assert cache.stats().misses == 7  # that one chunk decoded again
     np.testing.assert_array_equal(out[:, :16, :16], 5)
     np.testing.assert_array_equal(out[:, 16:, :], data[0:16, 16:40, 0:20])
 
 
-def test_budget_is_a_hard_bound_least_recently_used_goes_first():
-    cache = ChunkCache(capacity_bytes=3 * CHUNK_BYTES)
-    chunks = {k: np.full((16, 16, 16), k, np.uint16) for k in range(5)}
-    for k in range(3):
-        cache.put(k, chunks[k])
-    assert cache.get(0) is chunks[0]  # 0 is now the most recent
-    cache.put(3, chunks[3])
-    assert cache.kept_bytes == 3 * CHUNK_BYTES and len(cache) == 3
-    assert cache.get(1) is None, "the least recently used chunk went first"
-    assert cache.get(0) is chunks[0] and cache.get(2) is chunks[2]
-    cache.put(4, np.zeros(4 * 16**3, np.uint16))  # larger than the whole budget: never kept
-    assert cache.get(4) is None and len(cache) == 3
-
-
-def test_cached_chunks_are_read_only():
-    cache = ChunkCache(capacity_bytes=CHUNK_BYTES)
-    chunk = np.zeros((16, 16, 16), np.uint16)
-    cache.put("k", chunk)
-    with pytest.raises(ValueError):
-        cache.get("k")[0, 0, 0] = 1
+def test_budget_is_a_hard_bound_and_kept_chunks_are_read_only(tmp_path):
+    a, data = _array(tmp_path)
+    with caching_decoded_chunks(4 * CHUNK_BYTES) as cache:
+        read_region(a, BOX)  # 6 chunks through a budget of 4
+        st = cache.stats()
+        assert (st.entries, st.bytes) == (4, 4 * CHUNK_BYTES)
+        out = read_region(a, BOX)
+        np.testing.assert_array_equal(out, data[BOX])
+        kept = [v for v, _ in cache._entries.values()]
+        assert kept and all(not c.flags.writeable for c in kept)
+        with pytest.raises(ValueError):
+            kept[0][0, 0, 0] = 1
 
 
 def test_zero_budget_means_no_cache_and_nested_blocks_share_one(tmp_path):
@@ -93,6 +85,6 @@ def test_threads_share_the_cache(tmp_path):
             w.start()
         for w in workers:
             w.join()
-        assert cache.misses == 6 and cache.hits == 24
+        assert (cache.stats().misses, cache.stats().hits) == (6, 24)
     for out in outs:
         np.testing.assert_array_equal(out, data[BOX])

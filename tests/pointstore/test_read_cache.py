@@ -17,7 +17,8 @@ from zarr.storage import MemoryStore
 
 import rhapso_core.pointstore.store as store_mod
 from rhapso_core.pointstore import CorrespondencesNotFoundError, PointsNotFoundError, PointStore, batched, cache
-from rhapso_core.pointstore.cache import READ_CACHE, ReadCache
+from rhapso_core.bounded_cache import BoundedLRU as ReadCache
+from rhapso_core.pointstore.cache import READ_CACHE
 
 A, B, C = (0, 0), (0, 1), (1, 0)
 
