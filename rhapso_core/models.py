@@ -155,8 +155,8 @@ class InterpolatedModel(Model):
         object.__setattr__(self, "name", f"{self.main.name}+{self.regularizer.name}(lambda={self.lam:g})")
 
     def kernel_spec(self):
-        main, reg = self.main.kernel_spec(), self.regularizer.kernel_spec()
-        # One compiled blend where both are plain compiled fits (not themselves blends).
+        main, reg = compiled_spec(self.main), compiled_spec(self.regularizer)
+        # One compiled blend where both are plain compiled fits (not blends, not overridden).
         if main is None or reg is None or main[1] != NO_KIND or reg[1] != NO_KIND:
             return None
         return (main[0], reg[0], float(self.lam))

@@ -24,6 +24,9 @@ Semantics kept from mpicbg (read from its ``TileConfiguration``, ``Tile`` and
 Fits use :mod:`rhapso_core.models` on moment-preserving compressed matches
 (:func:`~rhapso_core.solver.graph.link_moment_points`), which gives the same
 fits as the full match sets at a fraction of the cost; errors use all matches.
+Models with compiled fits (:func:`rhapso_core.models.compiled_spec`) run each sweep as one
+compiled call (:mod:`rhapso_core.solver._sweep`); other models (in-plane, extensions) run the
+same sweep through ``fit_batch``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from rhapso_core.models import Model
+from rhapso_core.models import Model, compiled_spec
+from rhapso_core.solver._sweep import pack_groups, sweep
 from rhapso_core.solver.graph import HalfMatches, TileLink, apply_batch, greedy_colouring
 
 __all__ = ["OptimiserInfo", "MatchSet", "prealign", "optimise_iterative"]
@@ -183,19 +187,33 @@ def optimise_iterative(
         err, _ = matches.error(models)
         return models, OptimiserInfo(0, True, err)
     halves = HalfMatches(n_tiles, links, free, greedy_colouring(n_tiles, links))
+    models = np.ascontiguousarray(models, dtype=np.float64)
     eff = models.copy()
+    spec = compiled_spec(model)
+    if spec is not None:
+        # The compiled fits: the whole sweep in one call (same order, fits and update as below).
+        pk = pack_groups(halves.groups)
+        main, reg, lam = spec
+        damp_f = float(damp)
+
+        def step():
+            sweep(eff, models, pk.tiles, pk.p, pk.w, pk.pp, pk.ptile, pk.counts, pk.starts, main, reg, lam, damp_f)
+    else:
+        def step():
+            for tiles, p, w, pp, ptile in halves.groups:
+                q = apply_batch(eff[ptile], pp)
+                fit = model.fit_batch(p, q, w)
+                ok = np.all(np.isfinite(fit), axis=(1, 2))
+                t = tiles[ok]
+                models[t] = fit[ok]
+                eff[t] += damp * (fit[ok] - eff[t])
+
     history: list[float] = []
     i = 0
     proceed = i < max_iterations
     converged = False
     while proceed:
-        for tiles, p, w, pp, ptile in halves.groups:
-            q = apply_batch(eff[ptile], pp)
-            fit = model.fit_batch(p, q, w)
-            ok = np.all(np.isfinite(fit), axis=(1, 2))
-            t = tiles[ok]
-            models[t] = fit[ok]
-            eff[t] += damp * (fit[ok] - eff[t])
+        step()
         err, _ = matches.error(eff)
         history.append(err)
         if i > max_plateauwidth:
