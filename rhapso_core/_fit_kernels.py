@@ -66,7 +66,9 @@ def _jacobi_svd3(a, v, s):  # pragma: no cover - compiled
                 continue
             rotated = True
             zeta = (beta - alpha) / (2.0 * gamma)
-            t = math.copysign(1.0, zeta) / (abs(zeta) + math.hypot(1.0, zeta))
+            az = abs(zeta)
+            # t = sign / (|zeta| + sqrt(1 + zeta^2)); 1 / (2 |zeta|) where zeta^2 would overflow
+            t = math.copysign(1.0 / (az + math.sqrt(1.0 + az * az)) if az < 1e150 else 0.5 / az, zeta)
             c = 1.0 / math.sqrt(1.0 + t * t)
             sn = c * t
             for r in range(3):
