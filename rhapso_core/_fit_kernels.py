@@ -47,7 +47,7 @@ _ORTHO_TOL = 4.0 * np.finfo(np.float64).eps
 _MAX_SWEEPS = 40
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _jacobi_svd3(a, v, s):  # pragma: no cover - compiled
     """One-sided Jacobi SVD of the 3x3 ``a`` in place: afterwards ``a = U diag(s)`` (columns) and
     the original ``a = U diag(s) V^T``; returns the column order of descending ``s``."""
@@ -95,26 +95,27 @@ def _jacobi_svd3(a, v, s):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def fit_one(p, q, w, kind, out, h, v, s, m, rhs):  # pragma: no cover - compiled
-    """Fit ``kind`` to the matches ``p[n] -> q[n]`` with weights ``w[n]`` into the 4x4 ``out``.
+def fit_one(p, q, w, bp, bq, n, kind, out, bo, h, v, s, m, rhs):  # pragma: no cover - compiled
+    """Fit ``kind`` to the first ``n`` matches ``p[bp, k] -> q[bq, k]`` with weights ``w[bp, k]`` into the
+    4x4 ``out[bo]``.
 
-    ``h``, ``v``, ``m``, ``rhs`` (3x3) and ``s`` (3,) are scratch. Returns False (``out`` all NaN)
-    when the fit is ill-defined.
+    Rows of batches rather than slices: one compiled specialisation serves every caller. ``h``, ``v``,
+    ``m``, ``rhs`` (3x3) and ``s`` (3,) are scratch. Returns False (``out`` all NaN) when the fit is
+    ill-defined.
     """
-    n = p.shape[0]
     wsum = 0.0
     pc0 = pc1 = pc2 = qc0 = qc1 = qc2 = 0.0
     for k in range(n):
-        wk = w[k]
+        wk = w[bp, k]
         wsum += wk
-        pc0 += wk * p[k, 0]
-        pc1 += wk * p[k, 1]
-        pc2 += wk * p[k, 2]
-        qc0 += wk * q[k, 0]
-        qc1 += wk * q[k, 1]
-        qc2 += wk * q[k, 2]
+        pc0 += wk * p[bp, k, 0]
+        pc1 += wk * p[bp, k, 1]
+        pc2 += wk * p[bp, k, 2]
+        qc0 += wk * q[bq, k, 0]
+        qc1 += wk * q[bq, k, 1]
+        qc2 += wk * q[bq, k, 2]
     if not wsum > 0.0:
-        out[:, :] = np.nan
+        out[bo, :, :] = np.nan
         return False
     pc0 /= wsum
     pc1 /= wsum
@@ -122,14 +123,14 @@ def fit_one(p, q, w, kind, out, h, v, s, m, rhs):  # pragma: no cover - compiled
     qc0 /= wsum
     qc1 /= wsum
     qc2 /= wsum
-    out[3, 0] = 0.0
-    out[3, 1] = 0.0
-    out[3, 2] = 0.0
-    out[3, 3] = 1.0
+    out[bo, 3, 0] = 0.0
+    out[bo, 3, 1] = 0.0
+    out[bo, 3, 2] = 0.0
+    out[bo, 3, 3] = 1.0
     if kind == TRANSLATION:
         for i in range(3):
             for j in range(3):
-                out[i, j] = 1.0 if i == j else 0.0
+                out[bo, i, j] = 1.0 if i == j else 0.0
     else:
         # h: rigid, sum w dp dq^T; affine, cov_pp = sum w dp dp^T (m holds cov_qp = sum w dq dp^T)
         for i in range(3):
@@ -137,13 +138,13 @@ def fit_one(p, q, w, kind, out, h, v, s, m, rhs):  # pragma: no cover - compiled
                 h[i, j] = 0.0
                 m[i, j] = 0.0
         for k in range(n):
-            wk = w[k]
-            d0 = p[k, 0] - pc0
-            d1 = p[k, 1] - pc1
-            d2 = p[k, 2] - pc2
-            e0 = q[k, 0] - qc0
-            e1 = q[k, 1] - qc1
-            e2 = q[k, 2] - qc2
+            wk = w[bp, k]
+            d0 = p[bp, k, 0] - pc0
+            d1 = p[bp, k, 1] - pc1
+            d2 = p[bp, k, 2] - pc2
+            e0 = q[bq, k, 0] - qc0
+            e1 = q[bq, k, 1] - qc1
+            e2 = q[bq, k, 2] - qc2
             if kind == RIGID:
                 h[0, 0] += wk * d0 * e0
                 h[0, 1] += wk * d0 * e1
@@ -182,7 +183,7 @@ def fit_one(p, q, w, kind, out, h, v, s, m, rhs):  # pragma: no cover - compiled
         if kind == RIGID:
             # Collinear points leave the rotation about their line free.
             if not s[o1] > DEGENERATE * max(s[o0], 1e-300):
-                out[:, :] = np.nan
+                out[bo, :, :] = np.nan
                 return False
             u00 = h[0, o0] / s[o0]
             u01 = h[1, o0] / s[o0]
@@ -203,13 +204,13 @@ def fit_one(p, q, w, kind, out, h, v, s, m, rhs):  # pragma: no cover - compiled
                 a0 = v[i, o0]
                 a1 = v[i, o1]
                 a2 = d * v[i, o2]
-                out[i, 0] = a0 * u00 + a1 * u10 + a2 * u20
-                out[i, 1] = a0 * u01 + a1 * u11 + a2 * u21
-                out[i, 2] = a0 * u02 + a1 * u12 + a2 * u22
+                out[bo, i, 0] = a0 * u00 + a1 * u10 + a2 * u20
+                out[bo, i, 1] = a0 * u01 + a1 * u11 + a2 * u21
+                out[bo, i, 2] = a0 * u02 + a1 * u12 + a2 * u22
         else:
             # Coplanar points leave the affine's normal direction free.
             if not s[o2] > DEGENERATE * max(s[o0], 1e-300):
-                out[:, :] = np.nan
+                out[bo, :, :] = np.nan
                 return False
             # Solve L cov_pp = cov_qp, i.e. cov_pp^T L^T = cov_qp^T, with partial pivoting: rows of
             # ``rhs`` are the system, columns of ``h`` (reused) the right-hand sides L^T.
@@ -245,27 +246,28 @@ def fit_one(p, q, w, kind, out, h, v, s, m, rhs):  # pragma: no cover - compiled
                     h[k, j] = acc / v[k, k]
             for i in range(3):
                 for j in range(3):
-                    out[i, j] = h[j, i]
-    out[0, 3] = qc0 - (out[0, 0] * pc0 + out[0, 1] * pc1 + out[0, 2] * pc2)
-    out[1, 3] = qc1 - (out[1, 0] * pc0 + out[1, 1] * pc1 + out[1, 2] * pc2)
-    out[2, 3] = qc2 - (out[2, 0] * pc0 + out[2, 1] * pc1 + out[2, 2] * pc2)
+                    out[bo, i, j] = h[j, i]
+    out[bo, 0, 3] = qc0 - (out[bo, 0, 0] * pc0 + out[bo, 0, 1] * pc1 + out[bo, 0, 2] * pc2)
+    out[bo, 1, 3] = qc1 - (out[bo, 1, 0] * pc0 + out[bo, 1, 1] * pc1 + out[bo, 1, 2] * pc2)
+    out[bo, 2, 3] = qc2 - (out[bo, 2, 0] * pc0 + out[bo, 2, 1] * pc1 + out[bo, 2, 2] * pc2)
     return True
 
 
 @njit(cache=True, nogil=True)
-def fit_blend(p, q, w, main, reg, lam, out, tmp, h, v, s, m, rhs):  # pragma: no cover - compiled
-    """``main`` fitted into ``out``, blended ``(1 - lam) * main + lam * reg`` when ``reg`` is a kind and
-    ``lam != 0``; all NaN if either fit is ill-defined. Returns whether the result is finite."""
-    if not fit_one(p, q, w, main, out, h, v, s, m, rhs):
+def fit_blend(p, q, w, bp, bq, n, main, reg, lam, out, bo, tmp, h, v, s, m, rhs):  # pragma: no cover - compiled
+    """``main`` fitted into ``out[bo]``, blended ``(1 - lam) * main + lam * reg`` when ``reg`` is a kind and
+    ``lam != 0`` (``tmp``: (1, 4, 4) scratch); all NaN if either fit is ill-defined. Returns whether the
+    result is finite."""
+    if not fit_one(p, q, w, bp, bq, n, main, out, bo, h, v, s, m, rhs):
         return False
     if reg == NO_KIND or lam == 0.0:
         return True
-    if not fit_one(p, q, w, reg, tmp, h, v, s, m, rhs):
-        out[:, :] = np.nan
+    if not fit_one(p, q, w, bp, bq, n, reg, tmp, 0, h, v, s, m, rhs):
+        out[bo, :, :] = np.nan
         return False
     for i in range(4):
         for j in range(4):
-            out[i, j] = (1.0 - lam) * out[i, j] + lam * tmp[i, j]
+            out[bo, i, j] = (1.0 - lam) * out[bo, i, j] + lam * tmp[0, i, j]
     return True
 
 
@@ -275,12 +277,12 @@ def fit_samples(p, q, w, main, reg, lam):  # pragma: no cover - compiled
     where ill-defined (see :func:`fit_blend`)."""
     nb = p.shape[0]
     out = np.empty((nb, 4, 4))
-    tmp = np.empty((4, 4))
+    tmp = np.empty((1, 4, 4))
     h = np.empty((3, 3))
     v = np.empty((3, 3))
     m = np.empty((3, 3))
     rhs = np.empty((3, 3))
     s = np.empty(3)
     for b in range(nb):
-        fit_blend(p[b], q[b], w[b], main, reg, lam, out[b], tmp, h, v, s, m, rhs)
+        fit_blend(p, q, w, b, b, p.shape[1], main, reg, lam, out, b, tmp, h, v, s, m, rhs)
     return out

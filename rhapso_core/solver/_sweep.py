@@ -67,9 +67,9 @@ def pack_groups(groups) -> PackedGroups:
 def sweep(eff, models, tiles, p, w, pp, ptile, counts, starts, main, reg, lam, damp):  # pragma: no cover - compiled
     """One Gauss-Seidel sweep in place on ``eff`` and ``models`` (n_tiles, 4, 4)."""
     nmax = p.shape[1]
-    q = np.empty((nmax, 3))
-    fit = np.empty((4, 4))
-    tmp = np.empty((4, 4))
+    q = np.empty((1, nmax, 3))  # the targets of one row (a batch of one: fit_blend reads rows)
+    fit = np.empty((1, 4, 4))
+    tmp = np.empty((1, 4, 4))
     h = np.empty((3, 3))
     v = np.empty((3, 3))
     m = np.empty((3, 3))
@@ -85,17 +85,17 @@ def sweep(eff, models, tiles, p, w, pp, ptile, counts, starts, main, reg, lam, d
                 y = pp[r, k, 1]
                 z = pp[r, k, 2]
                 for i in range(3):
-                    q[k, i] = x * e[i, 0] + y * e[i, 1] + z * e[i, 2] + e[i, 3]
-            fit_blend(p[r, :n], q[:n], w[r, :n], main, reg, lam, fit, tmp, h, v, s, m, rhs)
+                    q[0, k, i] = x * e[i, 0] + y * e[i, 1] + z * e[i, 2] + e[i, 3]
+            fit_blend(p, q, w, r, 0, n, main, reg, lam, fit, 0, tmp, h, v, s, m, rhs)
             finite = True
             for i in range(4):
                 for j in range(4):
-                    if not math.isfinite(fit[i, j]):
+                    if not math.isfinite(fit[0, i, j]):
                         finite = False
             if not finite:
                 continue
             t = tiles[r]
             for i in range(4):
                 for j in range(4):
-                    models[t, i, j] = fit[i, j]
-                    eff[t, i, j] += damp * (fit[i, j] - eff[t, i, j])
+                    models[t, i, j] = fit[0, i, j]
+                    eff[t, i, j] += damp * (fit[0, i, j] - eff[t, i, j])
