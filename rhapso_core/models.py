@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np
 
+from rhapso_core._fit_kernels import AFFINE, DEGENERATE, NO_KIND, RIGID, TRANSLATION, fit_samples
 from rhapso_core.model_registry import ModelSpec, get_model_spec, register_model
 
 __all__ = [
@@ -34,8 +35,9 @@ __all__ = [
     "residuals",
 ]
 
-# Relative size of the smallest singular value below which a fit is ill-defined.
-_DEGENERATE = 1e-9
+# Relative size of the smallest singular value below which a fit is ill-defined (the kernels' rule;
+# in-plane models use it too).
+_DEGENERATE = DEGENERATE
 
 
 class IllDefinedFit(ValueError):
@@ -55,6 +57,7 @@ def as_batches(p, q, w=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _prepare(p: np.ndarray, q: np.ndarray, w: np.ndarray | None):
+    """Batches, weighted centroids and weight sums: for models written in NumPy (extensions)."""
     p, q, w = as_batches(p, q, w)
     wsum = w.sum(axis=1)
     safe = np.where(wsum > 0, wsum, 1.0)
@@ -64,6 +67,7 @@ def _prepare(p: np.ndarray, q: np.ndarray, w: np.ndarray | None):
 
 
 def _assemble(linear: np.ndarray, pc: np.ndarray, qc: np.ndarray) -> np.ndarray:
+    """4x4 affines from linear parts that map centroid ``pc`` onto ``qc`` (see :func:`_prepare`)."""
     out = np.zeros((linear.shape[0], 4, 4))
     out[:, :3, :3] = linear
     out[:, :3, 3] = qc - np.einsum("bij,bj->bi", linear, pc)
@@ -73,13 +77,24 @@ def _assemble(linear: np.ndarray, pc: np.ndarray, qc: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Model:
-    """Base class: subclasses implement :meth:`fit_batch`."""
+    """Base class: subclasses give a :meth:`kernel_spec` (the compiled fits) or implement :meth:`fit_batch`."""
 
     name: str = "model"
     min_matches: int = 1
 
+    def kernel_spec(self) -> tuple[int, int, float] | None:
+        """``(main kind, regulariser kind, lambda)`` of the compiled fit (:mod:`rhapso_core._fit_kernels`),
+        or None where this model has none (then it overrides :meth:`fit_batch`)."""
+        return None
+
     def fit_batch(self, p: np.ndarray, q: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
-        raise NotImplementedError
+        """Fit every sample of ``(B, N, 3)`` matches (weights ``(B, N)``, default ones): ``(B, 4, 4)``,
+        all-NaN rows where the sample does not determine the model or its weights sum to <= 0."""
+        spec = self.kernel_spec()
+        if spec is None:
+            raise NotImplementedError(f"{type(self).__name__} has no fit")
+        p, q, w = as_batches(p, q, w)
+        return fit_samples(np.ascontiguousarray(p), np.ascontiguousarray(q), np.ascontiguousarray(w), *spec)
 
     def fit(self, p: np.ndarray, q: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
         """Fit one model to ``(N, 3)`` matches; raise :class:`IllDefinedFit` if impossible."""
@@ -99,11 +114,8 @@ class TranslationModel(Model):
     name: str = "translation"
     min_matches: int = 1
 
-    def fit_batch(self, p, q, w=None):
-        p, q, w, pc, qc, wsum = _prepare(p, q, w)
-        out = _assemble(np.broadcast_to(np.eye(3), (p.shape[0], 3, 3)).copy(), pc, qc)
-        out[wsum <= 0] = np.nan
-        return out
+    def kernel_spec(self):
+        return (TRANSLATION, NO_KIND, 0.0)
 
 
 @dataclass(frozen=True)
@@ -113,24 +125,8 @@ class RigidModel(Model):
     name: str = "rigid"
     min_matches: int = 3
 
-    def fit_batch(self, p, q, w=None):
-        p, q, w, pc, qc, wsum = _prepare(p, q, w)
-        dp = p - pc[:, None]
-        dq = q - qc[:, None]
-        h = np.einsum("bn,bni,bnj->bij", w, dp, dq)
-        u, s, vt = np.linalg.svd(h)
-        d = np.sign(np.linalg.det(np.einsum("bji,bkj->bik", vt, u)))
-        d = np.where(d == 0, 1.0, d)
-        diag = np.zeros((p.shape[0], 3, 3))
-        diag[:, 0, 0] = 1.0
-        diag[:, 1, 1] = 1.0
-        diag[:, 2, 2] = d
-        rot = np.einsum("bji,bjk,blk->bil", vt, diag, u)
-        out = _assemble(rot, pc, qc)
-        # Collinear points leave the rotation about their line free.
-        bad = (s[:, 1] <= _DEGENERATE * np.maximum(s[:, 0], 1e-300)) | (wsum <= 0)
-        out[bad] = np.nan
-        return out
+    def kernel_spec(self):
+        return (RIGID, NO_KIND, 0.0)
 
 
 @dataclass(frozen=True)
@@ -138,19 +134,8 @@ class AffineModel(Model):
     name: str = "affine"
     min_matches: int = 4
 
-    def fit_batch(self, p, q, w=None):
-        p, q, w, pc, qc, wsum = _prepare(p, q, w)
-        dp = p - pc[:, None]
-        dq = q - qc[:, None]
-        cov_pp = np.einsum("bn,bni,bnj->bij", w, dp, dp)
-        cov_qp = np.einsum("bn,bni,bnj->bij", w, dq, dp)
-        s = np.linalg.svd(cov_pp, compute_uv=False)
-        bad = (s[:, 2] <= _DEGENERATE * np.maximum(s[:, 0], 1e-300)) | (wsum <= 0)
-        cov_pp[bad] = np.eye(3)
-        linear = np.linalg.solve(cov_pp.transpose(0, 2, 1), cov_qp.transpose(0, 2, 1)).transpose(0, 2, 1)
-        out = _assemble(linear, pc, qc)
-        out[bad] = np.nan
-        return out
+    def kernel_spec(self):
+        return (AFFINE, NO_KIND, 0.0)
 
 
 @dataclass(frozen=True)
@@ -169,12 +154,30 @@ class InterpolatedModel(Model):
         object.__setattr__(self, "min_matches", max(self.main.min_matches, self.regularizer.min_matches))
         object.__setattr__(self, "name", f"{self.main.name}+{self.regularizer.name}(lambda={self.lam:g})")
 
+    def kernel_spec(self):
+        main, reg = compiled_spec(self.main), compiled_spec(self.regularizer)
+        # One compiled blend where both are plain compiled fits (not blends, not overridden).
+        if main is None or reg is None or main[1] != NO_KIND or reg[1] != NO_KIND:
+            return None
+        return (main[0], reg[0], float(self.lam))
+
     def fit_batch(self, p, q, w=None):
+        if self.kernel_spec() is not None:
+            return super().fit_batch(p, q, w)
         a = self.main.fit_batch(p, q, w)
         if self.lam == 0.0:
             return a
         b = self.regularizer.fit_batch(p, q, w)
         return (1.0 - self.lam) * a + self.lam * b
+
+
+def compiled_spec(model: Model) -> tuple[int, int, float] | None:
+    """``model.kernel_spec()`` where ``model.fit_batch`` is that compiled fit (not overridden by a
+    subclass), else None: callers that run the kernels directly (the iterative solver) check here."""
+    spec = model.kernel_spec()
+    if spec is None or type(model).fit_batch not in (Model.fit_batch, InterpolatedModel.fit_batch):
+        return None
+    return spec
 
 
 # Any registered model name (rhapso_core.model_registry): validated where parameters are parsed.

@@ -172,16 +172,15 @@ class Planarity:
                 "n_points": self.n_points, "reason": self.reason}
 
 
-def _voxel_length(direction: np.ndarray, voxel_to_world: Sequence[np.ndarray]) -> float:
-    """World length of one voxel step along ``direction`` in the coarsest of the given views (1 if none)."""
-    if not voxel_to_world:
+def _voxel_length(direction: np.ndarray, world_to_voxel: np.ndarray) -> float:
+    """World length of one voxel step along ``direction`` in the coarsest of the views whose inverse linear
+    parts (world -> voxel, (V, 3, 3)) are given (1 if none)."""
+    if len(world_to_voxel) == 0:
         return 1.0
-    lengths = []
-    for a in voxel_to_world:
-        inv = np.linalg.inv(np.asarray(a, dtype=np.float64)[:3, :3])
-        g = np.linalg.norm(inv @ direction)
-        lengths.append(1.0 / g if g > 0 else np.inf)
-    return float(max(lengths))
+    # All views at once: a solve calls this for every view's normal, so a loop would cost views squared calls.
+    g = np.linalg.norm(world_to_voxel @ direction, axis=1)
+    with np.errstate(divide="ignore"):
+        return float(np.max(np.where(g > 0, 1.0 / g, np.inf)))
 
 
 def planarity(
@@ -216,14 +215,17 @@ def planarity(
     # Candidate normals: the views' own image-plane normals first (the optical axis is where
     # a single plane or a thin stack is thin; the SVD's thinnest direction of a thin, noisy
     # strip of points can lean by a few degrees), then the principal directions.
+    # Each view's world -> voxel linear part, inverted once (every candidate direction needs all of them).
+    inverses = (np.linalg.inv(np.stack([np.asarray(a, dtype=np.float64)[:3, :3] for a in voxel_to_world]))
+                if len(voxel_to_world) else np.zeros((0, 3, 3)))
     cands = []
-    for a in voxel_to_world:
-        v = np.linalg.inv(np.asarray(a, dtype=np.float64)[:3, :3]).T @ np.array([0.0, 0.0, 1.0])
+    for inv in inverses:
+        v = inv.T @ np.array([0.0, 0.0, 1.0])
         cands.append(v / np.linalg.norm(v))
     n_view = len(cands)
     cands += [vt[k] for k in range(3)]
     std = np.array([np.sqrt(np.mean((d @ c) ** 2)) for c in cands])
-    vox = np.array([_voxel_length(c, voxel_to_world) for c in cands])
+    vox = np.array([_voxel_length(c, inverses) for c in cands])
     thick = std / vox
     flat = thick < min_thickness_voxels
     if n_view and flat[:n_view].any():

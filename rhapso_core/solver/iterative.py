@@ -24,6 +24,9 @@ Semantics kept from mpicbg (read from its ``TileConfiguration``, ``Tile`` and
 Fits use :mod:`rhapso_core.models` on moment-preserving compressed matches
 (:func:`~rhapso_core.solver.graph.link_moment_points`), which gives the same
 fits as the full match sets at a fraction of the cost; errors use all matches.
+Models with compiled fits (:func:`rhapso_core.models.compiled_spec`) run each sweep as one
+compiled call (:mod:`rhapso_core.solver._sweep`); other models (in-plane, extensions) run the
+same sweep through ``fit_batch``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from rhapso_core.models import Model
+from rhapso_core.models import Model, compiled_spec
+from rhapso_core.solver._sweep import pack_groups, sweep
 from rhapso_core.solver.graph import HalfMatches, TileLink, apply_batch, greedy_colouring
 
 __all__ = ["OptimiserInfo", "MatchSet", "prealign", "optimise_iterative"]
@@ -61,6 +65,22 @@ def _match_distances(eff, fa, fb, la, lb, out):  # pragma: no cover - compiled
         out[r] = np.sqrt(s)
 
 
+@numba.njit(cache=True, nogil=True)
+def _tile_distances(eff, fa, fb, la, lb, count, d, out):  # pragma: no cover - compiled
+    """Per tile mean match distance into ``out`` (NaN without matches); the sums run in match order
+    per side, then side a + side b (what ``np.bincount`` of each side added gives)."""
+    _match_distances(eff, fa, fb, la, lb, d)
+    n = out.shape[0]
+    sa = np.zeros(n)
+    sb = np.zeros(n)
+    for r in range(d.shape[0]):
+        sa[la[r]] += d[r]
+    for r in range(d.shape[0]):
+        sb[lb[r]] += d[r]
+    for t in range(n):
+        out[t] = (sa[t] + sb[t]) / count[t] if count[t] > 0 else np.nan
+
+
 class MatchSet:
     """All matches of a set of links, flattened, for fast error evaluation."""
 
@@ -75,19 +95,21 @@ class MatchSet:
             self.fa = self.fb = np.zeros((0, 3))
             self.la = self.lb = np.zeros(0, dtype=np.int64)
         self.count = np.bincount(self.la, minlength=n_tiles) + np.bincount(self.lb, minlength=n_tiles)
+        self._has = self.count > 0
         self._d = np.empty(self.fa.shape[0])
 
     def tile_distances(self, models: np.ndarray) -> np.ndarray:
         """Per tile mean match distance (NaN for tiles without matches)."""
-        _match_distances(np.ascontiguousarray(models, dtype=np.float64), self.fa, self.fb, self.la, self.lb, self._d)
-        s = np.bincount(self.la, self._d, self.n_tiles) + np.bincount(self.lb, self._d, self.n_tiles)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.count > 0, s / np.maximum(self.count, 1), np.nan)
+        out = np.empty(self.n_tiles)
+        # One compiled call: the optimiser evaluates this every iteration.
+        _tile_distances(np.ascontiguousarray(models, dtype=np.float64), self.fa, self.fb, self.la, self.lb,
+                        self.count, self._d, out)
+        return out
 
     def error(self, models: np.ndarray) -> tuple[float, float]:
         """(mean, max) over tiles with matches of the tile distances; (0, 0) if none."""
         d = self.tile_distances(models)
-        d = d[self.count > 0]
+        d = d[self._has]
         if d.size == 0:
             return 0.0, 0.0
         return float(d.mean()), float(d.max())
@@ -183,19 +205,33 @@ def optimise_iterative(
         err, _ = matches.error(models)
         return models, OptimiserInfo(0, True, err)
     halves = HalfMatches(n_tiles, links, free, greedy_colouring(n_tiles, links))
+    models = np.ascontiguousarray(models, dtype=np.float64)
     eff = models.copy()
+    spec = compiled_spec(model)
+    if spec is not None:
+        # The compiled fits: the whole sweep in one call (same order, fits and update as below).
+        pk = pack_groups(halves.groups)
+        main, reg, lam = spec
+        damp_f = float(damp)
+
+        def step():
+            sweep(eff, models, pk.tiles, pk.p, pk.w, pk.pp, pk.ptile, pk.counts, pk.starts, main, reg, lam, damp_f)
+    else:
+        def step():
+            for tiles, p, w, pp, ptile in halves.groups:
+                q = apply_batch(eff[ptile], pp)
+                fit = model.fit_batch(p, q, w)
+                ok = np.all(np.isfinite(fit), axis=(1, 2))
+                t = tiles[ok]
+                models[t] = fit[ok]
+                eff[t] += damp * (fit[ok] - eff[t])
+
     history: list[float] = []
     i = 0
     proceed = i < max_iterations
     converged = False
     while proceed:
-        for tiles, p, w, pp, ptile in halves.groups:
-            q = apply_batch(eff[ptile], pp)
-            fit = model.fit_batch(p, q, w)
-            ok = np.all(np.isfinite(fit), axis=(1, 2))
-            t = tiles[ok]
-            models[t] = fit[ok]
-            eff[t] += damp * (fit[ok] - eff[t])
+        step()
         err, _ = matches.error(eff)
         history.append(err)
         if i > max_plateauwidth:

@@ -228,11 +228,13 @@ def _affine(n_tiles, links, free, init, lam, tol, max_rounds):
         jac[:, :, 0, 12:15] = np.stack([zero, -a[..., 2], a[..., 1]], axis=-1)
         jac[:, :, 1, 12:15] = np.stack([a[..., 2], zero, -a[..., 0]], axis=-1)
         jac[:, :, 2, 12:15] = np.stack([-a[..., 1], a[..., 0], zero], axis=-1)
-        jw = jac * w_g[:, :, None, None]
+        # Sums over points and output axes as batched matrix products (BLAS): einsum does them unblocked,
+        # and these two contractions were most of a model-selection solve.
+        jw_t = (jac * w_g[:, :, None, None]).reshape(nf, -1, nd).transpose(0, 2, 1)
         reg = np.empty((nf, nd, nd))
-        reg[order] = mu * np.einsum("bnki,bnkj->bij", jw, jac) + ridge * np.eye(nd)
+        reg[order] = mu * (jw_t @ jac.reshape(nf, -1, nd)) + ridge * np.eye(nd)
         rhs = rhs_x.copy()
-        rhs[order] += mu * np.einsum("bnki,bnk->bi", jw, a)
+        rhs[order] += mu * (jw_t @ a.reshape(nf, -1, 1))[..., 0]
         lu = _factor(rows, cols, [dv.ravel(), reg.ravel()], nd * nf)
         z = lu.solve(rhs.ravel()).reshape(nf, nd)
         x_new = z[:, :12].reshape(nf, 3, 4)
