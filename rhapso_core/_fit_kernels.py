@@ -30,16 +30,9 @@ import math
 import numpy as np
 from numba import njit
 
+from rhapso_core.fit_codes import AFFINE, DEGENERATE, NO_KIND, RIGID, TRANSLATION  # noqa: F401 (the kernels' globals)
+
 __all__ = ["NO_KIND", "TRANSLATION", "RIGID", "AFFINE", "DEGENERATE", "fit_samples", "fit_one"]
-
-NO_KIND = -1
-TRANSLATION = 0
-RIGID = 1
-AFFINE = 2
-
-# Relative size of the smallest singular value that still determines a fit (rigid: the middle
-# one of H; affine: the smallest of cov_pp); below it the fit is ill-defined.
-DEGENERATE = 1e-9
 
 # Jacobi stops rotating a column pair once its cosine is below this (a few ulps); 3x3 converges
 # in 3-5 sweeps, the cap only guards against a pathological input cycling on round-off.

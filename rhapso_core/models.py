@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np
 
-from rhapso_core._fit_kernels import AFFINE, DEGENERATE, NO_KIND, RIGID, TRANSLATION, fit_samples
+from rhapso_core.fit_codes import AFFINE, DEGENERATE, NO_KIND, RIGID, TRANSLATION
 from rhapso_core.model_registry import ModelSpec, get_model_spec, register_model
 
 __all__ = [
@@ -93,6 +93,8 @@ class Model:
         spec = self.kernel_spec()
         if spec is None:
             raise NotImplementedError(f"{type(self).__name__} has no fit")
+        from rhapso_core._fit_kernels import fit_samples  # numba: not at import (the CLI's parameter checks import this module)
+
         p, q, w = as_batches(p, q, w)
         return fit_samples(np.ascontiguousarray(p), np.ascontiguousarray(q), np.ascontiguousarray(w), *spec)
 
