@@ -4,8 +4,8 @@ Why: an alignment reads the same tiles again and again, each stage for its own p
 parameter resolution (coarse levels), detection (every voxel), the image check's and the
 overlap fits' crops, each round's after-solve check (level-1 samples of every overlap,
 before and after), then fusion and QC. On ``rhapso stitch`` of 6 tiles of 256 x 256 x 96
-the in-process alignment decoded 396 chunks of which only 72 were distinct: 80 % of its
-decode time (about 0.8 s of zstd on one core there) was work already done. Unlike
+the in-process alignment decoded 396 chunks of which only 72 were distinct: four decodes in
+five (of 0.84 s of zstd decoding on one core there) were work already done. Unlike
 :mod:`rhapso_core.io.chunk_reuse`, which keeps chunks between the planned reads of one
 fusion work unit (Belady's rule on a known future), these reads are not known in advance,
 so this cache keeps the most recently used chunks up to a byte budget
@@ -13,8 +13,10 @@ so this cache keeps the most recently used chunks up to a byte budget
 
 A chunk is known by its file's identity as well as its path: ``(path, inode, size,
 mtime_ns)``, from one ``fstat`` of the file about to be read. Every chunk write (ours, and
-zarr's) replaces the file, so a rewritten chunk is a new key and a stale chunk is never
-served, even to a long-lived process that outlives the run that filled the cache.
+zarr's LocalStore) writes a new file and renames it over the old one, so a rewritten chunk is
+a new key and a stale chunk is not served, even to a long-lived process that outlives the run
+that filled the cache (a writer that rewrote a file in place, to the same size within one tick
+of the file system's clock, would defeat it: the test make and rsync rely on too).
 
 The cache is process-wide, active inside :func:`caching_decoded_chunks` (a run whose tasks
 run in threads of its own process: ``flows.runtime.ray_session``; the in-process alignment),
