@@ -1,4 +1,4 @@
-"""ChunkCache (rhapso_core.io.chunk_cache): reads inside ``caching_decoded_chunks`` decode each
+"""The run's decoded-chunk cache (rhapso_core.io.chunk_cache): reads inside ``caching_decoded_chunks`` decode each
 chunk file once, return the same data, never serve a chunk whose file was rewritten, stay within
 the byte budget, and share read-only arrays. Exact counts and values; no tolerance."""
 

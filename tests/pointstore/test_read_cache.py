@@ -17,7 +17,7 @@ from zarr.storage import MemoryStore
 
 import rhapso_core.pointstore.store as store_mod
 from rhapso_core.pointstore import CorrespondencesNotFoundError, PointsNotFoundError, PointStore, batched, cache
-from rhapso_core.bounded_cache import BoundedLRU as ReadCache
+from rhapso_core.bounded_cache import BoundedLRU
 from rhapso_core.pointstore.cache import READ_CACHE
 
 A, B, C = (0, 0), (0, 1), (1, 0)
@@ -120,7 +120,7 @@ def test_store_cache_stays_within_its_bound(store, points_factory, limit):
 
 
 def test_read_cache_evicts_least_recently_used_first():
-    c = ReadCache(100)
+    c = BoundedLRU(100)
     c.put("a", 1, 40)
     c.put("b", 2, 40)
     assert c.get("a") == 1  # "a" now the most recent
@@ -131,11 +131,11 @@ def test_read_cache_evicts_least_recently_used_first():
     c.put("a", 5, 60)  # replacing an entry re-counts its size
     assert c.stats().bytes <= 100 and c.get("a") == 5
     with pytest.raises(ValueError):
-        ReadCache(-1)
+        BoundedLRU(-1)
 
 
 def test_read_cache_is_thread_safe():
-    c = ReadCache(10_000)
+    c = BoundedLRU(10_000)
     errors = []
 
     def work(seed):
