@@ -8,7 +8,6 @@ import threading
 
 import numpy as np
 import pytest
-import zarr
 
 from rhapso_core.io.chunk_cache import active_cache, caching_decoded_chunks
 from rhapso_core.io.chunk_io import read_region
@@ -16,19 +15,13 @@ from rhapso_core.io.chunk_io import read_region
 CHUNK_BYTES = 16 * 16 * 16 * 2
 
 
-def _array(tmp_path):
-    g = zarr.open_group(str(tmp_path / "r"), mode="w")
-    a = g.create_array("a", shape=(16, 64, 64), chunks=(16, 16, 16), dtype="uint16")
-    data = np.random.default_rng(0).integers(1, 1000, size=a.shape).astype(np.uint16)
-    a[...] = data
-    return a, data
 
 
 BOX = (slice(0, 16), slice(0, 40), slice(0, 20))  # 3 x 2 chunks
 
 
-def test_second_read_is_served_from_the_cache_with_the_same_data(tmp_path):
-    a, data = _array(tmp_path)
+def test_second_read_is_served_from_the_cache_with_the_same_data(chunked):
+    a, data = chunked
     with caching_decoded_chunks(10**8) as cache:
         first = read_region(a, BOX)
         assert (cache.stats().misses, cache.stats().hits) == (6, 0)
@@ -40,8 +33,8 @@ def test_second_read_is_served_from_the_cache_with_the_same_data(tmp_path):
     assert active_cache() is None, "no cache outside the block"
 
 
-def test_a_rewritten_chunk_is_read_again_not_served_stale(tmp_path):
-    a, data = _array(tmp_path)
+def test_a_rewritten_chunk_is_read_again_not_served_stale(chunked):
+    a, data = chunked
     with caching_decoded_chunks(10**8) as cache:
         read_region(a, BOX)
         a[0:16, 0:16, 0:16] = 5  # zarr replaces the chunk's file
@@ -51,8 +44,8 @@ def test_a_rewritten_chunk_is_read_again_not_served_stale(tmp_path):
     np.testing.assert_array_equal(out[:, 16:, :], data[0:16, 16:40, 0:20])
 
 
-def test_budget_is_a_hard_bound_and_kept_chunks_are_read_only(tmp_path):
-    a, data = _array(tmp_path)
+def test_budget_is_a_hard_bound_and_kept_chunks_are_read_only(chunked):
+    a, data = chunked
     with caching_decoded_chunks(4 * CHUNK_BYTES) as cache:
         read_region(a, BOX)  # 6 chunks through a budget of 4
         st = cache.stats()
@@ -65,7 +58,7 @@ def test_budget_is_a_hard_bound_and_kept_chunks_are_read_only(tmp_path):
             kept[0][0, 0, 0] = 1
 
 
-def test_zero_budget_means_no_cache_and_nested_blocks_share_one(tmp_path):
+def test_zero_budget_means_no_cache_and_nested_blocks_share_one():
     with caching_decoded_chunks(0) as none:
         assert none is None and active_cache() is None
     with caching_decoded_chunks(10**6) as outer:
@@ -75,8 +68,8 @@ def test_zero_budget_means_no_cache_and_nested_blocks_share_one(tmp_path):
     assert active_cache() is None
 
 
-def test_threads_share_the_cache(tmp_path):
-    a, data = _array(tmp_path)
+def test_threads_share_the_cache(chunked):
+    a, data = chunked
     outs = []
     with caching_decoded_chunks(10**8) as cache:
         read_region(a, BOX)

@@ -4,18 +4,11 @@ capacity, and return the same data (rhapso_core.io.chunk_reuse). Exact counts; n
 from __future__ import annotations
 
 import numpy as np
-import zarr
 
 from rhapso_core.io.chunk_io import read_region, region_chunk_keys
 from rhapso_core.io.chunk_reuse import ChunkReuse, reusing_chunks, step_capacity
 
 
-def _array(tmp_path):
-    g = zarr.open_group(str(tmp_path / "r"), mode="w")
-    a = g.create_array("a", shape=(16, 64, 64), chunks=(16, 16, 16), dtype="uint16")
-    data = np.random.default_rng(0).integers(1, 1000, size=a.shape).astype(np.uint16)
-    a[...] = data
-    return a, data
 
 
 def _run(a, boxes, reuse):
@@ -33,8 +26,8 @@ BOXES = [((0, 16), (0, 40), (0, 20)), ((0, 16), (0, 40), (14, 36)), ((0, 16), (0
          ((0, 16), (10, 30), (0, 10))]
 
 
-def test_each_chunk_decoded_once_with_enough_capacity(tmp_path):
-    a, data = _array(tmp_path)
+def test_each_chunk_decoded_once_with_enough_capacity(chunked):
+    a, data = chunked
     steps = [region_chunk_keys(a, tuple(slice(*b) for b in box)) for box in BOXES]
     distinct = {k for s in steps for k, _ in s}
     reuse = ChunkReuse([[k for k, _ in s] for s in steps], capacity_bytes=10**9)
@@ -46,8 +39,8 @@ def test_each_chunk_decoded_once_with_enough_capacity(tmp_path):
     assert reuse.kept_bytes == 0, "chunks with no later read are let go"
 
 
-def test_capacity_is_a_hard_bound_and_farthest_use_goes_first(tmp_path):
-    a, data = _array(tmp_path)
+def test_capacity_is_a_hard_bound_and_farthest_use_goes_first(chunked):
+    a, data = chunked
     steps = [region_chunk_keys(a, tuple(slice(*b) for b in box)) for box in BOXES]
     cap = step_capacity(steps) // 4
     reuse = ChunkReuse([[k for k, _ in s] for s in steps], capacity_bytes=cap)
@@ -69,8 +62,8 @@ def test_capacity_is_a_hard_bound_and_farthest_use_goes_first(tmp_path):
     assert distinct < reuse.decodes < no_reuse, "a quarter of the capacity still saves some decodes"
 
 
-def test_unplanned_reads_and_no_reuse_are_unchanged(tmp_path):
-    a, data = _array(tmp_path)
+def test_unplanned_reads_and_no_reuse_are_unchanged(chunked):
+    a, data = chunked
     reuse = ChunkReuse([[]], capacity_bytes=10**9)
     outs = _run(a, BOXES[:1], reuse)
     np.testing.assert_array_equal(outs[0], data[:, :40, :20])

@@ -62,7 +62,9 @@ def test_tasks_that_do_not_fit_memory_start_ray(generated):
     assert choose_executor(str(generated.xml), _params(), FUSION, cores=2, memory_bytes=1.5 * task + cache).use_ray
     c = choose_executor(str(generated.xml), _params(), FUSION, cores=2, memory_bytes=2.5 * task + cache)
     assert not c.use_ray and c.peak_memory_bytes == pytest.approx(2 * task + cache)
-    # Without the cache the same two threads fit in less.
+    # Without the cache the same two threads fit in less (2.5 x the task, which the cache
+    # alone would exceed: the premise of this check).
+    assert 0.5 * task < cache
     assert choose_executor(str(generated.xml), _params(), FUSION, cores=2, memory_bytes=2.5 * task).use_ray
     assert not choose_executor(str(generated.xml), _params(read_cache_mb=0), FUSION, cores=2,
                                memory_bytes=2.5 * task).use_ray
