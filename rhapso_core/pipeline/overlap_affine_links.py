@@ -48,6 +48,7 @@ from rhapso_core.overlap import overlap_box, world_box_in_view
 from rhapso_core.pipeline.border_matches import solved_matches
 from rhapso_core.pipeline.dataset import load_dataset, open_view, view_geometry
 from rhapso_core.pipeline.match import PairRecord
+from rhapso_core.pipeline.in_threads import available_cores, in_threads
 from rhapso_core.pointstore import PointStore
 from rhapso_core.solver.records import Link
 from rhapso_core.spimdata import ViewId
@@ -159,7 +160,10 @@ def measure_overlap_affines(
     source = functools.cache(lambda v: open_view(sd, v, storage_options))
     stored = functools.cache(lambda v: store.read_points(v, label))
 
-    links, report = [], []
+    # First what each pair needs, in order (reads of the store); then the fits, the expensive part, in
+    # threads: scipy's filters and resampling release the GIL, so pairs overlap on the cores a loop
+    # leaves idle; results come back in order, so the links and the report do not depend on the threads.
+    report, jobs = [], []
     for r in ok:
         a, b = tuple(r.view_a), tuple(r.view_b)
         entry = {"view_a": list(a), "view_b": list(b), "held_by": "points" if r.ok else "phase link"}
@@ -177,11 +181,25 @@ def measure_overlap_affines(
         if box0 is None:
             entry.update(status="skipped", reason="the views do not overlap")
             continue
+        source(a), source(b)  # opened here, not by the threads below
+        jobs.append((r, entry, c, np.asarray(box0, dtype=np.float64)))
+
+    def fit_job(job):
+        r, _, _, box0 = job
+        a, b = tuple(r.view_a), tuple(r.view_b)
         try:
-            fit, matrix0 = _fit_pair(source(a), source(b), ra, rb, np.asarray(box0, dtype=np.float64), params)
+            return _fit_pair(source(a), source(b), geometry[a][0], geometry[b][0], box0, params)
         except ValueError as exc:  # a crop the overlap does not fit in: the pair keeps what it had
-            entry.update(status="skipped", reason=str(exc))
+            return exc
+
+    links = []
+    for (r, entry, c, box0), got in zip(jobs, in_threads(fit_job, jobs, workers=_fit_workers(params))):
+        a, b = tuple(r.view_a), tuple(r.view_b)
+        (ra, sa), (rb, sb) = geometry[a], geometry[b]
+        if isinstance(got, ValueError):
+            entry.update(status="skipped", reason=str(got))
             continue
+        fit, matrix0 = got
         entry.update(status=fit.status, reason=fit.reason, iterations=fit.iterations, samples=fit.n_samples,
                      ncc_before=_round(fit.ncc_before), ncc_after=_round(fit.ncc_after),
                      corner_se=_round(fit.corner_se))
@@ -214,6 +232,20 @@ def measure_overlap_affines(
         entry["status"] = "used"
         links.append(_link_dict(a, b, box0, matrix0, float(n)))
     return ({"xml": xml_uri, "links": [], "affine_links": links} if links else None), report
+
+
+#: A pair's fit holds about six float32 arrays the size of its larger crop (the crops, their smoothed
+#: copies, the spline coefficients, the gradient); ``max_crop_voxels`` bounds the crop.
+_FIT_ARRAYS = 6
+
+
+def _fit_workers(params) -> int:
+    """Pairs fitted at once: the cores, fewer where half the available memory would not hold that many
+    pairs' working sets at their largest (the task's memory stays bounded by the crop bound, not the pairs)."""
+    import psutil
+
+    per_pair = _FIT_ARRAYS * 4 * int(params.max_crop_voxels)
+    return max(1, min(available_cores(), int(0.5 * psutil.virtual_memory().available // per_pair)))
 
 
 def _link_dict(a, b, box0, matrix0, weight: float) -> dict:

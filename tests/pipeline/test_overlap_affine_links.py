@@ -88,3 +88,62 @@ def test_phase_held_pairs_carry_their_link_weight_and_only_faces():
                     frozenset(((0, 3), (0, 4))): 8.0}
     faces = {frozenset(((0, 0), (0, 1))), frozenset(((0, 3), (0, 4)))}
     assert set(phase_held(anchors, faces)) == faces
+
+
+def test_pairs_fitted_in_threads_give_the_loop_s_links_and_report(tmp_path, monkeypatch):
+    """The fits of a round's pairs run side by side (scipy's filters and resampling release the
+    GIL); the links and the report are those of fitting them one after another, bit for bit."""
+    import json
+    import threading
+
+    from rhapso_core.autoparams import resolve_parameters
+    from rhapso_core.config import PipelineParams
+    from rhapso_core.pipeline import detect, match
+    from rhapso_core.pipeline import overlap_affine_links as links
+    from rhapso_core.synthetic.params import SyntheticParams
+    from rhapso_core.synthetic.write import write_dataset
+
+    paths = write_dataset(tmp_path / "d", SyntheticParams(
+        grid=(3, 1, 1), tile_size_xyz=(128, 128, 32), overlap=0.25, voxel_size_xyz=(0.5, 0.5, 1.0),
+        jitter_voxels=(2.0, 2.0, 1.0), blob_density=1000.0, fibre_count=0, n_levels=2,
+        chunk_size_xyz=(64, 64, 32), seed=5))
+    xml, store = str(paths.xml), str(tmp_path / "ip.zarr")
+    p = resolve_parameters(xml, PipelineParams(detection={"dsxy": 1, "dsz": 1})).params
+    m, _ = p.round_params("rigid")
+    for plan in detect.plan_views(xml, p.detection):
+        detect.store_view(store, plan, detect.merge_view(plan, [detect.run_chunk(xml, plan.view, t, plan.params)
+                                                                for t in plan.tasks]))
+    records = [match.match_pair(xml, store, a, b, p.detection.label, m) for a, b in match.plan_pairs(xml)]
+    assert sum(r.ok for r in records) >= 2, records
+
+    fitted_in = []
+    fit_pair = links._fit_pair
+    monkeypatch.setattr(links, "_fit_pair", lambda *a: (fitted_in.append(threading.get_ident()), fit_pair(*a))[1])
+    oa = p.stitching.overlap_affine
+    got = {}
+    for workers in (1, 2):
+        monkeypatch.setattr(links, "_fit_workers", lambda params, w=workers: w)
+        fitted_in.clear()
+        got[workers] = links.measure_overlap_affines(xml, store, records, p.detection.label, oa, p.solver.min_matches)
+        assert len(set(fitted_in)) == workers
+    assert json.dumps(got[1], sort_keys=True) == json.dumps(got[2], sort_keys=True)
+    anchors, report = got[2]
+    assert anchors is not None and len(anchors["affine_links"]) >= 2, report
+
+
+def test_fits_at_once_are_bounded_by_the_memory_available(monkeypatch):
+    from types import SimpleNamespace
+
+    import psutil
+
+    from rhapso_core.pipeline import overlap_affine_links as links
+
+    params = OverlapAffineParams()
+    per_pair = links._FIT_ARRAYS * 4 * params.max_crop_voxels
+    monkeypatch.setattr(links, "available_cores", lambda: 8)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=3 * per_pair))
+    assert links._fit_workers(params) == 1  # half of it holds one pair's working set at its largest
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=100 * per_pair))
+    assert links._fit_workers(params) == 8
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=per_pair // 4))
+    assert links._fit_workers(params) == 1  # never none
