@@ -173,14 +173,9 @@ def compute_metrics(
         metrics["phase"] = phase_metrics(phase_links, before, after)
 
     metrics["detection"] = detection_metrics(points, geom_in, p.coverage_grid)
-    if pictures and p.max_pictured_views:
-        gallery = []
-        for v in views[: p.max_pictured_views]:
-            png = detection_picture(open_view(sd_in, v, storage_options), points.get(v, np.zeros((0, 3))),
-                                    max_voxels=p.max_read_voxels, max_side=p.picture_size,
-                                    caption=f"t{v[0]} s{v[1]}: {len(points.get(v, ()))} pts")
-            gallery.append((pics.data_uri(png), f"timepoint {v[0]} setup {v[1]}"))
-        out_pics["detection"] = gallery
+    pictured = list(views[: p.max_pictured_views]) if pictures and p.max_pictured_views else []
+    if pictured:
+        out_pics["detection"] = []  # drawn below, beside the overlaps' correlations
 
     mat = matching_metrics(matched_world_main, pair_records, min_inliers=p.min_inliers,
                            min_inlier_ratio=p.min_inlier_ratio, min_overlap_points=p.min_overlap_points)
@@ -206,15 +201,25 @@ def compute_metrics(
 
     sources = {v: open_view(sd_in, v, storage_options) for v in views}
     pairs = comparable_pairs(sd_in, views, geom_in, geom_out)
-    # The tiles' overlap correlation and the fused image's seams read and compute apart: side by side.
-    parts = [lambda: overlap_ncc_table(sources, sizes, before, after, pairs=pairs, n_samples=p.ncc_samples,
-                                       max_voxels=p.max_read_voxels)]
+    # Each overlap's correlation, the fused image's seams and the detection pictures read and compute apart:
+    # one pool of parts, the longest (the fused image) first, so that the cores stay busy to the end.
+    parts = []
     if fused_uri is not None:
         parts.append(lambda: _fused(fused_uri, sd_out, geom_out, p, storage_options, pictures))
+    parts += [lambda pr=pr: overlap_ncc_table(sources, sizes, before, after, pairs=[pr], n_samples=p.ncc_samples,
+                                              max_voxels=p.max_read_voxels)[0] for pr in pairs]
+    parts += [lambda v=v: detection_picture(sources[v], points.get(v, np.zeros((0, 3))), max_voxels=p.max_read_voxels,
+                                            max_side=p.picture_size,
+                                            caption=f"t{v[0]} s{v[1]}: {len(points.get(v, ()))} pts")
+              for v in pictured]
     got = in_threads(lambda part: part(), parts)
-    fusion: dict[str, Any] = {"ncc": got[0]}
-    if fused_uri is not None:
-        fusion["seam"], fused_png = got[1]
+    fused_got = got.pop(0) if fused_uri is not None else None
+    fusion: dict[str, Any] = {"ncc": got[:len(pairs)]}
+    if pictured:
+        out_pics["detection"] = [(pics.data_uri(png), f"timepoint {v[0]} setup {v[1]}")
+                                 for v, png in zip(pictured, got[len(pairs):])]
+    if fused_got is not None:
+        fusion["seam"], fused_png = fused_got
         if fused_png is not None:
             out_pics["fused"] = pics.data_uri(fused_png)
     metrics["fusion"] = fusion

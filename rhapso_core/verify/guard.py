@@ -48,6 +48,7 @@ import numpy as np
 from rhapso_core import transforms
 from rhapso_core.io import ImageIOError
 from rhapso_core.pipeline.dataset import DatasetError, open_view, view_geometry
+from rhapso_core.pipeline.in_threads import in_threads
 from rhapso_core.pointstore import PointStore
 from rhapso_core.qc.fusion import comparable_pairs, overlap_ncc
 from rhapso_core.spimdata import ViewId, load_xml, save_xml
@@ -341,10 +342,10 @@ def verify_round(
         matches = _stored_matches(PointStore(store_uri, storage_options=storage_options, mode="r"), set(views), labels)
     pairs = sorted(ncc_pairs | set(matches))
     sources: dict = {}
-
-    def ncc_fn(a, b, ma, mb):
+    unreadable: list[str] = []
+    for a, b in pairs:  # opened here, in the pairs' order, not by the threads below
         if (a, b) not in ncc_pairs:
-            return None, 0
+            continue
         for v in (a, b):
             if v not in sources:
                 try:
@@ -352,11 +353,29 @@ def verify_round(
                 except (ImageIOError, DatasetError) as e:  # points-only data: the links decide
                     sources[v] = None
                     unreadable.append(f"{_name(v)}: {e}")
+
+    def correlate(a, b, ma, mb):
         if sources[a] is None or sources[b] is None:
             return None, 0
         r = overlap_ncc(sources[a], ma, sizes[a], sources[b], mb, sizes[b],
                         n_samples=p.ncc_samples, max_voxels=p.max_read_voxels)
         return r["ncc"], int(r["n_samples"])
+
+    # Every overlap's correlation under the input's and the solved registrations, measured side by side
+    # (reads, decodes and resampling release the GIL); the greedy reverts then look them up, and measure
+    # only the combinations a revert makes.
+    def key(a, b, ma, mb):
+        return a, b, np.asarray(ma, dtype=np.float64).tobytes(), np.asarray(mb, dtype=np.float64).tobytes()
+
+    jobs = {key(a, b, regs[a], regs[b]): (a, b, regs[a], regs[b])
+            for a, b in pairs if (a, b) in ncc_pairs for regs in (before, after)}
+    measured = dict(zip(jobs, in_threads(lambda job: correlate(*job), list(jobs.values()))))
+
+    def ncc_fn(a, b, ma, mb):
+        if (a, b) not in ncc_pairs:
+            return None, 0
+        k = key(a, b, ma, mb)
+        return measured[k] if k in measured else correlate(a, b, ma, mb)
 
     def link_fn(a, b, ma, mb):
         if (a, b) not in matches:
@@ -365,7 +384,6 @@ def verify_round(
         d = np.linalg.norm(transforms.apply(ma, pa) - transforms.apply(mb, pb), axis=1)
         return float(d.mean()), int(len(d))
 
-    unreadable: list[str] = []
     _, report = choose_reverts(pairs, before, after, ncc_fn, link_fn, p, groups=groups)
     if unreadable:
         report = dataclasses.replace(report, notes=[f"images not read, match distances only: {u}" for u in unreadable])
