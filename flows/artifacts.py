@@ -89,21 +89,15 @@ MIN_UPDATE_INTERVAL_S = 1.0
 class Progress:
     """A progress artifact (0-100 %) updated as a stage's task futures finish (at most once every
     :data:`MIN_UPDATE_INTERVAL_S`, and when the last finishes); this process's listeners
-    (:mod:`flows.progress`, the command line's display) hear of every one.
-
-    The artifact is made by its first write, once the stage has run for :data:`MIN_UPDATE_INTERVAL_S`
-    or at its end: a stage that ends sooner gets its bar at 100 % in one request instead of a bar
-    at 0 % and its update (a small ``rhapso stitch`` has nine stages of 0.1-0.9 s: 9 requests of the
-    flow's thread saved, 0.2-0.3 s of its 10 s). A stage that runs longer shows its bar from its
-    first finished task after a second."""
+    (:mod:`flows.progress`, the command line's display) hear of every one."""
 
     def __init__(self, total: int, what: str):
         self.total = max(int(total), 1)
         self.done = 0
         self.what = what
         self.started = time.monotonic()
-        self.id = None  # made by the first write
-        self._written = self.started
+        self.id = create_progress_artifact(0.0, description=f"{what}: 0 of {total}")
+        self._written = time.monotonic()
         self._tell()
 
     def _tell(self) -> None:
@@ -113,15 +107,10 @@ class Progress:
 
     def advance(self, n: int = 1) -> None:
         self.done += n
-        now = time.monotonic()
-        if now - self._written >= MIN_UPDATE_INTERVAL_S or self.done >= self.total:
+        if self.done >= self.total or time.monotonic() - self._written >= MIN_UPDATE_INTERVAL_S:
             pct = 100.0 * min(self.done, self.total) / self.total
-            description = f"{self.what}: {min(self.done, self.total)} of {self.total}"
-            if self.id is None:
-                self.id = create_progress_artifact(pct, description=description)
-            else:
-                update_progress_artifact(self.id, pct, description=description)
-            self._written = now
+            update_progress_artifact(self.id, pct, description=f"{self.what}: {self.done} of {self.total}")
+            self._written = time.monotonic()
         self._tell()
 
 

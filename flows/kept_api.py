@@ -112,7 +112,7 @@ def server_key(app: str = APP) -> str:
                     if k.startswith("PREFECT_") and not k.startswith(_CLIENT_ONLY_PREFIXES))
     home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
     profiles = Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
-    for path in (profiles, _SERVER_SCRIPT, _ROOT / "flows" / "local_api_app.py"):
+    for path in (profiles, _SERVER_SCRIPT, _ROOT / "flows" / "local_api_app.py", _ROOT / "flows" / "locked_write_retry.py"):
         with contextlib.suppress(OSError):
             parts.append(hashlib.sha256(path.read_bytes()).hexdigest())
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]

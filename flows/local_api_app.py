@@ -1,5 +1,6 @@
 """The application of the temporary local Prefect API (:mod:`flows.local_api`): Prefect's own,
-less a start-up step that would change nothing.
+less a start-up step that would change nothing, with its locked writes retried sooner
+(:mod:`flows.locked_write_retry`).
 
 On start, Prefect's server registers the block types of Prefect and of the installed Prefect
 collections (prefect-aws, prefect-ray, ...) in its database, unless its memo
@@ -24,6 +25,8 @@ import os
 from importlib import metadata
 from pathlib import Path
 
+from flows.locked_write_retry import RetryLockedWrites
+
 log = logging.getLogger(__name__)
 
 #: Beside Prefect's memo store.
@@ -32,7 +35,9 @@ RECORD_NAME = "rhapso-block-registration.json"
 
 def create_app():
     """uvicorn's factory (``--factory flows.local_api_app:create_app``): Prefect's ephemeral API
-    application, its block registration skipped when :func:`installed_key` says it has nothing to do.
+    application, its block registration skipped when :func:`installed_key` says it has nothing to do,
+    and a write refused by a locked database run again by the server first
+    (:mod:`flows.locked_write_retry`).
 
     uvicorn calls it with its own SIGTERM handler installed, which defers the signal until the
     application has started: a command that stops its server while Prefect is still being imported
@@ -45,7 +50,7 @@ def create_app():
     except ValueError:  # not the main thread: leave the handlers alone
         previous = None
     try:
-        return _create_app()
+        return RetryLockedWrites(_create_app())
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
