@@ -1,9 +1,14 @@
-"""QC artifacts attached to flow runs (tables a person reads in the Prefect UI)."""
+"""QC artifacts attached to flow runs (tables a person reads in the Prefect UI).
+
+Each is written in the background (:mod:`flows.artifact_writer`): the flow does not wait for
+the API; a top-level flow run waits for its writes before it returns.
+"""
 
 from __future__ import annotations
 
 import time
 
+from flows import artifact_writer
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
@@ -19,7 +24,8 @@ def _key(text: str) -> str:
 
 def points_table(counts: dict, label: str) -> None:
     rows = [{"timepoint": v[0], "setup": v[1], "label": label, "points": n} for v, n in sorted(counts.items())]
-    create_table_artifact(rows, key="detection-points-per-view", description="Interest points per view")
+    artifact_writer.submit("detection-points-per-view", create_table_artifact, rows, key="detection-points-per-view",
+                           description="Interest points per view")
 
 
 def resolved_table(resolution) -> None:
@@ -28,8 +34,8 @@ def resolved_table(resolution) -> None:
              "source": v.source, "reason": v.reason} for v in resolution.values]
     rows.append({"parameter": "prealignment", "value": resolution.prealignment.chosen, "source": "auto",
                  "reason": resolution.prealignment.reason})
-    create_table_artifact(rows, key="resolved-parameters",
-                          description=f"Parameters resolved for the dataset ({resolution.seconds:.1f} s)")
+    artifact_writer.submit("resolved-parameters", create_table_artifact, rows, key="resolved-parameters",
+                           description=f"Parameters resolved for the dataset ({resolution.seconds:.1f} s)")
 
 
 def pairs_table(records: list, round_name: str) -> None:
@@ -44,7 +50,8 @@ def pairs_table(records: list, round_name: str) -> None:
             "retried": ", ".join(f"{e['step']}: {e['status']}" for e in d.get("escalations", [])),
             "reason": d.get("reason", ""),
         })
-    create_table_artifact(rows, key=_key(f"matching-{round_name}"), description=f"Matches per pair ({round_name} round)")
+    key = _key(f"matching-{round_name}")
+    artifact_writer.submit(key, create_table_artifact, rows, key=key, description=f"Matches per pair ({round_name} round)")
 
 
 def solver_table(result: dict, round_name: str) -> None:
@@ -57,10 +64,12 @@ def solver_table(result: dict, round_name: str) -> None:
         for l in rep.get("links", [])
     ]
     if links:
-        create_table_artifact(links, key=_key(f"solver-{round_name}-links"), description=f"Per-link residuals ({round_name})")
+        key = _key(f"solver-{round_name}-links")
+        artifact_writer.submit(key, create_table_artifact, links, key=key, description=f"Per-link residuals ({round_name})")
     tiles = [{"timepoint": t["timepoint"], "setup": t["setup"], "error": _round(t["error"])} for t in rep.get("tile_errors", [])]
     if tiles:
-        create_table_artifact(tiles, key=_key(f"solver-{round_name}-tiles"), description=f"Per-tile error ({round_name})")
+        key = _key(f"solver-{round_name}-tiles")
+        artifact_writer.submit(key, create_table_artifact, tiles, key=key, description=f"Per-tile error ({round_name})")
     removed = rep.get("removed_links") or []
     md = [f"### Solve ({round_name}): {result.get('transform_name')}", "", "| item | value |", "|---|---|"]
     for k in ("final_error", "max_error", "iterations", "converged", "method", "solver"):
@@ -68,7 +77,8 @@ def solver_table(result: dict, round_name: str) -> None:
     md.append(f"| links used | {result.get('n_links')} |")
     md += ["", f"Removed links: {len(removed)}"]
     md += [f"- {r['a']['setup']} - {r['b']['setup']} ({r['label']})" for r in removed[:50]]
-    create_markdown_artifact("\n".join(md), key=_key(f"solver-{round_name}"), description=f"Solver summary ({round_name})")
+    key = _key(f"solver-{round_name}")
+    artifact_writer.submit(key, create_markdown_artifact, "\n".join(md), key=key, description=f"Solver summary ({round_name})")
 
 
 def _round(v):
@@ -76,7 +86,8 @@ def _round(v):
 
 
 def output_note(title: str, lines: list[str], key: str) -> None:
-    create_markdown_artifact("\n".join([f"### {title}", ""] + [f"- {ln}" for ln in lines]), key=_key(key))
+    artifact_writer.submit(_key(key), create_markdown_artifact, "\n".join([f"### {title}", ""] + [f"- {ln}" for ln in lines]),
+                           key=_key(key))
 
 
 #: Least seconds between two writes of a progress artifact; the last value (all done) is always
@@ -96,9 +107,17 @@ class Progress:
         self.done = 0
         self.what = what
         self.started = time.monotonic()
-        self.id = create_progress_artifact(0.0, description=f"{what}: 0 of {total}")
+        self.id = None  # set by the writer thread, before it makes any of the updates queued after
+        artifact_writer.submit(f"progress of {what}", self._create, f"{what}: 0 of {total}")
         self._written = time.monotonic()
         self._tell()
+
+    def _create(self, description: str) -> None:
+        self.id = create_progress_artifact(0.0, description=description)
+
+    def _update(self, pct: float, description: str) -> None:
+        if self.id is not None:  # its creation failed (logged): nothing to update
+            update_progress_artifact(self.id, pct, description=description)
 
     def _tell(self) -> None:
         from flows.progress import ProgressEvent, report
@@ -109,7 +128,8 @@ class Progress:
         self.done += n
         if self.done >= self.total or time.monotonic() - self._written >= MIN_UPDATE_INTERVAL_S:
             pct = 100.0 * min(self.done, self.total) / self.total
-            update_progress_artifact(self.id, pct, description=f"{self.what}: {self.done} of {self.total}")
+            artifact_writer.submit(f"progress of {self.what}", self._update, pct,
+                                   f"{self.what}: {self.done} of {self.total}")
             self._written = time.monotonic()
         self._tell()
 
@@ -132,7 +152,8 @@ def qc_note(qc: dict) -> None:
     md += ["", "| level | stage | reason |", "|---|---|---|"]
     md += [f"| {r['level']} | {r['stage']} | {r['message']} |" for r in qc.get("reasons", [])]
     md += ["", "Thresholds: " + ", ".join(f"{k}={v}" for k, v in (qc.get("thresholds") or {}).items())]
-    create_markdown_artifact("\n".join(md), key="qc-report", description="QC verdict and report location")
+    artifact_writer.submit("qc-report", create_markdown_artifact, "\n".join(md), key="qc-report",
+                           description="QC verdict and report location")
 
 
 def intensity_note(summary: dict) -> None:
@@ -148,4 +169,5 @@ def intensity_note(summary: dict) -> None:
                   f"{', '.join(f'{c:.4g}' for c in ff['coefficients'])} (F = 1 at the tile centre)")
     if summary.get("views_without_overlap"):
         md.append(f"- views without usable overlap (flat field only): {summary['views_without_overlap']}")
-    create_markdown_artifact("\n".join(md), key="intensity-correction", description="Intensity correction")
+    artifact_writer.submit("intensity-correction", create_markdown_artifact, "\n".join(md), key="intensity-correction",
+                           description="Intensity correction")

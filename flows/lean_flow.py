@@ -20,12 +20,18 @@ Two costs of Prefect's ``Flow`` that a run does not need (``docs/benchmarks.md``
   pydantic models) :meth:`LeanFlow.serialize_parameters` gives the same JSON without FastAPI
   (``tests/flows/test_lean_flow.py`` compares the two); any other value goes to Prefect's.
 
+A top-level run of such a flow also ends only once the artifacts it and its subflows
+queued are written (:mod:`flows.artifact_writer`: artifacts are written off the flow's thread).
+
 Use :func:`flow` as ``prefect.flow``.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import threading
+import types
 from typing import Any
 
 import prefect.flows as _prefect_flows
@@ -33,7 +39,7 @@ from prefect.flows import Flow
 from prefect.utilities.callables import parameter_schema as _build_schema
 from pydantic import BaseModel
 
-from flows import heartbeats
+from flows import artifact_writer, heartbeats
 
 _DEFERRED = object()
 _deferring = threading.local()  # the functions whose Flow this thread is constructing lazily
@@ -71,6 +77,9 @@ class LeanFlow(Flow):
     whose runs store their parameters without FastAPI (see the module's docstring)."""
 
     def __init__(self, fn, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("version") is None and inspect.isfunction(fn):
+            kwargs["version"] = _version_of(fn)  # Prefect's default, from the flow's file (not this wrapper's)
+        fn = _flushing_artifacts(fn)
         with _Deferring(fn):
             super().__init__(fn, *args, **kwargs)
         _defer(self)
@@ -101,6 +110,50 @@ class LeanFlow(Flow):
             new.__class__ = type(self)
         _defer(new)
         return new
+
+
+def _version_of(fn) -> str | None:
+    """Prefect's default flow version: the hash of the file that defines ``fn``."""
+    from prefect.utilities.hashing import file_hash
+
+    try:
+        path = inspect.getsourcefile(inspect.unwrap(fn))
+        return file_hash(path) if path else None
+    except (TypeError, OSError):
+        return None
+
+
+def _top_level_run() -> bool:
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    return ctx is None or ctx.flow_run is None or ctx.flow_run.parent_task_run_id is None
+
+
+def _flushing_artifacts(fn):
+    """``fn``, which, run as a top-level flow run (no parent), waits before it returns for the artifacts
+    that its run and subflows queued (:mod:`flows.artifact_writer`): inside the function, so that both a
+    call and a run that Prefect's runner starts (a deployment) write them while the run is still running.
+
+    The wrapper is made with ``fn``'s module globals: Prefect validates a run's parameters against the
+    annotations, which name types of that module (``PipelineParams``), resolved in the function's globals.
+    """
+    if getattr(fn, "_rhapso_flushes", False) or inspect.iscoroutinefunction(fn) or not inspect.isfunction(fn):
+        return fn
+    top_level, flush = _top_level_run, artifact_writer.flush  # closure cells: the wrapper reads no globals
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        top = top_level()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if top:
+                flush()
+
+    wrapper = types.FunctionType(run.__code__, fn.__globals__, fn.__name__, None, run.__closure__)
+    functools.update_wrapper(wrapper, fn)
+    wrapper._rhapso_flushes = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 _OTHER = object()

@@ -17,6 +17,7 @@ import logging
 import os
 from collections.abc import Iterator
 
+from flows import artifact_writer
 from rhapso_core.config import RuntimeParams
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ def prefect_api() -> Iterator[str | None]:
     if server is None:
         local_api.start_early()
         server = local_api.take_early()
+    ours = server is not None  # our application (flows.local_api_app), which retries locked writes itself
     if server is None:
         server = _prefects_own_server()
     else:
@@ -92,6 +94,7 @@ def prefect_api() -> Iterator[str | None]:
             log.info("the local Prefect API did not answer; starting Prefect's own", exc_info=True)
             server.stop()
             server = _prefects_own_server()
+            ours = False
     _LOCAL_SERVER = server  # stopped (a kept one: let go) by an interrupted command on its way out (rhapso_cli.interrupt)
     API_IN_USE = (server.describe() if hasattr(server, "describe")
                   else f"Prefect API: a temporary local server ({server.api_url}), stopped with this command")
@@ -101,7 +104,8 @@ def prefect_api() -> Iterator[str | None]:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, **ca}):
             exported = _export({"PREFECT_API_URL": server.api_url, **{k.name: v for k, v in ca.items()}})
             try:
-                yield server.api_url
+                with artifact_writer.in_background(ours):
+                    yield server.api_url
             finally:
                 # Ship buffered run logs before the server they go to stops (or, kept, is let go).
                 from prefect.logging.handlers import APILogWorker
