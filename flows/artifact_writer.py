@@ -17,10 +17,12 @@ deployment's worker, ``prefect server start``) every write is made at once, as b
 * **Same artifacts, same runs.** A write runs in a copy of the caller's context (Prefect
   reads the flow and task run it belongs to from there), one at a time in the order made, so
   a progress bar's updates follow its creation and a key's versions their order.
-* **Nothing left unwritten.** A top-level flow run waits for its writes before it returns
-  (:func:`flush`, called by :class:`flows.lean_flow.LeanFlow`); whatever is still queued
-  when the interpreter exits is written first (the pool's own exit hook), e.g. for a flow
-  that Prefect's runner started without going through ``Flow.__call__``.
+* **Nothing left unwritten, no hang.** A top-level flow run waits for its writes before it
+  ends (:func:`flush`, called by :class:`flows.lean_flow.LeanFlow`), and so does the end of
+  :func:`in_background`; each wait is bounded (:data:`FLUSH_TIMEOUT_S`: an API that went away
+  makes each write retry for up to a minute, where before the first one failed the run), and
+  writes still queued after it are named in a warning and dropped when the process exits
+  (the writer is a daemon thread).
 * **Its own client.** A write may run after the flow run that made it has ended and closed
   its API client, so the thread uses one client of its own per API address (a test process
   meets several servers).
@@ -33,17 +35,23 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import queue
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from typing import Any
 
 log = logging.getLogger(__name__)
 
+#: Longest wait of a flush (seconds). A write to a live API takes milliseconds; Prefect's client
+#: retries one to an API that went away for about a minute.
+FLUSH_TIMEOUT_S = 120.0
+
 _lock = threading.Lock()
 _background = [0]  # open in_background(True) blocks
-_pool: ThreadPoolExecutor | None = None
-_pending: list[Future] = []
+_queue: queue.SimpleQueue = queue.SimpleQueue()
+_writer: list[threading.Thread] = []
+_pending: list[tuple[str, Future]] = []
 _client: dict[str, Any] = {"url": None, "context": None}  # touched by the writer thread only
 
 
@@ -57,35 +65,55 @@ def in_background(enabled: bool = True) -> Iterator[None]:
     finally:
         with _lock:
             _background[0] -= bool(enabled)
-        flush()
+        flush(FLUSH_TIMEOUT_S)
 
 
 def submit(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
     """``fn(*args, **kwargs)`` (a Prefect artifact call): queued to run after the writes queued before
     it, in a copy of this context, inside :func:`in_background`; made now elsewhere. ``what`` names it
     in the warning if it fails."""
-    global _pool
     if not _background[0]:
         done: Future = Future()
         done.set_result(fn(*args, **kwargs))  # as before: in the caller's thread, its errors its own
         return done
-    ctx = contextvars.copy_context()
+    fut: Future = Future()
     with _lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rhapso-artifacts")
-        fut = _pool.submit(ctx.run, _write, what, fn, args, kwargs)
-        _pending.append(fut)
+        if not _writer or not _writer[0].is_alive():
+            _writer[:] = [threading.Thread(target=_loop, name="rhapso-artifacts", daemon=True)]
+            _writer[0].start()
+        _queue.put((fut, contextvars.copy_context(), what, fn, args, kwargs))
+        _pending.append((what, fut))
         if len(_pending) > 256:  # keep the list short in a long run: drop the finished
-            _pending[:] = [f for f in _pending if not f.done()]
+            _pending[:] = [(w, f) for w, f in _pending if not f.done()]
     return fut
 
 
-def flush(timeout: float | None = None) -> None:
-    """Wait until every write queued so far has been made (or has failed and been logged)."""
+def flush(timeout: float | None = FLUSH_TIMEOUT_S) -> bool:
+    """Wait until every write queued so far has been made (or has failed and been logged), at most
+    ``timeout`` seconds; False (and a warning naming them) where some are still queued."""
     with _lock:
         pending, _pending[:] = list(_pending), []
-    if pending:
-        wait(pending, timeout=timeout)
+    if not pending:
+        return True
+    _, left = wait([f for _, f in pending], timeout=timeout)
+    if left:
+        names = [w for w, f in pending if f in left]
+        log.warning("%d Prefect artifact writes still queued after %.0f s (%s): they are dropped if the "
+                    "process exits first", len(names), timeout, ", ".join(names[:5]))
+        with _lock:
+            _pending[:0] = [(w, f) for w, f in pending if f in left]
+    return not left
+
+
+def _loop() -> None:
+    while True:
+        fut, ctx, what, fn, args, kwargs = _queue.get()
+        if not fut.set_running_or_notify_cancel():
+            continue
+        try:
+            fut.set_result(ctx.run(_write, what, fn, args, kwargs))
+        except BaseException as exc:  # noqa: BLE001 - _write logs every Exception; anything else ends only this write
+            fut.set_exception(exc)
 
 
 def _write(what: str, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:

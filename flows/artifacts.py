@@ -1,20 +1,22 @@
 """QC artifacts attached to flow runs (tables a person reads in the Prefect UI).
 
-Each is written in the background (:mod:`flows.artifact_writer`): the flow does not wait for
-the API; a top-level flow run waits for its writes before it returns.
+Against the local API a command runs, each is written in the background
+(:mod:`flows.artifact_writer`): the flow does not wait for the API, and a top-level flow run
+waits for its writes before it ends; against any other API, at once, as before.
 """
 
 from __future__ import annotations
 
 import time
 
-from flows import artifact_writer
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
+
+from flows import artifact_writer
 
 
 def _key(text: str) -> str:

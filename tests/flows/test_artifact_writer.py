@@ -40,6 +40,22 @@ def test_flush_and_the_end_of_the_block_wait_for_a_write_in_progress():
     assert done == [1, 2]
 
 
+def test_a_flush_waits_at_most_its_timeout_and_names_what_is_still_queued(caplog):
+    """An API gone away makes each write retry for about a minute: the run's end is not held for all of them."""
+    release = threading.Event()
+    made = []
+    with caplog.at_level(logging.WARNING, logger="flows.artifact_writer"):
+        with artifact_writer.in_background():
+            artifact_writer.submit("stuck", release.wait)
+            artifact_writer.submit("qc-report", lambda: made.append(1))
+            t = time.monotonic()
+            assert artifact_writer.flush(timeout=0.2) is False
+            assert time.monotonic() - t < 5
+            assert "2 Prefect artifact writes still queued" in caplog.text and "stuck, qc-report" in caplog.text
+            release.set()
+    assert made == [1]  # the block's own flush waited for what the first one left
+
+
 @pytest.mark.parametrize("enabled", [False, None], ids=["in_background(False)", "outside"])
 def test_elsewhere_a_write_is_made_at_once_in_the_callers_thread_and_its_error_is_the_callers(enabled):
     threads = []
