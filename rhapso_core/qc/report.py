@@ -193,7 +193,7 @@ def compute_metrics(
     metrics["solver"] = sol
     centroids = {k: (pa.mean(axis=0, keepdims=True) + pb.mean(axis=0, keepdims=True)) / 2.0
                  for k, (pa, pb) in matches_world.items()}
-    metrics["loops"] = loop_closure(pair_models(matches_world, p.loop_model), centroids)
+    metrics["loops"] = []  # measured below, beside the image reads
     if pictures and views:
         # The colour bar ends at the warning threshold: a tile inside it never looks "bad".
         out_pics["layout"] = pics.data_uri(tile_layout_picture(geom_out, sol["tiles"], sol["links"],
@@ -201,11 +201,12 @@ def compute_metrics(
 
     sources = {v: open_view(sd_in, v, storage_options) for v in views}
     pairs = comparable_pairs(sd_in, views, geom_in, geom_out)
-    # Each overlap's correlation, the fused image's seams and the detection pictures read and compute apart:
-    # one pool of parts, the longest (the fused image) first, so that the cores stay busy to the end.
+    # Each overlap's correlation, the fused image's seams, the detection pictures and the loops' closure read
+    # and compute apart: one pool of parts, the longest (the fused image) first, so that the cores stay busy.
     parts = []
     if fused_uri is not None:
         parts.append(lambda: _fused(fused_uri, sd_out, geom_out, p, storage_options, pictures))
+    parts.append(lambda: loop_closure(pair_models(matches_world, p.loop_model), centroids))
     parts += [lambda pr=pr: overlap_ncc_table(sources, sizes, before, after, pairs=[pr], n_samples=p.ncc_samples,
                                               max_voxels=p.max_read_voxels)[0] for pr in pairs]
     parts += [lambda v=v: detection_picture(sources[v], points.get(v, np.zeros((0, 3))), max_voxels=p.max_read_voxels,
@@ -214,6 +215,7 @@ def compute_metrics(
               for v in pictured]
     got = in_threads(lambda part: part(), parts)
     fused_got = got.pop(0) if fused_uri is not None else None
+    metrics["loops"] = got.pop(0)
     fusion: dict[str, Any] = {"ncc": got[:len(pairs)]}
     if pictured:
         out_pics["detection"] = [(pics.data_uri(png), f"timepoint {v[0]} setup {v[1]}")

@@ -9,8 +9,8 @@ solver knows: which links it removed, iterations, its own error figures.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import networkx as nx
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError
 
@@ -18,6 +18,9 @@ from rhapso_core import transforms
 from rhapso_core.qc._records import ViewId, name, num, parse_vid, vid
 from rhapso_core.qc.matching import fit_pair_model
 from rhapso_core.qc.pictures import layout_picture
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = ["link_residuals", "solver_metrics", "pair_models", "loop_closure", "tile_layout_picture"]
 
@@ -139,6 +142,8 @@ def pair_models(
 
 def _ordered_cycle(graph: nx.Graph, nodes: list) -> list | None:
     """The cycle's nodes in traversal order (cycle_basis already gives them so; checked)."""
+    import networkx as nx
+
     k = len(nodes)
     if all(graph.has_edge(nodes[i], nodes[(i + 1) % k]) for i in range(k)):
         return nodes
@@ -175,6 +180,10 @@ def loop_closure(
         One per cycle of a cycle basis (``networkx.cycle_basis``): ``views``, ``length``,
         ``mean_error``, ``max_error`` (world units).
     """
+    # networkx (0.2 s to import) only here: the QC report computes this beside its image reads, where
+    # the import costs no time, instead of every command's start paying for it.
+    import networkx as nx
+
     g = nx.Graph()
     for a, b in models:
         g.add_edge(a, b)
