@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import threading
+import time
 
 import pytest
 
@@ -63,13 +64,23 @@ def test_background_server_found_by_pid_file_and_health(prefect_home, monkeypatc
 @pytest.mark.slow  # starts a Prefect API server (10-20 s on 2 cores)
 def test_early_server_serves_the_run_then_stops(monkeypatch):
     from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.runtime import flow_run
     from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
+    from flows import artifact_writer, artifacts, lean_flow
     from flows.runtime import prefect_api
 
     @flow
     def tiny() -> str:
         return get_current_settings().api.url
+
+    @lean_flow.flow(name="local-api-artifacts")
+    def noted(tag: str) -> str:
+        artifact_writer.submit("a slow write", time.sleep, 0.5)  # still queued when the function returns
+        artifacts.output_note("Local API", [tag], key=f"local-api-{tag}")
+        return flow_run.id
 
     # No configured API (a test harness of this session may have set one), no background
     # server, and the profile's own database (a fresh PREFECT_HOME would first run every migration).
@@ -87,6 +98,16 @@ def test_early_server_serves_the_run_then_stops(monkeypatch):
                 assert tiny() == url
                 # No heartbeat thread to join at each flow run's end while our temporary server serves.
                 assert get_current_settings().flows.heartbeat_frequency is None
+                # Our server retries locked writes itself: the run's artifacts go to the background writer,
+                # and a top-level run still ends with them written (flows/artifact_writer.py).
+                assert artifact_writer._background[0] >= 1
+                tag = f"t{time.monotonic_ns()}"
+                run_id = noted(tag)
+                with get_client(sync_client=True) as client:
+                    found = client.read_artifacts(artifact_filter=ArtifactFilter(
+                        key=ArtifactFilterKey(any_=[f"local-api-{tag}"])))
+                assert len(found) == 1 and str(found[0].flow_run_id) == run_id
+            assert artifact_writer._background[0] == 0
             assert server.process is None  # stopped with the run
         finally:
             server.stop()
