@@ -748,6 +748,10 @@ def main(argv: list[str] | None = None) -> int:
             from flows import runtime
 
             runtime.ANNOUNCE_API = lambda line: print(f"  {line}", file=sys.stderr, flush=True)
+            from rhapso_cli import kept_process
+
+            if kept_process.describe():
+                runtime.ANNOUNCE_API(kept_process.describe())
         try:
             with _command_env(args.verbose), handling_signals(args.command, _KEPT.get(args.command, "finished work")):
                 return args.func(args)
@@ -764,6 +768,18 @@ def main(argv: list[str] | None = None) -> int:
 def cli(argv: list[str] | None = None) -> int:
     """The ``rhapso`` program (console script and ``python -m``): ``main`` plus a process-level
     guard for the interpreter's teardown after the command returned."""
+    launch = None
+    if argv is None:  # the program itself, not a call from Python: a kept process may run it
+        from rhapso_cli import kept_process
+
+        launch = kept_process.Launch(sys.argv[1:])
+        try:
+            rc = kept_process.run(launch.argv, launch)
+        except ValueError as exc:  # RHAPSO_KEPT_PROCESS_IDLE_S that is not a number
+            print(f"rhapso: {exc}", file=sys.stderr, flush=True)
+            return EXIT_BAD_INPUT
+        if rc is not None:
+            return rc
     from rhapso_cli.interrupt import exit_quietly_on_signal, guard_process_teardown
 
     guard_process_teardown()
@@ -778,6 +794,8 @@ def cli(argv: list[str] | None = None) -> int:
     finally:
         startup_gc.resume()  # a command that ended before running anything
 
+    if launch is not None:  # a flow command that ran here: a kept process for the next ones
+        kept_process.start_for_next(launch)
     exit_quietly_on_signal(rc)
     # Prefect's background services report, while the interpreter exits, items still queued
     # for the API (events, logs of a run that has ended): a line after the command's own

@@ -139,16 +139,21 @@ def chromium() -> str:
 
 @pytest.fixture(scope="session", autouse=True)
 def _temporary_prefect_api_per_command():
-    """Commands the tests run start a temporary Prefect API each, stopped with them: the local API
-    kept between commands (flows/kept_api.py, the default) would outlive the session, in the
-    user's Prefect home. tests/flows/test_kept_api.py tests that one, in folders of its own."""
-    previous = os.environ.get("RHAPSO_LOCAL_API_IDLE_S")
-    os.environ["RHAPSO_LOCAL_API_IDLE_S"] = "0"
+    """Commands the tests run start a temporary Prefect API each, stopped with them, and run in
+    a fresh process each: the local API and the process kept between commands (flows/kept_api.py,
+    rhapso_cli/kept_process.py, both the default) would outlive the session, in the user's Prefect
+    home. tests/flows/test_kept_api.py and tests/cli/test_kept_process.py test them, in folders of
+    their own."""
+    names = ("RHAPSO_LOCAL_API_IDLE_S", "RHAPSO_KEPT_PROCESS_IDLE_S")
+    previous = {name: os.environ.get(name) for name in names}
+    for name in names:
+        os.environ[name] = "0"
     yield
-    if previous is None:
-        os.environ.pop("RHAPSO_LOCAL_API_IDLE_S", None)
-    else:
-        os.environ["RHAPSO_LOCAL_API_IDLE_S"] = previous
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")
