@@ -18,6 +18,7 @@ the same command again resumes. A second signal exits at once.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import signal
 import sys
@@ -39,15 +40,25 @@ def _mark_cancelled(held: dict[str, dict]) -> None:
         if rec is not None and rec.state == "running":
             write_record(out_dir, RunRecord(rec.input_xml, rec.input_sha256, rec.params, "cancelled"))
     run_ids = [r.get("run_id") for r in held.values() if r.get("run_id")]
-    if not run_ids or not os.environ.get("PREFECT_API_URL"):
+    api_url = os.environ.get("PREFECT_API_URL")
+    if not run_ids or not api_url:
         return
-    from prefect.client.orchestration import get_client
-    from prefect.states import Cancelled
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_ALLOW_EPHEMERAL_MODE, temporary_settings
 
+    # The API the command exported when it set it. Without it, Prefect's settings here could be
+    # those read at its import (no API), and Prefect would start a server of its own, which the
+    # exit below (os._exit: no exit functions) would leave running on the database.
+    with temporary_settings(updates={PREFECT_API_URL: api_url, PREFECT_SERVER_ALLOW_EPHEMERAL_MODE: False}):
+        _cancel_runs(run_ids)
+
+
+def _cancel_runs(run_ids: list) -> None:
+    from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         FlowRunFilter, FlowRunFilterParentFlowRunId, FlowRunFilterState, FlowRunFilterStateType,
     )
     from prefect.client.schemas.objects import StateType
+    from prefect.states import Cancelled
 
     with get_client(sync_client=True) as client:
         # The stage subflows still running (detection, a matching round, fusion) would otherwise
@@ -94,13 +105,15 @@ def _quietly(step) -> None:
         pass
 
 
-def _cleanup_and_exit(signum: int) -> None:
+def _cleanup_and_exit(signum: int, context: contextvars.Context) -> None:
     from rhapso_core.pipeline.run_lock import held_locks, release_held
 
     held = held_locks()
     steps = [lambda: _mark_cancelled(held), release_held, _stop_services]
     for step in steps:
-        t = threading.Thread(target=_quietly, args=(step,), daemon=True)
+        # In the interrupted command's context (its Prefect settings: API, certificates): a new
+        # thread starts from an empty one.
+        t = threading.Thread(target=context.copy().run, args=(_quietly, step), daemon=True)
         t.start()
         t.join(DEADLINE_S / len(steps))
     folders = ", ".join(held) or "the output"
@@ -117,7 +130,7 @@ def _handler(signum, frame) -> None:
     _state["fired"] = True
     # The clean-up runs beside the interrupted main thread; a watchdog ends the process
     # even if a step hangs (a Ray or HTTP call that ignores the deadline).
-    threading.Thread(target=_cleanup_and_exit, args=(signum,), daemon=True).start()
+    threading.Thread(target=_cleanup_and_exit, args=(signum, contextvars.copy_context()), daemon=True).start()
     watchdog = threading.Timer(DEADLINE_S + 4, lambda: os._exit(EXIT_INTERRUPTED))
     watchdog.daemon = True
     watchdog.start()

@@ -98,3 +98,60 @@ def test_interrupted_align_stops_quickly(rel_harness, write_dataset_copy, tmp_pa
                                      f"{len(left_running)} left running")
     assert folder_hash(paths.root) == before, "the input folder was modified"
     # The resume (the same command again in this folder) is checked by test_reliability_fault_injection.py.
+
+
+def _session_members(sid: int) -> list[str]:
+    """Command lines of the live processes of session ``sid``."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[-1].split()
+            if int(fields[3]) == sid and fields[0] != "Z":
+                out.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+@pytest.mark.slow
+def test_interrupted_align_on_its_own_local_api_leaves_no_server(rel_env, write_dataset_copy, tmp_path):
+    """The default for a user: no PREFECT_API_URL, so the command sets its own (a local server,
+    temporary here). Its Ctrl-C clean-up marks the run cancelled from a thread, where Prefect's
+    settings are those read at import (no API): Prefect used to start a server of its own there,
+    which the command's exit left running on the user's database, for good, locking it against
+    later commands (one waited 62 s for a write). Tolerance: exit 130, and no process of the
+    command's session alive 10 s after it ends."""
+    paths = write_dataset_copy("interrupt-local-api", **SMALL)
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), RHAPSO_LOCAL_API_IDLE_S="0",
+               RHAPSO_KEPT_PROCESS_IDLE_S="0", PREFECT_HOME=str(tmp_path / "prefect-home"))
+    proc = subprocess.Popen([sys.executable, "-m", "rhapso_cli.main", "align", str(paths.xml), "--out",
+                             str(out / "aligned.xml"), "--no-ray"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, start_new_session=True)
+    lock = out / ".rhapso-run.lock"
+    deadline = time.time() + 240
+    while not lock.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert proc.poll() is None, f"the run ended before it could be interrupted: {proc.communicate()[1][-1500:]}"
+    time.sleep(1.0)  # inside the flow run
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        left: list[str] = []
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            left = _session_members(proc.pid)
+            if not left:
+                break
+            time.sleep(0.2)
+        for pid_dir in Path("/proc").glob("[0-9]*"):  # whatever was left: not for the rest of the session
+            try:
+                if int((pid_dir / "stat").read_text().rsplit(")", 1)[-1].split()[3]) == proc.pid:
+                    os.kill(int(pid_dir.name), signal.SIGKILL)
+            except (OSError, ValueError, IndexError):
+                pass
+    assert proc.returncode == 130, f"rc {proc.returncode}: {err[-2000:]}"
+    assert "interrupted" in err
+    assert not left, f"left running after the command: {left}"
