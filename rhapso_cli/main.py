@@ -680,9 +680,11 @@ def _command_env(verbose: bool):
         # Only the console gets quieter: Prefect's API handler still ships INFO logs to the
         # UI. Prefect configures its loggers once per process, so this goes through its
         # handlers, never through PREFECT_LOGGING_LEVEL (which would stick for the process).
-        from prefect.logging.configuration import setup_logging
+        # Prefect set its logging up at import, once per process; setup_logging() would do it
+        # again, re-rendering its logging template from all its settings: 0.26 s a command.
+        from prefect.logging.configuration import ensure_logging_setup
 
-        setup_logging()
+        ensure_logging_setup()
         for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
             for h in logging.getLogger(name).handlers:
                 if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
