@@ -14,8 +14,10 @@ is the kept side):
    files read at import (Prefect's profiles; ``prefect.toml``, ``pyproject.toml``, ``.env`` and
    numba's ``.numba_config.yaml`` in the working folder), the mtimes of the installation's
    ``site-packages`` folders (a package installed or removed) and of the project's source
-   files. (``python -m rhapso_cli.main`` puts the working folder on ``sys.path``: a kept process
-   per folder; the ``rhapso`` program does not);
+   files, and what a forked process inherits from the kept one rather than from the command:
+   control groups (a batch job's limits), resource limits, priority. (``python -m
+   rhapso_cli.main`` puts the working folder on ``sys.path``: a kept process per folder; the
+   ``rhapso`` program does not);
 2. ``kept.json`` in the state folder names a ready kept process with the same key: the command
    connects to its Unix socket, sends its arguments, working folder, environment, umask and CPU
    affinity, and its stdin, stdout and stderr themselves (``SCM_RIGHTS``);
@@ -177,7 +179,26 @@ def key(environ: dict[str, str], path: list[str], cwd: str) -> str:
             with contextlib.suppress(OSError):
                 parts.append(f"{entry}:{os.stat(entry).st_mtime_ns}")
     parts.append(source_fingerprint())
+    parts.append(process_limits())
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
+def process_limits() -> str:
+    """What a forked command inherits from the kept process rather than from the command that
+    asks for it: its control groups (a batch job's memory and CPU limits), resource limits
+    (``ulimit``) and scheduling priority (``nice``). Part of the key, so a command whose own
+    differ runs in a fresh process (and starts a kept process with them)."""
+    import resource
+
+    parts = []
+    with contextlib.suppress(OSError):
+        parts.append(Path("/proc/self/cgroup").read_text())
+    for name in sorted(n for n in dir(resource) if n.startswith("RLIMIT_")):
+        with contextlib.suppress(OSError, ValueError):
+            parts.append(f"{name}={resource.getrlimit(getattr(resource, name))}")
+    with contextlib.suppress(OSError):
+        parts.append(f"nice={os.getpriority(os.PRIO_PROCESS, 0)}")
+    return "\n".join(parts)
 
 
 def source_fingerprint() -> str:

@@ -29,13 +29,23 @@ from pathlib import Path
 #: Seconds a connection gets to deliver its request before it is dropped.
 REQUEST_TIMEOUT_S = 5.0
 
-#: The modules a flow command imports, in the order it does (the rest follows from them).
+#: The modules a flow command imports, in the order it does (the rest follows from them); the
+#: second half, those it imports later, at their first use (listed from ``sys.modules`` at the
+#: end of a forked ``rhapso stitch``). None starts a thread at import; numba's threading layer
+#: (``numba.np.ufunc.*pool``) is left to the command, which starts it.
 WARM_MODULES = (
     "rhapso_cli.main", "rhapso_cli.early", "rhapso_cli.interrupt", "rhapso_cli.failures", "rhapso_cli.summary",
-    "rhapso_cli.progress", "rhapso_core.config", "rhapso_core.param_files",
+    "rhapso_cli.progress", "rhapso_cli.startup_gc", "rhapso_core.config", "rhapso_core.param_files",
     "flows.local_api", "flows.kept_api", "flows.runtime", "flows.stitch", "flows.alignment", "flows.fusion",
     "flows.pyramid", "tasks.detection", "tasks.matching", "tasks.solving", "tasks.fusion", "tasks.qc",
     "prefect.client.orchestration", "prefect.logging.configuration",
+    # at first use
+    "flows.blas_threads", "flows.loopback_tls", "rhapso_core.executor", "rhapso_core.planner",
+    "rhapso_core.pipeline.preflight", "rhapso_core.pipeline.input_guard", "rhapso_core.detection.dog_detector",
+    "rhapso_core.stitching.precision", "rhapso_core.stitching.peak_fit", "rhapso_core.stitching._ncc_kernel",
+    "rhapso_core.io.tiff_source", "rhapso_core.io.bdv_hdf5", "rhapso_core.io.bdv_n5", "rhapso_core.intensity.store",
+    "rhapso_core.qc.report", "rhapso_core.qc.solver", "networkx", "pydantic.v1", "prefect.utilities.visualization",
+    "psutil", "tifffile", "threadpoolctl", "anyio._backends._asyncio", "xml.etree.ElementTree",
 )
 
 _pid = os.getpid()  # the kept process's own PID: its clean-up never runs in a forked child

@@ -294,3 +294,25 @@ def test_console_colours_follow_the_commands_terminal(monkeypatch):
         logger.removeHandler(handler)
         for f in (r, w, fd):
             os.close(f)
+
+
+def test_key_follows_what_a_forked_command_inherits(monkeypatch):
+    """Resource limits (a lower ``ulimit -v`` in a batch job), control groups and priority come
+    from the kept process, not from the command: a command whose own differ gets another key."""
+    import resource
+
+    base = {"PATH": "/usr/bin"}
+    k = kept_process.key(base, ["/a"], "/")
+    real = resource.getrlimit
+
+    def lower_as(which):
+        if which == resource.RLIMIT_AS:
+            return (2 ** 34, 2 ** 34)
+        return real(which)
+
+    monkeypatch.setattr(resource, "getrlimit", lower_as)
+    assert kept_process.key(base, ["/a"], "/") != k
+    monkeypatch.setattr(resource, "getrlimit", real)
+    assert kept_process.key(base, ["/a"], "/") == k
+    monkeypatch.setattr(os, "getpriority", lambda *a: 10)
+    assert kept_process.key(base, ["/a"], "/") != k
