@@ -263,8 +263,9 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
     return summary
 
 
-def _qc_inputs(xml: str, summary: AlignmentSummary, label: str, ground_truth: str | None) -> dict:
-    """What QC compares, for :func:`run_qc` and :func:`start_qc_measure` alike."""
+def run_qc(xml: str, summary: AlignmentSummary, label: str, fused: str | None = None,
+           ground_truth: str | None = None) -> dict:
+    """QC of an alignment (and its fusion) from the run's outputs, published as an artifact."""
     last = summary.last_round
     if last.kind == "split":
         # A split solve is compared with the split dataset it started from (the same views);
@@ -273,25 +274,11 @@ def _qc_inputs(xml: str, summary: AlignmentSummary, label: str, ground_truth: st
     else:
         qc_input, store, labels = xml, summary.store, [label]
     phase_links = [k for r in summary.rounds for k in r.phase_links]
-    return dict(input_xml=qc_input, store=store, label=labels, pair_records=[r.to_dict() for r in last.pair_records],
-                solver_report=last.solver_report, ground_truth=ground_truth, phase_links=phase_links or None,
-                verify_reports=[r.verify for r in summary.rounds])
-
-
-def start_qc_measure(xml: str, summary: AlignmentSummary, label: str, ground_truth: str | None = None):
-    """Submit QC's measurements that need no fused image (:func:`tasks.qc.qc_measure`), to run
-    beside the fusion that follows; its future, for :func:`run_qc`'s ``measured``."""
-    return qc_tasks.qc_measure.submit(solved_xml=summary.output, **_qc_inputs(xml, summary, label, ground_truth))
-
-
-def run_qc(xml: str, summary: AlignmentSummary, label: str, fused: str | None = None,
-           ground_truth: str | None = None, measured=None) -> dict:
-    """QC of an alignment (and its fusion) from the run's outputs, published as an artifact;
-    ``measured``: :func:`start_qc_measure`'s future for this run (only the fused image and the
-    solved XML's intensity correction are then measured here)."""
-    inputs = _qc_inputs(xml, summary, label, ground_truth)
-    qc = qc_tasks.qc_report(inputs.pop("input_xml"), summary.output, inputs.pop("store"), inputs.pop("label"),
-                            fused=fused, resolved_params=summary.resolved_params_json, measured=measured, **inputs)
+    qc = qc_tasks.qc_report(qc_input, summary.output, store, labels, [r.to_dict() for r in last.pair_records],
+                            last.solver_report, fused=fused, ground_truth=ground_truth,
+                            phase_links=phase_links or None,
+                            verify_reports=[r.verify for r in summary.rounds],
+                            resolved_params=summary.resolved_params_json)
     artifacts.qc_note(qc)
     return qc
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flows.lean_flow import flow
 
-from flows.alignment import run_alignment, run_qc, start_qc_measure
+from flows.alignment import run_alignment, run_qc
 from flows.fusion import run_fusion
 from flows.layout import alignment_outputs, clear_dead_run_temporaries, fusion_outputs, guard_outputs
 from flows.params import resolve
@@ -60,14 +60,10 @@ def stitch(
         write_record(out, record)
         staged = staged_name(aligned)
         a = run_alignment(xml, aligned, p, qc=False, final_xml=staged)
-        # QC's tiles, points and solve are measured while the fusion runs (it leaves cores idle
-        # in its last work unit and the pyramid); the fused image's part comes after it.
-        measured = start_qc_measure(xml, a, p.detection.label, ground_truth)
         f = run_fusion(staged, fused, p, overwrite)
-        measured.wait()  # it reads the staged XML, published next; its failure is QC's, raised below
         a.output = publish(staged, aligned)
         write_record(out, RunRecord(xml, sha, shaping, "complete"))
-        qc = run_qc(xml, a, p.detection.label, fused=fused, ground_truth=ground_truth, measured=measured)
+        qc = run_qc(xml, a, p.detection.label, fused=fused, ground_truth=ground_truth)
     result = {"alignment": a.to_dict(), "fusion": f, "aligned_xml": aligned, "fused": fused, "qc": qc,
               "executor": executor.to_dict()}
     # A "fail" verdict fails the run after everything is written (exit 3 in the CLI).

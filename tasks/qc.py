@@ -5,22 +5,7 @@ from __future__ import annotations
 from prefect import task
 
 from rhapso_core.qc import build_report
-from rhapso_core.qc.report import measure_before_fusion
 from tasks.policies import RETRY_DELAYS, retry_transient
-
-
-@task(name="qc-measure", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
-def qc_measure(
-    input_xml: str, solved_xml: str, store: str, label: str | list[str], pair_records: list[dict] | None = None,
-    solver_report: dict | None = None, ground_truth: str | None = None, phase_links: list[dict] | None = None,
-    verify_reports: list[dict | None] | None = None,
-) -> tuple[dict, dict]:
-    """The QC metrics and pictures that need neither the fused image nor the published solved XML
-    (:func:`~rhapso_core.qc.report.measure_before_fusion`): a stitch measures them while it fuses."""
-    return measure_before_fusion(
-        input_xml, solved_xml, store, label, pair_records=pair_records, solver_report=solver_report,
-        ground_truth=ground_truth, phase_links=phase_links, verify_reports=verify_reports,
-    )
 
 
 @task(name="qc-report", retries=3, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
@@ -29,12 +14,11 @@ def qc_report(
     solver_report: dict | None = None, fused: str | None = None, ground_truth: str | None = None,
     out_html: str | None = None, phase_links: list[dict] | None = None,
     verify_reports: list[dict | None] | None = None, resolved_params: str | None = None,
-    measured: tuple[dict, dict] | None = None,
 ) -> dict:
     result = build_report(
         input_xml, solved_xml, store, label, pair_records=pair_records, solver_report=solver_report,
         fused_uri=fused, ground_truth=ground_truth, out_html=out_html, phase_links=phase_links,
-        verify_reports=verify_reports, resolved_params=resolved_params, measured=measured,
+        verify_reports=verify_reports, resolved_params=resolved_params,
     )
     # The metrics stay in the HTML; the flow keeps the verdict and where to look.
     return {k: result[k] for k in ("verdict", "reasons", "thresholds", "report_uri", "neuroglancer_url")}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import copy
 import math
 import os
 from collections.abc import Mapping
@@ -125,72 +124,6 @@ def compute_metrics(
     (metrics, pictures)
         JSON-able metric sections and a dict of data URIs.
     """
-    return _measure(input_xml, solved_xml, store_uri, label, pair_records=pair_records, solver_report=solver_report,
-                    fused_uri=fused_uri, ground_truth=ground_truth, params=params, storage_options=storage_options,
-                    pictures=pictures, phase_links=phase_links, verify_reports=verify_reports,
-                    min_matches=min_matches, finish=True)
-
-
-def measure_before_fusion(
-    input_xml: str,
-    solved_xml: str,
-    store_uri: str,
-    label: str | Sequence[str] = "beads",
-    **kw,
-) -> tuple[dict, dict]:
-    """:func:`compute_metrics` less what needs the fused image or the published solved XML: everything
-    that reads the tiles, the points and the solve, which a stitch measures while it fuses (the fusion
-    leaves cores idle: its last work unit, the pyramid). :func:`finish_after_fusion` adds the rest;
-    the two give what :func:`compute_metrics` gives, to the byte (a test compares). Keyword arguments
-    as :func:`compute_metrics`'s, less ``fused_uri``."""
-    return _measure(input_xml, solved_xml, store_uri, label, fused_uri=None, finish=False, **kw)
-
-
-def finish_after_fusion(measured: tuple[dict, dict], solved_xml: str, fused_uri: str | None,
-                        params: QCParams | None = None, storage_options: dict | None = None,
-                        pictures: bool = True) -> tuple[dict, dict]:
-    """Add the fused image's seams (and its picture) and the solved XML's intensity correction to
-    :func:`measure_before_fusion`'s result; the whole (new dicts, the inputs untouched)."""
-    p = params or QCParams()
-    metrics, out_pics = copy.deepcopy(measured[0]), dict(measured[1])
-    if fused_uri is not None:
-        sd_out = load_xml(solved_xml, storage_options)
-        views = [tuple(v) for v in metrics["views"]]
-        geom_out = view_geometry(sd_out, views)
-        seam, png = _fused(fused_uri, sd_out, geom_out, p, storage_options, pictures)
-        metrics["fusion"]["seam"] = _jsonable(seam)
-        if png is not None:
-            out_pics["fused"] = pics.data_uri(png)
-    _add_intensity(metrics, solved_xml, storage_options)
-    return metrics, out_pics
-
-
-def _add_intensity(metrics: dict, solved_xml: str, storage_options) -> None:
-    from rhapso_core.qc.intensity import intensity_metrics
-
-    intensity = intensity_metrics(solved_xml, storage_options)
-    if intensity is not None:
-        metrics["intensity"] = _jsonable(intensity)
-
-
-def _measure(
-    input_xml: str,
-    solved_xml: str,
-    store_uri: str,
-    label: str | Sequence[str] = "beads",
-    *,
-    pair_records: Sequence[Mapping] | None = None,
-    solver_report: Mapping | None = None,
-    fused_uri: str | None = None,
-    ground_truth: str | os.PathLike | None = None,
-    params: QCParams | None = None,
-    storage_options: dict | None = None,
-    pictures: bool = True,
-    phase_links: Sequence[Mapping] | None = None,
-    verify_reports: Sequence[Mapping | None] | None = None,
-    min_matches: int = SolverParams.model_fields["min_matches"].default,
-    finish: bool = True,
-) -> tuple[dict, dict]:
     p = params or QCParams()
     sd_in = load_xml(input_xml, storage_options)
     sd_out = load_xml(solved_xml, storage_options)
@@ -303,10 +236,12 @@ def _measure(
 
         gauge = "affine" if (sol.get("model") == "affine") else "rigid"
         metrics["truth"] = score(ground_truth, sd_out, gauge=gauge).to_dict()
-    metrics = _jsonable(metrics)
-    if finish:
-        _add_intensity(metrics, solved_xml, storage_options)
-    return metrics, out_pics
+    from rhapso_core.qc.intensity import intensity_metrics
+
+    intensity = intensity_metrics(solved_xml, storage_options)
+    if intensity is not None:
+        metrics["intensity"] = intensity
+    return _jsonable(metrics), out_pics
 
 
 class _NoPoints:
@@ -377,7 +312,6 @@ def build_report(
     phase_links: Sequence[Mapping] | None = None,
     verify_reports: Sequence[Mapping | None] | None = None,
     resolved_params: str | Mapping | None = None,
-    measured: tuple[dict, dict] | None = None,
 ) -> dict:
     """Compute every QC metric of a run, judge it, and write one self-contained HTML report.
 
@@ -395,9 +329,6 @@ def build_report(
         Page heading.
     resolved_params : str or mapping, optional
         The run's parameter resolution (``resolved_params.json`` or its dict): shown as a table.
-    measured : (metrics, pictures), optional
-        :func:`measure_before_fusion`'s result for this run: only the fused image and the
-        intensity correction are measured here.
 
     Returns
     -------
@@ -406,14 +337,11 @@ def build_report(
         ``neuroglancer_url`` (or None) and ``metrics`` (JSON-able).
     """
     p = params or QCParams()
-    if measured is not None:
-        metrics, pictures = finish_after_fusion(measured, solved_xml, fused_uri, p, storage_options)
-    else:
-        metrics, pictures = compute_metrics(
-            input_xml, solved_xml, store_uri, label, pair_records=pair_records, solver_report=solver_report,
-            fused_uri=fused_uri, ground_truth=ground_truth, params=p, storage_options=storage_options,
-            phase_links=phase_links, verify_reports=verify_reports,
-        )
+    metrics, pictures = compute_metrics(
+        input_xml, solved_xml, store_uri, label, pair_records=pair_records, solver_report=solver_report,
+        fused_uri=fused_uri, ground_truth=ground_truth, params=p, storage_options=storage_options,
+        phase_links=phase_links, verify_reports=verify_reports,
+    )
     v = judge(metrics, p)
     from rhapso_core.qc.parameters import load_resolved
 

@@ -170,27 +170,3 @@ def test_report_screenshot_shows_the_verdict_and_the_pictures(report, chromium, 
     assert pictures >= 40, f"only {pictures} textured 40-px cells: pictures not decoded?"
     assert (grey[:, -16:] > 235).mean() > 0.99, "content reaches the right edge (horizontal overflow)"
     shutil.copy(png, tmp_path / "kept.png")  # left in pytest's tmp folder for a person to look at
-
-
-def test_measured_before_fusion_then_finished_equals_one_pass(qc_run, tmp_path):
-    """A stitch measures QC's tiles, points and solve while it fuses, and the fused image after:
-    the two halves give the one-pass metrics and pictures to the byte, and the same page."""
-    from rhapso_core.qc.report import compute_metrics, finish_after_fusion, measure_before_fusion
-
-    common = dict(pair_records=qc_run.pair_records, solver_report=qc_run.solver_report,
-                  ground_truth=qc_run.ground_truth)
-    whole = compute_metrics(qc_run.input_xml, qc_run.solved_xml, qc_run.store, "beads", fused_uri=qc_run.fused,
-                            **common)
-    measured = measure_before_fusion(qc_run.input_xml, qc_run.solved_xml, qc_run.store, "beads", **common)
-    assert "seam" not in measured[0]["fusion"] and "fused" not in measured[1]
-    snapshot = json.dumps(measured[0], sort_keys=False)
-    halves = finish_after_fusion(measured, qc_run.solved_xml, qc_run.fused)
-    assert json.dumps(halves[0]) == json.dumps(whole[0])  # key order too
-    assert list(halves[1]) == list(whole[1]) and halves[1] == whole[1]
-    assert json.dumps(measured[0]) == snapshot  # the measured half is not modified
-    pages = []
-    for kw in ({"fused_uri": qc_run.fused}, {"fused_uri": qc_run.fused, "measured": measured}):
-        out = tmp_path / f"r{len(pages)}.html"
-        build_report(qc_run.input_xml, qc_run.solved_xml, qc_run.store, "beads", out_html=str(out), **common, **kw)
-        pages.append(out.read_text(encoding="utf-8").replace(str(out), "OUT"))
-    assert pages[0] == pages[1]
