@@ -208,9 +208,14 @@ def run_ours(ds: dict, work: Path, tag: str, root: Path = ROOT, kept: bool = Tru
     # a child of the process timed here); the small process timed here waits for it.
     usage = work / f"ours_{tag}.rusage.json"
     usage.unlink(missing_ok=True)
+    # Each checkout's Prefect database of its own: two Prefect servers on one SQLite file (the two
+    # checkouts' kept APIs) lock each other out, now and then for SQLite's busy timeout (60 s),
+    # which a run then waits (seen: one run of 67 s against 7).
     env = dict(ENV, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               PREFECT_HOME=str(work / "prefect-home" / root.name),
                PREFECT_LOCAL_STORAGE_PATH=str(results), RHAPSO_LOCAL_API_DIR=str(_kept_api_dir(work, root)),
                RHAPSO_KEPT_PROCESS_DIR=str(_kept_process_dir(work, root)), RHAPSO_KEPT_PROCESS_RUSAGE=str(usage))
+    Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     if not kept:
         env["RHAPSO_KEPT_PROCESS_IDLE_S"] = "0"
     r = measured([sys.executable, "-m", "rhapso_cli.main", "stitch", ds["xml"], "--out", str(out)], log, env,
