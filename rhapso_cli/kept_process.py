@@ -89,6 +89,10 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 #: In a command forked from the kept process: that process's PID (the command says so).
 SERVED_BY: int | None = None
 
+#: Seconds the command waits for the kept process to name the forked command (it answers in
+#: milliseconds; only a stuck kept process takes longer).
+HANDSHAKE_TIMEOUT_S = 30.0
+
 #: The start of a request: the length of the JSON that follows (the descriptors ride on it).
 _HEADER = struct.Struct("!I")
 
@@ -303,12 +307,19 @@ def _run_through(conn: socket.socket, argv: list[str], launch: Launch) -> int | 
     try:
         socket.send_fds(conn, [_HEADER.pack(len(request))], [0, 1, 2])
         conn.sendall(request)
+        conn.settimeout(HANDSHAKE_TIMEOUT_S)
         reader = conn.makefile("rb")
         first = _message(reader)
+    except TimeoutError:
+        # It may have started the command after all: running it here too could run it twice.
+        print(f"rhapso: the process kept between commands did not answer within {HANDSHAKE_TIMEOUT_S:g} s; "
+              "run the command again (RHAPSO_KEPT_PROCESS_IDLE_S=0: in a fresh process)", file=sys.stderr, flush=True)
+        return 1
     except OSError:
         return None  # retiring, or replaced between our look and our request: nothing ran
     if first is None or "pid" not in first:
-        return None
+        return None  # refused (another key: replaced since our look), or gone: nothing ran
+    conn.settimeout(None)
     pid = int(first["pid"])
     previous = {s: signal.signal(s, lambda signum, frame: _forward(pid, signum)) for s in FORWARDED}
     try:

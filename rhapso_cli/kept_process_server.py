@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     retiring = []
     signal.signal(signal.SIGTERM, lambda signum, frame: retiring.append(signum))
     try:
-        serve(listener, state, args.idle_s, retiring)
+        serve(listener, state, args.idle_s, retiring, args.key)
     finally:
         if os.getpid() == _pid:
             listener.close()
@@ -127,7 +127,7 @@ def _forget(state: Path, path: str, inode: int) -> None:
             os.unlink(path)
 
 
-def serve(listener: socket.socket, state: Path, idle_s: float, retiring: list) -> None:
+def serve(listener: socket.socket, state: Path, idle_s: float, retiring: list, key: str) -> None:
     from rhapso_cli.kept_process import locked, read_info
 
     last = time.monotonic()
@@ -159,6 +159,13 @@ def serve(listener: socket.socket, state: Path, idle_s: float, retiring: list) -
                 request, fds = _receive(conn)
             except (OSError, ValueError) as exc:
                 print(f"request refused: {exc}", flush=True)
+                continue
+            if request.get("key") != key:
+                # Read from a record that named this socket's previous owner: closed unanswered,
+                # the command runs in its own process.
+                print("request refused: another key", flush=True)
+                for fd in fds:
+                    os.close(fd)
                 continue
             try:
                 _fork_waiter(conn, listener, request, fds)

@@ -178,6 +178,22 @@ def test_a_killed_client_ends_its_command(env, tmp_path):
     assert _alive(info["pid"])  # the kept process itself serves on
 
 
+def test_a_request_with_another_key_is_refused_unanswered(env, tmp_path):
+    """A command that read the record of the socket's previous owner (replaced since) is refused
+    before anything is forked, and runs in its own process (``run`` answers None)."""
+    import socket
+
+    info = started_kept(env, tmp_path)
+    launch = kept_process.Launch(["stitch", str(tmp_path / "missing.xml"), "--out", str(tmp_path / "o")])
+    launch._key = "not-its-key"
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.connect(info["socket"])
+    with conn:
+        assert kept_process._run_through(conn, launch.argv, launch) is None
+    assert _children(info["pid"]) == [] and _alive(info["pid"])
+    assert "request refused: another key" in (Path(env["RHAPSO_KEPT_PROCESS_DIR"]) / "kept.log").read_text()
+
+
 def test_idle_kept_process_exits_and_cleans_up(env, tmp_path):
     env = dict(env, RHAPSO_KEPT_PROCESS_IDLE_S="1")
     info = started_kept(env, tmp_path)
