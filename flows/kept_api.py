@@ -35,7 +35,6 @@ import contextlib
 import fcntl
 import hashlib
 import importlib.util
-import json
 import os
 import signal
 import socket
@@ -44,6 +43,7 @@ import sys
 import time
 from pathlib import Path
 
+from flows.kept_state import is_process_of, locked, read_record, running, try_exclusive, write_record
 from flows.local_api import STARTUP_TIMEOUT_S, server_env
 
 #: Seconds without a command after which the kept server exits, unless RHAPSO_LOCAL_API_IDLE_S says.
@@ -118,52 +118,17 @@ def server_key(app: str = APP) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
-@contextlib.contextmanager
-def locked(path: Path, mode: int = fcntl.LOCK_EX):
-    with open(path, "a+") as f:
-        fcntl.flock(f, mode)
-        try:
-            yield f
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def try_exclusive(f) -> bool:
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-
-
 def read_info(state: Path) -> dict | None:
-    try:
-        info = json.loads((state / "server.json").read_text())
-        return info if isinstance(info, dict) and "pid" in info and "port" in info else None
-    except (OSError, ValueError):
-        return None
+    return read_record(state / "server.json", ("pid", "port"))
 
 
 def write_info(state: Path, info: dict) -> None:
-    tmp = state / f".server.json.{os.getpid()}"
-    tmp.write_text(json.dumps(info))
-    os.replace(tmp, state / "server.json")
+    write_record(state / "server.json", info)
 
 
 def is_server_process(pid: int, state: Path) -> bool:
     """The process ``pid`` exists and is the kept server of ``state`` (not a reused PID)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        try:  # no /proc: the process exists, trust the PID
-            os.kill(pid, 0)
-            return True
-        except OSError:
-            return False
-    if stat.rsplit(")", 1)[-1].split()[0] == "Z":  # exited, not yet reaped by the command that started it
-        return False
-    return _SERVER_SCRIPT.name.encode() in b" ".join(cmdline) and str(state).encode() in cmdline
+    return is_process_of(pid, _SERVER_SCRIPT.name, state)
 
 
 def healthy(api_url: str, timeout: float = 1.0) -> bool:
@@ -177,18 +142,6 @@ def healthy(api_url: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def _running(pid: int) -> bool:
-    """The process exists and has not exited (a zombie, not yet reaped by its parent, has)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        try:
-            os.kill(pid, 0)
-            return True
-        except OSError:
-            return False
-
-
 def terminate(pid: int, wait_s: float = 0.0, kill_after_s: float | None = None) -> None:
     """SIGTERM ``pid``; wait up to ``wait_s`` for it to end, or SIGKILL it after ``kill_after_s``
     (uvicorn defers SIGTERM until the application's start-up has finished)."""
@@ -196,7 +149,7 @@ def terminate(pid: int, wait_s: float = 0.0, kill_after_s: float | None = None) 
         os.kill(pid, signal.SIGTERM)
     t0 = time.monotonic()
     deadline = t0 + wait_s
-    while _running(pid):
+    while running(pid):
         now = time.monotonic()
         if kill_after_s is not None and now - t0 >= kill_after_s:
             with contextlib.suppress(OSError):

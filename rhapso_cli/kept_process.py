@@ -51,7 +51,6 @@ be too long for a Unix socket), and the kept process serves only connections fro
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -62,6 +61,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from flows.kept_state import is_process_of, locked, read_record, write_record
 
 #: Seconds without a command after which the kept process exits, unless RHAPSO_KEPT_PROCESS_IDLE_S
 #: says: the kept Prefect API's ten minutes (flows.kept_api.DEFAULT_IDLE_S), for the same reason.
@@ -222,39 +223,17 @@ def source_fingerprint() -> str:
     return h.hexdigest()
 
 
-@contextlib.contextmanager
-def locked(path: Path):
-    with open(path, "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield f
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def read_info(state: Path) -> dict | None:
-    try:
-        info = json.loads((state / "kept.json").read_text())
-        return info if isinstance(info, dict) and "pid" in info and "key" in info else None
-    except (OSError, ValueError):
-        return None
+    return read_record(state / "kept.json", ("pid", "key"))
 
 
 def write_info(state: Path, info: dict) -> None:
-    tmp = state / f".kept.json.{os.getpid()}"
-    tmp.write_text(json.dumps(info))
-    os.replace(tmp, state / "kept.json")
+    write_record(state / "kept.json", info)
 
 
 def is_kept_process(pid: int, state: Path) -> bool:
     """``pid`` is alive and is the kept process of ``state`` (not a reused PID)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return (stat.rsplit(")", 1)[-1].split()[0] != "Z" and _SERVER_SCRIPT.name.encode() in cmdline
-            and os.fsencode(state) in cmdline.split(b"\0"))
+    return is_process_of(pid, _SERVER_SCRIPT.name, state)
 
 
 def supported() -> bool:
