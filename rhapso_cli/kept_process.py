@@ -62,7 +62,7 @@ import sys
 import time
 from pathlib import Path
 
-from flows.kept_state import is_process_of, locked, read_record, write_record
+from flows.kept_state import is_process_of, locked, read_record, running, write_record
 
 #: Seconds without a command after which the kept process exits, unless RHAPSO_KEPT_PROCESS_IDLE_S
 #: says: the kept Prefect API's ten minutes (flows.kept_api.DEFAULT_IDLE_S), for the same reason.
@@ -396,10 +396,12 @@ def wait_ready(timeout_s: float = 60.0, environ=None) -> dict | None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         info = read_info(state)
-        if info is None or not is_kept_process(int(info["pid"]), state):
+        if info is None or not running(int(info["pid"])):
             return None
+        # Right after its start the process may not have exec'd yet (its command line is then
+        # its starter's): it is looked at by its command line once it says it is ready.
         if info.get("ready"):
-            return info
+            return info if is_kept_process(int(info["pid"]), state) else None
         time.sleep(0.05)
     return None
 

@@ -305,6 +305,19 @@ def become_command(request: dict, fds: list[int]) -> None:
         os.close(fd)
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD):
         signal.signal(s, signal.default_int_handler if s == signal.SIGINT else signal.SIG_DFL)
+    try:
+        _take_over(request)
+    except Exception as exc:  # noqa: BLE001 - one line on the command's stderr, never the server's frames
+        print(f"rhapso: could not start the command in the process kept between commands ({type(exc).__name__}: "
+              f"{exc}); run it again with RHAPSO_KEPT_PROCESS_IDLE_S=0", file=sys.stderr, flush=True)
+        os._exit(1)
+    from rhapso_cli.main import cli
+
+    sys.exit(cli(list(request["argv"])))
+
+
+def _take_over(request: dict) -> None:
+    """The command's folder, umask, affinity, environment, arguments, stdio buffering, consoles."""
     os.chdir(request["cwd"])
     os.umask(int(request["umask"]))
     with contextlib.suppress(OSError, ValueError):
@@ -325,10 +338,8 @@ def become_command(request: dict, fds: list[int]) -> None:
     random.seed()
     np.random.seed()  # a fresh process's global NumPy generator would be seeded from the OS
     from rhapso_cli import kept_process
-    from rhapso_cli.main import cli
 
     kept_process.SERVED_BY = _pid
-    sys.exit(cli(list(request["argv"])))
 
 
 if __name__ == "__main__":

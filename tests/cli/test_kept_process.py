@@ -332,3 +332,29 @@ def test_key_follows_what_a_forked_command_inherits(monkeypatch):
     assert kept_process.key(base, ["/a"], "/") == k
     monkeypatch.setattr(os, "getpriority", lambda *a: 10)
     assert kept_process.key(base, ["/a"], "/") != k
+
+
+def test_a_command_whose_folder_is_gone_says_so_in_one_line(env, tmp_path, monkeypatch, capfd):
+    """A forked command that cannot take the command's place (its folder was removed in between)
+    ends with one line and status 1, not a traceback through the kept process's frames. Driven
+    from this process: its own kept process (its key), then a request naming a removed folder."""
+    import socket
+
+    for name in ("RHAPSO_KEPT_PROCESS_DIR", "RHAPSO_KEPT_PROCESS_IDLE_S", "PREFECT_HOME"):
+        monkeypatch.setenv(name, env[name])
+    launch = kept_process.Launch(["stitch", "a.xml", "--out", "o"])
+    assert kept_process.start_for_next(launch) is not None
+    info = kept_process.wait_ready(60)
+    assert info is not None and info["key"] == launch.key
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    gone.rmdir()
+    launch.cwd = str(gone)  # the key stays the one computed above
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.connect(info["socket"])
+    with conn:
+        rc = kept_process._run_through(conn, launch.argv, launch)
+    err = capfd.readouterr().err
+    assert rc == 1
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "could not start the command" in lines[0] and "FileNotFoundError" in lines[0], err
