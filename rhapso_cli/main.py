@@ -776,10 +776,11 @@ def cli(argv: list[str] | None = None) -> int:
 
         launch = kept_process.Launch(sys.argv[1:])
         try:
-            rc = kept_process.run(launch.argv, launch)
+            kept_process.idle_seconds()
         except ValueError as exc:  # RHAPSO_KEPT_PROCESS_IDLE_S that is not a number
             print(f"rhapso: {exc}", file=sys.stderr, flush=True)
             return EXIT_BAD_INPUT
+        rc = kept_process.run(launch.argv, launch)
         if rc is not None:
             return rc
     from rhapso_cli.interrupt import exit_quietly_on_signal, guard_process_teardown
