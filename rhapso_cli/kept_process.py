@@ -9,7 +9,8 @@ How a command runs through it (this module is the command's side, standard libra
 that the ``rhapso`` program's start stays a bare interpreter's; :mod:`rhapso_cli.kept_process_server`
 is the kept side):
 
-1. the command computes its *key*: this interpreter, its ``sys.path``, its environment (all of
+1. the command computes its *key*: this interpreter and its flags (``-u``, ``-O``, ``-X``...;
+   the kept process is started with them), its ``sys.path``, its environment (all of
    it but a few per-shell variables: anything a module may read at import), the configuration
    files read at import (Prefect's profiles; ``prefect.toml``, ``pyproject.toml``, ``.env`` and
    numba's ``.numba_config.yaml`` in the working folder), the mtimes of the installation's
@@ -164,9 +165,21 @@ def command_of(argv: list[str]) -> str | None:
 _FOLDER_CONFIG = ("prefect.toml", "pyproject.toml", ".env", ".numba_config.yaml")
 
 
-def key(environ: dict[str, str], path: list[str], cwd: str) -> str:
+def interpreter_flags() -> list[str]:
+    """This interpreter's command-line flags that change what an import does or how stdio
+    behaves (``-O``, ``-B``, ``-X ...``, ``-W ...``, ``-u``...): the kept process is started with
+    them, and they are part of the key."""
+    flags = list(getattr(subprocess, "_args_from_interpreter_flags", list)())
+    # -u (or PYTHONUNBUFFERED) is not in sys.flags: it shows as unbuffered standard streams.
+    if getattr(sys.__stdout__, "write_through", False) and "-u" not in flags:
+        flags.append("-u")
+    return flags
+
+
+def key(environ: dict[str, str], path: list[str], cwd: str, flags: list[str] | None = None) -> str:
     """What the kept process's imports depend on (see the module's docstring)."""
-    parts: list[str] = [sys.executable, str(os.getuid()), json.dumps(path)]
+    flags = interpreter_flags() if flags is None else flags
+    parts: list[str] = [sys.executable, " ".join(flags), str(os.getuid()), json.dumps(path)]
     parts += sorted(f"{k}={v}" for k, v in environ.items() if k not in _PER_SHELL)
     home = Path(environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
     profiles = Path(environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
@@ -250,12 +263,13 @@ class Launch:
         self.environ = dict(os.environ)
         self.path = list(sys.path)
         self.cwd = os.getcwd()
+        self.flags = interpreter_flags()
         self._key: str | None = None
 
     @property
     def key(self) -> str:
         if self._key is None:
-            self._key = key(self.environ, self.path, self.cwd)
+            self._key = key(self.environ, self.path, self.cwd, self.flags)
         return self._key
 
 
@@ -377,7 +391,7 @@ def start_for_next(launch: Launch) -> int | None:
             with open(state / f".kept.log.{os.getpid()}", "w") as log:
                 os.replace(log.name, state / "kept.log")
                 process = subprocess.Popen(
-                    [sys.executable, str(_SERVER_SCRIPT), "--state-dir", str(state), "--socket", str(sock),
+                    [sys.executable, *launch.flags, str(_SERVER_SCRIPT), "--state-dir", str(state), "--socket", str(sock),
                      "--key", launch.key, "--idle-s", repr(float(idle_s)), "--sys-path", json.dumps(launch.path)],
                     env=launch.environ, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     start_new_session=True, cwd=launch.cwd,

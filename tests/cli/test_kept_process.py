@@ -239,6 +239,7 @@ def test_key_follows_what_imports_read(tmp_path, monkeypatch):
     assert kept_process.key(dict(base, PWD="/elsewhere", OLDPWD="/x", _="/bin/rhapso"), ["/a"], str(tmp_path)) == k
     assert kept_process.key(dict(base, PREFECT_LOGGING_LEVEL="DEBUG"), ["/a"], str(tmp_path)) != k
     assert kept_process.key(base, ["/a", "/b"], str(tmp_path)) != k
+    assert kept_process.key(base, ["/a"], str(tmp_path), [*kept_process.interpreter_flags(), "-u"]) != k
     (tmp_path / "prefect.toml").write_text("[logging]\nlevel = 'DEBUG'\n")
     assert kept_process.key(base, ["/a"], str(tmp_path)) != k
     (tmp_path / "prefect.toml").unlink()
