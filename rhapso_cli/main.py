@@ -752,8 +752,9 @@ def main(argv: list[str] | None = None) -> int:
             runtime.ANNOUNCE_API = lambda line: print(f"  {line}", file=sys.stderr, flush=True)
             from rhapso_cli import kept_process
 
-            if kept_process.describe():
-                runtime.ANNOUNCE_API(kept_process.describe())
+            forked = kept_process.describe()
+            if forked:
+                runtime.ANNOUNCE_API(forked)
         try:
             with _command_env(args.verbose), handling_signals(args.command, _KEPT.get(args.command, "finished work")):
                 return args.func(args)
