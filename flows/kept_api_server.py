@@ -82,7 +82,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(args.app, factory=True, log_level="error", lifespan="on"))
+    from flows.local_api import GRACEFUL_SHUTDOWN_S
+
+    # Bounded as the temporary server's is (flows.local_api): a retirement or replacement is not held
+    # by a request waiting on SQLite's lock.
+    server = uvicorn.Server(uvicorn.Config(args.app, factory=True, log_level="error", lifespan="on",
+                                           timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S))
     stop = threading.Event()
     watchdog = threading.Thread(target=_retire_when_idle, args=(server, state, args.idle_s, stop),
                                 name="idle-watchdog", daemon=True)

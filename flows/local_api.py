@@ -46,6 +46,11 @@ _PORT_IN_USE = 3
 #: Seconds a server gets to answer its health check (Prefect's own default for its
 #: temporary server is 20 s; a loaded 2-core machine has been seen to need more).
 STARTUP_TIMEOUT_S = 90.0
+#: Seconds the server may take to finish the requests it is answering once told to stop (uvicorn's
+#: ``--timeout-graceful-shutdown``): a request is answered within milliseconds when all is well.
+GRACEFUL_SHUTDOWN_S = 3
+#: Seconds :meth:`LocalAPIServer.stop` waits for the server to exit before SIGKILL.
+STOP_GRACE_S = 5.0
 
 
 def _die_with_parent() -> None:
@@ -111,7 +116,11 @@ class LocalAPIServer:
             # Prefect's application, less a block registration that would change nothing (flows.local_api_app).
             [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(__file__).resolve().parent.parent),
              "--factory", "flows.local_api_app:create_app", "--host", "127.0.0.1",
-             "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
+             "--port", str(self.port), "--log-level", "error", "--lifespan", "on",
+             # A request the server is still answering when it is told to stop (one waiting on
+             # SQLite's lock, up to its 60 s busy timeout) would otherwise hold its exit, and with
+             # it the command's stdout and stderr, which the server shares.
+             "--timeout-graceful-shutdown", str(GRACEFUL_SHUTDOWN_S)],
             env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
         )
         if not self._atexit:
@@ -141,16 +150,28 @@ class LocalAPIServer:
     def describe(self) -> str:
         return f"Prefect API: a temporary local server ({self.api_url}), stopped with this command"
 
-    def stop(self) -> None:
-        proc, self.process = self.process, None
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """SIGTERM the server; SIGKILL it if it has not ended after ``grace_s`` seconds."""
+        proc = self.process
         if proc is None or proc.poll() is not None:
+            self.process = None
             return
         proc.terminate()
         try:
-            proc.wait(timeout=5)
+            proc.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL the server now if it still runs (an interrupted command on its way out: the
+        database is SQLite in WAL mode, which a killed writer leaves consistent)."""
+        proc, self.process = self.process, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=2)
 
 
 _early = None  # a LocalAPIServer, or a flows.kept_api.KeptAPI

@@ -28,8 +28,13 @@ EXIT_INTERRUPTED = 130
 
 #: Seconds the clean-up may take before the process exits regardless.
 DEADLINE_S = 8.0
+#: Seconds a temporary local API server gets to exit on SIGTERM before SIGKILL (it shares the
+#: command's stdout and stderr; within the stop step's share of DEADLINE_S).
+SERVER_GRACE_S = 2.0
 
 _state = {"command": "rhapso", "kept": "", "fired": False}
+#: The early-started server the clean-up took to stop (for the last kill, should its stop not end in time).
+_stopping: list = []
 
 
 def _mark_cancelled(held: dict[str, dict]) -> None:
@@ -90,10 +95,24 @@ def _stop_services() -> None:
         pass
     from flows import local_api, runtime
 
-    local_api.discard_early()  # started early, not yet taken by a flow
-    server = getattr(runtime, "_LOCAL_SERVER", None)
-    if server is not None:
-        server.stop()
+    early = local_api.take_early()  # started early, not yet taken by a flow
+    _stopping.append(early)
+    for server in (early, getattr(runtime, "_LOCAL_SERVER", None)):
+        if isinstance(server, local_api.LocalAPIServer):
+            server.stop(grace_s=SERVER_GRACE_S)
+        elif server is not None:  # the kept server: let go, it stays for the next command
+            server.stop()
+
+
+def _kill_temporary_servers() -> None:
+    """Last, before the exit: a temporary server still shutting down (its stop's thread ran out
+    of time) is killed. It shares the command's stdout and stderr, so left alive it would hold a
+    shell's pipe (``rhapso ... | tee``) open after the command has gone."""
+    from flows import local_api, runtime
+
+    for server in (*_stopping, local_api.take_early(), getattr(runtime, "_LOCAL_SERVER", None)):
+        if isinstance(server, local_api.LocalAPIServer):
+            server.kill()
 
 
 def _quietly(step) -> None:
@@ -116,6 +135,7 @@ def _cleanup_and_exit(signum: int, context: contextvars.Context) -> None:
         t = threading.Thread(target=context.copy().run, args=(_quietly, step), daemon=True)
         t.start()
         t.join(DEADLINE_S / len(steps))
+    _quietly(_kill_temporary_servers)
     folders = ", ".join(held) or "the output"
     kept = _state["kept"] or "finished work"
     name = signal.Signals(signum).name

@@ -9,6 +9,7 @@ input folder is hashed before and after. (A re-run resuming: test_reliability_fa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -155,3 +156,43 @@ def test_interrupted_align_on_its_own_local_api_leaves_no_server(rel_env, write_
     assert proc.returncode == 130, f"rc {proc.returncode}: {err[-2000:]}"
     assert "interrupted" in err
     assert not left, f"left running after the command: {left}"
+
+
+_STUCK_SERVER_SCRIPT = r"""
+import os, signal, subprocess, sys, time
+from flows import local_api, runtime
+from rhapso_cli import interrupt
+
+# A temporary local API server that does not end on SIGTERM (one whose shutdown waits on a request
+# held by SQLite's lock), sharing the command's stdout and stderr as the real one does.
+server = object.__new__(local_api.LocalAPIServer)
+server.process = subprocess.Popen([sys.executable, "-c",
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('server up', flush=True); time.sleep(300)"])
+time.sleep(1.0)
+runtime._LOCAL_SERVER = server
+print(server.process.pid, flush=True)
+with interrupt.handling_signals("align", "nothing"):
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(60)
+"""
+
+
+def test_interrupt_kills_a_temporary_server_that_does_not_stop(tmp_path):
+    """The command's stdout and stderr are shared with its temporary local API server, so an
+    interrupted command whose server was still shutting down when it exited held its caller's
+    pipes open (CI: `communicate` waited 60 s after the command's last line). Tolerance: the
+    command's pipes close within 15 s of the signal (its clean-up deadline is 8 s, the server's
+    grace 2 s), and the server process is gone."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-c", _STUCK_SERVER_SCRIPT], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    t0 = time.monotonic()
+    try:
+        out, err = proc.communicate(timeout=15 + 10)  # + the imports
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, f"rc {proc.returncode}: {err[-2000:]}"
+    assert time.monotonic() - t0 < 25
+    server_pid = int(out.split()[-1])
+    assert not Path(f"/proc/{server_pid}").exists() or "Z" in Path(f"/proc/{server_pid}/stat").read_text().split()[2]
