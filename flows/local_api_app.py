@@ -25,6 +25,7 @@ import os
 from importlib import metadata
 from pathlib import Path
 
+from flows import sqlite_busy_timeout
 from flows.locked_write_retry import RetryLockedWrites
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,9 @@ RECORD_NAME = "rhapso-block-registration.json"
 def create_app():
     """uvicorn's factory (``--factory flows.local_api_app:create_app``): Prefect's ephemeral API
     application, its block registration skipped when :func:`installed_key` says it has nothing to do,
-    and a write refused by a locked database run again by the server first
-    (:mod:`flows.locked_write_retry`).
+    a write refused by a locked database run again by the server first
+    (:mod:`flows.locked_write_retry`), after a wait for SQLite's lock of seconds, not 60
+    (:mod:`flows.sqlite_busy_timeout`).
 
     uvicorn calls it with its own SIGTERM handler installed, which defers the signal until the
     application has started: a command that stops its server while Prefect is still being imported
@@ -50,6 +52,7 @@ def create_app():
     except ValueError:  # not the main thread: leave the handlers alone
         previous = None
     try:
+        sqlite_busy_timeout.install()
         return RetryLockedWrites(_create_app())
     finally:
         if previous is not None:

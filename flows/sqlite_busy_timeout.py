@@ -1,0 +1,54 @@
+"""The local Prefect API gives up on SQLite's write lock after seconds, not Prefect's 60.
+
+Prefect's server sets ``PRAGMA busy_timeout = 60000`` on each SQLite connection: a statement
+that finds the write lock taken waits up to 60 s for it. On this project's local API (the kept
+and the temporary server, :mod:`flows.local_api_app`) that wait has been seen to be the whole
+of a command's worst case: ``rhapso stitch`` of 6 small tiles, 7 s, took 66-69 s (4 runs of 45
+on one day, 1 of 170 on the next), and a Ctrl-C'd ``align`` in CI held its server's exit for
+more than 60 s (most likely the same wait: its server was alone on a new database). In a py-spy
+dump of one (``docs/benchmarks.md``, fifth measurement) the server's event loop was idle, two
+of its connections' threads sat inside SQLite, and the command waited on a subflow's state
+write: the lock's holder was not working, it was waiting, so waiting longer for it served
+nothing and the stall ended only when a waiter gave up.
+
+The writes of a Prefect server take milliseconds (an API call, a batch of events or task-run
+records). A wait of :data:`BUSY_TIMEOUT_MS` is hundreds of such writes, and one that runs out
+is handled, sooner, by what already handles a locked database: the request is run again by
+:mod:`flows.locked_write_retry` and then by Prefect's client (503), and the task-run recorder
+and event persister put their batch back on their queue. A server started with ``prefect
+server start`` keeps Prefect's 60 s.
+"""
+
+from __future__ import annotations
+
+#: Milliseconds a statement of the local API waits for SQLite's lock (Prefect: 60000).
+BUSY_TIMEOUT_MS = 5000
+
+
+def install(busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> bool:
+    """Make every SQLite connection this process's Prefect server opens from now on wait at most
+    ``busy_timeout_ms`` for a lock, after Prefect's own connection set-up. Call before the
+    server's first database use (its engine binds the set-up when it is created). False when
+    this Prefect has no such set-up (another version: its own, unchanged)."""
+    try:
+        from prefect.server.database.configurations import AioSqliteConfiguration
+    except ImportError:
+        return False
+    prefect_setup = getattr(AioSqliteConfiguration, "setup_sqlite", None)
+    if prefect_setup is None:
+        return False
+    if getattr(prefect_setup, "rhapso_busy_timeout_ms", None) is not None:
+        prefect_setup = prefect_setup.__wrapped__
+
+    def setup_sqlite(self, conn, record):
+        prefect_setup(self, conn, record)
+        cursor = conn.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)};")
+        finally:
+            cursor.close()
+
+    setup_sqlite.__wrapped__ = prefect_setup
+    setup_sqlite.rhapso_busy_timeout_ms = int(busy_timeout_ms)
+    AioSqliteConfiguration.setup_sqlite = setup_sqlite
+    return True
