@@ -118,7 +118,7 @@ class LocalAPIServer:
              "--factory", "flows.local_api_app:create_app", "--host", "127.0.0.1",
              "--port", str(self.port), "--log-level", "error", "--lifespan", "on",
              # A request the server is still answering when it is told to stop (one waiting on
-             # SQLite's lock, up to its 60 s busy timeout) would otherwise hold its exit, and with
+             # SQLite's lock, up to its busy timeout) would otherwise hold its exit, and with
              # it the command's stdout and stderr, which the server shares.
              "--timeout-graceful-shutdown", str(GRACEFUL_SHUTDOWN_S)],
             env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,

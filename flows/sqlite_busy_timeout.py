@@ -4,15 +4,17 @@ Prefect's server sets ``PRAGMA busy_timeout = 60000`` on each SQLite connection:
 that finds the write lock taken waits up to 60 s for it. On this project's local API (the kept
 and the temporary server, :mod:`flows.local_api_app`) that wait has been seen to be the whole
 of a command's worst case: ``rhapso stitch`` of 6 small tiles, 7 s, took 66-69 s (4 runs of 45
-on one day, 1 of 170 on the next), and a Ctrl-C'd ``align`` in CI held its server's exit for
+in one session, 1 of 170 in the next), and a Ctrl-C'd ``align`` in CI held its server's exit for
 more than 60 s (most likely the same wait: its server was alone on a new database). In a py-spy
 dump of one (``docs/benchmarks.md``, fifth measurement) the server's event loop was idle, two
 of its connections' threads sat inside SQLite, and the command waited on a subflow's state
-write: the lock's holder was not working, it was waiting, so waiting longer for it served
-nothing and the stall ended only when a waiter gave up.
+write. In WAL mode the connection holding the write lock does not itself wait inside SQLite,
+so the holder was most likely a coroutine keeping a transaction open while it awaited one of
+those waiters: waiting longer served nothing, and the stall ended only when a waiter gave up.
+Which transaction holds it is not known yet.
 
-The writes of a Prefect server take milliseconds (an API call, a batch of events or task-run
-records). A wait of :data:`BUSY_TIMEOUT_MS` is hundreds of such writes, and one that runs out
+A whole stitch makes a few hundred writes in about 7 s, so a write holds the lock for
+milliseconds; a wait of :data:`BUSY_TIMEOUT_MS` is far beyond that, and one that runs out
 is handled, sooner, by what already handles a locked database: the request is run again by
 :mod:`flows.locked_write_retry` and then by Prefect's client (503), and the task-run recorder
 and event persister put their batch back on their queue. A server started with ``prefect
