@@ -315,6 +315,7 @@ def _run_through(conn: socket.socket, argv: list[str], launch: Launch) -> int | 
     conn.settimeout(None)
     pid = int(first["pid"])
     previous = {s: signal.signal(s, lambda signum, frame: _forward(pid, signum)) for s in FORWARDED}
+    previous[signal.SIGTSTP] = signal.signal(signal.SIGTSTP, lambda signum, frame: _suspend(pid, frame))
     try:
         while True:
             try:
@@ -341,6 +342,22 @@ def _run_through(conn: socket.socket, argv: list[str], launch: Launch) -> int | 
 def _forward(pid: int, signum: int) -> None:
     with contextlib.suppress(OSError):
         os.kill(pid, signum)
+
+
+def _suspend(pid: int, frame) -> None:
+    """Ctrl-Z: the command is in a process group of its own (not the terminal's), so the
+    terminal's SIGTSTP stops only this program. Stop the command's group first (SIGSTOP: a
+    handler in the command cannot delay it), then this program as the shell expects; on
+    ``fg`` or ``bg`` (SIGCONT) this program goes on here and lets the command go on too."""
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGSTOP)  # the command is its group's leader (kept_process_server)
+    handler = signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+    try:
+        os.kill(os.getpid(), signal.SIGTSTP)
+    finally:
+        signal.signal(signal.SIGTSTP, handler)
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGCONT)
 
 
 def _message(reader) -> dict | None:

@@ -165,6 +165,34 @@ def test_ctrl_c_reaches_the_forked_command(env, tmp_path):
     assert FORKED in err and "interrupted" in err
 
 
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except OSError:
+        return "gone"
+
+
+def test_ctrl_z_suspends_the_forked_command_and_fg_resumes_it(env, tmp_path):
+    """Ctrl-Z (SIGTSTP to the program) stops the forked command too, though it is not in the
+    terminal's process group, and ``fg`` (SIGCONT to the program) lets both go on. Tolerance:
+    both stopped ('T') within 20 s of the signal, both running again within 20 s of SIGCONT, and
+    the command then ends as usual (Ctrl-C: 130)."""
+    info = started_kept(env, tmp_path)
+    client, _ = _blocked_on_fifo(env, tmp_path)
+    assert _wait(lambda: _command_of(info["pid"]) is not None)
+    command = _command_of(info["pid"])
+    time.sleep(0.5)
+    client.send_signal(signal.SIGTSTP)
+    assert _wait(lambda: _state(command) == "T" and _state(client.pid) == "T"), (_state(command), _state(client.pid))
+    client.send_signal(signal.SIGCONT)
+    assert _wait(lambda: _state(command) not in ("T", "gone") and _state(client.pid) not in ("T", "gone")), \
+        (_state(command), _state(client.pid))
+    client.send_signal(signal.SIGINT)
+    out, err = client.communicate(timeout=60)
+    assert client.returncode == 130, err
+    assert "interrupted" in err
+
+
 def test_a_killed_client_ends_its_command(env, tmp_path):
     info = started_kept(env, tmp_path)
     client, _ = _blocked_on_fifo(env, tmp_path)
