@@ -315,7 +315,7 @@ def _run_through(conn: socket.socket, argv: list[str], launch: Launch) -> int | 
     conn.settimeout(None)
     pid = int(first["pid"])
     previous = {s: signal.signal(s, lambda signum, frame: _forward(pid, signum)) for s in FORWARDED}
-    previous[signal.SIGTSTP] = signal.signal(signal.SIGTSTP, lambda signum, frame: _suspend(pid, frame))
+    previous[signal.SIGTSTP] = signal.signal(signal.SIGTSTP, lambda signum, frame: _suspend(pid))
     try:
         while True:
             try:
@@ -344,7 +344,7 @@ def _forward(pid: int, signum: int) -> None:
         os.kill(pid, signum)
 
 
-def _suspend(pid: int, frame) -> None:
+def _suspend(pid: int) -> None:
     """Ctrl-Z: the command is in a process group of its own (not the terminal's), so the
     terminal's SIGTSTP stops only this program. Stop the command's group first (SIGSTOP: a
     handler in the command cannot delay it), then this program as the shell expects; on
