@@ -9,9 +9,10 @@ more than 60 s (most likely the same wait: its server was alone on a new databas
 dump of one (``docs/benchmarks.md``, fifth measurement) the server's event loop was idle, two
 of its connections' threads sat inside SQLite, and the command waited on a subflow's state
 write. In WAL mode the connection holding the write lock does not itself wait inside SQLite,
-so the holder was most likely a coroutine keeping a transaction open while it awaited one of
-those waiters: waiting longer served nothing, and the stall ended only when a waiter gave up.
-Which transaction holds it is not known yet.
+so the holder was a connection with a write transaction open and no statement running; a dump
+of the server's tasks at a later wait found no live task using it, and the lock released as
+the first waiter gave up (``docs/benchmarks.md``). Waiting longer served nothing. Which code
+leaves that transaction open is not known yet.
 
 A whole stitch makes a few hundred writes in about 7 s, so a write holds the lock for
 milliseconds; a wait of :data:`BUSY_TIMEOUT_MS` is far beyond that, and one that runs out
