@@ -10,7 +10,7 @@ dump of one (``docs/benchmarks.md``, fifth measurement) the server's event loop 
 of its connections' threads sat inside SQLite, and the command waited on a subflow's state
 write. In WAL mode the connection holding the write lock does not itself wait inside SQLite,
 so the holder was a connection with a write transaction open and no statement running; a dump
-of the server's tasks at a later wait found no live task using it, and the lock released as
+of the server's tasks at a later wait found no live task using it, and the lock seemed to be released as
 the first waiter gave up (``docs/benchmarks.md``). Waiting longer served nothing. Which code
 leaves that transaction open is not known yet.
 
