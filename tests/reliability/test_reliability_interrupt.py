@@ -167,10 +167,10 @@ from rhapso_cli import interrupt
 # held by SQLite's lock), sharing the command's stdout and stderr as the real one does.
 server = object.__new__(local_api.LocalAPIServer)
 server.process = subprocess.Popen([sys.executable, "-c",
-    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('server up', flush=True); time.sleep(300)"])
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)"])
 time.sleep(1.0)
 runtime._LOCAL_SERVER = server
-print(server.process.pid, flush=True)
+print(f"server pid {server.process.pid}", flush=True)
 with interrupt.handling_signals("align", "nothing"):
     os.kill(os.getpid(), signal.SIGINT)
     time.sleep(60)
@@ -194,5 +194,5 @@ def test_interrupt_kills_a_temporary_server_that_does_not_stop(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, f"rc {proc.returncode}: {err[-2000:]}"
     assert time.monotonic() - t0 < 25
-    server_pid = int(out.split()[-1])
+    server_pid = int(re.search(r"server pid (\d+)", out)[1])
     assert not Path(f"/proc/{server_pid}").exists() or "Z" in Path(f"/proc/{server_pid}/stat").read_text().split()[2]
