@@ -29,10 +29,17 @@ overlap strategy (up to the sign of an exact zero). What changes is where work h
   rotations, no pyramid level), consecutive voxels mostly fall in consecutive cells. Such a
   run's eight taps are four contiguous slices of the box, so its loop has no gathers and
   vectorises, with the accumulation in the same loop (``avg_blend``) or right after it.
-  Runs are found from the voxels' own cell offsets (exact), not predicted.
+  Runs are found from the voxels' own cell offsets (exact), not predicted;
+* what the machine does per voxel, checked with ``perf`` on the JIT code: the coordinate
+  pass converts between double and int32 (four at a time on AVX2, where double <-> int64
+  is one at a time), and the hot loops take no array slices and few array arguments per
+  row piece, because each slice or array argument costs numba two atomic reference-count
+  updates (they were a fifth of the kernel's time).
 
-Measured (``bench/bench_fusion_core.py``, docs/benchmarks.md): 2.5-3x the reference on
-near-axis-aligned tiles, 1.5-1.7x on tiles rotated about a tilted axis.
+Measured (the sampling calls of ``bench/bench_fusion_core.py``'s fusion replayed, one
+thread, 2026-12-07): 2.5x the reference on near-axis-aligned tiles (1.7x before the int32
+pass and the slice-free loops), 1.3x on tiles rotated 20 degrees about a tilted axis (1.1x),
+where the taps' scattered loads dominate.
 
 The reference kernel stays in :mod:`rhapso_core.fusion.kernels`; tests compare the two.
 """
@@ -47,10 +54,13 @@ import numpy as np
 # The reference kernel's own helpers, so both do the same operations by construction.
 from rhapso_core.fusion.kernels import (
     BLEND_LUT, COVER_EPS, W_FLOOR, _LUT_N, _accumulate_voxel, _axis_weight, _clamped_cell, _cover_distance, _row_base,
-    _row_estimate, _view_constants,
+    _row_estimate, _view_constants, accumulate_view,
 )
 
 __all__ = ["accumulate_view_rows"]
+
+# Largest flat offset (and level extent) the int32 coordinate pass handles.
+_I32_MAX = 2**31 - 1
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -70,11 +80,19 @@ def _axis_weight_flat(v, n, border, inv_rng):
     dist = min(v - border, (n - 1.0) - v - border)
     t = dist * inv_rng * _LUT_N
     tk = t if (t >= 0.0) & (t < _LUT_N) else 0.0
-    k = int(tk)
+    k = np.int32(tk)  # 0 <= tk < _LUT_N; int32 for the vectorised conversion
     f = t - k
     lerp = BLEND_LUT[k] + (BLEND_LUT[k + 1] - BLEND_LUT[k]) * f
     one_or_lerp = 1.0 if t >= _LUT_N else lerp
     return 0.0 if dist <= 0.0 else one_or_lerp
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _voxel_i(fs, q):
+    # float(i0 + s + q) for fs = float(i0 + s): a sum of integers below 2**53 is exact, so
+    # the same value, with q converted from int32 (vectorised; int64 -> double is not on
+    # AVX2). q < the block's width.
+    return fs + float(np.int32(q))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -234,7 +252,7 @@ def _axis_ones(s, e, i0, r, c, n, border, ir):
     return a, b
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _mul_axis(W, n, s, i0, r, c, size, border, ir):
     # W[q] *= this axis's weight for the row's voxels s + q, skipping exact 1.0 factors.
     if c == 0.0:
@@ -244,33 +262,43 @@ def _mul_axis(W, n, s, i0, r, c, size, border, ir):
                 W[q] *= w
         return
     a, b = _axis_ones(s, s + n - 1, i0, r, c, size, border, ir)
+    fs = float(i0 + s)
     for q in range(0, min(a - s, n)):
-        W[q] *= _axis_weight_flat(r + float(i0 + s + q) * c, size, border, ir)
+        W[q] *= _axis_weight_flat(r + _voxel_i(fs, q) * c, size, border, ir)
     for q in range(max(b - s + 1, 0), n):
-        W[q] *= _axis_weight_flat(r + float(i0 + s + q) * c, size, border, ir)
+        W[q] *= _axis_weight_flat(r + _voxel_i(fs, q) * c, size, border, ir)
 
 
 @numba.njit(cache=True, nogil=True)
-def _interior_pass(arow, brow, s, e, mode, axisw, i0, r0, r1, r2, cx0, cx1, cx2,
-                   flat, wflat, hz, hy, hx, gz, gy, gx, lvl0, oz, oy, ox, sz_, sy_,
-                   sx, sy, sz, bbx, bby, bbz, irx, iry, irz, P, FZ, FY, FX, W, V, runs):
+def _interior_pass(arow, brow, s, e, mode, axisw, i0, rc, flat, wflat, lv, lvl0, off, bl,
+                   P, FZ, FY, FX, W, V, runs):
     """Voxels ``s..e`` of one row inside the level's interior (no clamps), in two passes:
     coordinates, tap offsets, fractions and weights first (straight-line arithmetic the
     compiler vectorises), then the taps and the accumulation. Same operations per voxel
     as :func:`_sample` / the reference kernel, so the same bits."""
+    r0, r1, r2, cx0, cx1, cx2 = rc
+    hz, hy, hx, gz, gy, gx = lv
+    oz, oy, ox, sz_, sy_ = off
+    sx, sy, sz, bbx, bby, bbz, irx, iry, irz = bl
     n = e + 1 - s
+    fs = float(i0 + s)
+    # Cells and offsets in int32 (the caller checked that they fit): AVX2 converts double
+    # <-> int32 four at a time but double <-> int64 one at a time, which kept this loop
+    # scalar. Same values as int64, so the same bits.
+    oz32, oy32, ox32 = np.int32(oz), np.int32(oy), np.int32(ox)
+    sz32, sy32 = np.int32(sz_), np.int32(sy_)
     for q in range(n):
-        i = float(i0 + s + q)
+        i = _voxel_i(fs, q)
         lz = _level(r2 + i * cx2, hz, gz, lvl0)
         ly = _level(r1 + i * cx1, hy, gy, lvl0)
         lx = _level(r0 + i * cx0, hx, gx, lvl0)
-        z0 = int(lz)
-        y0 = int(ly)
-        x0 = int(lx)
+        z0 = np.int32(lz)
+        y0 = np.int32(ly)
+        x0 = np.int32(lx)
         FZ[q] = lz - z0
         FY[q] = ly - y0
         FX[q] = lx - x0
-        P[q] = (z0 - oz) * sz_ + (y0 - oy) * sy_ + (x0 - ox)
+        P[q] = (z0 - oz32) * sz32 + (y0 - oy32) * sy32 + (x0 - ox32)
     blend = mode == 1 or mode == 5
     if blend:
         if axisw:
@@ -282,9 +310,9 @@ def _interior_pass(arow, brow, s, e, mode, axisw, i0, r0, r1, r2, cx0, cx1, cx2,
             for q in range(xa - s, xb - s + 1):
                 W[q] = 1.0
             for q in range(0, min(xa - s, n)):
-                W[q] = _axis_weight_flat(r0 + float(i0 + s + q) * cx0, sx, bbx, irx)
+                W[q] = _axis_weight_flat(r0 + _voxel_i(fs, q) * cx0, sx, bbx, irx)
             for q in range(max(xb - s + 1, 0), n):
-                W[q] = _axis_weight_flat(r0 + float(i0 + s + q) * cx0, sx, bbx, irx)
+                W[q] = _axis_weight_flat(r0 + _voxel_i(fs, q) * cx0, sx, bbx, irx)
             _mul_axis(W, n, s, i0, r1, cx1, sy, bby, iry)
             _mul_axis(W, n, s, i0, r2, cx2, sz, bbz, irz)
         else:
@@ -292,7 +320,7 @@ def _interior_pass(arow, brow, s, e, mode, axisw, i0, r0, r1, r2, cx0, cx1, cx2,
                 W[q] = 1.0
     elif mode == 4:
         for q in range(n):
-            i = float(i0 + s + q)
+            i = _voxel_i(fs, q)
             vx = r0 + i * cx0
             vy = r1 + i * cx1
             vz = r2 + i * cx2
@@ -345,37 +373,42 @@ def _gather_value(flat, p_, sy_, sz_, fz, fy, fx):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _run_taps(flat, base, qa, qb, sy_, sz_):
-    # The four source rows of the voxels qa..qb-1 whose cells' lower corners are the
-    # consecutive flat[base + q], one voxel longer for the upper x neighbour.
-    return (flat[base + qa:base + qb + 1], flat[base + sy_ + qa:base + sy_ + qb + 1],
-            flat[base + sz_ + qa:base + sz_ + qb + 1], flat[base + sz_ + sy_ + qa:base + sz_ + sy_ + qb + 1])
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _run_value(t00, t01, t10, t11, k, fz, fy, fx):
-    # _sample_in's lerps on the run's rows: the same operations in the same order.
+def _run_value(flat, p00, p01, p10, p11, k, fz, fy, fx):
+    # _sample_in's lerps for the k-th voxel of a run whose four source rows start at the
+    # flat offsets p00..p11: the same operations in the same order. Offsets are unsigned
+    # (no wraparound test) and indexed directly: slicing the rows, as an earlier version
+    # did, costs two atomic reference-count updates per slice and run.
+    u1 = np.uint64(1)
     gx_ = 1.0 - fx
-    c00 = t00[k] * gx_ + t00[k + 1] * fx
-    c01 = t01[k] * gx_ + t01[k + 1] * fx
-    c10 = t10[k] * gx_ + t10[k + 1] * fx
-    c11 = t11[k] * gx_ + t11[k + 1] * fx
+    c00 = flat[p00 + k] * gx_ + flat[p00 + k + u1] * fx
+    c01 = flat[p01 + k] * gx_ + flat[p01 + k + u1] * fx
+    c10 = flat[p10 + k] * gx_ + flat[p10 + k + u1] * fx
+    c11 = flat[p11 + k] * gx_ + flat[p11 + k + u1] * fx
     c0 = c00 * (1.0 - fy) + c01 * fy
     c1 = c10 * (1.0 - fy) + c11 * fy
     return c0 * (1.0 - fz) + c1 * fz
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
+def _run_rows(base, qa, sy_, sz_):
+    # Flat offsets of the four source rows of the run's first voxel qa (cells consecutive
+    # from flat[base + qa]).
+    p00 = np.uint64(base + qa)
+    p01 = p00 + np.uint64(sy_)
+    p10 = p00 + np.uint64(sz_)
+    return p00, p01, p10, p10 + np.uint64(sy_)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _run_values(V, flat, base, qa, qb, sy_, sz_, FZ, FY, FX):
-    # Voxels qa..qb-1 of a run: the eight taps are four contiguous row slices, loaded
+    # Voxels qa..qb-1 of a run: the eight taps are four contiguous source rows, loaded
     # without gathers (vectorised).
-    t00, t01, t10, t11 = _run_taps(flat, base, qa, qb, sy_, sz_)
-    fx_ = FX[qa:qb]
-    fy_ = FY[qa:qb]
-    fz_ = FZ[qa:qb]
-    v_ = V[qa:qb]
-    for k in range(qb - qa):
-        v_[k] = _run_value(t00, t01, t10, t11, k, fz_[k], fy_[k], fx_[k])
+    p00, p01, p10, p11 = _run_rows(base, qa, sy_, sz_)
+    uqa = np.uint64(qa)
+    for k_ in range(qb - qa):
+        k = np.uint64(k_)
+        q = uqa + k
+        V[q] = _run_value(flat, p00, p01, p10, p11, k, FZ[q], FY[q], FX[q])
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -395,24 +428,22 @@ def _run_end(P, q, n, d):
     return r
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _run_blend(arow, brow, s, W, flat, base, qa, qb, sy_, sz_, FZ, FY, FX):
     # _run_values with avg_blend's accumulation in the same loop (no pass over V).
-    t00, t01, t10, t11 = _run_taps(flat, base, qa, qb, sy_, sz_)
-    fx_ = FX[qa:qb]
-    fy_ = FY[qa:qb]
-    fz_ = FZ[qa:qb]
-    w_ = W[qa:qb]
-    a_ = arow[s + qa:s + qb]
-    b_ = brow[s + qa:s + qb]
-    for k in range(qb - qa):
-        val = _run_value(t00, t01, t10, t11, k, fz_[k], fy_[k], fx_[k])
-        w = max(w_[k], W_FLOOR)
-        a_[k] += w * val
-        b_[k] += w
+    p00, p01, p10, p11 = _run_rows(base, qa, sy_, sz_)
+    uqa = np.uint64(qa)
+    us = np.uint64(s + qa)
+    for k_ in range(qb - qa):
+        k = np.uint64(k_)
+        q = uqa + k
+        val = _run_value(flat, p00, p01, p10, p11, k, FZ[q], FY[q], FX[q])
+        w = max(W[q], W_FLOOR)
+        arow[us + k] += w * val
+        brow[us + k] += w
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _runs_blend(arow, brow, s, W, flat, n, sy_, sz_, P, FZ, FY, FX):
     q = 0
     while q < n:
@@ -429,7 +460,7 @@ def _runs_blend(arow, brow, s, W, flat, n, sy_, sz_, P, FZ, FY, FX):
         q = r
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _runs_values(V, flat, n, sy_, sz_, P, FZ, FY, FX):
     q = 0
     while q < n:
@@ -445,7 +476,7 @@ def _runs_values(V, flat, n, sy_, sz_, P, FZ, FY, FX):
         q = r
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _accumulate_values(arow, brow, s, n, mode, V, W):
     a_ = arow[s:s + n]
     b_ = brow[s:s + n]
@@ -465,11 +496,14 @@ def _accumulate_values(arow, brow, s, n, mode, V, W):
 
 
 @numba.njit(cache=True, nogil=True)
-def _segment(arow, brow, s, e, mode, clamp, axisw, i0, r0, r1, r2, cx0, cx1, cx2,
-             flat, wflat, hz, hy, hx, gz, gy, gx, lvl0, oz, oy, ox, nz, ny, nx, sz_, sy_,
-             sx, sy, sz, bbx, bby, bbz, irx, iry, irz):
+def _segment(arow, brow, s, e, mode, clamp, axisw, i0, rc, flat, wflat, lv, lvl0, off, nzyx, bl):
     """Voxels ``s..e`` of one row, all inside the view; ``clamp`` / ``axisw`` False where the
     row's interior / all-ones interval says the clamps / axis weights are no-ops."""
+    r0, r1, r2, cx0, cx1, cx2 = rc
+    hz, hy, hx, gz, gy, gx = lv
+    oz, oy, ox, sz_, sy_ = off
+    nz, ny, nx = nzyx
+    sx, sy, sz, bbx, bby, bbz, irx, iry, irz = bl
     for bx in range(s, e + 1):
         i = float(i0 + bx)
         vx = r0 + i * cx0
@@ -523,6 +557,12 @@ def accumulate_view_rows(
     """Drop-in for :func:`rhapso_core.fusion.kernels.accumulate_view`: same arguments, same
     accumulators bit for bit. ``src`` (and for ``content_based`` ``wsrc``, of the same
     shape) must be C-contiguous; ``acc_a``, ``acc_b`` C-contiguous rows."""
+    if src.size > _I32_MAX or max(level_shape_zyx[0], level_shape_zyx[1], level_shape_zyx[2]) > _I32_MAX:
+        # Offsets past int32 (a box of more than 2**31 voxels): the reference kernel, which
+        # gives the same bits with int64 offsets.
+        accumulate_view(acc_a, acc_b, block_start_zyx, m_out_to_view, size_xyz, src, src_off_zyx,
+                        level_f_xyz, level_shape_zyx, blend_range_xyz, blend_border_xyz, mode, wsrc)
+        return
     Z, Y, X = acc_a.shape
     k0, j0, i0 = block_start_zyx[0], block_start_zyx[1], block_start_zyx[2]
     oz, oy, ox = src_off_zyx[0], src_off_zyx[1], src_off_zyx[2]
@@ -546,7 +586,12 @@ def accumulate_view_rows(
     runs = (abs(cx0 * (1.0 if lvl0 else gx) - 1.0) < _RUN_SLOPE and abs(cx1) * (1.0 if lvl0 else gy) < _RUN_SLOPE
             and abs(cx2) * (1.0 if lvl0 else gz) < _RUN_SLOPE)
     bounds = np.empty(6, np.int64)
-    P = np.empty(X, np.int64)
+    # The per-view constants travel to the row functions as tuples: one argument each
+    # instead of twenty scalars measured about 10 % faster (less to pass per row piece).
+    lv = (hz, hy, hx, gz, gy, gx)
+    off = (oz, oy, ox, sz_, sy_)
+    bl = (sx, sy, sz, bbx, bby, bbz, irx, iry, irz)
+    P = np.empty(X, np.int32)
     FZ = np.empty(X, np.float64)
     FY = np.empty(X, np.float64)
     FX = np.empty(X, np.float64)
@@ -594,10 +639,8 @@ def accumulate_view_rows(
                 clamp = not (ca <= cb and s >= ca and e <= cb)
                 axisw = not (ua <= ub and s >= ua and e <= ub)
                 if not clamp:
-                    _interior_pass(arow, brow, s, e, mode, axisw, i0, r0, r1, r2, cx0, cx1, cx2,
-                                   flat, wflat, hz, hy, hx, gz, gy, gx, lvl0, oz, oy, ox, sz_, sy_,
-                                   sx, sy, sz, bbx, bby, bbz, irx, iry, irz, P, FZ, FY, FX, W, V, runs)
+                    _interior_pass(arow, brow, s, e, mode, axisw, i0, (r0, r1, r2, cx0, cx1, cx2),
+                                   flat, wflat, lv, lvl0, off, bl, P, FZ, FY, FX, W, V, runs)
                     continue
-                _segment(arow, brow, s, e, mode, clamp, axisw, i0, r0, r1, r2, cx0, cx1, cx2,
-                         flat, wflat, hz, hy, hx, gz, gy, gx, lvl0, oz, oy, ox, nz, ny, nx, sz_, sy_,
-                         sx, sy, sz, bbx, bby, bbz, irx, iry, irz)
+                _segment(arow, brow, s, e, mode, clamp, axisw, i0, (r0, r1, r2, cx0, cx1, cx2),
+                         flat, wflat, lv, lvl0, off, (nz, ny, nx), bl)

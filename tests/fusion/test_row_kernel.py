@@ -102,3 +102,28 @@ def test_fast_kernel_matches_reference(case, dtype, monkeypatch):
 
 def test_default_kernel_is_the_fast_one():
     assert fuse_mod._accumulate is fuse_mod.accumulate_view_rows
+
+
+def test_boxes_past_int32_offsets_take_the_reference_kernel(monkeypatch):
+    # The fast kernel computes cells and flat offsets in int32; a source box of more than
+    # 2**31 voxels must go to the reference kernel (int64 offsets). Such a box is 4 GiB of
+    # uint16, too big for a test, so the limit is lowered to 100 voxels and the kernel run
+    # as Python (its py_func reads the module's limit at call time).
+    import rhapso_core.fusion.row_kernels as rk
+
+    routed = []
+
+    def reference(*args):
+        routed.append(args[5].size)
+        return accumulate_view(*args)
+
+    monkeypatch.setattr(rk, "_I32_MAX", 100)
+    monkeypatch.setattr(rk, "accumulate_view", reference)
+    params = FusionParams(output_dtype="uint16")
+    views = _views(np.uint16)
+    ref_acc, _ = _fuse_all(views, params, accumulate_view, monkeypatch)
+    new_acc, _ = _fuse_all(views, params, rk.accumulate_view_rows.py_func, monkeypatch)
+    assert routed and min(routed) > 100
+    for (ra, rb), (na, nb) in zip(ref_acc, new_acc):
+        np.testing.assert_array_equal(na, ra)
+        np.testing.assert_array_equal(nb, rb)
