@@ -53,6 +53,8 @@ import math
 import numba
 import numpy as np
 
+from rhapso_core.fusion.borrowed_arrays import borrowed
+
 # The reference kernel's own helpers, so both do the same operations by construction.
 from rhapso_core.fusion.kernels import (
     BLEND_LUT, COVER_EPS, W_FLOOR, _LUT_N, _accumulate_voxel, _axis_weight, _clamped_cell, _cover_distance, _row_base,
@@ -592,6 +594,28 @@ def accumulate_view_rows(
         accumulate_view(acc_a, acc_b, block_start_zyx, m_out_to_view, size_xyz, src, src_off_zyx,
                         level_f_xyz, level_shape_zyx, blend_range_xyz, blend_border_xyz, mode, wsrc)
         return
+    # Per-row scratch, allocated here so that _accumulate_rows can borrow it (its arguments
+    # live for the whole call): tap offsets P, the weights' table indices K, and in S the
+    # fractions FZ, FY, FX, the weights W and the values V.
+    X = acc_a.shape[2]
+    _accumulate_rows(acc_a, acc_b, block_start_zyx, m_out_to_view, size_xyz, src, src_off_zyx, level_f_xyz,
+                     level_shape_zyx, blend_range_xyz, blend_border_xyz, mode, wsrc,
+                     np.empty(X, np.int32), np.empty(X, np.int32), np.empty((5, X), np.float64))
+
+
+@numba.njit(cache=True, nogil=True)
+def _accumulate_rows(
+    acc_a, acc_b, block_start_zyx, m_out_to_view, size_xyz,
+    src, src_off_zyx, level_f_xyz, level_shape_zyx, blend_range_xyz, blend_border_xyz, mode,
+    wsrc, P, K, S,
+):
+    # The arrays the row functions take, borrowed (no reference counting per call or slice).
+    acc_a = borrowed(acc_a)
+    acc_b = borrowed(acc_b)
+    P = borrowed(P)
+    K = borrowed(K)
+    S = borrowed(S)
+    FZ, FY, FX, W, V = S[0], S[1], S[2], S[3], S[4]
     Z, Y, X = acc_a.shape
     k0, j0, i0 = block_start_zyx[0], block_start_zyx[1], block_start_zyx[2]
     oz, oy, ox = src_off_zyx[0], src_off_zyx[1], src_off_zyx[2]
@@ -604,8 +628,8 @@ def accumulate_view_rows(
     cx0, cx1, cx2 = m_out_to_view[0, 0], m_out_to_view[1, 0], m_out_to_view[2, 0]
     lo = -COVER_EPS
     sx1, sy1, sz1 = sx - 1.0 + COVER_EPS, sy - 1.0 + COVER_EPS, sz - 1.0 + COVER_EPS
-    flat = src.reshape(-1)
-    wflat = wsrc.reshape(-1)  # content_based only; other modes pass a 1-voxel stand-in
+    flat = borrowed(src).reshape(-1)
+    wflat = borrowed(wsrc).reshape(-1)  # content_based only; other modes pass a 1-voxel stand-in
     sy_ = src.shape[2]
     sz_ = src.shape[1] * src.shape[2]
     blend = mode == 1 or mode == 5
@@ -620,13 +644,6 @@ def accumulate_view_rows(
     lv = (hz, hy, hx, gz, gy, gx)
     off = (oz, oy, ox, sz_, sy_)
     bl = (sx, sy, sz, bbx, bby, bbz, irx, iry, irz)
-    P = np.empty(X, np.int32)
-    FZ = np.empty(X, np.float64)
-    FY = np.empty(X, np.float64)
-    FX = np.empty(X, np.float64)
-    W = np.empty(X, np.float64)
-    V = np.empty(X, np.float64)
-    K = np.empty(X, np.int32)
     for bz in range(Z):
         k = float(k0 + bz)
         for by in range(Y):
