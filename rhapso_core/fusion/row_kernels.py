@@ -38,10 +38,11 @@ overlap strategy (up to the sign of an exact zero). What changes is where work h
   row piece, because each slice or array argument costs numba two atomic reference-count
   updates (they were a fifth of the kernel's time).
 
-Measured (the sampling calls of ``bench/bench_fusion_core.py``'s fusion replayed, one
-thread, 2026-12-07): 2.5x the reference on near-axis-aligned tiles (1.7x before the int32
-pass and the slice-free loops), 1.3x on tiles rotated 20 degrees about a tilted axis (1.1x),
-where the taps' scattered loads dominate.
+Measured (``bench/bench_fusion_kernel.py``: one fusion's sampling calls replayed, one
+thread, AVX2, 2026-12-07): 3.1x the reference kernel on tiles rotated in-plane, 2.5x on
+tiles tilted by 1 degree, 1.6x on tiles rotated 20 degrees about a tilted axis, where the
+taps' scattered loads dominate (1.7x, 1.3x and 1.1x before the int32 pass, the slice-free
+loops, the two-loop weights and the borrowed arrays).
 
 The reference kernel stays in :mod:`rhapso_core.fusion.kernels`; tests compare the two.
 """
@@ -63,10 +64,12 @@ from rhapso_core.fusion.kernels import (
 
 __all__ = ["accumulate_view_rows"]
 
-# BLEND_LUT with one more entry, so that the weight loops can read past the ramp's end
-# (index _LUT_N, fraction 0) without a branch; both ends are exact.
-_LUT = np.append(BLEND_LUT, 1.0)
-assert _LUT[0] == 0.0 and _LUT[_LUT_N] == 1.0
+# BLEND_LUT and two entries of 1.0, so that the weight loops need no branch: a voxel past
+# the ramp reads index _LUT_N + 1 with fraction 0 (1.0 + 0.0 * 0.0 == 1.0), one before it
+# index 0 with fraction 0 (sin(0) ** 2 == 0.0 exactly), as _axis_weight returns there.
+_LUT = np.append(BLEND_LUT, [1.0, 1.0])
+_PAST_RAMP = _LUT_N + 1
+assert _LUT[0] == 0.0
 
 # Largest flat offset (and level extent) the int32 coordinate pass handles.
 _I32_MAX = 2**31 - 1
@@ -268,7 +271,8 @@ def _axis_weights(W, K, F, qa, qb, mul, fs, r, c, size, border, ir):
     fraction of each voxel first (no loads, vectorised), then the lerps (one table load per
     tap: gathers, which AVX2 machines do one at a time). In one loop the loads kept the
     arithmetic scalar as well: 3.5 against 2.2 ns per weight. Below the ramp the index is
-    0 with fraction 0 (``_LUT[0] == 0``), past it ``_LUT_N`` (``_LUT[_LUT_N] == 1``)."""
+    0 with fraction 0 (weight 0), past it ``_PAST_RAMP`` (weight 1). ``K`` and ``F`` are
+    scratch of the row's length (int32, float64)."""
     if qb <= qa:
         return
     fa = fs + float(qa)
@@ -278,7 +282,7 @@ def _axis_weights(W, K, F, qa, qb, mul, fs, r, c, size, border, ir):
         dist = min(v - border, (size - 1.0) - v - border)
         t = dist * ir * _LUT_N
         lerp = (dist > 0.0) & (t < _LUT_N)
-        k = np.int32(t if lerp else (_LUT_N if dist > 0.0 else 0.0))
+        k = np.int32(t if lerp else (_PAST_RAMP if dist > 0.0 else 0.0))
         K[j] = k
         F[j] = t - k if lerp else 0.0
     for j in range(qb - qa):
@@ -342,6 +346,8 @@ def _interior_pass(arow, brow, s, e, mode, axisw, i0, rc, flat, wflat, lv, lvl0,
             # along the row (step exactly 0: v = r + i * 0.0 = r) has one weight per row.
             xa, xb = _axis_ones(s, e, i0, r0, cx0, sx, bbx, irx)
             W[max(xa - s, 0):max(xb - s + 1, 0)] = 1.0
+            # V is free in the blending modes (their taps accumulate directly): it holds
+            # the weights' fractions.
             _axis_weights(W, K, V, 0, min(xa - s, n), False, fs, r0, cx0, sx, bbx, irx)
             _axis_weights(W, K, V, max(xb - s + 1, 0), n, False, fs, r0, cx0, sx, bbx, irx)
             _mul_axis(W, K, V, n, s, i0, r1, cx1, sy, bby, iry)
