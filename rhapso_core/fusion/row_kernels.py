@@ -231,6 +231,17 @@ def _interior_interval(ia, ib, i0, r0, r1, r2, cx0, cx1, cx2, hx, hy, hz, gx, gy
     while b >= a and not _interior(float(i0 + b), r0, r1, r2, cx0, cx1, cx2, hx, hy, hz, gx, gy, gz,
                                    nx1, ny1, nz1, lvl0):
         b -= 1
+    if a > b:
+        return a, b
+    # The estimate was shrunk by a voxel or two at each end: grow it back to the whole
+    # interval (the voxels that pass form one), so that no interior voxel takes the
+    # clamped per-voxel path (they were about 1 % of the voxels and 5 % of the time).
+    while a > ia and _interior(float(i0 + a - 1), r0, r1, r2, cx0, cx1, cx2, hx, hy, hz, gx, gy, gz,
+                               nx1, ny1, nz1, lvl0):
+        a -= 1
+    while b < ib and _interior(float(i0 + b + 1), r0, r1, r2, cx0, cx1, cx2, hx, hy, hz, gx, gy, gz,
+                               nx1, ny1, nz1, lvl0):
+        b += 1
     return a, b
 
 
