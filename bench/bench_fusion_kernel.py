@@ -1,15 +1,17 @@
 """The fusion sampling kernel alone, replayed, beside the reference kernel (issue 21).
 
 For each tile rotation asked for, one generated dataset (``bench_fusion_core``'s: 3 x 2 x 1
-uint16 tiles, by default of 256 x 256 x 96 (``--tile``), 15 % overlap, rotations under 1 degree in xy, plus the extra
-rotation about a tilted axis) is fused once with the pipeline's defaults while every call of
-the sampling kernel is recorded (its arguments copied). The recorded calls are then replayed
+uint16 tiles, by default of 256 x 256 x 96 (``--tile``), 15 % overlap, rotations under 1
+degree in xy, plus the extra rotation about a tilted axis) is fused once with the
+pipeline's defaults while every call of the sampling kernel is recorded (its arguments
+copied). The recorded calls are then replayed
 in this process, one thread, with the reference kernel (:func:`rhapso_core.fusion.kernels.
 accumulate_view`) and the current one (:mod:`rhapso_core.fusion.row_kernels`), alternating,
 each on fresh copies of the accumulators (copies made outside the timing); the fastest of
 ``--repeat`` rounds counts. Printed per rotation: seconds of all calls, sampled voxels / s
 (voxels whose accumulators a view changed), ratio, and whether the accumulators are equal
-bit for bit.
+bit for bit; at the end, the process's peak resident memory (the recorded calls hold a
+copy of every view's box and of the accumulators).
 
 Why a replay: the whole-fusion benchmark times the sampling phase among reads, writes and
 other work that move with the machine; here both kernels see the same calls back to back.
@@ -19,7 +21,7 @@ axis moves along the row); 20 degrees is the worst case (no runs of consecutive 
 
 Usage::
 
-    python bench/bench_fusion_kernel.py                  # rotations 0, 1, 20; about 2 minutes
+    python bench/bench_fusion_kernel.py                  # rotations 0, 1, 20; about a minute
     python bench/bench_fusion_kernel.py --rotate 0 --repeat 9
 """
 
@@ -113,6 +115,7 @@ def main(argv=None):
             rows.append({"rotation": deg, "reference_s": best["ref"], "current_s": best["cur"],
                          "sampled": sampled, "identical": same})
             del calls, ref_res, cur_res
+    print(f"peak RSS of this process: {bf.peak_rss_mb():.0f} MB")
     return rows
 
 
