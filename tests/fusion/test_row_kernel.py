@@ -107,8 +107,8 @@ def test_default_kernel_is_the_fast_one():
 def test_boxes_past_int32_offsets_take_the_reference_kernel(monkeypatch):
     # The fast kernel computes cells and flat offsets in int32; a source box of more than
     # 2**31 voxels must go to the reference kernel (int64 offsets). Such a box is 4 GiB of
-    # uint16, too big for a test, so the limit is lowered to 100 voxels and the kernel run
-    # as Python (its py_func reads the module's limit at call time).
+    # uint16, too big for a test, so the limit is lowered to 100 voxels (the Python function
+    # in front of the compiled kernel reads it at call time).
     import rhapso_core.fusion.row_kernels as rk
 
     routed = []
@@ -122,7 +122,7 @@ def test_boxes_past_int32_offsets_take_the_reference_kernel(monkeypatch):
     params = FusionParams(output_dtype="uint16")
     views = _views(np.uint16)
     ref_acc, _ = _fuse_all(views, params, accumulate_view, monkeypatch)
-    new_acc, _ = _fuse_all(views, params, rk.accumulate_view_rows.py_func, monkeypatch)
+    new_acc, _ = _fuse_all(views, params, rk.accumulate_view_rows, monkeypatch)
     assert routed and min(routed) > 100
     for (ra, rb), (na, nb) in zip(ref_acc, new_acc):
         np.testing.assert_array_equal(na, ra)
