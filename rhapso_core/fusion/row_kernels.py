@@ -85,21 +85,6 @@ def _row_ok(i, r0, r1, r2, cx0, cx1, cx2, lo, sx1, sy1, sz1):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _axis_weight_flat(v, n, border, inv_rng):
-    # _axis_weight without branches (so the weight pass vectorises): the table is read at a
-    # safe index in every case and the result selected; where the lerp is the answer
-    # (0 < dist, t < _LUT_N) its index and fraction are those of _axis_weight.
-    dist = min(v - border, (n - 1.0) - v - border)
-    t = dist * inv_rng * _LUT_N
-    tk = t if (t >= 0.0) & (t < _LUT_N) else 0.0
-    k = np.int32(tk)  # 0 <= tk < _LUT_N; int32 for the vectorised conversion
-    f = t - k
-    lerp = BLEND_LUT[k] + (BLEND_LUT[k + 1] - BLEND_LUT[k]) * f
-    one_or_lerp = 1.0 if t >= _LUT_N else lerp
-    return 0.0 if dist <= 0.0 else one_or_lerp
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
 def _voxel_i(fs, q):
     # float(i0 + s + q) for fs = float(i0 + s): a sum of integers below 2**53 is exact, so
     # the same value, with q converted from int32 (vectorised; int64 -> double is not on
@@ -281,7 +266,9 @@ def _axis_weights(W, K, F, qa, qb, mul, fs, r, c, size, border, ir):
     ``qa..qb-1`` into ``W`` (``mul``: ``W[q] *= w``), in two loops: the table index and
     fraction of each voxel first (no loads, vectorised), then the lerps (one table load per
     tap: gathers, which AVX2 machines do one at a time). In one loop the loads kept the
-    arithmetic scalar as well: 3.5 against 2.2 ns per weight. Below the ramp the index is
+    arithmetic scalar as well: 3.5 against 2.2 ns per weight (a one-off timing of this
+    function alone, 200 voxels per call; the kernel's figures are
+    ``bench/bench_fusion_kernel.py``'s). Below the ramp the index is
     0 with fraction 0 (weight 0), past it ``_PAST_RAMP`` (weight 1). ``K`` and ``F`` are
     scratch of the row's length (int32, float64)."""
     if qb <= qa:
@@ -307,7 +294,7 @@ def _axis_weights(W, K, F, qa, qb, mul, fs, r, c, size, border, ir):
 def _mul_axis(W, K, F, n, s, i0, r, c, size, border, ir):
     # W[q] *= this axis's weight for the row's voxels s + q, skipping exact 1.0 factors.
     if c == 0.0:
-        w = _axis_weight_flat(r + float(i0 + s) * c, size, border, ir)
+        w = _axis_weight(r + float(i0 + s) * c, size, border, ir)  # one per row: the reference's own
         if w != 1.0:
             for q in range(n):
                 W[q] *= w
