@@ -3,8 +3,9 @@
 numba counts references to every array it passes to a function that is not inlined, or
 slices: two atomic updates (``lock inc`` / ``lock dec``) each time. In the fusion kernel,
 whose row functions take a dozen arrays and run a few hundred voxels per call, these
-updates were 5-7 % of the sampling time (``perf`` on the JIT code; more before the kernel
-passed its constants as tuples). A *borrowed* view has no owner record (null ``meminfo``),
+updates cost 5-7 % of the sampling time (the replay of ``bench/bench_fusion_kernel.py``
+with and without borrowing; ``perf`` on the JIT code had put them at 21 % before the kernel
+passed its constants as tuples and stopped slicing in its run loops). A *borrowed* view has no owner record (null ``meminfo``),
 so numba skips the update (its incref and decref return at once on null).
 
 Only for arrays that outlive the borrowed view: in practice a function's own arguments
