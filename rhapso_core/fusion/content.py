@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rhapso_core.fusion.exact_gaussian import gaussian_filter_mirror
 from rhapso_core.fusion.geometry import FusionView, view_voxel_size
 from rhapso_core.fusion.params import FusionParams
 from rhapso_core.image_source import Box, clip_box
@@ -92,18 +93,16 @@ def content_weights(src_zyx: np.ndarray, sigma1_zyx, sigma2_zyx) -> np.ndarray:
         view's own edges give the whole-view result; callers grow the box by
         :func:`halo_voxels` elsewhere.
     """
-    # Imported here: scipy.ndimage is 0.3-0.4 s of every fusion command's start, for one blending option.
-    from scipy import ndimage
-
-    img = np.asarray(src_zyx, dtype=np.float32)
+    img = np.ascontiguousarray(src_zyx, dtype=np.float32)
     s1 = np.asarray(sigma1_zyx, np.float64)
     s2 = np.asarray(sigma2_zyx, np.float64)
+    # scipy's gaussian_filter arithmetic, vectorised (exact_gaussian: same bits, 3-4x faster).
     # Two float32 buffers in all: the smoothed image becomes the squared detail in place,
-    # then is smoothed again in place (scipy's separable passes already run in place).
-    w = ndimage.gaussian_filter(img, s1, mode="mirror", radius=_radius(s1), output=np.float32)
+    # then is smoothed again in place.
+    w = gaussian_filter_mirror(img, s1, _radius(s1))
     np.subtract(img, w, out=w)
     np.square(w, out=w)
-    ndimage.gaussian_filter(w, s2, mode="mirror", radius=_radius(s2), output=w)
+    gaussian_filter_mirror(w, s2, _radius(s2), output=w)
     # Rounding can leave -0.0 or a negative ulp after the filters; weights must be >= 0.
     np.maximum(w, 0.0, out=w)
     return w
