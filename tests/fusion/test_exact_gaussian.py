@@ -52,7 +52,7 @@ def test_same_bits_as_scipy_in_and_out_of_place(shape, sigma, radius):
 
 
 def test_a_tile_wider_than_one_column_tile():
-    # The z and y passes take x in tiles of 256 columns; 600 columns leave a partial tile.
+    # The z and y passes take x in tiles of 128 columns; 600 columns leave a partial tile.
     rng = np.random.default_rng(3)
     img = (rng.random((9, 11, 600)) * 4000).astype(np.float32)
     assert _same_bits(gaussian_filter_mirror(img, (2.0, 3.0, 1.5), (6, 9, 5)),
