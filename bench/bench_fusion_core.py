@@ -142,11 +142,15 @@ def fuse_timed(views, grid, params, out_uri: Path, kernel, compressor: str, clev
     saved_kernel, saved_fuse = fuse_mod._accumulate, fuse_mod.fuse_block
     import rhapso_core.fusion.writer as writer_mod
     saved_writer_fuse = writer_mod.fuse_block
+    # content_based units fuse view by view (fuse_unit_float), then finish each block.
+    saved_unit, saved_finish = writer_mod.fuse_unit_float, writer_mod.finish_block
     try:
         for src, fn in saved_reads:
             src.read = read.wrap(fn)
         fuse_mod._accumulate = sample.wrap(kernel)
         writer_mod.fuse_block = block.wrap(saved_fuse)
+        writer_mod.fuse_unit_float = block.wrap(saved_unit)
+        writer_mod.finish_block = block.wrap(saved_finish)
         t0, w0 = time.process_time(), time.perf_counter()
         for unit in units:
             fuse_to_zarr(views, grid, params, arr, blocks=unit, skip_existing=False)
@@ -156,6 +160,7 @@ def fuse_timed(views, grid, params, out_uri: Path, kernel, compressor: str, clev
             del src.read
         fuse_mod._accumulate = saved_kernel
         writer_mod.fuse_block = saved_writer_fuse
+        writer_mod.fuse_unit_float, writer_mod.finish_block = saved_unit, saved_finish
     return {"total": total, "wall": wall, "read": read.t, "sample": sample.t,
             "other": block.t - read.t - sample.t, "write": total - block.t, "array": arr}
 

@@ -31,6 +31,7 @@ __all__ = [
     "detection_chunk_memory",
     "fusion_block_memory",
     "fusion_unit_memory",
+    "fusion_unit_memory_from_sides",
     "output_itemsize",
     "downsample_block_memory",
     "solve_memory",
@@ -120,9 +121,33 @@ def fusion_block_memory(sides_zyx: Sequence[int], params) -> float:
     return 10 * out + 4 * 3 * src
 
 
+def fusion_unit_memory_from_sides(block_sides_zyx: Sequence[int], unit_sides_zyx: Sequence[int], params) -> float:
+    """A work unit's memory from the sides of its largest block and of its bounding box.
+
+    Blocks are fused one after another (:func:`fusion_block_memory` of the largest), except
+    ``content_based`` units of more than one block, fused view by view
+    (:func:`rhapso_core.fusion.fuse.fuse_unit_float`): every block's accumulators (8 bytes
+    per unit voxel), one block's output, and one view's box at a time, at most the unit's
+    bounding box grown by the filters' margin (float32 pixels, image copy and weights)."""
+    block = [int(s) for s in block_sides_zyx]
+    unit = [int(s) for s in unit_sides_zyx]
+    if params.overlap_strategy != "content_based" or unit == block:
+        return fusion_block_memory(block, params)
+    margin = _content_margin(params)
+    src = float(math.prod(s + 2 * int(m) + 2 for s, m in zip(unit, margin)))
+    return 8 * float(math.prod(unit)) + 2 * float(math.prod(block)) + 4 * 3 * src
+
+
 def fusion_unit_memory(boxes: Sequence[Box], params) -> float:
-    """A work unit's memory: its largest block's (blocks are fused one after another)."""
-    return max((fusion_block_memory([b - a for a, b in box], params) for box in boxes), default=0.0)
+    """A work unit's memory (:func:`fusion_unit_memory_from_sides` of its blocks)."""
+    if not boxes:
+        return 0.0
+    sides = [[b - a for a, b in box] for box in boxes]
+    per_block = max(fusion_block_memory(s, params) for s in sides)
+    if len(boxes) == 1:
+        return per_block
+    unit = [max(box[k][1] for box in boxes) - min(box[k][0] for box in boxes) for k in range(3)]
+    return max(per_block, fusion_unit_memory_from_sides(max(sides, key=math.prod), unit, params))
 
 
 def output_itemsize(output_dtype: str) -> int:

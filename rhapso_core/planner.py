@@ -61,7 +61,7 @@ from rhapso_core.cost import (
     batch_pairs,
     detection_chunk_memory,
     downsample_block_memory,
-    fusion_block_memory,
+    fusion_unit_memory_from_sides,
     matching_batch_memory,
     output_itemsize,
     reserved_memory,
@@ -520,6 +520,7 @@ def _plan_alignment(xml_uri, sd, geometry, p, tp, cores, mem_total, base, overhe
 def _plan_fusion(sd, geometry, input_voxels, p, tp, cores, mem_total, base, overhead, read_bw) -> list[StagePlan]:
     """Fusion and its multiscale pyramid."""
     from rhapso_core.fusion import FusionView, make_output_grid
+    from rhapso_core.fusion.blocks import aligned_block_size
     from rhapso_core.multiscale.downsample import plan_level_blocks
     from rhapso_core.multiscale.pyramid import level_plan
     from rhapso_core.pipeline.fuse import default_voxel_size_world, fusion_slots, physical_unit_per_world, select_views
@@ -540,7 +541,10 @@ def _plan_fusion(sd, geometry, input_voxels, p, tp, cores, mem_total, base, over
     slots = fusion_slots(sd, fviews_ids)
     n_slots = max(len(slots), 1)
     out_vox = float(np.prod(grid.shape_zyx)) * n_slots
-    fuse_mem = base + reserved_memory(fusion_block_memory(max_block_sides, f))  # the flow's hint for its largest block
+    # The flow's hint for its largest unit (blocks one after another, content_based's view by view).
+    unit_sides = [min(int(n), int(b) * int(s)) for n, b, s in
+                  zip(grid.shape_zyx, aligned_block_size(f.block_size[::-1], write_unit_zyx), f.block_scale[::-1])]
+    fuse_mem = base + reserved_memory(fusion_unit_memory_from_sides(max_block_sides, unit_sides, f))
     scale = float(np.prod(grid.voxel_size_xyz)) / max(
         float(np.mean([np.prod(np.linalg.norm(geometry[v][0][:3, :3], axis=0)) for v in fviews_ids])), 1e-12)
     fuse_read = min(input_voxels, out_vox * scale * 1.2) * BYTES_PER_VOXEL  # inputs under the grid (+20 % halo)

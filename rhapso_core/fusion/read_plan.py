@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rhapso_core.fusion.content import grow_box, halo_voxels, level_sigmas
-from rhapso_core.fusion.fuse import choose_level, source_box
+from rhapso_core.fusion.fuse import choose_level, view_box
 from rhapso_core.fusion.geometry import FusionView, OutputGrid
 from rhapso_core.fusion.params import FusionParams
 from rhapso_core.image_source import Box
@@ -32,13 +31,9 @@ def block_reads(
     out = []
     for view in sorted(views, key=lambda v: v.view_id):
         level = choose_level(view, grid)
-        box = source_box(out_box_zyx, grid, view, level)
-        if box is None:
-            continue
-        if params.overlap_strategy == "content_based":
-            s1, s2 = level_sigmas(view, level, params)
-            box = grow_box(box, halo_voxels(s1, s2), view.source.level_shape(level))
-        out.append((view, level, box))
+        box = view_box(out_box_zyx, grid, view, level, params)
+        if box is not None:
+            out.append((view, level, box))
     return out
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import zarr
 
 from rhapso_core.fusion.blocks import plan_blocks, write_unit
-from rhapso_core.fusion.fuse import fuse_block
+from rhapso_core.fusion.fuse import finish_block, fuse_block, fuse_unit_float
 from rhapso_core.fusion.geometry import FusionView, OutputGrid
 from rhapso_core.fusion.params import FusionParams
 from rhapso_core.fusion.read_plan import unit_chunk_reuse
@@ -71,6 +71,13 @@ def fuse_to_zarr(
     # Decode each input chunk once per call, not once per block that reads it.
     markers = BlockMarkers(arr)
     todo = [b for b in blocks if not (skip_existing and markers.is_done(b))]
+    if params.overlap_strategy == "content_based" and len(todo) > 1:
+        # View by view over the whole unit, so that each view's weights are filtered once
+        # (fuse_unit_float). Blocks that share a view's box share its read too; the boxes
+        # it reads apart overlap little, so no chunk reuse is planned.
+        accs = dict(zip((_key(b) for b in todo), fuse_unit_float(todo, grid, views, params)))
+        return write_blocks(arr, todo, lambda box: finish_block(*accs.pop(_key(box)), params),
+                            skip_existing=False)
     reuse = unit_chunk_reuse(todo, grid, views, params) if len(todo) > 1 else None
     step = {_key(box): i for i, box in enumerate(todo)}
 

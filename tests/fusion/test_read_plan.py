@@ -22,15 +22,15 @@ from rhapso_core.io.zarr_source import image_from_zarr
 from rhapso_core.multiscale import mean_downsample
 
 
-def _views(tmp_path):
+def _views(tmp_path, scale=1):
     rng = np.random.default_rng(5)
-    size = (40, 36, 18)  # x, y, z
+    size = (40 * scale, 36 * scale, 18 * scale)  # x, y, z
     c = (np.asarray(size) - 1) / 2
     rot = np.eye(4)
     a = np.deg2rad(4.0)
     rot[:2, :2] = [[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]
-    poses = [tf.identity(), tf.translation([31.5, 2.25, 1.0]) @ tf.translation(c) @ rot @ tf.translation(-c),
-             tf.translation([3.0, 28.0, -1.5])]
+    poses = [tf.identity(), tf.translation([31.5 * scale, 2.25, 1.0]) @ tf.translation(c) @ rot @ tf.translation(-c),
+             tf.translation([3.0, 28.0 * scale, -1.5])]
     views = []
     for k, pose in enumerate(poses):
         img = rng.integers(100, 60000, size[::-1]).astype(np.uint16)
@@ -63,7 +63,8 @@ def test_plan_lists_the_reads_fusion_makes(tmp_path, case):
         assert [(vid, lv, tuple(tuple(int(x) for x in ab) for ab in box)) for vid, lv, box in log] == planned
 
 
-@pytest.mark.parametrize("case", CASES[:3], ids=lambda c: c["overlap_strategy"])
+# content_based units go view by view instead (fuse_unit_float: each view box read once).
+@pytest.mark.parametrize("case", CASES[:2], ids=lambda c: c["overlap_strategy"])
 def test_reuse_decodes_each_chunk_once_and_changes_nothing(tmp_path, case, monkeypatch):
     views = _views(tmp_path)
     params = FusionParams(block_size=(16, 16, 16), chunks=(16, 16, 16), **case)
@@ -132,3 +133,81 @@ def test_many_blocks_per_unit_stay_within_one_blocks_chunks(tmp_path, monkeypatc
     keys = [k for v, lv, box in reads for k, _ in v.source.levels[lv].chunk_keys(box)]
     assert len(set(keys)) < reuse.decodes < len(keys)
     assert 0 < peak[0] <= reuse.capacity_bytes
+
+
+@pytest.mark.parametrize("sigmas,voxel", [((3.0, 6.0), None), ((1.5, 2.0), None), ((2.0, 3.0), (2.0, 2.0, 2.0))],
+                         ids=["halo-27-shared", "halo-8", "level1"])
+def test_content_based_unit_filters_each_view_once_with_the_same_bytes(tmp_path, monkeypatch, sigmas, voxel):
+    """A content_based unit goes view by view: a view whose blocks' grown boxes overlap enough
+    is read and filtered once on their bounding box, and every byte is that of fusing each
+    block alone (one view with an intensity map, which is evaluated per box). Tolerance: none."""
+    from dataclasses import replace
+
+    import rhapso_core.fusion.fuse as fuse_mod
+    from rhapso_core.fusion.fuse import fuse_block
+    from rhapso_core.intensity.model import ViewIntensity
+
+    views = _views(tmp_path)
+    rng = np.random.default_rng(2)
+    views[1] = replace(views[1], intensity=ViewIntensity(views[1].size_xyz, rng.uniform(0.5, 2.0, (1, 2, 3)),
+                                                         rng.uniform(-500.0, 500.0, (1, 2, 3))))
+    params = FusionParams(block_size=(16, 16, 16), chunks=(16, 16, 16), output_dtype="float32", voxel_size=voxel,
+                          overlap_strategy="content_based", content_sigma1=sigmas[0], content_sigma2=sigmas[1])
+    grid = make_output_grid(views, params.voxel_size)
+    units = plan_work_units(grid.shape_zyx, params, (16, 16, 16))
+    filtered = []
+    orig = fuse_mod.content_weights
+
+    def counting(src, s1, s2):
+        filtered.append(src.size)
+        return orig(src, s1, s2)
+
+    monkeypatch.setattr(fuse_mod, "content_weights", counting)
+    out = zarr.create_array(str(tmp_path / "o.zarr"), shape=grid.shape_zyx, chunks=(16, 16, 16), dtype="float32")
+    per_block_voxels = 0
+    for unit in units:
+        fuse_to_zarr(views, grid, params, out, blocks=unit)
+        per_block_voxels += sum(int(np.prod([e - a for a, e in box]))
+                                for b in unit for _, _, box in block_reads(b, grid, views, params))
+    # Never more filtering than block by block; here (halo 27 on views of 40 x 36 x 18) far less.
+    assert sum(filtered) <= per_block_voxels
+    if sigmas == (3.0, 6.0):
+        assert sum(filtered) < 0.6 * per_block_voxels, (sum(filtered), per_block_voxels)
+    monkeypatch.setattr(fuse_mod, "content_weights", orig)
+    want = np.zeros(grid.shape_zyx, np.float32)
+    for b in plan_blocks(grid.shape_zyx, (16, 16, 16), (16, 16, 16)):
+        want[tuple(slice(a, e) for a, e in b)] = fuse_block(b, grid, views, params)
+    assert np.count_nonzero(want) > 0.5 * want.size
+    assert out[...].tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("strategy", ["avg_blend", "content_based"])
+def test_a_units_peak_memory_stays_within_its_cost(tmp_path, strategy):
+    """The memory hint of a unit (rhapso_core.cost.fusion_unit_memory) bounds what fusing it
+    allocates (traced by tracemalloc: NumPy's buffers and Python's objects), including
+    content_based's view-by-view accumulators of every block, which one block's hint does not."""
+    import tracemalloc
+
+    from rhapso_core.cost import fusion_block_memory, fusion_unit_memory
+
+    views = _views(tmp_path, scale=3)  # 120 x 108 x 54 voxels, so that buffers outweigh bookkeeping
+    params = FusionParams(block_size=(48, 48, 48), chunks=(48, 48, 48), overlap_strategy=strategy,
+                          content_sigma1=2.0, content_sigma2=4.0)
+    grid = make_output_grid(views, params.voxel_size)
+    unit = max(plan_work_units(grid.shape_zyx, params, (48, 48, 48)), key=len)
+    assert len(unit) == 4
+    out = zarr.create_array(str(tmp_path / "o.zarr"), shape=grid.shape_zyx, chunks=(48, 48, 48), dtype="uint16")
+    fuse_to_zarr(views, grid, params, out, blocks=unit, skip_existing=False)  # compile and caches outside
+    tracemalloc.start()
+    try:
+        fuse_to_zarr(views, grid, params, out, blocks=unit, skip_existing=False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    hint = fusion_unit_memory(unit, params)
+    per_block = max(fusion_block_memory([b - a for a, b in box], params) for box in unit)
+    assert peak <= hint, (peak, hint)
+    if strategy == "content_based":
+        assert peak > per_block, "the case the unit's hint is for"
+    else:
+        assert hint == per_block
