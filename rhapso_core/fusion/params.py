@@ -82,8 +82,11 @@ class FusionParams(StageParams):
         (40.0, 40.0, 40.0),
         description="content_based only: sigma (x, y, z) of the Gaussian averaging the squared "
         "detail into the local-contrast weight G_sigma2 * (I - G_sigma1 * I)^2 (view voxels, "
-        "level 0; BigStitcher's default 40). Each block reads a halo of about "
-        "3 * (sigma1 + sigma2) view voxels per side, so large sigmas want smaller blocks",
+        "level 0; BigStitcher's default 40). The weights need a halo of about "
+        "3 * (sigma1 + sigma2) view voxels per side; a task filters each view once on its work "
+        "unit's box (block_size * block_scale) grown by that halo where that is less filtering "
+        "than block by block, holding all the unit's accumulators (about 6 GiB per task at the "
+        "defaults; block_scale (1, 1, 1) bounds it by one block, about 3 GiB)",
     )
     content_adjust_anisotropy: bool = Field(
         True,
