@@ -17,8 +17,10 @@ taken from a library because bit-identity with scipy's result is the point: the 
 values of ``content_based`` must not change (``tests/fusion/test_exact_gaussian.py``
 compares with scipy on every shape, radius and mirror case).
 
-Only what content-based fusion uses: 3-D float32 input, order 0, ``mode="mirror"``,
-explicit radii, float32 output that may be the input (in place, as scipy allows).
+Only what content-based fusion uses: 3-D input of float32 or of integers of up to 16 bits
+(converted to double exactly, as scipy converts them, so no float32 copy of a uint16 box is
+needed), order 0, ``mode="mirror"``, explicit radii, float32 output that may be the input
+(in place, as scipy allows).
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["gaussian_filter_mirror"]
+__all__ = ["EXACT_INPUTS", "gaussian_filter_mirror"]
 
+# Input dtypes whose every value a double (and a float32) holds exactly.
+EXACT_INPUTS = (np.dtype(np.float32), np.dtype(np.uint16), np.dtype(np.int16), np.dtype(np.uint8), np.dtype(np.int8))
 # scipy skips an axis whose sigma is not above this (its gaussian_filter).
 _SIGMA_SKIP = 1e-15
 # Columns of x filtered together in the z and y passes. The tile holds its rows as doubles
@@ -172,15 +176,15 @@ def gaussian_filter_mirror(
 
     Parameters
     ----------
-    image_zyx : ndarray (z, y, x) float32, C-contiguous
+    image_zyx : ndarray (z, y, x), C-contiguous, a dtype of :data:`EXACT_INPUTS`
         Not modified unless it is ``output``.
     sigma_zyx : (3,) floats
         Gaussian sigmas in the array's voxels; an axis whose sigma is not above 1e-15 is
         skipped, as scipy does.
     radius_zyx : (3,) non-negative ints
         Kernel half-widths (scipy's ``radius``).
-    output : ndarray like ``image_zyx``, optional
-        Where to write; may be ``image_zyx`` itself. A new array if omitted.
+    output : ndarray (z, y, x) float32, C-contiguous, optional
+        Where to write; may be ``image_zyx`` itself (float32). A new array if omitted.
 
     Returns
     -------
@@ -188,12 +192,12 @@ def gaussian_filter_mirror(
         Bit-identical to scipy's result.
     """
     img = np.asarray(image_zyx)
-    if img.ndim != 3 or img.dtype != np.float32 or not img.flags.c_contiguous:
+    if img.ndim != 3 or img.dtype not in EXACT_INPUTS or not img.flags.c_contiguous:
         raise ValueError(
-            f"gaussian_filter_mirror: need a C-contiguous 3-D float32 array, got {img.dtype} "
-            f"{img.shape}"
+            f"gaussian_filter_mirror: need a C-contiguous 3-D array of float32 or 8/16-bit integers, "
+            f"got {img.dtype} {img.shape}"
         )
-    out = np.empty_like(img) if output is None else output
+    out = np.empty(img.shape, np.float32) if output is None else output
     if out.shape != img.shape or out.dtype != np.float32 or not out.flags.c_contiguous:
         raise ValueError(f"gaussian_filter_mirror: output must be C-contiguous float32 {img.shape}")
     src = img
@@ -211,5 +215,5 @@ def gaussian_filter_mirror(
             _pass_last(src.reshape(nz * ny, nx), out.reshape(nz * ny, nx), w)
         src = out
     if src is not out:  # every sigma skipped
-        out[...] = img
+        out[...] = img  # exact for every dtype of EXACT_INPUTS
     return out
