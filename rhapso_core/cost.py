@@ -32,6 +32,7 @@ __all__ = [
     "fusion_block_memory",
     "fusion_unit_memory",
     "fusion_unit_memory_from_sides",
+    "content_filter_taps",
     "output_itemsize",
     "downsample_block_memory",
     "solve_memory",
@@ -148,6 +149,56 @@ def fusion_unit_memory(boxes: Sequence[Box], params) -> float:
         return per_block
     unit = [max(box[k][1] for box in boxes) - min(box[k][0] for box in boxes) for k in range(3)]
     return max(per_block, fusion_unit_memory_from_sides(max(sides, key=math.prod), unit, params))
+
+
+def content_filter_taps(views, grid, params, unit_sides_zyx: Sequence[int]) -> float:
+    """Voxel-taps of ``content_based``'s Gaussians over a whole fusion (one fused image).
+
+    Each view is filtered once per work unit its output footprint meets
+    (:func:`rhapso_core.fusion.fuse.fuse_unit_float`), on the unit's part of the view grown by
+    the filters' halo and clipped to the view; per filtered voxel, the taps of both
+    separable Gaussians (the symmetric loops: radius + 1 per axis and filter). Counted per
+    axis, not per unit (a rotated view's footprint is its bounding box), so it is an
+    estimate: 0.98-0.99 of what fusion filtered in ``tests/fusion/test_content_cost.py``
+    (tolerated there: 20 %).
+    ``params``: :class:`~rhapso_core.fusion.FusionParams`; ``views``: ``FusionView``s whose
+    sources know their level shapes."""
+    import numpy as np
+
+    from rhapso_core import transforms as tf
+    from rhapso_core.fusion.content import _radius, halo_voxels, level_sigmas
+    from rhapso_core.fusion.fuse import choose_level
+    from rhapso_core.fusion.geometry import output_to_view
+
+    unit = np.asarray(unit_sides_zyx, np.float64)
+    shape = np.asarray(grid.shape_zyx, np.float64)
+    total = 0.0
+    for view in views:
+        level = choose_level(view, grid)
+        s1, s2 = level_sigmas(view, level, params)
+        taps = sum(r + 1 for r in _radius(s1)) + sum(r + 1 for r in _radius(s2))
+        halo = np.asarray(halo_voxels(s1, s2), np.float64)
+        level_shape = np.asarray(view.source.level_shape(level), np.float64)
+        m = output_to_view(grid, view)
+        size = np.asarray(view.size_xyz, np.float64)
+        corners = tf.box_corners([0.0, 0.0, 0.0], size - 1)
+        out = tf.apply(np.linalg.inv(m), corners)[:, ::-1]  # output voxels (z, y, x)
+        lo = np.clip(out.min(axis=0), 0, shape)
+        hi = np.clip(out.max(axis=0), 0, shape)
+        # View level voxels per output voxel along each output axis.
+        per_out = np.linalg.norm(m[:3, :3], axis=0)[::-1] / np.asarray(view.source.level_factors(level), np.float64)
+        # Per axis, the sum over the units met of the unit's part of the footprint, in level
+        # voxels from the footprint's low edge, padded as source_box pads (1 + 2), grown by
+        # the halo and clipped to the view; the product of the three sums is the sum over
+        # the units of their boxes.
+        sums = []
+        for k in range(3):
+            edges = np.arange(np.floor(lo[k] / unit[k]) * unit[k], hi[k], unit[k])
+            a = (np.maximum(edges, lo[k]) - lo[k]) * per_out[k] - 1 - halo[k]
+            b = (np.minimum(edges + unit[k], hi[k]) - lo[k]) * per_out[k] + 2 + halo[k]
+            sums.append(float((np.minimum(b, level_shape[k]) - np.maximum(a, 0.0)).sum()))
+        total += float(np.prod(sums)) * taps
+    return total
 
 
 def output_itemsize(output_dtype: str) -> int:

@@ -59,6 +59,7 @@ import numpy as np
 
 from rhapso_core.cost import (
     batch_pairs,
+    content_filter_taps,
     detection_chunk_memory,
     downsample_block_memory,
     fusion_unit_memory_from_sides,
@@ -83,6 +84,9 @@ DEFAULT_THROUGHPUTS: dict[str, float] = {
     "matching_s_per_pair": 2.0,  # descriptors + 10,000 RANSAC iterations, one pair
     "solver_s_per_link": 0.05,  # iterative solve, per link (pair with matches)
     "fusion_voxels_per_s": 5.0e6,  # output voxels, avg_blend, 1-4 views per voxel
+    # content_based's Gaussians, voxel-taps (rhapso_core.cost.content_filter_taps): about half
+    # of bench/bench_content_weights.py's 4.8e9 on the 2-core machine
+    "content_filter_taps_per_s": 2.0e9,
     "multiscale_voxels_per_s": 1.0e7,  # base-level voxels read per second
     "read_mb_per_s_per_core": 100.0,  # compressed chunk reads, local disk or S3
     "task_overhead_s": 0.5,  # Prefect + Ray scheduling per task
@@ -549,6 +553,8 @@ def _plan_fusion(sd, geometry, input_voxels, p, tp, cores, mem_total, base, over
         float(np.mean([np.prod(np.linalg.norm(geometry[v][0][:3, :3], axis=0)) for v in fviews_ids])), 1e-12)
     fuse_read = min(input_voxels, out_vox * scale * 1.2) * BYTES_PER_VOXEL  # inputs under the grid (+20 % halo)
     fuse_cpu = out_vox / tp["fusion_voxels_per_s"]
+    if f.overlap_strategy == "content_based":  # the weights' filters, on top of the sampling
+        fuse_cpu += content_filter_taps(fviews, grid, f, unit_sides) * n_slots / tp["content_filter_taps_per_s"]
     n_units = units_n * n_slots
     wall, conc = _waves(n_units, fuse_cpu / max(n_units, 1), fuse_read / max(n_units, 1) / read_bw, fuse_mem,
                         cores, mem_total, overhead)

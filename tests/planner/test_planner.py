@@ -151,3 +151,22 @@ def test_cluster_cost_is_cores_times_wall_times_price(generated):
     assert plan(str(generated.xml), 8, 4.0).cost is None
     with pytest.raises(ValueError, match="price_per_core_hour"):
         plan(str(generated.xml), 8, 4.0, price_per_core_hour=-1.0)
+
+
+def test_content_based_fusion_plans_its_filters(generated):
+    """content_based adds the weights' filtering to the fusion's CPU (rhapso_core.cost.
+    content_filter_taps over content_filter_taps_per_s; the estimate itself is checked against
+    fusion in tests/fusion/test_content_cost.py) and its halo to a task's memory."""
+    base = PipelineParams()
+    content = base.model_copy(update={"fusion": base.fusion.model_copy(update={"overlap_strategy": "content_based"})})
+    tp = {"fusion_voxels_per_s": 1e7}
+    avg = plan(str(generated.xml), 2, 8.0, params=base, throughputs=tp).stage("fusion")
+    slow = plan(str(generated.xml), 2, 8.0, params=content,
+                throughputs=dict(tp, content_filter_taps_per_s=1e9)).stage("fusion")
+    fast = plan(str(generated.xml), 2, 8.0, params=content,
+                throughputs=dict(tp, content_filter_taps_per_s=2e9)).stage("fusion")
+    filtering = slow.cpu_seconds - avg.cpu_seconds
+    assert filtering > 0
+    # The filtering's share is exactly inversely proportional to the tap rate given.
+    assert fast.cpu_seconds - avg.cpu_seconds == pytest.approx(filtering / 2, rel=1e-9)
+    assert slow.memory_per_task_bytes > avg.memory_per_task_bytes
