@@ -65,6 +65,12 @@ def _mirror_index(i, n):
     return i
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _four(w, j):
+    # The weights of one four-tap sweep (taps r - d .. r - d + 3 of the reversed kernel).
+    return w[j], w[j + 1], w[j + 2], w[j + 3]
+
+
 @numba.njit(cache=True, nogil=True)
 def _pass_outer(src, dst, w):
     """Filter ``src`` (A, L, M) along axis 1 into ``dst`` (same shape; may be ``src``)."""
@@ -92,10 +98,7 @@ def _pass_outer(src, dst, w):
                 # Four taps per sweep, as in _pass_last.
                 d = r
                 while d >= 4:
-                    w1 = w[r - d]
-                    w2 = w[r - d + 1]
-                    w3 = w[r - d + 2]
-                    w4 = w[r - d + 3]
+                    w1, w2, w3, w4 = _four(w, r - d)
                     a1 = idx[l + r - d]
                     a2 = idx[l + r - d + 1]
                     a3 = idx[l + r - d + 2]
@@ -138,10 +141,7 @@ def _pass_last(src, dst, w):
         # tap per sweep, with a quarter of the accumulator's loads and stores.
         d = r
         while d >= 4:
-            w1 = w[r - d]
-            w2 = w[r - d + 1]
-            w3 = w[r - d + 2]
-            w4 = w[r - d + 3]
+            w1, w2, w3, w4 = _four(w, r - d)
             # Views, so that the loop indexes from 0 (numba cannot vectorise a loop whose
             # index might be negative).
             lo1 = line[r - d:]
