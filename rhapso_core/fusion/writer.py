@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import zarr
 
-from rhapso_core.fusion.blocks import plan_blocks, write_unit
+from rhapso_core.fusion.blocks import aligned_block_size, group_blocks, plan_blocks, write_unit
 from rhapso_core.fusion.fuse import finish_block, fuse_block, fuse_unit_float
 from rhapso_core.fusion.geometry import FusionView, OutputGrid
 from rhapso_core.fusion.params import FusionParams
@@ -72,12 +72,18 @@ def fuse_to_zarr(
     markers = BlockMarkers(arr)
     todo = [b for b in blocks if not (skip_existing and markers.is_done(b))]
     if params.overlap_strategy == "content_based" and len(todo) > 1:
-        # View by view over the whole unit, so that each view's weights are filtered once
+        # View by view over a work unit, so that each view's weights are filtered once
         # (fuse_unit_float). Blocks that share a view's box share its read too; the boxes
-        # it reads apart overlap little, so no chunk reuse is planned.
-        accs = dict(zip((_key(b) for b in todo), fuse_unit_float(todo, grid, views, params)))
-        return write_blocks(arr, todo, lambda box: finish_block(*accs.pop(_key(box)), params),
-                            skip_existing=False)
+        # it reads apart overlap little, so no chunk reuse is planned. Given more blocks than
+        # one unit (all of them, by default), one unit at a time: the accumulators alive at
+        # once are a unit's, as rhapso_core.cost.fusion_unit_memory counts.
+        bs = aligned_block_size(params.block_size[::-1], write_unit(arr))
+        written: list[Box] = []
+        for group in group_blocks(todo, [b * s for b, s in zip(bs, params.block_scale[::-1])]):
+            accs = dict(zip((_key(b) for b in group), fuse_unit_float(group, grid, views, params)))
+            written += write_blocks(arr, group, lambda box, accs=accs: finish_block(*accs.pop(_key(box)), params),
+                                    skip_existing=False)
+        return written
     reuse = unit_chunk_reuse(todo, grid, views, params) if len(todo) > 1 else None
     step = {_key(box): i for i, box in enumerate(todo)}
 

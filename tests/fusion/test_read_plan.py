@@ -212,3 +212,32 @@ def test_a_units_peak_memory_stays_within_its_cost(tmp_path, strategy):
     assert peak <= hint, (peak, hint)
     # content_based's hint counts all the unit's accumulators and a box over the unit.
     assert (hint > per_block) == (strategy == "content_based")
+
+
+def test_content_based_given_all_blocks_fuses_one_unit_at_a_time(tmp_path, monkeypatch):
+    """fuse_to_zarr without ``blocks`` (every block of the output) holds one work unit's
+    accumulators at a time, not the whole output's, and writes the same bytes."""
+    from rhapso_core.fusion.fuse import fuse_block
+
+    views = _views(tmp_path)
+    params = FusionParams(block_size=(16, 16, 16), chunks=(16, 16, 16), output_dtype="float32",
+                          overlap_strategy="content_based", content_sigma1=1.5, content_sigma2=2.0)
+    grid = make_output_grid(views, params.voxel_size)
+    units = plan_work_units(grid.shape_zyx, params, (16, 16, 16))
+    assert len(units) > 2
+    groups = []
+    orig = writer_mod.fuse_unit_float
+
+    def spy(boxes, *a, **k):
+        groups.append(sorted(tuple(map(tuple, b)) for b in boxes))
+        return orig(boxes, *a, **k)
+
+    monkeypatch.setattr(writer_mod, "fuse_unit_float", spy)
+    out = zarr.create_array(str(tmp_path / "o.zarr"), shape=grid.shape_zyx, chunks=(16, 16, 16), dtype="float32")
+    written = fuse_to_zarr(views, grid, params, out)
+    assert sorted(groups) == sorted(sorted(tuple(map(tuple, b)) for b in u) for u in units)
+    assert len(written) == sum(len(u) for u in units)
+    want = np.zeros(grid.shape_zyx, np.float32)
+    for b in plan_blocks(grid.shape_zyx, (16, 16, 16), (16, 16, 16)):
+        want[tuple(slice(a, e) for a, e in b)] = fuse_block(b, grid, views, params)
+    assert out[...].tobytes() == want.tobytes()
