@@ -129,7 +129,8 @@ def fusion_unit_memory_from_sides(block_sides_zyx: Sequence[int], unit_sides_zyx
     ``content_based`` units of more than one block, fused view by view
     (:func:`rhapso_core.fusion.fuse.fuse_unit_float`): every block's accumulators (8 bytes
     per unit voxel), one block's output, and one view's box at a time, at most the unit's
-    bounding box grown by the filters' margin (float32 pixels, image copy and weights)."""
+    bounding box grown by the filters' margin (12 bytes per voxel, as
+    :func:`fusion_block_memory` counts a source box: the pixels, the weights, one spare)."""
     block = [int(s) for s in block_sides_zyx]
     unit = [int(s) for s in unit_sides_zyx]
     if params.overlap_strategy != "content_based" or unit == block:
