@@ -140,7 +140,8 @@ def test_many_blocks_per_unit_stay_within_one_blocks_chunks(tmp_path, monkeypatc
 def test_content_based_unit_filters_each_view_once_with_the_same_bytes(tmp_path, monkeypatch, sigmas, voxel):
     """A content_based unit goes view by view: a view whose blocks' grown boxes overlap enough
     is read and filtered once on their bounding box, and every byte is that of fusing each
-    block alone (one view with an intensity map, which is evaluated per box). Tolerance: none."""
+    block alone. One view has an intensity map, and is read block by block (its map is
+    evaluated per box). Tolerance: none."""
     from dataclasses import replace
 
     import rhapso_core.fusion.fuse as fuse_mod
@@ -163,17 +164,33 @@ def test_content_based_unit_filters_each_view_once_with_the_same_bytes(tmp_path,
         return orig(src, s1, s2)
 
     monkeypatch.setattr(fuse_mod, "content_weights", counting)
+    read_boxes = []
+    orig_pixels = fuse_mod._view_pixels
+    monkeypatch.setattr(fuse_mod, "_view_pixels", lambda v, lv, box: (
+        read_boxes.append((v.view_id, tuple(map(tuple, box)))), orig_pixels(v, lv, box))[1])
     out = zarr.create_array(str(tmp_path / "o.zarr"), shape=grid.shape_zyx, chunks=(16, 16, 16), dtype="float32")
     per_block_voxels = 0
+    planned = []
     for unit in units:
         fuse_to_zarr(views, grid, params, out, blocks=unit)
-        per_block_voxels += sum(int(np.prod([e - a for a, e in box]))
-                                for b in unit for _, _, box in block_reads(b, grid, views, params))
-    # Never more filtering than block by block; with halo 27 on views of 40 x 36 x 18 far less
-    # (measured 0.47 of it; 0.50 with halo 8, 0.41 on level 1).
-    assert sum(filtered) <= per_block_voxels
+        reads = [(v.view_id, tuple(map(tuple, box))) for b in unit for v, _, box in block_reads(b, grid, views, params)]
+        planned += reads
+        per_block_voxels += sum(int(np.prod([e - a for a, e in box])) for _, box in reads)
+    # The intensity-mapped view (1) exactly as block by block; the others fewer times.
+    assert sorted(r for r in read_boxes if r[0] == 1) == sorted(r for r in planned if r[0] == 1)
     if sigmas == (3.0, 6.0):
-        assert sum(filtered) < 0.6 * per_block_voxels, (sum(filtered), per_block_voxels)
+        assert len([r for r in read_boxes if r[0] != 1]) < len([r for r in planned if r[0] != 1])
+    # Each read filtered once; never more than block by block, and for the views without a
+    # map with halo 27 on views of 40 x 36 x 18 far less (measured 0.43 of it; 0.48 with
+    # halo 8, 0.35 on level 1).
+    assert sum(filtered) == sum(int(np.prod([e - a for a, e in box])) for _, box in read_boxes)
+    assert sum(filtered) <= per_block_voxels
+
+    def voxels(rs):
+        return sum(int(np.prod([e - a for a, e in box])) for vid, box in rs if vid != 1)
+
+    if sigmas == (3.0, 6.0):
+        assert voxels(read_boxes) < 0.6 * voxels(planned), (voxels(read_boxes), voxels(planned))
     monkeypatch.setattr(fuse_mod, "content_weights", orig)
     want = np.zeros(grid.shape_zyx, np.float32)
     for b in plan_blocks(grid.shape_zyx, (16, 16, 16), (16, 16, 16)):
