@@ -181,11 +181,9 @@ def content_filter_taps(views, grid, params, unit_sides_zyx: Sequence[int]) -> f
         halo = np.asarray(halo_voxels(s1, s2), np.float64)
         level_shape = np.asarray(view.source.level_shape(level), np.float64)
         m = output_to_view(grid, view)
-        size = np.asarray(view.size_xyz, np.float64)
-        corners = tf.box_corners([0.0, 0.0, 0.0], size - 1)
-        out = tf.apply(np.linalg.inv(m), corners)[:, ::-1]  # output voxels (z, y, x)
-        lo = np.clip(out.min(axis=0), 0, shape)
-        hi = np.clip(out.max(axis=0), 0, shape)
+        lo_xyz, hi_xyz = tf.view_bounding_box(np.linalg.inv(m), view.size_xyz)  # in output voxels
+        lo = np.clip(lo_xyz[::-1], 0, shape)
+        hi = np.clip(hi_xyz[::-1], 0, shape)
         # View level voxels per output voxel along each output axis.
         per_out = np.linalg.norm(m[:3, :3], axis=0)[::-1] / np.asarray(view.source.level_factors(level), np.float64)
         # Per axis, the sum over the units met of the unit's part of the footprint, in level
