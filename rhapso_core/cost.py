@@ -167,7 +167,7 @@ def content_filter_taps(views, grid, params, unit_sides_zyx: Sequence[int]) -> f
     import numpy as np
 
     from rhapso_core import transforms as tf
-    from rhapso_core.fusion.content import _radius, halo_voxels, level_sigmas
+    from rhapso_core.fusion.content import filter_taps, halo_voxels, level_sigmas
     from rhapso_core.fusion.fuse import choose_level
     from rhapso_core.fusion.geometry import output_to_view
 
@@ -177,7 +177,7 @@ def content_filter_taps(views, grid, params, unit_sides_zyx: Sequence[int]) -> f
     for view in views:
         level = choose_level(view, grid)
         s1, s2 = level_sigmas(view, level, params)
-        taps = sum(r + 1 for r in _radius(s1)) + sum(r + 1 for r in _radius(s2))
+        taps = filter_taps(s1, s2)
         halo = np.asarray(halo_voxels(s1, s2), np.float64)
         level_shape = np.asarray(view.source.level_shape(level), np.float64)
         m = output_to_view(grid, view)

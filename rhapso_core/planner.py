@@ -85,7 +85,7 @@ DEFAULT_THROUGHPUTS: dict[str, float] = {
     "solver_s_per_link": 0.05,  # iterative solve, per link (pair with matches)
     "fusion_voxels_per_s": 5.0e6,  # output voxels, avg_blend, 1-4 views per voxel
     # content_based's Gaussians, voxel-taps (rhapso_core.cost.content_filter_taps): about half
-    # of bench/bench_content_weights.py's 4.8e9 on the 2-core machine
+    # of the 4.8-4.9e9 bench/bench_content_weights.py prints ("Gtaps/s") on the 2-core machine
     "content_filter_taps_per_s": 2.0e9,
     "multiscale_voxels_per_s": 1.0e7,  # base-level voxels read per second
     "read_mb_per_s_per_core": 100.0,  # compressed chunk reads, local disk or S3

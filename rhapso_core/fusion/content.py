@@ -26,7 +26,7 @@ from rhapso_core.fusion.geometry import FusionView, view_voxel_size
 from rhapso_core.fusion.params import FusionParams
 from rhapso_core.image_source import Box, clip_box
 
-__all__ = ["TRUNCATE", "level_sigmas", "halo_voxels", "grow_box", "content_weights"]
+__all__ = ["TRUNCATE", "level_sigmas", "halo_voxels", "filter_taps", "grow_box", "content_weights"]
 
 # Filter extent in sigmas; imglib2's Gauss3 (used by BigStitcher) also cuts at about 3 sigma.
 TRUNCATE = 3.0
@@ -67,6 +67,13 @@ def _radius(sigma_zyx: np.ndarray) -> tuple[int, ...]:
 def halo_voxels(sigma1_zyx: np.ndarray, sigma2_zyx: np.ndarray) -> tuple[int, int, int]:
     """Level voxels (z, y, x) a box must grow by so the weights inside it are exact."""
     return tuple(a + b for a, b in zip(_radius(sigma1_zyx), _radius(sigma2_zyx)))  # type: ignore[return-value]
+
+
+def filter_taps(sigma1_zyx: np.ndarray, sigma2_zyx: np.ndarray) -> int:
+    """Kernel taps per voxel of :func:`content_weights`' two separable Gaussians, as the
+    symmetric loops of :mod:`rhapso_core.fusion.exact_gaussian` count them (radius + 1 per
+    axis and filter): the unit of the planner's ``content_filter_taps_per_s``."""
+    return sum(r + 1 for r in _radius(sigma1_zyx)) + sum(r + 1 for r in _radius(sigma2_zyx))
 
 
 def grow_box(box_zyx: Box, halo_zyx, level_shape_zyx) -> Box:

@@ -17,7 +17,7 @@ import rhapso_core.fusion.fuse as fuse_mod
 from rhapso_core.cost import content_filter_taps
 from rhapso_core.fusion import FusionParams, fuse_to_zarr, make_output_grid, plan_work_units
 from rhapso_core.fusion.blocks import aligned_block_size
-from rhapso_core.fusion.content import _radius
+from rhapso_core.fusion.content import filter_taps
 
 from fusion_truth import tiles_to_views
 
@@ -42,7 +42,7 @@ def test_estimate_is_within_a_fifth_of_the_filtering(tiled_dataset, tmp_path, mo
     orig = fuse_mod.content_weights
 
     def counting(src, s1, s2):
-        taps.append(src.size * (sum(r + 1 for r in _radius(s1)) + sum(r + 1 for r in _radius(s2))))
+        taps.append(src.size * filter_taps(s1, s2))
         return orig(src, s1, s2)
 
     monkeypatch.setattr(fuse_mod, "content_weights", counting)
