@@ -2,7 +2,7 @@
 
 ``content_based`` computes, per view and block, ``G_sigma2 * (I - G_sigma1 * I)^2`` on the
 block's source box grown by the filters' halo (:func:`rhapso_core.fusion.content.content_weights`).
-Its Gaussians are :mod:`rhapso_core.fusion.exact_gaussian` (scipy's arithmetic, vectorised);
+Its Gaussians are :mod:`rhapso_core.exact_gaussian` (scipy's arithmetic, vectorised);
 the reference is the same formula through ``scipy.ndimage.gaussian_filter``, as fusion
 computed it before. For each box size: CPU seconds of each (one thread, the fastest of
 ``--repeat``), source voxels per second, the ratio, and whether the float32 weights are

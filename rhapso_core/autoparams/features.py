@@ -15,6 +15,8 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
+from rhapso_core.exact_gaussian import gaussian_filter, scipy_radius
+
 __all__ = ["feature_sigma", "peak_scale_ratio", "SCALE_RATIO"]
 
 SCALE_RATIO = 1.5  # between successive scales of the search
@@ -23,6 +25,7 @@ N_SCALES = 7  # DoG scales 0.67 .. 7.6 voxels: blob sigmas 1 .. 11.4 voxels, fro
 TOP_PEAKS = 16  # strongest maxima per scale and crop that vote
 SIGNIFICANCE = 5.0  # a maximum votes when it exceeds this many robust sd of its scale's response
 MAX_VOXELS = 120_000  # per crop; the scale search reads no more
+TRUNCATE = 3.0  # the blurs' kernels end at 3 sigma (scipy's truncate)
 
 
 @lru_cache(maxsize=8)
@@ -49,6 +52,14 @@ def _centre_crop(a: np.ndarray, max_voxels: int) -> np.ndarray:
     return a[sl]
 
 
+def _blur(a: np.ndarray, sigma_zyx) -> np.ndarray:
+    """scipy's ``gaussian_filter(a, sigma, mode="reflect", truncate=3.0)``, the same bits
+    (:mod:`rhapso_core.exact_gaussian`, 2.4x faster here) for 3-D float32 crops."""
+    if a.ndim != 3 or a.dtype != np.float32:
+        return ndimage.gaussian_filter(a, sigma_zyx, mode="reflect", truncate=TRUNCATE)
+    return gaussian_filter(np.ascontiguousarray(a), sigma_zyx, [scipy_radius(s, TRUNCATE) for s in sigma_zyx], "reflect")
+
+
 def _scale_scores(img: np.ndarray, anisotropy: float) -> np.ndarray:
     """Mean of the strongest positive maxima of each scale's normalised DoG (bright features)."""
     a = _centre_crop(img, MAX_VOXELS).astype(np.float32)
@@ -57,7 +68,7 @@ def _scale_scores(img: np.ndarray, anisotropy: float) -> np.ndarray:
     blurred = []
     for s in scales:
         sz = s / anisotropy  # physically isotropic: z voxels are anisotropy times longer
-        blurred.append(ndimage.gaussian_filter(a, (sz if sz > 0.3 else 0.0, s, s), mode="reflect", truncate=3.0))
+        blurred.append(_blur(a, (sz if sz > 0.3 else 0.0, s, s)))
     scores = np.zeros(N_SCALES)
     for i in range(N_SCALES):
         r = (blurred[i] - blurred[i + 1]) / np.float32(SCALE_RATIO - 1.0)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rhapso_core.fusion.exact_gaussian import EXACT_INPUTS, gaussian_filter_mirror
+from rhapso_core.exact_gaussian import EXACT_INPUTS, gaussian_filter, scipy_radius
 from rhapso_core.fusion.geometry import FusionView, view_voxel_size
 from rhapso_core.fusion.params import FusionParams
 from rhapso_core.image_source import Box, clip_box
@@ -61,7 +61,7 @@ def level_sigmas(view: FusionView, level: int, params: FusionParams) -> tuple[np
 
 def _radius(sigma_zyx: np.ndarray) -> tuple[int, ...]:
     # scipy's own rule for the kernel half-width, passed explicitly so the halo below is exact.
-    return tuple(int(TRUNCATE * float(s) + 0.5) for s in sigma_zyx)
+    return tuple(scipy_radius(s, TRUNCATE) for s in sigma_zyx)
 
 
 def halo_voxels(sigma1_zyx: np.ndarray, sigma2_zyx: np.ndarray) -> tuple[int, int, int]:
@@ -71,7 +71,7 @@ def halo_voxels(sigma1_zyx: np.ndarray, sigma2_zyx: np.ndarray) -> tuple[int, in
 
 def filter_taps(sigma1_zyx: np.ndarray, sigma2_zyx: np.ndarray) -> int:
     """Kernel taps per voxel of :func:`content_weights`' two separable Gaussians, as the
-    symmetric loops of :mod:`rhapso_core.fusion.exact_gaussian` count them (radius + 1 per
+    symmetric loops of :mod:`rhapso_core.exact_gaussian` count them (radius + 1 per
     axis and filter): the unit of the planner's ``content_filter_taps_per_s``."""
     return sum(r + 1 for r in _radius(sigma1_zyx)) + sum(r + 1 for r in _radius(sigma2_zyx))
 
@@ -109,10 +109,10 @@ def content_weights(src_zyx: np.ndarray, sigma1_zyx, sigma2_zyx) -> np.ndarray:
     # One float32 buffer beside the pixels: the smoothed image becomes the squared detail in
     # place, then is smoothed again in place. uint16 pixels are filtered and subtracted as
     # they are (exact in float32, so the same values as a float32 copy, without its memory).
-    w = gaussian_filter_mirror(img, s1, _radius(s1))
+    w = gaussian_filter(img, s1, _radius(s1), "mirror")
     np.subtract(img, w, out=w, dtype=np.float32)
     np.square(w, out=w)
-    gaussian_filter_mirror(w, s2, _radius(s2), output=w)
+    gaussian_filter(w, s2, _radius(s2), "mirror", output=w)
     # Rounding can leave -0.0 or a negative ulp after the filters; weights must be >= 0.
     np.maximum(w, 0.0, out=w)
     return w

@@ -77,10 +77,17 @@ def sample_grid(box_xyz: np.ndarray, max_samples: int) -> np.ndarray:
 
 
 def _smooth(a: np.ndarray, sigma_zyx) -> np.ndarray:
-    from scipy import ndimage
-
     a = np.asarray(a, dtype=np.float32)
-    return ndimage.gaussian_filter(a, sigma_zyx, mode="nearest") if any(s > 0 for s in sigma_zyx) else a
+    if not any(s > 0 for s in sigma_zyx):
+        return a
+    if a.ndim != 3:
+        from scipy import ndimage
+
+        return ndimage.gaussian_filter(a, sigma_zyx, mode="nearest")
+    # scipy's gaussian_filter(mode="nearest") bit for bit, 2.5-3x faster on these crops.
+    from rhapso_core.exact_gaussian import gaussian_filter, scipy_radius
+
+    return gaussian_filter(np.ascontiguousarray(a), sigma_zyx, [scipy_radius(s) for s in sigma_zyx], "nearest")
 
 
 #: The moving crop is resampled with cubic B-splines: linear interpolation between the voxels of a

@@ -45,6 +45,20 @@ def test_feature_sigma_recovers_blob_size(sigma):
     assert est == pytest.approx(sigma, rel=0.2)
 
 
+def test_the_scale_blurs_are_scipy_s_bit_for_bit():
+    # The blurs moved from scipy to rhapso_core.exact_gaussian; the resolved feature size must
+    # not change (tolerance: none). reflect mode, truncate 3, z skipped below 0.3 voxel.
+    from scipy import ndimage
+
+    from rhapso_core.autoparams.features import _blur
+
+    rng = np.random.default_rng(4)
+    a = (rng.random((71, 23, 69)) * 900 - 300).astype(np.float32)
+    for sigma in [(0.0, 0.6667, 0.6667), (0.84375, 3.375, 3.375), (2.85, 11.39, 11.39)]:
+        want = ndimage.gaussian_filter(a, sigma, mode="reflect", truncate=3.0)
+        assert np.array_equal(_blur(a, sigma).view(np.uint32), want.view(np.uint32))
+
+
 def test_dog_noise_gain_matches_filtered_white_noise():
     # The kernel norm predicts the DoG's sd on white noise to within 5 %.
     from rhapso_core.detection.dog import dog_response

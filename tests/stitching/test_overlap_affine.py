@@ -114,3 +114,19 @@ def test_sample_grid_strides_the_longest_axes_first(box, cap):
     assert len(g) <= cap * 1.05
     assert set(np.unique(g[:, 2])) == set(range(int(b[0, 2]), int(b[1, 2]) + 1))  # the thin z keeps every plane
     assert g.min(axis=0).tolist() == b[0].tolist()
+
+
+@pytest.mark.parametrize("shape", [(96, 256, 34), (7, 33, 5), (1, 20, 30)])
+def test_the_crops_are_smoothed_as_scipy_smooths_them(shape):
+    # The fit's smoothing moved from scipy to rhapso_core.exact_gaussian: the fits must not
+    # change by a bit (tolerance: none), whatever the crop's shape, sigma or memory layout.
+    from rhapso_core.stitching.overlap_affine import _smooth
+
+    rng = np.random.default_rng(2)
+    crop = (rng.random(shape) * 4000).astype(np.uint16)
+    for sigma in [(1.0, 1.0, 1.0), (0.5, 2.0, 2.0), (0.0, 1.0, 1.0)]:
+        want = ndimage.gaussian_filter(crop.astype(np.float32), sigma, mode="nearest")
+        for a in (crop, crop[:, :, ::-1]):  # C-ordered, then a view that is not
+            got = _smooth(a, sigma)
+            ref = want if a is crop else ndimage.gaussian_filter(a.astype(np.float32), sigma, mode="nearest")
+            assert got.dtype == np.float32 and np.array_equal(got.view(np.uint32), ref.view(np.uint32))

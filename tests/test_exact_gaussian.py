@@ -1,7 +1,9 @@
-"""The vectorised Gaussian gives scipy's bytes, and so do the content-based weights built on it.
+"""The vectorised Gaussian gives scipy's bytes in every boundary mode it offers, and so do the
+content-based weights built on it.
 
-Tolerated error: none. Every comparison is of the float32 bit patterns, because
-``content_based`` fusion must not change a byte of its output.
+Tolerated error: none. Every comparison is of the float32 bit patterns, because what is built
+on the filter (``content_based`` fusion's output, the overlap fits, the resolved feature size)
+must not change.
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ import pytest
 from scipy import ndimage
 
 from rhapso_core.fusion.content import _radius, content_weights
-from rhapso_core.fusion.exact_gaussian import gaussian_filter_mirror
+from rhapso_core.exact_gaussian import MODES, gaussian_filter, scipy_radius
 
 
-def _scipy(img, sigma, radius):
-    return ndimage.gaussian_filter(img, sigma, mode="mirror", radius=radius, output=np.float32)
+def _scipy(img, sigma, radius, mode="mirror"):
+    return ndimage.gaussian_filter(img, sigma, mode=mode, radius=radius, output=np.float32)
 
 
 def _same_bits(a, b):
@@ -36,27 +38,48 @@ FILTERS = [
 ]
 
 
+@pytest.mark.parametrize("mode", sorted(MODES))
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("sigma,radius", FILTERS)
-def test_same_bits_as_scipy_in_and_out_of_place(shape, sigma, radius):
+def test_same_bits_as_scipy_in_and_out_of_place(shape, sigma, radius, mode):
     rng = np.random.default_rng(sum(shape))
     # Both signs and a wide range, so any other order of the additions would round differently.
     img = (rng.standard_normal(shape) * 10.0 ** rng.uniform(-2, 4, shape)).astype(np.float32)
     keep = img.copy()
-    want = _scipy(img, sigma, radius)
-    got = gaussian_filter_mirror(img, sigma, radius)
+    want = _scipy(img, sigma, radius, mode)
+    got = gaussian_filter(img, sigma, radius, mode)
     assert _same_bits(got, want)
     assert _same_bits(img, keep), "the input must not be modified"
-    gaussian_filter_mirror(img, sigma, radius, output=img)
+    gaussian_filter(img, sigma, radius, mode, output=img)
     assert _same_bits(img, want), "in place, as scipy's output= allows"
+
+
+def test_an_edge_voxel_of_each_mode_extends_the_line_as_scipy_does():
+    # One line, radius 5 > its 4 voxels: the extension repeats. A one-hot input shows which
+    # extended copies of voxel 0 each output voxel sees, so a wrong extension cannot hide in
+    # the other voxels' values.
+    img = np.zeros((1, 1, 4), np.float32)
+    img[0, 0, 0] = 1.0
+    for mode in MODES:
+        assert _same_bits(gaussian_filter(img, (0, 0, 2.0), (0, 0, 5), mode), _scipy(img, (0, 0, 2.0), (0, 0, 5), mode)), mode
+
+
+@pytest.mark.parametrize("sigma,truncate", [(1.0, 4.0), (0.6666666666666666, 3.0), (11.390625, 3.0), (2.5, 4.0)])
+def test_scipy_radius_is_gaussian_filter1d_s_rule(sigma, truncate):
+    # scipy's default radius, from its truncate, gives the same bits as ours from scipy_radius.
+    rng = np.random.default_rng(5)
+    img = rng.random((5, 6, 40)).astype(np.float32)
+    want = ndimage.gaussian_filter(img, (0, 0, sigma), mode="reflect", truncate=truncate)
+    assert _same_bits(gaussian_filter(img, (0, 0, sigma), (0, 0, scipy_radius(sigma, truncate)), "reflect"), want)
 
 
 def test_a_tile_wider_than_one_column_tile():
     # The z and y passes take x in tiles of 128 columns; 600 columns leave a partial tile.
     rng = np.random.default_rng(3)
     img = (rng.random((9, 11, 600)) * 4000).astype(np.float32)
-    assert _same_bits(gaussian_filter_mirror(img, (2.0, 3.0, 1.5), (6, 9, 5)),
-                      _scipy(img, (2.0, 3.0, 1.5), (6, 9, 5)))
+    for mode in MODES:
+        assert _same_bits(gaussian_filter(img, (2.0, 3.0, 1.5), (6, 9, 5), mode),
+                          _scipy(img, (2.0, 3.0, 1.5), (6, 9, 5), mode))
 
 
 @pytest.mark.parametrize("dtype", ["uint16", "uint8", "int16", "float32", "float64"])
@@ -84,10 +107,11 @@ def test_small_integers_filter_as_scipy_filters_them(dtype):
     info = np.iinfo(dtype)
     img = rng.integers(info.min, info.max, (9, 14, 30), endpoint=True).astype(dtype)
     sigma, radius = (1.0, 2.5, 4.0), (3, 8, 12)
-    assert _same_bits(gaussian_filter_mirror(img, sigma, radius), _scipy(img, sigma, radius))
-    # With z and y skipped, the x pass is the first and only one to read the integers.
-    assert _same_bits(gaussian_filter_mirror(img, (0.0, 0.0, 2.0), (0, 0, 6)),
-                      _scipy(img, (0.0, 0.0, 2.0), (0, 0, 6)))
+    for mode in MODES:
+        assert _same_bits(gaussian_filter(img, sigma, radius, mode), _scipy(img, sigma, radius, mode))
+        # With z and y skipped, the x pass is the first and only one to read the integers.
+        assert _same_bits(gaussian_filter(img, (0.0, 0.0, 2.0), (0, 0, 6), mode),
+                          _scipy(img, (0.0, 0.0, 2.0), (0, 0, 6), mode))
 
 
 @pytest.mark.parametrize(
@@ -101,4 +125,9 @@ def test_small_integers_filter_as_scipy_filters_them(dtype):
 )
 def test_unsupported_arrays_are_refused(img, what):
     with pytest.raises(ValueError, match=what):
-        gaussian_filter_mirror(img, (1.0, 1.0, 1.0), (3, 3, 3))
+        gaussian_filter(img, (1.0, 1.0, 1.0), (3, 3, 3), "mirror")
+
+
+def test_an_unknown_mode_is_refused_by_name():
+    with pytest.raises(ValueError, match="'wrap'"):
+        gaussian_filter(np.zeros((2, 2, 2), np.float32), (1.0, 1.0, 1.0), (3, 3, 3), "wrap")
