@@ -59,14 +59,19 @@ def detection_stage(xml: str, store: str, params: DetectionParams, selection: Vi
     """One task per chunk of every selected view (of ``params.channels``); one merge-and-store task per view."""
     sha = xml_digest(xml)
     plans = detection_tasks.plan_views(xml, sha, params, selection)
-    stored, chunk_futures = [], []
+    views, chunk_futures = [], []
     for plan in plans:
         parts = []
         for chunk in plan.tasks:
             with remote_options(**ray_hints(detection_tasks.chunk_memory_bytes(chunk, plan.params))):
                 parts.append(detection_tasks.run_chunk.submit(xml, sha, plan.view, chunk, plan.params))
         chunk_futures += parts
-        stored.append((plan.view, detection_tasks.store_points.submit(store, plan, parts)))
+        views.append((plan, parts))
+    # The stores after every chunk: a thread pool starts tasks in the order they were submitted,
+    # and a store waits for its view's chunks in a worker of its own. Submitted after each view
+    # (as before), the stores held one of two workers while they waited, so the views were
+    # detected one after another.
+    stored = [(plan.view, detection_tasks.store_points.submit(store, plan, parts)) for plan, parts in views]
     try:
         results = artifacts.wait_with_progress([fut for _, fut in stored], "views detected")
     except UnfinishedRun:

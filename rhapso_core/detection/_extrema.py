@@ -19,7 +19,7 @@ def _beats(v, u, sign):
     return v > u if sign > 0 else v < u
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _is_extremum(dog, z, y, x, v, sign):
     for dz in range(-1, 2):
         for dy in range(-1, 2):
@@ -31,7 +31,7 @@ def _is_extremum(dog, z, y, x, v, sign):
     return True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _localize(dog, pz, py, px, max_moves, res):
     """Newton step on the central-difference quadratic; res = (oz, oy, ox, value, pz, py, px)."""
     nz, ny, nx = dog.shape
@@ -110,7 +110,7 @@ def _candidate_sign(v, t3, want_max, want_min):
     return 0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _as_arrays(locs):
     # (z, y, x, value, pz, py, px) tuples -> loc_zyx (N, 3), value (N,), peak_zyx (N, 3) int64.
     n = len(locs)
@@ -129,7 +129,7 @@ def _as_arrays(locs):
     return loc, val, peak
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def find_and_localize(dog, z0, z1, y0, y1, x0, x1, threshold, want_max, want_min, max_moves):
     """Extrema whose integer candidate lies in the core ``[z0, z1) x [y0, y1) x [x0, x1)``.
 
@@ -158,7 +158,7 @@ def find_and_localize(dog, z0, z1, y0, y1, x0, x1, threshold, want_max, want_min
     return _as_arrays(locs)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def localize_candidates(dog, cand_zyx, signs, threshold, max_moves):
     """Localise given integer candidates (as :func:`find_and_localize` does after its scan).
 

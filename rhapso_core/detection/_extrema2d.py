@@ -20,7 +20,7 @@ from rhapso_core.detection._extrema import _as_arrays, _beats, _candidate_sign
 __all__ = ["find_and_localize_2d"]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _is_extremum_2d(dog, z, y, x, v, sign):
     for dy in range(-1, 2):
         for dx in range(-1, 2):
@@ -31,7 +31,7 @@ def _is_extremum_2d(dog, z, y, x, v, sign):
     return True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _localize_2d(dog, z, py, px, max_moves, res):
     """Newton step on the in-plane central-difference quadratic; res = (oz, oy, ox, value, pz, py, px)."""
     nz, ny, nx = dog.shape
@@ -85,7 +85,7 @@ def _localize_2d(dog, z, py, px, max_moves, res):
     return False
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def find_and_localize_2d(dog, z0, z1, y0, y1, x0, x1, threshold, want_max, want_min, max_moves):
     """In-plane extrema whose integer candidate lies in the core box; every plane of it is scanned.
 
