@@ -169,9 +169,8 @@ def fuse_unit_float(
     The weights at the voxels a block samples come from taps inside its own grown box
     (:mod:`rhapso_core.fusion.content`), and the kernel indexes pixels by level voxel, not
     by box, so every accumulator is bit-identical to :func:`fuse_block_float`'s
-    (``tests/fusion/test_read_plan.py``, on pyramid level 1 too). A view with an intensity
-    map is read block by block as before: its mapped pixels come from an einsum whose
-    contraction order follows the box's shape.
+    (``tests/fusion/test_read_plan.py``, on pyramid level 1 too; an intensity map's value at a
+    voxel does not depend on the box either: :meth:`ViewIntensity.map_box`).
     Memory: the unit's accumulators (8 bytes per output voxel) and one view's box at a
     time (:func:`rhapso_core.cost.fusion_unit_memory`).
 
@@ -189,11 +188,7 @@ def fuse_unit_float(
         if not reads:
             continue
         union = tuple((min(vb[k][0] for _, vb in reads), max(vb[k][1] for _, vb in reads)) for k in range(3))
-        # Not for a view with an intensity map: map_box's einsum chooses its contraction
-        # order from the box's shape, so a voxel's mapped value may differ in the last bit
-        # between two boxes (rarely; never seen in tests), and the bytes must not change.
-        shared = (view.intensity is None and len(reads) > 1
-                  and _voxels(union) < sum(_voxels(vb) for _, vb in reads))
+        shared = len(reads) > 1 and _voxels(union) < sum(_voxels(vb) for _, vb in reads)
         groups = [(union, [i for i, _ in reads])] if shared else [(vb, [i]) for i, vb in reads]
         for box, users in groups:
             src = _view_pixels(view, level, box)

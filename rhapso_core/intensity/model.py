@@ -118,14 +118,16 @@ def cell_weights(points_xyz: np.ndarray, size_xyz: Sequence[int], cells_xyz: Seq
     return np.stack(idx, axis=1), np.stack(wts, axis=1)
 
 
-def _interp_matrix(v: np.ndarray, size: int, cells: int) -> np.ndarray:
-    """``(len(v), cells)`` matrix of the 1-D interpolation weights."""
-    i0, i1, f = cell_weights_1d(v, size, cells)
-    m = np.zeros((len(v), cells))
-    rows = np.arange(len(v))
-    np.add.at(m, (rows, i0), 1.0 - f)
-    np.add.at(m, (rows, i1), f)
-    return m
+def _lerp(c0, c1, f):
+    # (1 - f) c0 + f c1 as cell_weights_1d defines it; exactly c0 where f is 0 (one cell).
+    return c0 * (1.0 - f) + c1 * f
+
+
+def _in_plane(cells_zyx: np.ndarray, wy, wx) -> np.ndarray:
+    """``(cz, ny, nx)``: the cell coefficients interpolated along x, then y (float64)."""
+    (iy0, iy1, fy), (ix0, ix1, fx) = wy, wx
+    t = _lerp(cells_zyx[:, :, ix0], cells_zyx[:, :, ix1], fx)
+    return _lerp(t[:, iy0, :], t[:, iy1, :], fy[:, None])
 
 
 @dataclass(frozen=True)
@@ -182,20 +184,38 @@ class ViewIntensity:
         view voxel ``f * i + (f - 1) / 2``. The map is evaluated at each level voxel's
         centre; fusion interpolates the mapped values, which for a map that is smooth
         over a voxel equals mapping the interpolated value.
+
+        A voxel's value depends on its own position only, never on the box around it (the
+        same bits from any box that holds it: fusion may map a view's box once for several
+        blocks), and memory is the float32 result plus a few planes.
         """
         shape = src_zyx.shape
         f = np.asarray(level_factors_zyx, np.float64)
-        v = [f[k] * (box_start_zyx[k] + np.arange(shape[k], dtype=np.float64)) + (f[k] - 1.0) / 2.0 for k in range(3)]
-        vz, vy, vx = v
+        vz, vy, vx = (f[k] * (box_start_zyx[k] + np.arange(shape[k], dtype=np.float64)) + (f[k] - 1.0) / 2.0
+                      for k in range(3))
         sx, sy, sz = self.size_xyz
         cx, cy, cz = self.cells_xyz
-        mz, my, mx = _interp_matrix(vz, sz, cz), _interp_matrix(vy, sy, cy), _interp_matrix(vx, sx, cx)
-        a = np.einsum("zk,yj,xi,kji->zyx", mz, my, mx, self.a, optimize=True).astype(np.float32)
-        b = np.einsum("zk,yj,xi,kji->zyx", mz, my, mx, self.b, optimize=True).astype(np.float32)
-        x = np.asarray(src_zyx, np.float32)
-        if self.flatfield is None:
-            return a * x + b
-        ff = self.flatfield
-        fl = ff.evaluate(normalised_position(vx, sx)[None, :], normalised_position(vy, sy)[:, None]).astype(np.float32)
-        d = np.float32(ff.dark)
-        return a * ((x - d) / fl[None] + d) + b
+        wy, wx = cell_weights_1d(vy, sy, cy), cell_weights_1d(vx, sx, cx)
+        # The cells interpolated in x, then y, for each z cell; then each plane in z, one
+        # plane at a time. The order is fixed: a contraction order chosen per call (einsum's
+        # optimize) made a voxel's last bit depend on the box's shape.
+        a_cells, b_cells = _in_plane(self.a, wy, wx), _in_plane(self.b, wy, wx)
+        iz0, iz1, fz = cell_weights_1d(vz, sz, cz)
+        fl = d = None
+        if self.flatfield is not None:
+            ff = self.flatfield
+            fl = ff.evaluate(normalised_position(vx, sx)[None, :], normalised_position(vy, sy)[:, None]).astype(np.float32)
+            d = np.float32(ff.dark)
+        out = np.empty(shape, np.float32)
+        key = None
+        for z in range(shape[0]):
+            if key != (iz0[z], iz1[z], fz[z]):  # planes between the same cells at the same weight share a and b
+                key = (iz0[z], iz1[z], fz[z])
+                a = _lerp(a_cells[iz0[z]], a_cells[iz1[z]], fz[z]).astype(np.float32)
+                b = _lerp(b_cells[iz0[z]], b_cells[iz1[z]], fz[z]).astype(np.float32)
+            x = np.asarray(src_zyx[z], np.float32)
+            if fl is not None:
+                x = (x - d) / fl + d
+            np.multiply(a, x, out=out[z])
+            out[z] += b
+        return out
