@@ -12,7 +12,8 @@ Compares, on the same synthetic uint16 block of Gaussian blobs + Poisson and rea
    time excludes reading and downsampling, which favours it.
 
 Throughput counts full-resolution input voxels. Runs are single-threaded
-(``NUMBA_NUM_THREADS=1`` and one BLAS/OpenMP thread), so the figure is per core.
+(``NUMBA_NUM_THREADS=1`` and one BLAS/OpenMP thread, unless the environment sets them), so the
+figure is per core.
 
 Usage::
 
@@ -25,7 +26,7 @@ from __future__ import annotations
 import os
 
 for _v in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_v] = "1"
+    os.environ.setdefault(_v, "1")  # a caller's own setting (a test process's numba threads) is kept
 
 import argparse  # noqa: E402
 import json  # noqa: E402

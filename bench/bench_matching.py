@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ[_var] = "1"
+    os.environ.setdefault(_var, "1")  # a caller's own setting (a test process's numba threads) is kept
 
 import argparse  # noqa: E402
 import json  # noqa: E402
