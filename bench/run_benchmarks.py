@@ -629,6 +629,24 @@ def write_throughputs(results: dict, flow: dict | None, sp: dict) -> None:
             data[key] = t
     if flow and all("wall_s" in flow.get(n, {}) for n in (1, 2)):
         data["ray_speedup_1_to_2"] = flow[1]["wall_s"] / flow[2]["wall_s"]
+    # content_based's filters: a rate of their own (the planner adds them to the fusion's CPU),
+    # measured here on one box rather than per dataset (their cost does not depend on the data).
+    import bench_content_weights
+
+    data["content_filter_taps_per_s"] = bench_content_weights.ours_taps_per_s()
+    # What this run did not measure keeps its figure from the file, dated: a peer skipped
+    # (--no-rhapso), the Ray speed-up without --flow.
+    try:
+        previous = json.loads(THROUGHPUTS.read_text())
+    except (OSError, ValueError):
+        previous = {}
+    if "rhapso_045" not in data and isinstance(previous.get("rhapso_045"), dict):
+        data["rhapso_045"] = dict(previous["rhapso_045"])
+        data["rhapso_045"].setdefault("date", previous.get("date"))
+        data["rhapso_045"].setdefault("measured_on", previous.get("measured_on"))
+    if "ray_speedup_1_to_2" not in data and "ray_speedup_1_to_2" in previous:
+        data["ray_speedup_1_to_2"] = previous["ray_speedup_1_to_2"]
+        data["ray_speedup_1_to_2_date"] = previous.get("ray_speedup_1_to_2_date", previous.get("date"))
     tmp = THROUGHPUTS.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n")
     os.replace(tmp, THROUGHPUTS)
