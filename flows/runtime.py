@@ -199,17 +199,22 @@ def ray_session(runtime: RuntimeParams) -> Iterator[None]:
     connection) instead of starting one per stage.
     """
     _restore_command_sigterm()  # over the flow engine's, installed when the flow run started
+    from rhapso_core.io.chunk_cache import caching_decoded_chunks
+
+    # One cache of decoded chunks for what runs in this process, which reads the same tiles again
+    # and again: every task when they run in threads; with Ray, the steps the flow runs itself
+    # (parameter resolution, the image checks and overlap fits, each solve's after-solve check,
+    # QC). Ray workers, other processes, never see it.
+    cache = int(runtime.read_cache_mb * 1024**2)
     if not runtime.use_ray:
         from flows.blas_threads import one_blas_thread
-        from rhapso_core.io.chunk_cache import caching_decoded_chunks
 
-        # Tasks in threads of this process: one BLAS thread each, as on Ray, and one cache of
-        # decoded chunks for all stages (they read the same tiles again and again).
-        with one_blas_thread(), caching_decoded_chunks(int(runtime.read_cache_mb * 1024**2)):
+        # Tasks in threads of this process: one BLAS thread each, as on Ray.
+        with one_blas_thread(), caching_decoded_chunks(cache):
             yield
         return
     # Tasks on Ray may run on other machines, where the loopback CA file is not: the setting as configured.
-    with _ca_as_configured():
+    with _ca_as_configured(), caching_decoded_chunks(cache):
         yield from _ray_session(runtime)
 
 

@@ -132,9 +132,11 @@ class RuntimeParams(StageParams):
     )
     read_cache_mb: float = Field(
         256.0, ge=0,
-        description="A run whose tasks run in threads of its process keeps up to this many MiB of "
-        "decoded image chunks (local zarr) for all of its stages, which read the same tiles again "
-        "and again (rhapso_core/io/chunk_cache.py); counted in the memory the threads need. "
+        description="A run's own process keeps up to this many MiB of decoded image chunks (local "
+        "zarr) for what runs in it, which reads the same tiles again and again "
+        "(rhapso_core/io/chunk_cache.py): every stage when the tasks run in threads (counted in the "
+        "memory the threads need); with Ray, the steps the flow runs itself (parameter resolution, "
+        "image checks, overlap fits, after-solve checks, QC; counted in the solve's memory). "
         "0: no cache. Ray workers never keep one.",
     )
     data_roots: list[str] | None = Field(

@@ -21,7 +21,8 @@ the planner sizes the batches from those counts with the flow's own function
 (:func:`rhapso_core.cost.stored_batch_memory`), so the prediction is exact as long as
 detection finds the same points; otherwise it applies the formula to its estimate of the
 points and the matching row's note says so. The solve runs in the flow's process (nothing
-is submitted to Ray): its memory is an estimate (:func:`rhapso_core.cost.solve_memory`).
+is submitted to Ray): its memory is an estimate (:func:`rhapso_core.cost.solve_memory`), plus
+the process's cache of decoded chunks (``runtime.read_cache_mb``), which its checks fill.
 Phase-correlation rounds (``alignment.rounds: phase``, or the prealignment the resolution chooses)
 are counted in the solve but their correlations are not costed, nor is the split-affine round.
 ``auto`` parameters are resolved by the pipeline's own resolution (:func:`rhapso_core.autoparams.resolve_parameters`):
@@ -511,7 +512,8 @@ def _plan_alignment(xml_uri, sd, geometry, p, tp, cores, mem_total, base, overhe
     # --- solve: one task per round (phase rounds solve too) -----------------------------------
     rounds = len(kinds)
     solve_cpu = rounds * n_pairs * tp["solver_s_per_link"]
-    solve_mem = base + solve_memory(n_pairs, len(views))
+    # and the flow process's cache of decoded chunks, which its after-solve checks fill
+    solve_mem = base + solve_memory(n_pairs, len(views)) + p.runtime.read_cache_mb * 1024**2
     wall = rounds * (n_pairs * tp["solver_s_per_link"] + overhead)
     phase = (f"; rounds {', '.join(kinds)} (a phase round's correlations are not costed)" if "phase" in kinds
              else "")
