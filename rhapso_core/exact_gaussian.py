@@ -73,7 +73,7 @@ def _extended_index(i, n, mode):
         if i >= n:
             i = period - i
         return i
-    # reflect (c b a a | a b c d | d d c b)
+    # reflect (c b a | a b c d | d c b)
     period = 2 * n
     i = i % period
     if i < 0:
