@@ -426,6 +426,12 @@ def report(runs: dict, meta: dict) -> str:
     return "\n".join(lines)
 
 
+def _cpu_model() -> str:
+    import run_benchmarks as rb
+
+    return rb.cpu_model()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default=str(BENCH / "_data" / "stitch_peers"),
@@ -458,7 +464,7 @@ def main(argv=None) -> int:
         prep["rhapso"] = prepare_rhapso(ds, work, a.rhapso_iterations)
     if "mvs" in tools:
         prep["mvs"] = prepare_mvs(ds)
-    meta = {"machine": f"{platform.node()}, {os.cpu_count()} cores (shared), {platform.processor() or platform.machine()}",
+    meta = {"machine": f"{platform.node()}, {os.cpu_count()} cores (shared), {_cpu_model()}",
             "versions": _versions(prep), "dataset": dataset_text(ds["xml"]), "rhapso_iterations": a.rhapso_iterations,
             "command": " ".join([Path(sys.executable).name] + sys.argv)}
     print(f"{meta['dataset']}; {os.cpu_count()} cores", file=sys.stderr, flush=True)

@@ -655,8 +655,20 @@ def write_throughputs(results: dict, flow: dict | None, sp: dict) -> None:
 def machine_text() -> str:
     import psutil
 
-    return (f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
+    return (f"{cpu_model()}, {psutil.cpu_count()} cores, "
             f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}")
+
+
+def cpu_model() -> str:
+    """The processor's name (Linux's /proc/cpuinfo), else the architecture: figures from two runs
+    compare only on the same processor, and "x86_64" does not say which."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({platform.machine()})"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def params_text(sp: dict) -> str:

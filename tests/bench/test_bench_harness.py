@@ -67,6 +67,27 @@ def test_saved_run_reprints_identically(rb, tmp_path):
     assert "speed-up 1.88x (the same stages in-process, one after another: 7.0 s)" in rb.report(*again)
 
 
+def test_throughputs_keep_what_a_run_did_not_measure(rb, tmp_path, monkeypatch):
+    """A run without Rhapso (or without --flow) rewrites ours and keeps the earlier Rhapso figures
+    and Ray speed-up, dated; content_based's tap rate is written beside them."""
+    import bench_content_weights
+
+    path = tmp_path / "throughputs.json"
+    path.write_text(json.dumps({"date": "2026-01-02", "measured_on": "large", "fusion_voxels_per_s": 1.0,
+                                "rhapso_045": {"fusion_voxels_per_s": 5.0}, "ray_speedup_1_to_2": 1.5}))
+    monkeypatch.setattr(rb, "THROUGHPUTS", path)
+    monkeypatch.setattr(bench_content_weights, "ours_taps_per_s", lambda: 3.0e9)
+    res = _fake(10**6, 1.0, 2.0, 4 * 10**6, 100.0)
+    res["ours"]["match_rigid"]["pairs"] = 4
+    del res["rhapso"]
+    rb.write_throughputs({"small": res}, None, {"detection": {"dsxy": 2, "dsz": 2}})
+    got = json.loads(path.read_text())
+    assert got["measured_on"] == "small" and got["fusion_voxels_per_s"] == 4 * 10**6  # ours: measured now
+    assert got["rhapso_045"] == {"fusion_voxels_per_s": 5.0, "date": "2026-01-02", "measured_on": "large"}
+    assert got["ray_speedup_1_to_2"] == 1.5 and got["ray_speedup_1_to_2_date"] == "2026-01-02"
+    assert got["content_filter_taps_per_s"] == 3.0e9
+
+
 @pytest.mark.slow
 @pytest.mark.heavy
 def test_one_real_run_without_rhapso(rb, tmp_path, monkeypatch, capsys):
