@@ -53,8 +53,9 @@ def _centre_crop(a: np.ndarray, max_voxels: int) -> np.ndarray:
 
 
 def _blur(a: np.ndarray, sigma_zyx) -> np.ndarray:
-    """scipy's ``gaussian_filter(a, sigma, mode="reflect", truncate=3.0)``, the same bits
-    (:mod:`rhapso_core.exact_gaussian`, 1.75-2.4x faster here: bench/bench_alignment_filters.py) for 3-D float32 crops."""
+    """scipy's ``gaussian_filter(a, sigma, mode="reflect", truncate=3.0)``, the same bits, for 3-D
+    float32 crops (:mod:`rhapso_core.exact_gaussian`; 1.75-2.4x faster here:
+    ``bench/bench_alignment_filters.py``)."""
     if a.ndim != 3 or a.dtype != np.float32:
         return ndimage.gaussian_filter(a, sigma_zyx, mode="reflect", truncate=TRUNCATE)
     return gaussian_filter(np.ascontiguousarray(a), sigma_zyx, [scipy_radius(s, TRUNCATE) for s in sigma_zyx], "reflect")

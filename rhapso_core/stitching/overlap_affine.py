@@ -84,7 +84,8 @@ def _smooth(a: np.ndarray, sigma_zyx) -> np.ndarray:
         from scipy import ndimage
 
         return ndimage.gaussian_filter(a, sigma_zyx, mode="nearest")
-    # scipy's gaussian_filter(mode="nearest") bit for bit, 1.9-4.2x faster on these crops (bench/bench_alignment_filters.py).
+    # scipy's gaussian_filter(mode="nearest") bit for bit, 1.9-4.2x faster on these crops
+    # (bench/bench_alignment_filters.py).
     from rhapso_core.exact_gaussian import gaussian_filter, scipy_radius
 
     return gaussian_filter(np.ascontiguousarray(a), sigma_zyx, [scipy_radius(s) for s in sigma_zyx], "nearest")
