@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 from pathlib import Path
 
@@ -28,6 +29,8 @@ CACHE_POLICY = INPUTS + TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=lambda ctx, 
 #: Back-off between retries of transient I/O failures (seconds).
 RETRY_DELAYS = [2, 10, 30]
 
+_FULL_OR_READ_ONLY = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
 
 def is_transient(exc: BaseException) -> bool:
     """Network, storage-service and timeout errors are worth a retry; bad input is not."""
@@ -35,6 +38,8 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, (TimeoutError, ConnectionError)):
         return True
+    if isinstance(exc, OSError) and exc.errno in _FULL_OR_READ_ONLY:
+        return False  # a full disk or a read-only one stays so for the seconds a retry waits
     name = type(exc).__module__ + "." + type(exc).__name__
     if any(k in name for k in ("botocore", "aiobotocore", "aiohttp", "s3fs", "urllib3", "ClientError")):
         return True

@@ -9,7 +9,7 @@ themselves in :mod:`rhapso_core.io.registry`; :func:`open_image` dispatches ther
 from .downsample import downsample_mean, downsampled_shape
 from .errors import ImageIOError
 from .multiscale import MultiscaleImage
-from .ome_zarr_writer import LevelInfo, OmeZarrWriter, create_ome_zarr, write_ome_zarr
+from .ome_zarr_writer import LevelInfo, OmeZarrWriter, RootMetadata, create_ome_zarr, read_root, write_ome_zarr
 from .open import infer_kind, known_kinds, open_image
 from .registry import ImageFormat, register_format
 from .uri import atomic_write_bytes, fs_for, is_s3, join_uri, normalize_uri
@@ -27,6 +27,8 @@ __all__ = [
     "create_ome_zarr",
     "write_ome_zarr",
     "OmeZarrWriter",
+    "RootMetadata",
+    "read_root",
     "LevelInfo",
     "downsample_mean",
     "downsampled_shape",

@@ -22,7 +22,7 @@ from .downsample import downsample_mean, downsampled_shape
 from .errors import ImageIOError
 from .multiscale import MultiscaleImage, factors_from_scales
 from .ngff import build_multiscales_attrs, level_scale_translation, parse_multiscales, with_time_channel_axes
-from .uri import atomic_write_bytes, fs_for, is_s3, join_uri, normalize_uri
+from .uri import atomic_write_bytes, fs_for, is_s3, join_uri, normalize_uri, read_bytes
 from .zarr_source import zarr_store
 
 __all__ = ["LevelInfo", "OmeZarrWriter", "create_ome_zarr", "write_ome_zarr"]
@@ -260,6 +260,53 @@ def _prepare_target(u: str, storage_options, overwrite: bool) -> None:
         fs.invalidate_cache(path)
 
 
+def _write_root(u: str, ngff_version: str, attrs: dict, storage_options, final: bool) -> None:
+    """The image group's root metadata; ``final`` False writes attributes without the group."""
+    if ngff_version == "0.4":
+        # .zattrs before .zgroup: until .zgroup lands there is no group to find.
+        atomic_write_bytes(join_uri(u, ".zattrs"), json.dumps(attrs, indent=2).encode(), storage_options)
+        if final:
+            atomic_write_bytes(join_uri(u, ".zgroup"), json.dumps({"zarr_format": 2}).encode(), storage_options)
+        return
+    # zarr v3 keeps a group's attributes in its zarr.json: a claim written before the arrays is
+    # a group without NGFF metadata, which no reader takes for an image.
+    doc = {"zarr_format": 3, "node_type": "group", "attributes": attrs}
+    atomic_write_bytes(join_uri(u, "zarr.json"), json.dumps(doc, indent=2).encode(), storage_options)
+
+
+@dataclass(frozen=True)
+class RootMetadata:
+    """What an image path's root metadata says, read without opening it as a zarr group.
+
+    ``complete`` is False for a creation that stopped before its finished group was
+    written (see :func:`create_ome_zarr`'s ``attributes``).
+    """
+
+    attributes: dict
+    complete: bool
+
+
+def read_root(uri: str, storage_options: dict[str, Any] | None = None) -> RootMetadata | None:
+    """The root attributes at ``uri`` (zarr v2 ``.zattrs`` or v3 ``zarr.json``), None without any.
+
+    Unlike ``zarr.open_group`` this also reads an unfinished creation's attributes.
+    """
+    u = normalize_uri(uri)
+    for name in ("zarr.json", ".zattrs"):
+        try:
+            doc = json.loads(read_bytes(join_uri(u, name), storage_options))
+        except (FileNotFoundError, ValueError):
+            continue
+        if not isinstance(doc, dict):
+            continue
+        if name == "zarr.json":
+            attrs = doc.get("attributes") or {}
+            return RootMetadata(attrs, doc.get("node_type") == "group" and "ome" in attrs)
+        fs, path = fs_for(join_uri(u, ".zgroup"), storage_options)
+        return RootMetadata(doc, fs.exists(path))
+    return None
+
+
 def create_ome_zarr(
     uri: str,
     shape_zyx: Sequence[int],
@@ -281,6 +328,7 @@ def create_ome_zarr(
     fill_value: Any = 0,
     name: str | None = None,
     tc_shape: Sequence[int] | None = None,
+    attributes: dict[str, Any] | None = None,
 ) -> OmeZarrWriter:
     """Create an empty 3D OME-Zarr image with all its pyramid levels.
 
@@ -325,6 +373,10 @@ def create_ome_zarr(
     tc_shape : (int, int), optional
         (timepoints, channels): the image gets axes t, c, z, y, x (chunks and shards one
         timepoint and one channel deep; the pyramid downsamples z, y, x only). Default: 3-D.
+    attributes : dict, optional
+        More root attributes (JSON values), beside the NGFF ones. They are written
+        before anything else at ``uri`` and again with the finished group, so a
+        creation stopped at any point leaves them readable by :func:`read_root`.
 
     Returns
     -------
@@ -353,6 +405,11 @@ def create_ome_zarr(
     dt = np.dtype(dtype)
     u = normalize_uri(uri)
     _prepare_target(u, storage_options, overwrite)
+    extra = dict(attributes or {})
+    if extra:
+        # The caller's claim on the path first: a creation stopped before its group is
+        # finished (killed, disk full) still says whose it is (see read_root).
+        _write_root(u, ngff_version, extra, storage_options, final=False)
 
     cumulative: list[Triple] = [(1, 1, 1)]
     for s in steps:
@@ -392,13 +449,7 @@ def create_ome_zarr(
     )
     if lead:
         attrs = with_time_channel_axes(attrs)
-    if ngff_version == "0.4":
-        # .zattrs before .zgroup: until .zgroup lands there is no group to find.
-        atomic_write_bytes(join_uri(u, ".zattrs"), json.dumps(attrs, indent=2).encode(), storage_options)
-        atomic_write_bytes(join_uri(u, ".zgroup"), json.dumps({"zarr_format": 2}).encode(), storage_options)
-    else:
-        doc = {"zarr_format": 3, "node_type": "group", "attributes": attrs}
-        atomic_write_bytes(join_uri(u, "zarr.json"), json.dumps(doc, indent=2).encode(), storage_options)
+    _write_root(u, ngff_version, {**attrs, **extra}, storage_options, final=True)
     return OmeZarrWriter(
         u, levels, arrays, ngff_version=ngff_version, voxel_size_zyx=voxel, origin_zyx=origin,
         unit=unit, storage_options=storage_options,

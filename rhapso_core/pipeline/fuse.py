@@ -9,7 +9,7 @@ import numpy as np
 import zarr
 
 from rhapso_core.fusion import FusionParams, FusionView, OutputGrid, fuse_to_zarr, make_output_grid, plan_work_units, write_unit
-from rhapso_core.io import ImageIOError, OmeZarrWriter, create_ome_zarr, fs_for
+from rhapso_core.io import ImageIOError, OmeZarrWriter, create_ome_zarr, fs_for, read_root
 from rhapso_core.multiscale.pyramid import LevelWork, build_pyramid, downsample_blocks, finish_levels, prepare_levels
 from rhapso_core.pipeline.dataset import DatasetError, load_dataset, open_view, view_geometry
 from rhapso_core.pipeline.fused_channels import write_channel_metadata
@@ -184,49 +184,52 @@ def plan_fusion(
 def check_output_free(out_uri: str, overwrite: bool = False, storage_options=None) -> None:
     """Refuse, before any stage runs, a fused output path holding data that no fusion run wrote.
 
-    A folder left by an earlier (possibly killed) fusion carries the grid record and
-    may be resumed (:func:`plan_fusion` checks the grid matches); anything else at
-    ``out_uri`` is someone's data and is refused unless ``overwrite``.
+    A folder left by an earlier (possibly killed) fusion carries the grid record, even
+    one stopped while it was creating the image, and may be resumed (:func:`plan_fusion`
+    checks the grid matches); anything else at ``out_uri`` is someone's data and is
+    refused unless ``overwrite``.
     """
-    fs, path = fs_for(out_uri, storage_options)
-    if overwrite or not fs.exists(path):
+    if overwrite or not _holds_data(out_uri, storage_options):
         return
-    try:
-        attrs = zarr.open_group(out_uri, mode="r", storage_options=storage_options).attrs.asdict()
-    except Exception:
-        attrs = {}
-    if GRID_ATTR not in attrs:
+    root = read_root(out_uri, storage_options)
+    if root is None or GRID_ATTR not in root.attributes:
         raise ImageIOError(
             f"{out_uri}: output path already holds data that is not a fusion output; choose a new path or pass overwrite"
         )
 
 
-def _open_or_create(out_uri, grid, params, per_world, unit, record, overwrite, storage_options) -> OmeZarrWriter:
+def _holds_data(out_uri: str, storage_options) -> bool:
+    """Anything at ``out_uri`` but an empty folder (which a stopped creation can leave)."""
     fs, path = fs_for(out_uri, storage_options)
-    if fs.exists(path) and not overwrite:
-        try:
-            existing = zarr.open_group(out_uri, mode="r", storage_options=storage_options).attrs.asdict()
-        except Exception:
-            existing = {}
-        if existing.get(GRID_ATTR) != record:
+    return fs.exists(path) and (not fs.isdir(path) or bool(fs.ls(path)))
+
+
+def _open_or_create(out_uri, grid, params, per_world, unit, record, overwrite, storage_options) -> OmeZarrWriter:
+    record = json.loads(json.dumps(record))  # as it reads back: lists, not tuples
+    recreate = overwrite
+    if not overwrite and _holds_data(out_uri, storage_options):
+        root = read_root(out_uri, storage_options)
+        if root is None or root.attributes.get(GRID_ATTR) != record:
             raise ImageIOError(
                 f"{out_uri}: output path already holds data from another run; choose a new path or pass overwrite"
             )
-        return OmeZarrWriter.open(out_uri, storage_options=storage_options)
-    writer = create_ome_zarr(
+        if root.complete:
+            return OmeZarrWriter.open(out_uri, storage_options=storage_options)
+        # This grid's creation stopped before its group was finished (a killed run, a full
+        # disk, a retried task): no block can have been fused into it, so it is made again.
+        recreate = True
+    return create_ome_zarr(
         out_uri, grid.shape_zyx, params.output_dtype,
         chunks_zyx=tuple(params.chunks[::-1]),
         voxel_size_zyx=tuple((grid.voxel_size_xyz * per_world)[::-1]),
         origin_zyx=tuple((grid.origin_xyz * per_world)[::-1]),
         unit=unit, n_levels=1, ngff_version=params.ngff_version,
         shards_zyx=None if params.shards is None else tuple(params.shards[::-1]),
-        storage_options=storage_options, overwrite=overwrite,
+        storage_options=storage_options, overwrite=recreate,
         tc_shape=(len(record["timepoints"]), len(record["channels"])),
         compressor=None if params.compressor == "none" else params.compressor, clevel=params.clevel,
+        attributes={GRID_ATTR: record},
     )
-    group = zarr.open_group(out_uri, mode="a", storage_options=storage_options)
-    group.attrs[GRID_ATTR] = json.loads(json.dumps(record))
-    return writer
 
 
 def fuse_unit(

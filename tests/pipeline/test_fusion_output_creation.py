@@ -1,0 +1,148 @@
+"""Creating the fused image, stopped at any write, is resumed by the next plan; someone's data is not.
+
+A full disk (or a killed run) can stop ``plan_fusion`` at any of the files that make the
+empty image. The run's retry, or the user's re-run, must then take the folder for its
+own and finish it exactly as a clean creation would; a folder holding another grid's
+image or data that no fusion wrote is still refused.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import errno
+import io
+import os
+
+import pytest
+
+from rhapso_core.fusion import FusionParams
+from rhapso_core.io import ImageIOError, create_ome_zarr, read_root
+from rhapso_core.pipeline import fuse
+from tasks.policies import is_transient
+
+
+@pytest.fixture(scope="module")
+def xml(tmp_path_factory):
+    from rhapso_core.synthetic import SyntheticParams, write_dataset
+
+    root = tmp_path_factory.mktemp("fusion_creation")
+    ds = write_dataset(root / "data", SyntheticParams(grid=(2, 1, 1), tile_size_xyz=(64, 32, 8), n_levels=1,
+                                                      chunk_size_xyz=(32, 32, 8), overlap=0.25, blob_count=5,
+                                                      fibre_count=0))
+    return str(ds.xml)
+
+
+class _DiskFull:
+    """Every file write under ``folder`` fails with ENOSPC from the ``n``-th on (0: never)."""
+
+    def __init__(self, monkeypatch, folder: str, n: int):
+        self.folder, self.n, self.seen = os.path.realpath(folder), n, 0
+        real_open, real_replace = io.open, os.replace
+
+        def tick(path) -> None:
+            try:
+                inside = os.path.realpath(os.fspath(path)).startswith(self.folder + os.sep)
+            except TypeError:  # a file descriptor
+                return
+            if inside:
+                self.seen += 1
+                if self.n and self.seen >= self.n:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
+
+        def open_(file, mode="r", *a, **k):
+            if any(c in mode for c in "wax+"):
+                tick(file)
+            return real_open(file, mode, *a, **k)
+
+        def replace(src, dst, *a, **k):
+            tick(dst)
+            return real_replace(src, dst, *a, **k)
+
+        monkeypatch.setattr(builtins, "open", open_)
+        monkeypatch.setattr(io, "open", open_)
+        monkeypatch.setattr(os, "replace", replace)
+
+
+def _tree(folder: str) -> dict[str, bytes]:
+    files = {}
+    for d, _, names in os.walk(folder):
+        for name in names:
+            p = os.path.join(d, name)
+            with open(p, "rb") as f:
+                files[os.path.relpath(p, folder)] = f.read()
+    return files
+
+
+@pytest.mark.parametrize("ngff", ["0.4", "0.5"])
+def test_a_creation_stopped_at_any_write_is_finished_by_the_next_plan(xml, tmp_path, ngff):
+    params = FusionParams(ngff_version=ngff)
+    clean = str(tmp_path / "clean.ome.zarr")
+    plan = fuse.plan_fusion(xml, clean, params)
+    reference = _tree(clean)
+    writes = 0
+    for n in range(1, 50):
+        out = str(tmp_path / f"stopped{n}.ome.zarr")
+        with pytest.MonkeyPatch.context() as mp:
+            full = _DiskFull(mp, out, n)
+            try:
+                fuse.plan_fusion(xml, out, params)
+            except (OSError, ImageIOError) as e:  # the writer names the level array it could not create
+                assert "No space left" in str(e), e
+            else:
+                writes = full.seen
+                break
+        fuse.check_output_free(out)  # a re-run's first check: this is a fusion's folder
+        again = fuse.plan_fusion(xml, out, params)  # the retry, or the re-run
+        assert dataclasses.replace(again, out_uri=plan.out_uri) == plan
+        assert _tree(out) == reference, f"stopped at write {n}"
+    assert writes >= 3, "the creation wrote fewer files than the test stops it at"
+
+
+def test_the_grid_record_is_the_first_thing_written(xml, tmp_path, monkeypatch):
+    out = str(tmp_path / "fused.ome.zarr")
+    _DiskFull(monkeypatch, out, 2)
+    with pytest.raises((OSError, ImageIOError), match="No space left"):
+        fuse.plan_fusion(xml, out, FusionParams())
+    root = read_root(out)
+    assert root is not None and not root.complete and fuse.GRID_ATTR in root.attributes
+
+
+def test_another_grids_output_is_refused_and_left_as_it_is(xml, tmp_path):
+    out = str(tmp_path / "fused.ome.zarr")
+    fuse.plan_fusion(xml, out, FusionParams())
+    before = _tree(out)
+    fuse.check_output_free(out)  # a fusion output: the plan decides whether it is this one
+    with pytest.raises(ImageIOError, match="another run"):
+        fuse.plan_fusion(xml, out, FusionParams(voxel_size=(2.0, 2.0, 2.0)))
+    assert _tree(out) == before
+
+
+def test_an_unfinished_creation_of_another_grid_is_refused(xml, tmp_path):
+    out = str(tmp_path / "fused.ome.zarr")
+    create_ome_zarr(out, (4, 4, 4), "uint16", chunks_zyx=(4, 4, 4), voxel_size_zyx=(1, 1, 1),
+                    attributes={fuse.GRID_ATTR: {"shape_zyx": [4, 4, 4]}})
+    os.remove(os.path.join(out, ".zgroup"))  # as if stopped before the group was finished
+    with pytest.raises(ImageIOError, match="another run"):
+        fuse.plan_fusion(xml, out, FusionParams())
+
+
+def test_data_no_fusion_wrote_is_refused_and_an_empty_folder_is_not(xml, tmp_path):
+    theirs = tmp_path / "theirs.ome.zarr"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("someone's")
+    with pytest.raises(ImageIOError, match="not a fusion output"):
+        fuse.check_output_free(str(theirs))
+    with pytest.raises(ImageIOError, match="another run"):
+        fuse.plan_fusion(xml, str(theirs), FusionParams())
+    assert (theirs / "notes.txt").read_text() == "someone's"
+    empty = tmp_path / "empty.ome.zarr"
+    empty.mkdir()  # what a creation stopped at its first write leaves
+    fuse.check_output_free(str(empty))
+    fuse.plan_fusion(xml, str(empty), FusionParams())
+
+
+@pytest.mark.parametrize("code,retried", [(errno.ENOSPC, False), (errno.EDQUOT, False), (errno.EROFS, False),
+                                          (errno.EIO, True), (errno.ECONNRESET, True)])
+def test_a_full_or_read_only_disk_is_not_retried(code, retried):
+    assert is_transient(OSError(code, os.strerror(code))) is retried
