@@ -23,7 +23,7 @@ from rhapso_core.fusion.blocks import box_key, write_unit
 from rhapso_core.image_source import Box
 from rhapso_core.io.chunk_io import write_region
 
-__all__ = ["BlockAlignmentError", "BlockMarkers", "check_aligned", "write_blocks"]
+__all__ = ["BlockAlignmentError", "BlockMarkers", "check_aligned", "is_created", "mark_created", "write_blocks"]
 
 
 class BlockAlignmentError(ValueError):
@@ -55,6 +55,27 @@ class BlockMarkers:
     def clear_all(self) -> None:
         """Forget every block of this array (call when the array is (re)created)."""
         sync(self._store.delete_dir(self.prefix))
+
+
+def _created_key(array: zarr.Array) -> str:
+    parent, name = posixpath.split(array.path.strip("/"))
+    return posixpath.join(parent, ".rhapso", "created", name or "_root")
+
+
+def mark_created(array: zarr.Array) -> None:
+    """Record that ``array`` was created whole (call after its creation and ``clear_all``).
+
+    zarr writes an array's metadata as more than one document (v2: ``.zarray``, then
+    ``.zattrs``): an array stopped between them opens, but is not what a clean run
+    writes. A re-run takes an array for its own only with this marker.
+    """
+    buf = default_buffer_prototype().buffer.from_bytes(b"")
+    sync(array.store.set(_created_key(array), buf))
+
+
+def is_created(array: zarr.Array) -> bool:
+    """True if ``array``'s creation finished (:func:`mark_created`)."""
+    return bool(sync(array.store.exists(_created_key(array))))
 
 
 def check_aligned(box: Box, shape_zyx: Sequence[int], unit_zyx: Sequence[int]) -> None:

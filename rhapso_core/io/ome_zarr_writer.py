@@ -438,7 +438,13 @@ def create_ome_zarr(
         store = zarr_store(join_uri(u, str(i)), storage_options, read_only=False)
         try:
             arrays.append(zarr.create_array(store, **kwargs))
-        except (OSError, ValueError) as e:
+        except OSError as e:
+            if e.errno is None:
+                raise ImageIOError(f"{join_uri(u, str(i))}: cannot create level array ({type(e).__name__}: {e})") from e
+            # The system's reason (disk full, permission, quota) stays an OSError, so callers and the
+            # CLI treat it as one; named by the level, not by zarr's temporary file.
+            raise OSError(e.errno, e.strerror, join_uri(u, str(i))) from e
+        except ValueError as e:
             raise ImageIOError(f"{join_uri(u, str(i))}: cannot create level array ({type(e).__name__}: {e})") from None
         scale, trans = level_scale_translation(voxel, origin, f)
         levels.append(LevelInfo(str(i), lshape, lchunks, lshards, f, tuple(scale), tuple(trans)))  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ import numpy as np
 import zarr
 
 from rhapso_core.fusion.blocks import write_unit
-from rhapso_core.fusion.resume import BlockMarkers
+from rhapso_core.fusion.resume import BlockMarkers, is_created, mark_created
 from rhapso_core.image_source import Box
 from rhapso_core.io.slots import SpaceSlot, space_slot
 from rhapso_core.multiscale.downsample import downsample_level, downsampled_shape, plan_level_blocks
@@ -103,11 +103,15 @@ def prepare_levels(group: zarr.Group, params: MultiscaleParams, skip_existing: b
     src_path = base_path
     for path, shape, f, cum in level_plan(base_path, src.shape[-3:], params):
         dst = group.get(path)
-        if not (isinstance(dst, zarr.Array) and tuple(dst.shape) == lead + tuple(shape) and skip_existing):
+        if not (isinstance(dst, zarr.Array) and tuple(dst.shape) == lead + tuple(shape) and skip_existing
+                and is_created(dst)):
+            # Not there, another shape, or its creation was stopped: no block of it can
+            # have been computed (blocks start once every level is made), so it is made again.
             dst = create_level_array(group, path, lead + tuple(shape),
                                      (1,) * len(lead) + tuple(params.multiscale_chunk_size), src)
             for slot in _slots(dst):
                 BlockMarkers(slot).clear_all()
+            mark_created(dst)
         blocks = plan_level_blocks(
             shape, write_unit(space_slot(dst)), f, np.dtype(src.dtype).itemsize, params.target_block_size_mb
         )

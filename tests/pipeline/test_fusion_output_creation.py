@@ -146,3 +146,29 @@ def test_data_no_fusion_wrote_is_refused_and_an_empty_folder_is_not(xml, tmp_pat
                                           (errno.EIO, True), (errno.ECONNRESET, True)])
 def test_a_full_or_read_only_disk_is_not_retried(code, retried):
     assert is_transient(OSError(code, os.strerror(code))) is retried
+
+
+@pytest.mark.parametrize("ngff", ["0.4", "0.5"])
+def test_pyramid_levels_stopped_at_any_write_are_made_again_by_the_next_plan(xml, tmp_path, ngff):
+    params = FusionParams(ngff_version=ngff, multiscale={"multiscale_chunk_size": (8, 8, 8)})
+    clean = str(tmp_path / "clean.ome.zarr")
+    fuse.plan_fusion(xml, clean, params)
+    _, work = fuse.plan_pyramid(clean, params)
+    assert len(work) >= 2, "the test needs more than one level to stop between"
+    reference = _tree(clean)
+    writes = 0
+    for n in range(1, 60):
+        out = str(tmp_path / f"stopped{n}.ome.zarr")
+        fuse.plan_fusion(xml, out, params)
+        with pytest.MonkeyPatch.context() as mp:
+            full = _DiskFull(mp, out, n)
+            try:
+                fuse.plan_pyramid(out, params)
+            except (OSError, ImageIOError) as e:
+                assert "No space left" in str(e), e
+            else:
+                writes = full.seen
+                break
+        assert fuse.plan_pyramid(out, params)[1] == work
+        assert _tree(out) == reference, f"stopped at write {n}"
+    assert writes >= 2 * len(work), "the levels' creation wrote fewer files than the test stops it at"
