@@ -22,10 +22,10 @@ from .downsample import downsample_mean, downsampled_shape
 from .errors import ImageIOError
 from .multiscale import MultiscaleImage, factors_from_scales
 from .ngff import build_multiscales_attrs, level_scale_translation, parse_multiscales, with_time_channel_axes
-from .uri import atomic_write_bytes, fs_for, is_s3, join_uri, normalize_uri, read_bytes
+from .uri import atomic_write_bytes, fs_for, holds_data, is_s3, join_uri, normalize_uri, read_bytes
 from .zarr_source import zarr_store
 
-__all__ = ["LevelInfo", "OmeZarrWriter", "create_ome_zarr", "write_ome_zarr"]
+__all__ = ["LevelInfo", "OmeZarrWriter", "RootMetadata", "create_ome_zarr", "read_root", "write_ome_zarr"]
 
 Triple = tuple[int, int, int]
 
@@ -247,14 +247,11 @@ class OmeZarrWriter:
 
 
 def _prepare_target(u: str, storage_options, overwrite: bool) -> None:
-    fs, path = fs_for(u, storage_options)
-    if is_s3(u):
-        fs.invalidate_cache(path)
-    exists = fs.exists(path) and (not fs.isdir(path) or bool(fs.ls(path)))
-    if not exists:
+    if not holds_data(u, storage_options):
         return
     if not overwrite:
         raise ImageIOError(f"{u}: already exists; pass overwrite=True to replace it")
+    fs, path = fs_for(u, storage_options)
     fs.rm(path, recursive=True)
     if is_s3(u):
         fs.invalidate_cache(path)

@@ -77,6 +77,14 @@ def fs_for(uri: str | os.PathLike, storage_options: dict[str, Any] | None = None
     return fsspec.filesystem("file"), u
 
 
+def holds_data(uri: str | os.PathLike, storage_options: dict[str, Any] | None = None) -> bool:
+    """True if anything is at ``uri`` but an empty folder (S3: a fresh listing, not s3fs's cache)."""
+    fs, path = fs_for(uri, storage_options)
+    if is_s3(uri):
+        fs.invalidate_cache(path)
+    return fs.exists(path) and (not fs.isdir(path) or bool(fs.ls(path)))
+
+
 def read_bytes(uri: str | os.PathLike, storage_options: dict[str, Any] | None = None) -> bytes:
     """Whole content of a (small) file; a missing file raises :class:`ImageIOError`."""
     fs, path = fs_for(uri, storage_options)

@@ -9,7 +9,8 @@ import numpy as np
 import zarr
 
 from rhapso_core.fusion import FusionParams, FusionView, OutputGrid, fuse_to_zarr, make_output_grid, plan_work_units, write_unit
-from rhapso_core.io import ImageIOError, OmeZarrWriter, create_ome_zarr, fs_for, read_root
+from rhapso_core.io import ImageIOError, OmeZarrWriter, create_ome_zarr, read_root
+from rhapso_core.io.uri import holds_data
 from rhapso_core.multiscale.pyramid import LevelWork, build_pyramid, downsample_blocks, finish_levels, prepare_levels
 from rhapso_core.pipeline.dataset import DatasetError, load_dataset, open_view, view_geometry
 from rhapso_core.pipeline.fused_channels import write_channel_metadata
@@ -189,7 +190,7 @@ def check_output_free(out_uri: str, overwrite: bool = False, storage_options=Non
     checks the grid matches); anything else at ``out_uri`` is someone's data and is
     refused unless ``overwrite``.
     """
-    if overwrite or not _holds_data(out_uri, storage_options):
+    if overwrite or not holds_data(out_uri, storage_options):
         return
     root = read_root(out_uri, storage_options)
     if root is None or GRID_ATTR not in root.attributes:
@@ -198,16 +199,10 @@ def check_output_free(out_uri: str, overwrite: bool = False, storage_options=Non
         )
 
 
-def _holds_data(out_uri: str, storage_options) -> bool:
-    """Anything at ``out_uri`` but an empty folder (which a stopped creation can leave)."""
-    fs, path = fs_for(out_uri, storage_options)
-    return fs.exists(path) and (not fs.isdir(path) or bool(fs.ls(path)))
-
-
 def _open_or_create(out_uri, grid, params, per_world, unit, record, overwrite, storage_options) -> OmeZarrWriter:
     record = json.loads(json.dumps(record))  # as it reads back: lists, not tuples
     recreate = overwrite
-    if not overwrite and _holds_data(out_uri, storage_options):
+    if not overwrite and holds_data(out_uri, storage_options):
         root = read_root(out_uri, storage_options)
         if root is None or root.attributes.get(GRID_ATTR) != record:
             raise ImageIOError(
