@@ -20,44 +20,58 @@ import os
 import sys
 
 
-def main() -> int:
-    folder, n, count_file = os.path.realpath(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-    argv = sys.argv[sys.argv.index("--") + 1:]
-    seen = [0]
+class DiskFull:
+    """Counts the file writes under ``folder``; from the ``n``-th on (0: never) each fails with ENOSPC.
 
-    def under(path) -> bool:
+    ``install(patch)`` hooks Python's write points with ``patch(obj, name, value)``:
+    ``setattr`` for a whole process, pytest's ``monkeypatch.setattr`` for one test.
+    """
+
+    def __init__(self, folder: str, n: int):
+        self.folder, self.n, self.seen = os.path.realpath(folder), int(n), 0
+        self.real_open, self.real_replace, self.real_rename = io.open, os.replace, os.rename
+
+    def _under(self, path) -> bool:
         try:
-            return os.path.realpath(os.fspath(path)).startswith(folder + os.sep)
+            return os.path.realpath(os.fspath(path)).startswith(self.folder + os.sep)
         except TypeError:  # a file descriptor
             return False
 
-    def tick(path) -> None:
-        if under(path):
-            seen[0] += 1
-            if n and seen[0] >= n:
+    def _tick(self, path) -> None:
+        if self._under(path):
+            self.seen += 1
+            if self.n and self.seen >= self.n:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
 
-    real_open, real_replace, real_rename = io.open, os.replace, os.rename
+    def install(self, patch=setattr) -> DiskFull:
+        def open_(file, mode="r", *a, **k):
+            if any(c in mode for c in "wax+"):
+                self._tick(file)
+            return self.real_open(file, mode, *a, **k)
 
-    def open_(file, mode="r", *a, **k):
-        if any(c in mode for c in "wax+"):
-            tick(file)
-        return real_open(file, mode, *a, **k)
+        def replace(src, dst, *a, **k):
+            self._tick(dst)
+            return self.real_replace(src, dst, *a, **k)
 
-    def replace(src, dst, *a, **k):
-        tick(dst)
-        return real_replace(src, dst, *a, **k)
+        def rename(src, dst, *a, **k):
+            self._tick(dst)
+            return self.real_rename(src, dst, *a, **k)
 
-    def rename(src, dst, *a, **k):
-        tick(dst)
-        return real_rename(src, dst, *a, **k)
+        patch(builtins, "open", open_)
+        patch(io, "open", open_)
+        patch(os, "replace", replace)
+        patch(os, "rename", rename)
+        return self
 
-    builtins.open = io.open = open_
-    os.replace, os.rename = replace, rename
+
+def main() -> int:
+    folder, n, count_file = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    argv = sys.argv[sys.argv.index("--") + 1:]
+    disk = DiskFull(folder, n).install()
 
     def report() -> None:
-        with real_open(count_file, "w") as f:
-            f.write(str(seen[0]))
+        with disk.real_open(count_file, "w") as f:
+            f.write(str(disk.seen))
 
     atexit.register(report)
     from rhapso_cli.main import cli

@@ -8,13 +8,12 @@ image or data that no fusion wrote is still refused.
 
 from __future__ import annotations
 
-import builtins
 import dataclasses
 import errno
-import io
 import os
 
 import pytest
+from reliability_diskfull import DiskFull
 
 from rhapso_core.fusion import FusionParams
 from rhapso_core.io import ImageIOError, create_ome_zarr, read_root
@@ -31,37 +30,6 @@ def xml(tmp_path_factory):
                                                       chunk_size_xyz=(32, 32, 8), overlap=0.25, blob_count=5,
                                                       fibre_count=0))
     return str(ds.xml)
-
-
-class _DiskFull:
-    """Every file write under ``folder`` fails with ENOSPC from the ``n``-th on (0: never)."""
-
-    def __init__(self, monkeypatch, folder: str, n: int):
-        self.folder, self.n, self.seen = os.path.realpath(folder), n, 0
-        real_open, real_replace = io.open, os.replace
-
-        def tick(path) -> None:
-            try:
-                inside = os.path.realpath(os.fspath(path)).startswith(self.folder + os.sep)
-            except TypeError:  # a file descriptor
-                return
-            if inside:
-                self.seen += 1
-                if self.n and self.seen >= self.n:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
-
-        def open_(file, mode="r", *a, **k):
-            if any(c in mode for c in "wax+"):
-                tick(file)
-            return real_open(file, mode, *a, **k)
-
-        def replace(src, dst, *a, **k):
-            tick(dst)
-            return real_replace(src, dst, *a, **k)
-
-        monkeypatch.setattr(builtins, "open", open_)
-        monkeypatch.setattr(io, "open", open_)
-        monkeypatch.setattr(os, "replace", replace)
 
 
 def _tree(folder: str) -> dict[str, bytes]:
@@ -84,7 +52,7 @@ def test_a_creation_stopped_at_any_write_is_finished_by_the_next_plan(xml, tmp_p
     for n in range(1, 50):
         out = str(tmp_path / f"stopped{n}.ome.zarr")
         with pytest.MonkeyPatch.context() as mp:
-            full = _DiskFull(mp, out, n)
+            full = DiskFull(out, n).install(mp.setattr)
             try:
                 fuse.plan_fusion(xml, out, params)
             except (OSError, ImageIOError) as e:  # the writer names the level array it could not create
@@ -101,7 +69,7 @@ def test_a_creation_stopped_at_any_write_is_finished_by_the_next_plan(xml, tmp_p
 
 def test_the_grid_record_is_the_first_thing_written(xml, tmp_path, monkeypatch):
     out = str(tmp_path / "fused.ome.zarr")
-    _DiskFull(monkeypatch, out, 2)
+    DiskFull(out, 2).install(monkeypatch.setattr)
     with pytest.raises((OSError, ImageIOError), match="No space left"):
         fuse.plan_fusion(xml, out, FusionParams())
     root = read_root(out)
@@ -161,7 +129,7 @@ def test_pyramid_levels_stopped_at_any_write_are_made_again_by_the_next_plan(xml
         out = str(tmp_path / f"stopped{n}.ome.zarr")
         fuse.plan_fusion(xml, out, params)
         with pytest.MonkeyPatch.context() as mp:
-            full = _DiskFull(mp, out, n)
+            full = DiskFull(out, n).install(mp.setattr)
             try:
                 fuse.plan_pyramid(out, params)
             except (OSError, ImageIOError) as e:
