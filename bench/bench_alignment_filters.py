@@ -42,6 +42,7 @@ from rhapso_core.intensity.model import (  # noqa: E402
     FlatField,
     ViewIntensity,
     cell_weights_1d,
+    level_voxel_centres,
     normalised_position,
 )
 from rhapso_core.stitching.overlap_affine import _smooth  # noqa: E402
@@ -49,10 +50,7 @@ from rhapso_core.stitching.overlap_affine import _smooth  # noqa: E402
 
 def einsum_map_box(m: ViewIntensity, src_zyx, box_start_zyx, level_factors_zyx) -> np.ndarray:
     """``map_box`` as it was before 2b8c79d: interpolation matrices contracted by ``np.einsum``."""
-    shape = src_zyx.shape
-    f = np.asarray(level_factors_zyx, np.float64)
-    vz, vy, vx = (f[k] * (box_start_zyx[k] + np.arange(shape[k], dtype=np.float64)) + (f[k] - 1.0) / 2.0
-                  for k in range(3))
+    vz, vy, vx = level_voxel_centres(src_zyx.shape, box_start_zyx, level_factors_zyx)
     sx, sy, sz = m.size_xyz
     cx, cy, cz = m.cells_xyz
 

@@ -80,6 +80,17 @@ def normalised_position(v: np.ndarray, n: int) -> np.ndarray:
     return 2.0 * np.asarray(v, np.float64) / max(n - 1, 1) - 1.0
 
 
+def level_voxel_centres(shape_zyx, box_start_zyx, level_factors_zyx) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """View-voxel coordinates (z, y, x) of a level box's voxel centres, one array per axis.
+
+    Level voxel ``i`` of a level with factor ``f`` sits at view voxel ``f * i + (f - 1) / 2``;
+    the box starts at level voxel ``box_start_zyx``.
+    """
+    f = np.asarray(level_factors_zyx, np.float64)
+    return tuple(f[k] * (box_start_zyx[k] + np.arange(shape_zyx[k], dtype=np.float64)) + (f[k] - 1.0) / 2.0
+                 for k in range(3))  # type: ignore[return-value]
+
+
 def cell_weights_1d(v: np.ndarray, size: int, cells: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Linear interpolation between cell centres along one axis.
 
@@ -212,10 +223,7 @@ class ViewIntensity:
         blocks), and memory is the float32 result plus the in-plane fields (two float64 planes
         per z cell).
         """
-        shape = src_zyx.shape
-        f = np.asarray(level_factors_zyx, np.float64)
-        vz, vy, vx = (f[k] * (box_start_zyx[k] + np.arange(shape[k], dtype=np.float64)) + (f[k] - 1.0) / 2.0
-                      for k in range(3))
+        vz, vy, vx = level_voxel_centres(src_zyx.shape, box_start_zyx, level_factors_zyx)
         sx, sy, sz = self.size_xyz
         cx, cy, cz = self.cells_xyz
         wy, wx = cell_weights_1d(vy, sy, cy), cell_weights_1d(vx, sx, cx)
@@ -229,7 +237,7 @@ class ViewIntensity:
             ff = self.flatfield
             fl = ff.evaluate(normalised_position(vx, sx)[None, :], normalised_position(vy, sy)[:, None]).astype(np.float32)
             d = np.float32(ff.dark)
-        out = np.empty(shape, np.float32)
+        out = np.empty(src_zyx.shape, np.float32)
         if fl is None:
             fl, d = np.ones((1, 1), np.float32), None
         _map_planes(np.ascontiguousarray(src_zyx), a_cells, b_cells, iz0, iz1, fz,
