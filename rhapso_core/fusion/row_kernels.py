@@ -32,6 +32,12 @@ overlap strategy (up to the sign of an exact zero). What changes is where work h
   run's eight taps are four contiguous slices of the box, so its loop has no gathers and
   vectorises, with the accumulation in the same loop (``avg_blend``) or right after it.
   Runs are found from the voxels' own cell offsets (exact), not predicted;
+* on planar views (x-y kept apart from z: translations, scalings, rotations and shears
+  within the xy plane, i.e. what stitching by translation gives), every plane of a block
+  has the same x and y coordinates on its row ``j``, bit for bit (``k * 0.0`` is the same
+  zero on every plane). Each block row's x-y part (range, interior interval, cells,
+  fractions, x and y weights) is computed once and every plane adds its own z term, z
+  fraction and z weight (:func:`_planar_rows`);
 * what the machine does per voxel, checked with ``perf`` on the JIT code: the coordinate
   pass converts between double and int32 (four at a time on AVX2, where double <-> int64
   is one at a time), and the hot loops take no array slices and few array arguments per
@@ -58,7 +64,7 @@ from rhapso_core.fusion.borrowed_arrays import borrowed
 
 # The reference kernel's own helpers, so both do the same operations by construction.
 from rhapso_core.fusion.kernels import (
-    BLEND_LUT, COVER_EPS, W_FLOOR, _LUT_N, _accumulate_voxel, _axis_weight, _clamped_cell, _cover_distance, _row_base,
+    BLEND_LUT, COVER_EPS, MODES, W_FLOOR, _LUT_N, _accumulate_voxel, _axis_weight, _clamped_cell, _cover_distance, _row_base,
     _row_estimate, _view_constants, accumulate_view,
 )
 
@@ -70,6 +76,8 @@ __all__ = ["accumulate_view_rows"]
 _LUT = np.append(BLEND_LUT, [1.0, 1.0])
 _PAST_RAMP = _LUT_N + 1
 assert _LUT[0] == 0.0
+
+MODE_CLOSEST = MODES["closest_pixel_wins"]
 
 # Largest flat offset (and level extent) the int32 coordinate pass handles.
 _I32_MAX = 2**31 - 1
@@ -251,38 +259,54 @@ def _mul_axis(W, K, F, n, s, i0, r, c, size, border, ir):
     _axis_weights(W, K, F, max(b - s + 1, 0), n, True, fs, r, c, size, border, ir)
 
 
-@numba.njit(cache=True, nogil=True)
-def _interior_pass(arow, brow, s, e, mode, i0, rc, flat, wflat, lv, lvl0, off, bl,
-                   P, FZ, FY, FX, W, V, K, runs):
-    """Voxels ``s..e`` of one row inside the level's interior (no clamps), in two passes:
-    coordinates, tap offsets, fractions and weights first (straight-line arithmetic the
-    compiler vectorises), then the taps and the accumulation. Same operations per voxel
-    as :func:`_sample` / the reference kernel, so the same bits."""
+@numba.njit(cache=True, nogil=True, inline="always")
+def _coords(P, FZ, FY, FX, n, fs, rc, lv, lvl0, off, with_z):
+    """Level coordinates of the row's voxels ``fs + q`` (q < n): tap offsets ``P`` and
+    fractions; without z (``with_z`` False: the planar rows of :func:`_planar_rows`) ``P``
+    lacks the z term and ``FZ`` is left alone."""
     r0, r1, r2, cx0, cx1, cx2 = rc
     hz, hy, hx, gz, gy, gx = lv
     oz, oy, ox, sz_, sy_ = off
-    sx, sy, sz, bbx, bby, bbz, irx, iry, irz = bl
-    n = e + 1 - s
-    fs = float(i0 + s)
     # Cells and offsets in int32 (the caller checked that they fit): AVX2 converts double
     # <-> int32 four at a time but double <-> int64 one at a time, which kept this loop
     # scalar. Same values as int64, so the same bits.
     oz32, oy32, ox32 = np.int32(oz), np.int32(oy), np.int32(ox)
     sz32, sy32 = np.int32(sz_), np.int32(sy_)
+    if with_z:
+        for q in range(n):
+            i = _voxel_i(fs, q)
+            lz = _level(r2 + i * cx2, hz, gz, lvl0)
+            ly = _level(r1 + i * cx1, hy, gy, lvl0)
+            lx = _level(r0 + i * cx0, hx, gx, lvl0)
+            z0 = np.int32(lz)
+            y0 = np.int32(ly)
+            x0 = np.int32(lx)
+            FZ[q] = lz - z0
+            FY[q] = ly - y0
+            FX[q] = lx - x0
+            P[q] = (z0 - oz32) * sz32 + (y0 - oy32) * sy32 + (x0 - ox32)
+        return
+    # One loop per case: a test of with_z inside the loop cost the general case 5 %.
     for q in range(n):
         i = _voxel_i(fs, q)
-        lz = _level(r2 + i * cx2, hz, gz, lvl0)
         ly = _level(r1 + i * cx1, hy, gy, lvl0)
         lx = _level(r0 + i * cx0, hx, gx, lvl0)
-        z0 = np.int32(lz)
         y0 = np.int32(ly)
         x0 = np.int32(lx)
-        FZ[q] = lz - z0
         FY[q] = ly - y0
         FX[q] = lx - x0
-        P[q] = (z0 - oz32) * sz32 + (y0 - oy32) * sy32 + (x0 - ox32)
-    blend = mode == 1 or mode == 5
-    if blend:
+        P[q] = (y0 - oy32) * sy32 + (x0 - ox32)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _weights(W, K, V, n, s, i0, rc, bl, mode, with_z):
+    """The row's blending weights (modes 1, 5) or closest_pixel_wins' ranks (mode 4) into
+    ``W``; without z (``with_z`` False) only x and y's factors (blending modes)."""
+    r0, r1, r2, cx0, cx1, cx2 = rc
+    sx, sy, sz, bbx, bby, bbz, irx, iry, irz = bl
+    fs = float(i0 + s)
+    e = s + n - 1
+    if mode == 1 or mode == 5:
         # (wx * wy) * wz as in the reference, one factor per pass. Where an axis's weight
         # is exactly 1 (its own past-the-ramp interval) its factor is skipped (x * 1.0 ==
         # x); an axis whose coordinate does not move along the row (step exactly 0: v = r
@@ -294,7 +318,8 @@ def _interior_pass(arow, brow, s, e, mode, i0, rc, flat, wflat, lv, lvl0, off, b
         _axis_weights(W, K, V, 0, min(xa - s, n), False, fs, r0, cx0, sx, bbx, irx)
         _axis_weights(W, K, V, max(xb - s + 1, 0), n, False, fs, r0, cx0, sx, bbx, irx)
         _mul_axis(W, K, V, n, s, i0, r1, cx1, sy, bby, iry)
-        _mul_axis(W, K, V, n, s, i0, r2, cx2, sz, bbz, irz)
+        if with_z:
+            _mul_axis(W, K, V, n, s, i0, r2, cx2, sz, bbz, irz)
     elif mode == 4:
         for q in range(n):
             i = _voxel_i(fs, q)
@@ -302,6 +327,27 @@ def _interior_pass(arow, brow, s, e, mode, i0, rc, flat, wflat, lv, lvl0, off, b
             vy = r1 + i * cx1
             vz = r2 + i * cx2
             W[q] = _cover_distance(vx, vy, vz, sx, sy, sz)
+
+
+@numba.njit(cache=True, nogil=True)
+def _interior_pass(arow, brow, s, e, mode, i0, rc, flat, wflat, lv, lvl0, off, bl,
+                   P, FZ, FY, FX, W, V, K, runs):
+    """Voxels ``s..e`` of one row inside the level's interior (no clamps), in two passes:
+    coordinates, tap offsets, fractions and weights first (straight-line arithmetic the
+    compiler vectorises), then the taps and the accumulation. Same operations per voxel
+    as :func:`_sample` / the reference kernel, so the same bits."""
+    n = e + 1 - s
+    _coords(P, FZ, FY, FX, n, float(i0 + s), rc, lv, lvl0, off, True)
+    _weights(W, K, V, n, s, i0, rc, bl, mode, True)
+    _accumulate_piece(arow, brow, s, n, mode, flat, wflat, off, P, FZ, FY, FX, W, V, runs)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _accumulate_piece(arow, brow, s, n, mode, flat, wflat, off, P, FZ, FY, FX, W, V, runs):
+    """The taps and the accumulation of the row's voxels ``s..s+n-1`` from their offsets,
+    fractions and weights."""
+    sz_, sy_ = off[3], off[4]
+    blend = mode == 1 or mode == 5
     if runs and (mode == 0 or mode == 1 or mode == 2 or mode == 4):
         if mode == 1:
             _runs_blend(arow, brow, s, W, flat, n, sy_, sz_, P, FZ, FY, FX)
@@ -514,6 +560,99 @@ def _segment(arow, brow, s, e, mode, i0, rc, flat, wflat, lv, lvl0, off, nzyx, b
         arow[bx], brow[bx] = _accumulate_voxel(arow[bx], brow[bx], mode, val, w)
 
 
+@numba.njit(cache=True, nogil=True)
+def _planar_rows(PC, C, R, acc_a, acc_b, block_start_zyx, m, mode, flat, wflat, bounds, nzyx, lv, lvl0, off, bl,
+                 P, FZ, FY, FX, W, V, K, runs):
+    """_accumulate_rows for a planar view (see accumulate_view_rows): the same pieces, the
+    same operations per voxel, with each block row's x and y part computed once for all
+    planes.
+
+    A row's view x and y are ``m[., 3] + k * m[., 2] + j * m[., 1] + i * m[., 0]``; with
+    ``m[0, 2]`` and ``m[1, 2]`` zeros, ``k * 0.0`` is the same signed zero on every plane
+    (k >= 0), so every plane's row ``j`` has the same x and y coordinates, bit for bit: its
+    range inside the view, its interior interval, tap cells and fractions in x and y, and its
+    x and y weights. Its z is ``m[2, 3] + k * m[2, 2] + (j * 0.0 + i * 0.0)``: one value per
+    plane, the same along the row. So per plane and row what is left is the z tests, the z
+    term of the offsets, the z fraction and the z weight (``(wx * wy) * wz``, the reference's
+    order), and the taps."""
+    Z, Y, X = acc_a.shape
+    k0, j0, i0 = block_start_zyx[0], block_start_zyx[1], block_start_zyx[2]
+    lo, sx1, sy1, sz1 = bounds
+    nz, ny, nx = nzyx
+    hz, hy, hx, gz, gy, gx = lv
+    oz, oy, ox, sz_, sy_ = off
+    sx, sy, sz, bbx, bby, bbz, irx, iry, irz = bl
+    cx0, cx1, cx2 = m[0, 0], m[1, 0], m[2, 0]
+    FYC, FXC, WC = C[0], C[1], C[2]
+    # Each block row's x and y part, z standing in at hz (inside, level z 0).
+    for by in range(Y):
+        r0, r1, _ = _row_base(m, float(k0), float(j0 + by))
+        R[0, by], R[1, by], R[2, by], R[3, by] = 1, 0, 1, 0
+        ok, a, b = _row_estimate(r0, r1, hz, cx0, cx1, 0.0, sx, sy, sz, i0, X)
+        if not ok:
+            continue
+        ia = int(a)
+        ib = int(b)
+        while ia <= ib and not _row_ok(float(i0 + ia), r0, r1, hz, cx0, cx1, 0.0, lo, sx1, sy1, sz1):
+            ia += 1
+        while ib >= ia and not _row_ok(float(i0 + ib), r0, r1, hz, cx0, cx1, 0.0, lo, sx1, sy1, sz1):
+            ib -= 1
+        if ib < ia:
+            continue
+        ca, cb = _interior_interval(ia, ib, i0, r0, r1, hz, cx0, cx1, 0.0, hx, hy, hz, gx, gy, gz,
+                                    nx, ny, nz, lvl0)
+        R[0, by], R[1, by], R[2, by], R[3, by] = ia, ib, ca, cb
+        if ca <= cb:
+            rc = (r0, r1, hz, cx0, cx1, 0.0)
+            n = cb + 1 - ca
+            _coords(PC[by], FZ, FYC[by], FXC[by], n, float(i0 + ca), rc, lv, lvl0, off, False)
+            _weights(WC[by], K, V, n, ca, i0, rc, bl, mode, False)
+    nz1 = nz - 1.0
+    for bz in range(Z):
+        k = float(k0 + bz)
+        for by in range(Y):
+            ia, ib, ca, cb = R[0, by], R[1, by], R[2, by], R[3, by]
+            if ib < ia:
+                continue
+            r0, r1, r2 = _row_base(m, k, float(j0 + by))
+            vz = r2 + float(i0 + ia) * cx2  # every voxel's view z (cx2 a signed zero)
+            if vz < lo or vz > sz1:
+                continue
+            arow = acc_a[bz, by]
+            brow = acc_b[bz, by]
+            rc = (r0, r1, r2, cx0, cx1, cx2)
+            lz = _level(vz, hz, gz, lvl0)
+            if ca > cb or not (lz >= 0.0 and lz < nz1):  # no interior voxel: the whole row clamped
+                _segment(arow, brow, ia, ib, mode, i0, rc, flat, wflat, lv, lvl0, off, nzyx, bl)
+                continue
+            if ia < ca:
+                _segment(arow, brow, ia, ca - 1, mode, i0, rc, flat, wflat, lv, lvl0, off, nzyx, bl)
+            n = cb + 1 - ca
+            z0 = np.int32(lz)
+            fz = lz - z0
+            zt = (z0 - np.int32(oz)) * np.int32(sz_)
+            pc = PC[by]
+            for q in range(n):
+                P[q] = pc[q] + zt
+                FZ[q] = fz
+            if mode == 1 or mode == 5:
+                wc = WC[by]
+                for q in range(n):
+                    W[q] = wc[q]
+                _mul_axis(W, K, V, n, ca, i0, r2, cx2, sz, bbz, irz)
+            _accumulate_piece(arow, brow, ca, n, mode, flat, wflat, off, P, FZ, FYC[by], FXC[by], W, V, runs)
+            if cb < ib:
+                _segment(arow, brow, cb + 1, ib, mode, i0, rc, flat, wflat, lv, lvl0, off, nzyx, bl)
+
+
+def planar_view(m_out_to_view) -> bool:
+    """Whether the output -> view map keeps x-y and z apart (translations, scalings, shears and
+    rotations within the xy plane: what stitching by translation gives): the view's x and y do
+    not depend on the output z, nor its z on the output x and y (exact zeros)."""
+    m = m_out_to_view
+    return bool(m[0, 2] == 0.0 and m[1, 2] == 0.0 and m[2, 0] == 0.0 and m[2, 1] == 0.0)
+
+
 def accumulate_view_rows(
     acc_a, acc_b, block_start_zyx, m_out_to_view, size_xyz,
     src, src_off_zyx, level_f_xyz, level_shape_zyx, blend_range_xyz, blend_border_xyz, mode,
@@ -536,17 +675,24 @@ def accumulate_view_rows(
     # Per-row scratch, allocated here so that _accumulate_rows can borrow it (its arguments
     # live for the whole call): tap offsets P, the weights' table indices K, and in S the
     # fractions FZ, FY, FX, the weights W and the values V.
-    X = acc_a.shape[2]
+    Z, Y, X = acc_a.shape
+    # Planar views cache each block row's x and y part for every plane (_planar_rows): PC
+    # its tap offsets, C its fractions and x-y weights, R its range (28 bytes per voxel of a
+    # block face). Not for closest_pixel_wins (its rank mixes z into every voxel) nor
+    # single-plane levels (no interior on z).
+    planar = planar_view(m_out_to_view) and Z > 1 and mode != MODE_CLOSEST and int(level_shape_zyx[0]) >= 2
+    cy, cx = (Y, X) if planar else (1, 1)
     _accumulate_rows(acc_a, acc_b, block_start_zyx, m_out_to_view, size_xyz, src, src_off_zyx, level_f_xyz,
                      level_shape_zyx, blend_range_xyz, blend_border_xyz, mode, wsrc,
-                     np.empty(X, np.int32), np.empty(X, np.int32), np.empty((5, X), np.float64))
+                     np.empty(X, np.int32), np.empty(X, np.int32), np.empty((5, X), np.float64), planar,
+                     np.empty((cy, cx), np.int32), np.empty((3, cy, cx), np.float64), np.empty((4, cy), np.int64))
 
 
 @numba.njit(cache=True, nogil=True)
 def _accumulate_rows(
     acc_a, acc_b, block_start_zyx, m_out_to_view, size_xyz,
     src, src_off_zyx, level_f_xyz, level_shape_zyx, blend_range_xyz, blend_border_xyz, mode,
-    wsrc, P, K, S,
+    wsrc, P, K, S, planar, PC, C, R,
 ):
     # The arrays the row functions take, borrowed (no reference counting per call or slice).
     acc_a = borrowed(acc_a)
@@ -582,6 +728,12 @@ def _accumulate_rows(
     lv = (hz, hy, hx, gz, gy, gx)
     off = (oz, oy, ox, sz_, sy_)
     bl = (sx, sy, sz, bbx, bby, bbz, irx, iry, irz)
+    # The planar rows' stand-in for the view z of every voxel: hz lies inside the view
+    # and is level z 0 (0 <= 0 < nz - 1 with nz >= 2), so x and y alone decide the tests.
+    if planar and lo <= hz <= sz1:
+        _planar_rows(borrowed(PC), borrowed(C), borrowed(R), acc_a, acc_b, block_start_zyx, m_out_to_view, mode,
+                     flat, wflat, (lo, sx1, sy1, sz1), (nz, ny, nx), lv, lvl0, off, bl, P, FZ, FY, FX, W, V, K, runs)
+        return
     for bz in range(Z):
         k = float(k0 + bz)
         for by in range(Y):

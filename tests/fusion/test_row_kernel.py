@@ -7,7 +7,9 @@ their edges: general affine poses (rotation about a tilted axis, shear, anisotro
 scale), pure translations (row-constant coordinates), pyramid level 1 (level-voxel
 offsets), a one-plane view (no interior on z), blending borders and a zero range,
 blocks that cut rows, float32 and uint16 pixels, a near axis-aligned view (contiguous
-runs of cells).
+runs of cells), planar views (x-y apart from z: translations, rotations about z, xy
+shear and anisotropic scale), whose rows share one x-y part per block row, including
+planes outside the view and clamped first and last planes.
 """
 
 from __future__ import annotations
@@ -47,6 +49,12 @@ def _views(dtype):
         # broken where y and z cross a voxel boundary and by a 0.3 % scale on x.
         tf.translation([10.25, 4.5, 3.125]) @ _rotation([0.1, 0.05, 1.0], 0.8)
         @ np.diag([1.003, 1.0, 1.0, 1.0]),
+        # Planar: rotated about z only, scaled anisotropically, sheared within xy, at a
+        # fractional z that starts below the other views (planes outside it, clamped ends).
+        tf.translation([6.5, 9.75, -3.4]) @ _rotation([0.0, 0.0, 1.0], 6.0)
+        @ np.diag([0.98, 1.03, 1.7, 1.0]) @ np.array(
+            [[1, 0.05, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], np.float64),
+        tf.translation([14.0, 2.3, 5.6]) @ _rotation([0.0, 0.0, 1.0], -0.6),
     ]
     views = []
     for k, pose in enumerate(poses):
@@ -98,6 +106,40 @@ def test_fast_kernel_matches_reference(case, dtype, monkeypatch):
         np.testing.assert_array_equal(no, ro)
         covered += int((rb > 0).sum())
     assert covered > 1000  # the comparison saw real overlap, not empty blocks
+
+
+def test_planar_views_are_found():
+    # The views above that keep x-y and z apart take _planar_rows (the comparisons above then
+    # cover it); the tilted ones do not.
+    import rhapso_core.fusion.row_kernels as rk
+    from rhapso_core.fusion import output_to_view
+
+    views = _views(np.uint16)
+    grid = make_output_grid(views, (1.0, 1.0, 1.0))
+    planar = [rk.planar_view(output_to_view(grid, v)[:3, :]) for v in views]
+    assert planar == [True, True, False, False, False, True, True, True]
+
+
+@pytest.mark.parametrize("strategy", ["avg_blend", "content_based", "lowest_view_wins", "max"])
+def test_planar_rows_match_the_general_rows(strategy, monkeypatch):
+    # The same kernel with its planar path turned off: every accumulator bit for bit the same
+    # (tolerance: none), on planar views only, at level 0 and on pyramid level 1.
+    import rhapso_core.fusion.row_kernels as rk
+
+    views = [v for v in _views(np.uint16) if v.view_id in (0, 1, 5, 6)]
+    for voxel in ((1.0, 1.0, 1.0), (2.0, 2.0, 2.0)):
+        kw = dict(content_sigma1=(1.5, 1.5, 1.0), content_sigma2=(3.0, 3.0, 2.0)) if strategy == "content_based" else {}
+        params = FusionParams(overlap_strategy=strategy, voxel_size=voxel, **kw)
+        planar_acc, _ = _fuse_all(views, params, rk.accumulate_view_rows, monkeypatch)
+        monkeypatch.setattr(rk, "planar_view", lambda m: False)
+        general_acc, _ = _fuse_all(views, params, rk.accumulate_view_rows, monkeypatch)
+        monkeypatch.undo()
+        covered = 0
+        for (pa, pb), (ga, gb) in zip(planar_acc, general_acc):
+            np.testing.assert_array_equal(pa, ga)
+            np.testing.assert_array_equal(pb, gb)
+            covered += int((gb > 0).sum())
+        assert covered > 1000
 
 
 def test_default_kernel_is_the_fast_one():
