@@ -531,8 +531,9 @@ def _accumulate_values(arow, brow, s, n, mode, V, W):
 
 @numba.njit(cache=True, nogil=True)
 def _segment(arow, brow, s, e, mode, i0, rc, flat, wflat, lv, lvl0, off, nzyx, bl):
-    """Voxels ``s..e`` of one row, all inside the view but not inside the level's interior
-    (a voxel or two at a row's ends): the reference kernel's clamped taps, one at a time."""
+    """Voxels ``s..e`` of one row, all inside the view but outside the level's interior (a
+    voxel or two at a row's ends; whole rows on a level's first and last planes and on
+    one-plane levels): the reference kernel's clamped taps, one voxel at a time."""
     r0, r1, r2, cx0, cx1, cx2 = rc
     hz, hy, hx, gz, gy, gx = lv
     oz, oy, ox, sz_, sy_ = off
