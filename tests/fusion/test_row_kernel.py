@@ -109,8 +109,9 @@ def test_fast_kernel_matches_reference(case, dtype, monkeypatch):
 
 
 def test_planar_views_are_found():
-    # The views above that keep x-y and z apart take _planar_rows (the comparisons above then
-    # cover it); the tilted ones do not.
+    # The views above that keep x-y and z apart (the comparisons above then cover the planar
+    # rows; the one-plane view is planar too, but has no interior on z and takes the general
+    # rows); the tilted ones do not.
     import rhapso_core.fusion.row_kernels as rk
     from rhapso_core.fusion import output_to_view
 
@@ -127,10 +128,19 @@ def test_planar_rows_match_the_general_rows(strategy, monkeypatch):
     import rhapso_core.fusion.row_kernels as rk
 
     views = [v for v in _views(np.uint16) if v.view_id in (0, 1, 5, 6)]
+    compiled = rk._accumulate_rows
     for voxel in ((1.0, 1.0, 1.0), (2.0, 2.0, 2.0)):
         kw = dict(content_sigma1=(1.5, 1.5, 1.0), content_sigma2=(3.0, 3.0, 2.0)) if strategy == "content_based" else {}
         params = FusionParams(overlap_strategy=strategy, voxel_size=voxel, **kw)
+        taken = []
+
+        def recording(*args):
+            taken.append(args[16])  # the planar flag the wrapper chose
+            return compiled(*args)
+
+        monkeypatch.setattr(rk, "_accumulate_rows", recording)
         planar_acc, _ = _fuse_all(views, params, rk.accumulate_view_rows, monkeypatch)
+        assert sum(taken) > len(taken) // 2  # most calls took the planar rows
         monkeypatch.setattr(rk, "planar_view", lambda m: False)
         general_acc, _ = _fuse_all(views, params, rk.accumulate_view_rows, monkeypatch)
         monkeypatch.undo()
