@@ -45,10 +45,11 @@ overlap strategy (up to the sign of an exact zero). What changes is where work h
   updates (they were a fifth of the kernel's time).
 
 Measured (``bench/bench_fusion_kernel.py``: one fusion's sampling calls replayed, one
-thread, AVX2, 2026-12-07): 3.1x the reference kernel on tiles rotated in-plane, 2.5x on
-tiles tilted by 1 degree, 1.6x on tiles rotated 20 degrees about a tilted axis, where the
-taps' scattered loads dominate (1.7x, 1.3x and 1.1x before the int32 pass, the slice-free
-loops, the two-loop weights and the borrowed arrays).
+thread, AVX2, 2026-12-07 evening): 6.7x the reference kernel on tiles rotated in-plane
+(planar), 2.9x on tiles tilted by 1 degree, 1.8x on tiles rotated 20 degrees about a tilted
+axis, where the taps' scattered loads dominate (3.2x, 2.5x and 1.6x before the planar rows
+and the unsigned loads; 1.7x, 1.3x and 1.1x before the int32 pass, the slice-free loops,
+the two-loop weights and the borrowed arrays).
 
 The reference kernel stays in :mod:`rhapso_core.fusion.kernels`; tests compare the two.
 """
