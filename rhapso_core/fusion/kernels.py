@@ -258,8 +258,9 @@ def finalize(acc_a, acc_b, out, mode, lo, hi, max_value, is_int):
     integer outputs ``(v - lo) / (hi - lo) * max_value`` clipped to ``[0, max_value]``
     and rounded half to even; voxels covered by no view are 0.
 
-    One flat loop per case, every voxel computed and the uncovered ones then set to 0 by a
-    select: the compiler vectorises it (numpy's error model: a division by an empty voxel's
+    One flat loop per case, every voxel computed and the uncovered ones (``acc_b <= 0``; a
+    NaN weight, from content weights of NaN pixels, counts as covered, as before) then set
+    to 0 by a select: the compiler vectorises it (numpy's error model: a division by an empty voxel's
     0 gives inf or nan instead of raising, and is discarded). A test per voxel kept the
     loop scalar: 25 % slower on a 99 x 256 x 256 block (8.1 -> 6.1 ms), where the two
     divisions per voxel are most of the time.
@@ -274,19 +275,19 @@ def finalize(acc_a, acc_b, out, mode, lo, hi, max_value, is_int):
             b = b_[p]
             v = float(a_[p]) / float(b)
             v = min(max((v - lo) / span * max_value, 0.0), max_value)
-            o_[p] = np.rint(v) if b > 0.0 else 0.0
+            o_[p] = 0.0 if b <= 0.0 else np.rint(v)
     elif is_int:
         for p in range(a_.shape[0]):
             v = min(max((float(a_[p]) - lo) / span * max_value, 0.0), max_value)
-            o_[p] = np.rint(v) if b_[p] > 0.0 else 0.0
+            o_[p] = 0.0 if b_[p] <= 0.0 else np.rint(v)
     elif divide:
         for p in range(a_.shape[0]):
             b = b_[p]
             v = float(a_[p]) / float(b)
-            o_[p] = v if b > 0.0 else 0.0
+            o_[p] = 0.0 if b <= 0.0 else v
     else:
         for p in range(a_.shape[0]):
-            o_[p] = float(a_[p]) if b_[p] > 0.0 else 0.0
+            o_[p] = 0.0 if b_[p] <= 0.0 else float(a_[p])
 
 
 def trilinear_sample(volume_zyx: np.ndarray, coords_zyx: np.ndarray) -> np.ndarray:

@@ -2,8 +2,9 @@
 
 The compiled loop must give the formula's float64 arithmetic bit for bit (tolerance: none)
 for every overlap strategy, integer and float outputs, covered and uncovered voxels
-(``acc_b`` 0, 1 and fractional), values below ``lo`` and above ``hi`` (clipped), and
-halves (rounded to even).
+(``acc_b`` 0, 1 and fractional), values below ``lo`` and above ``hi`` (clipped), halves
+(rounded to even), and NaN pixels and weights (float outputs: NaN out where a NaN weight
+is, as before).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def _formula(a, b, mode, lo, hi, max_value, is_int, dtype):
         v = a / b if (mode <= 1 or mode == 5) else a
         if is_int:
             v = np.rint(np.minimum(np.maximum((v - lo) / (hi - lo) * max_value, 0.0), max_value))
-    return np.where(b > 0.0, v, 0.0).astype(dtype)
+    return np.where(b <= 0.0, 0.0, v).astype(dtype)
 
 
 @pytest.mark.parametrize("mode", sorted(MODES.values()))
@@ -33,6 +34,10 @@ def test_finalize_matches_the_formula(mode, dtype):
     a = (rng.normal(2000.0, 3000.0, shape) * b).astype(np.float32)
     a.flat[:4] = [-50.0, 70000.0, 200.5, 201.5]  # below lo, above hi, halves
     b.flat[:4] = 1.0
+    if np.dtype(dtype).kind == "f":
+        # NaN pixels (content_based's weights of a NaN tile): a NaN weight counts as covered.
+        a.flat[4:7] = [np.nan, 3.0, np.nan]
+        b.flat[4:7] = [1.0, np.nan, np.nan]
     is_int = np.dtype(dtype).kind == "u"
     max_value = float(np.iinfo(dtype).max) if is_int else 0.0
     lo, hi = (0.0, max_value) if is_int else (0.0, 1.0)
