@@ -15,13 +15,16 @@ copy of every view's box and of the accumulators).
 
 Why a replay: the whole-fusion benchmark times the sampling phase among reads, writes and
 other work that move with the machine; here both kernels see the same calls back to back.
-Rotation 0 is the generator's in-plane case (the z step along a row exactly 0: z weights
-once per row); 1 degree about a tilted axis is what a registered tile looks like (every
-axis moves along the row); 20 degrees is the worst case (no runs of consecutive cells).
+Rotation 0 is the generator's in-plane case: planar views (x-y apart from z, as after
+stitching by translation), whose x-y part the kernel computes once per block row for all
+planes; 0.01 degree about a tilted axis is an affine-refined tile (nearly planar, but every
+axis moves along a row, so the general rows); 1 degree about a tilted axis is a tile
+turned visibly out of the xy plane; 20 degrees is the worst case (no runs of consecutive
+cells).
 
 Usage::
 
-    python bench/bench_fusion_kernel.py                  # rotations 0, 1, 20; about a minute
+    python bench/bench_fusion_kernel.py                  # rotations 0, 0.01, 1, 20; about a minute
     python bench/bench_fusion_kernel.py --rotate 0 --repeat 9
 """
 
@@ -78,7 +81,7 @@ def replay(kernel, calls) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rotate", type=float, nargs="+", default=[0.0, 1.0, 20.0],
+    ap.add_argument("--rotate", type=float, nargs="+", default=[0.0, 0.01, 1.0, 20.0],
                     help="extra rotations about a tilted axis (degrees), one dataset each")
     ap.add_argument("--repeat", type=int, default=5, help="replay rounds; the fastest counts (default 5)")
     ap.add_argument("--tile", type=int, nargs=3, default=(256, 256, 96), metavar=("X", "Y", "Z"))
