@@ -562,6 +562,32 @@ def _segment(arow, brow, s, e, mode, i0, rc, flat, wflat, lv, lvl0, off, nzyx, b
         arow[bx], brow[bx] = _accumulate_voxel(arow[bx], brow[bx], mode, val, w)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _row_ranges(rc, i0, X, bounds, lv, nzyx, sxyz, lvl0):
+    """The block-local voxels ``[ia, ib]`` of a row inside the view (the reference kernel's
+    widened estimate trimmed to its per-voxel test) and, within them, ``[ca, cb]`` whose
+    taps need no clamping; ``ia > ib`` where no voxel is inside, ``ca > cb`` where none is
+    interior."""
+    r0, r1, r2, cx0, cx1, cx2 = rc
+    lo, sx1, sy1, sz1 = bounds
+    hz, hy, hx, gz, gy, gx = lv
+    nz, ny, nx = nzyx
+    sx, sy, sz = sxyz
+    ok, a, b = _row_estimate(r0, r1, r2, cx0, cx1, cx2, sx, sy, sz, i0, X)
+    if not ok:
+        return 1, 0, 1, 0
+    ia = int(a)
+    ib = int(b)
+    while ia <= ib and not _row_ok(float(i0 + ia), r0, r1, r2, cx0, cx1, cx2, lo, sx1, sy1, sz1):
+        ia += 1
+    while ib >= ia and not _row_ok(float(i0 + ib), r0, r1, r2, cx0, cx1, cx2, lo, sx1, sy1, sz1):
+        ib -= 1
+    if ib < ia:
+        return 1, 0, 1, 0
+    ca, cb = _interior_interval(ia, ib, i0, r0, r1, r2, cx0, cx1, cx2, hx, hy, hz, gx, gy, gz, nx, ny, nz, lvl0)
+    return ia, ib, ca, cb
+
+
 @numba.njit(cache=True, nogil=True)
 def _planar_rows(PC, C, R, acc_a, acc_b, block_start_zyx, m, mode, flat, wflat, bounds, nzyx, lv, lvl0, off, bl,
                  P, FZ, FY, FX, W, V, K, runs):
@@ -579,33 +605,20 @@ def _planar_rows(PC, C, R, acc_a, acc_b, block_start_zyx, m, mode, flat, wflat, 
     order), and the taps."""
     Z, Y, X = acc_a.shape
     k0, j0, i0 = block_start_zyx[0], block_start_zyx[1], block_start_zyx[2]
-    lo, sx1, sy1, sz1 = bounds
-    nz, ny, nx = nzyx
-    hz, hy, hx, gz, gy, gx = lv
-    oz, oy, ox, sz_, sy_ = off
-    sx, sy, sz, bbx, bby, bbz, irx, iry, irz = bl
+    lo, sz1 = bounds[0], bounds[3]
+    nz = nzyx[0]
+    hz, gz = lv[0], lv[3]
+    oz, sz_ = off[0], off[3]
+    sx, sy, sz, bbz, irz = bl[0], bl[1], bl[2], bl[5], bl[8]
     cx0, cx1, cx2 = m[0, 0], m[1, 0], m[2, 0]
     FYC, FXC, WC = C[0], C[1], C[2]
     # Each block row's x and y part, z standing in at hz (inside, level z 0).
     for by in range(Y):
-        r0, r1, _ = _row_base(m, float(k0), float(j0 + by))
-        R[0, by], R[1, by], R[2, by], R[3, by] = 1, 0, 1, 0
-        ok, a, b = _row_estimate(r0, r1, hz, cx0, cx1, 0.0, sx, sy, sz, i0, X)
-        if not ok:
-            continue
-        ia = int(a)
-        ib = int(b)
-        while ia <= ib and not _row_ok(float(i0 + ia), r0, r1, hz, cx0, cx1, 0.0, lo, sx1, sy1, sz1):
-            ia += 1
-        while ib >= ia and not _row_ok(float(i0 + ib), r0, r1, hz, cx0, cx1, 0.0, lo, sx1, sy1, sz1):
-            ib -= 1
-        if ib < ia:
-            continue
-        ca, cb = _interior_interval(ia, ib, i0, r0, r1, hz, cx0, cx1, 0.0, hx, hy, hz, gx, gy, gz,
-                                    nx, ny, nz, lvl0)
+        r0, r1, _r2 = _row_base(m, float(k0), float(j0 + by))  # z stands in at hz
+        rc = (r0, r1, hz, cx0, cx1, 0.0)
+        ia, ib, ca, cb = _row_ranges(rc, i0, X, bounds, lv, nzyx, (sx, sy, sz), lvl0)
         R[0, by], R[1, by], R[2, by], R[3, by] = ia, ib, ca, cb
-        if ca <= cb:
-            rc = (r0, r1, hz, cx0, cx1, 0.0)
+        if ia <= ib and ca <= cb:
             n = cb + 1 - ca
             _coords(PC[by], FZ, FYC[by], FXC[by], n, float(i0 + ca), rc, lv, lvl0, off, False)
             _weights(WC[by], K, V, n, ca, i0, rc, bl, mode, False)
@@ -740,24 +753,12 @@ def _accumulate_rows(
         k = float(k0 + bz)
         for by in range(Y):
             r0, r1, r2 = _row_base(m_out_to_view, k, float(j0 + by))
-            # The reference kernel's widened estimate of the row's range ...
-            ok, a, b = _row_estimate(r0, r1, r2, cx0, cx1, cx2, sx, sy, sz, i0, X)
-            if not ok:
-                continue
-            # ... trimmed to the exact interval of voxels that pass its per-voxel test.
-            ia = int(a)
-            ib = int(b)
-            while ia <= ib and not _row_ok(float(i0 + ia), r0, r1, r2, cx0, cx1, cx2, lo, sx1, sy1, sz1):
-                ia += 1
-            while ib >= ia and not _row_ok(float(i0 + ib), r0, r1, r2, cx0, cx1, cx2, lo, sx1, sy1, sz1):
-                ib -= 1
+            rc = (r0, r1, r2, cx0, cx1, cx2)
+            ia, ib, ca, cb = _row_ranges(rc, i0, X, (lo, sx1, sy1, sz1), lv, (nz, ny, nx), (sx, sy, sz), lvl0)
             if ib < ia:
                 continue
-            ca, cb = _interior_interval(ia, ib, i0, r0, r1, r2, cx0, cx1, cx2, hx, hy, hz, gx, gy, gz,
-                                        nx, ny, nz, lvl0)
             arow = acc_a[bz, by]
             brow = acc_b[bz, by]
-            rc = (r0, r1, r2, cx0, cx1, cx2)
             if ca > cb:  # no interior voxel: the whole row clamped
                 _segment(arow, brow, ia, ib, mode, i0, rc, flat, wflat, lv, lvl0, off, (nz, ny, nx), bl)
                 continue
