@@ -68,6 +68,11 @@ def in_background(enabled: bool = True) -> Iterator[None]:
         flush(FLUSH_TIMEOUT_S)
 
 
+def queued() -> bool:
+    """Whether :func:`submit` queues now (inside :func:`in_background`) rather than writing at once."""
+    return bool(_background[0])
+
+
 def submit(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
     """``fn(*args, **kwargs)`` (a Prefect artifact call): queued to run after the writes queued before
     it, in a copy of this context, inside :func:`in_background`; made now elsewhere. ``what`` names it

@@ -7,6 +7,8 @@ waits for its writes before it ends; against any other API, at once, as before.
 
 from __future__ import annotations
 
+import contextvars
+import threading
 import time
 
 from prefect.artifacts import (
@@ -96,13 +98,26 @@ def output_note(title: str, lines: list[str], key: str) -> None:
 #: written. Each write is an HTTP request of 10-100 ms in the flow's thread, and a stage writes once
 #: per finished task: a stage of 500,000 tasks (fusion in the 130 TB plan below) would keep its
 #: flow busy for hours writing them. Once a second is as often as a person reads a progress bar.
+#: It is also when a stage's bar first appears: a stage done within it is written once, finished.
 MIN_UPDATE_INTERVAL_S = 1.0
 
 
 class Progress:
     """A progress artifact (0-100 %) updated as a stage's task futures finish (at most once every
     :data:`MIN_UPDATE_INTERVAL_S`, and when the last finishes); this process's listeners
-    (:mod:`flows.progress`, the command line's display) hear of every one."""
+    (:mod:`flows.progress`, the command line's display) hear of every one.
+
+    The artifact is created :data:`MIN_UPDATE_INTERVAL_S` after the stage starts (by a timer, so a
+    stage whose first task takes minutes still shows its bar at 0 %), or at the stage's end if that
+    comes first: most stages of a small job end within a second, and their bar at 0 % followed by
+    the same bar at 100 % was two requests, each a write the API server makes beside the job
+    (a 6-tile stitch: 8 stages, 16 of its 29 artifact requests). Call :meth:`close` when the stage
+    ends without finishing (an exception): the timer then writes nothing.
+
+    Where the writes are made at once in the flow's thread (against any API but the local one a
+    command runs, :mod:`flows.artifact_writer`), the bar is created at once, as before: no other
+    thread then uses the flow run's API client.
+    """
 
     def __init__(self, total: int, what: str):
         self.total = max(int(total), 1)
@@ -110,16 +125,37 @@ class Progress:
         self.what = what
         self.started = time.monotonic()
         self.id = None  # set by the writer thread, before it makes any of the updates queued after
-        artifact_writer.submit(f"progress of {what}", self._create, f"{what}: 0 of {total}")
-        self._written = time.monotonic()
+        self._lock = threading.Lock()
+        self._created = False  # its creation is queued (or made)
+        self._closed = False
+        self._written = self.started
+        # The timer's thread writes in the stage's context: Prefect reads the flow run from it.
+        context = contextvars.copy_context()
+        self._timer = threading.Timer(MIN_UPDATE_INTERVAL_S, context.run, (self._write, False, True))
+        self._timer.daemon = True
+        if artifact_writer.queued():
+            self._timer.start()
+        else:
+            self._write(final=False)
         self._tell()
 
-    def _create(self, description: str) -> None:
-        self.id = create_progress_artifact(0.0, description=description)
+    def _create(self, pct: float, description: str) -> None:
+        self.id = create_progress_artifact(pct, description=description)
 
     def _update(self, pct: float, description: str) -> None:
         if self.id is not None:  # its creation failed (logged): nothing to update
             update_progress_artifact(self.id, pct, description=description)
+
+    def _write(self, final: bool, timer: bool = False) -> None:
+        """Queue the artifact's creation, or an update, with the current count (``final``: the last one;
+        ``timer``: only the creation, if nothing has created it yet)."""
+        with self._lock:
+            if self._closed or (timer and self._created):
+                return
+            fn = self._update if self._created else self._create
+            self._created, self._closed, self._written = True, final, time.monotonic()
+            artifact_writer.submit(f"progress of {self.what}", fn, 100.0 * min(self.done, self.total) / self.total,
+                                   f"{self.what}: {self.done} of {self.total}")
 
     def _tell(self) -> None:
         from flows.progress import ProgressEvent, report
@@ -128,12 +164,18 @@ class Progress:
 
     def advance(self, n: int = 1) -> None:
         self.done += n
-        if self.done >= self.total or time.monotonic() - self._written >= MIN_UPDATE_INTERVAL_S:
-            pct = 100.0 * min(self.done, self.total) / self.total
-            artifact_writer.submit(f"progress of {self.what}", self._update, pct,
-                                   f"{self.what}: {self.done} of {self.total}")
-            self._written = time.monotonic()
+        final = self.done >= self.total
+        if final:
+            self._timer.cancel()
+        if final or time.monotonic() - self._written >= MIN_UPDATE_INTERVAL_S:
+            self._write(final)
         self._tell()
+
+    def close(self) -> None:
+        """The stage is over: no more writes (the last one, if :meth:`advance` reached the total, is queued)."""
+        self._timer.cancel()
+        with self._lock:
+            self._closed = True
 
 
 def wait_with_progress(futures: list, what: str) -> list:
@@ -141,8 +183,11 @@ def wait_with_progress(futures: list, what: str) -> list:
     from prefect.futures import as_completed
 
     progress = Progress(len(futures), what)
-    for _ in as_completed(futures):
-        progress.advance()
+    try:
+        for _ in as_completed(futures):
+            progress.advance()
+    finally:
+        progress.close()
     return [f.result() for f in futures]
 
 

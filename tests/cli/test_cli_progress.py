@@ -192,3 +192,73 @@ def test_progress_artifact_writes_are_spaced_and_the_last_is_always_written(monk
         clock[0] += 1.5
         p.advance()
     assert [a[1] for a in slow] == [100 / 3, 200 / 3, 100.0]
+
+
+def _recording_writes(monkeypatch):
+    """Progress artifact calls recorded as ("create" | "update", pct, description), in the order made."""
+    from flows import artifacts
+
+    writes = []
+    monkeypatch.setattr(artifacts, "create_progress_artifact",
+                        lambda pct, description=None: writes.append(("create", pct, description)) or "id")
+    monkeypatch.setattr(artifacts, "update_progress_artifact",
+                        lambda artifact_id, pct, description=None: writes.append(("update", pct, description)))
+    return writes
+
+
+def test_a_stage_done_within_the_interval_writes_its_bar_once_finished(monkeypatch):
+    """Against the local API (writes queued): no bar at 0 % followed by the same bar at 100 %."""
+    from flows import artifact_writer, artifacts
+
+    writes = _recording_writes(monkeypatch)
+    with artifact_writer.in_background():
+        p = artifacts.Progress(3, "views detected")
+        for _ in range(3):
+            p.advance()
+    assert writes == [("create", 100.0, "views detected: 3 of 3")]
+
+
+def test_a_slow_stage_shows_its_bar_from_the_interval_on(monkeypatch):
+    """The timer creates the bar at 0 % while the first task still runs; updates follow, the last at 100 %."""
+    from flows import artifact_writer, artifacts
+
+    monkeypatch.setattr(artifacts, "MIN_UPDATE_INTERVAL_S", 0.05)
+    writes = _recording_writes(monkeypatch)
+    with artifact_writer.in_background():
+        p = artifacts.Progress(2, "fusion work units")
+        time.sleep(0.3)
+        artifact_writer.flush()
+        assert writes == [("create", 0.0, "fusion work units: 0 of 2")]
+        p.advance()
+        p.advance()
+    assert writes[1:] == [("update", 50.0, "fusion work units: 1 of 2"), ("update", 100.0, "fusion work units: 2 of 2")]
+
+
+def test_a_stage_that_fails_writes_nothing_after_it_ends(monkeypatch):
+    from flows import artifact_writer, artifacts
+
+    monkeypatch.setattr(artifacts, "MIN_UPDATE_INTERVAL_S", 0.05)
+    writes = _recording_writes(monkeypatch)
+
+    class LostFuture:  # its state cannot be read: waiting for it raises
+        @property
+        def _final_state(self):
+            raise RuntimeError("the task's worker died")
+
+    with artifact_writer.in_background():
+        with pytest.raises(RuntimeError, match="worker died"):
+            artifacts.wait_with_progress([LostFuture()], "pair batches matched (rigid)")
+        time.sleep(0.3)
+    assert writes == []
+
+
+def test_elsewhere_the_bar_is_created_at_once_in_the_flows_thread(monkeypatch):
+    """Writes made at once (any API but the local one): created at 0 % as the stage starts, no timer thread."""
+    from flows import artifacts
+
+    writes = _recording_writes(monkeypatch)
+    p = artifacts.Progress(2, "views detected")
+    assert writes == [("create", 0.0, "views detected: 0 of 2")]
+    assert not p._timer.is_alive()
+    p.advance(2)
+    assert writes[-1] == ("update", 100.0, "views detected: 2 of 2")
