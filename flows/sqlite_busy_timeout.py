@@ -22,15 +22,18 @@ already handles a locked database: the request is run again by :mod:`flows.locke
 and then by Prefect's client (503), and the task-run recorder and event persister put their
 batch back on their queue. A server started with ``prefect server start`` keeps Prefect's 60 s.
 
-**The wait is the stall.** Traced again on 2026-12-07 (a temporary hook in the kept API that
-logged every statement, commit and rollback per connection, and a thread that timed the event
-loop; about 1 stitch in 20 stalled): during each stall the server's event loop ran nothing for
-the whole timeout (5.02 s), three or four writers waited inside SQLite for the lock, and none of
-the connections the server's engine had used held a write transaction open (the task-run
-recorder's writes were committed; the others had not yet written). The loop and every waiter went
-on the moment the first waiter gave up. So each stall lasted exactly this timeout (60 s with
-Prefect's, 5 s with the first value here), and a shorter timeout makes it shorter: 1 s, still
-far beyond any hold measured. What holds the lock is still not known.
+**The wait is the stall.** Traced again on 2026-12-07 with a temporary hook in the kept API (not
+committed: every statement's start and end, commit and rollback, per connection, and a thread
+timing the event loop). About 1 stitch in 25 stalled (5 in some 130, the server restarted every
+third). In the three traced, no statement started on any connection for the whole timeout
+(5.0 s), while three or four writers waited inside SQLite for the lock; the thread timing the
+loop (third trace) found it running nothing for 5.02 s. In one trace a flow run's state change had
+written and its next statement started only as the stall ended; in the others no connection of
+the engine held an unfinished write. Everything went on the moment the first waiter gave up. So
+each stall lasts exactly this timeout (60 s with Prefect's, 5 s with the first value here), and a
+shorter one makes it shorter: 1 s, still a hundred times the longest statement traced outside
+the stalls. Not yet known: what holds the lock, and what the loop waits for (a sample of its
+thread 1.5 s into the third stall was compiling an ORM bulk insert).
 """
 
 from __future__ import annotations
