@@ -70,6 +70,16 @@ def test_constant_or_not_finite_has_no_correlation():
     assert ncc_f32(inf, b) == -np.inf
 
 
+def test_read_only_and_empty_arrays():
+    a, b = _pair((6, 7, 8), seed=5)
+    expected = _numpy_r(a, b)
+    ro = a.copy()
+    ro.flags.writeable = False  # as the chunk cache hands them out
+    assert ncc_f32(ro, b) == pytest.approx(expected, abs=1e-12)
+    assert ncc_f32(a, b) == ncc_f32(ro, b)
+    assert ncc_f32(a[:, :, :0], b[:, :, :0]) == -np.inf
+
+
 def test_perfect_and_inverse_correlation():
     a, _ = _pair((9, 10, 11), seed=4)
     assert ncc_f32(a, (3 * a + 7).astype(np.float32)) == pytest.approx(1.0, abs=1e-12)
