@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = [
     "BATCHES_PER_SLOT",
+    "MIN_PAIRS_PER_BATCH",
     "MIN_TASK_MEMORY",
     "reserved_memory",
     "matching_batch_count",
@@ -44,6 +45,14 @@ Box = Sequence[tuple[int, int]]
 # (one task per pair spends most of a small cluster on orchestration).
 BATCHES_PER_SLOT = 4
 
+#: Fewest pairs in a batch while there are enough for every slot. A task run costs about 27 ms of
+#: CPU in orchestration (Prefect's task run on the client, 15 ms, and the API recording it, 12 ms:
+#: a 6-tile stitch, 2026-12-07), a pair tens of milliseconds of matching (50 ms on the 1 GB
+#: benchmark's tiles) and more with more points: four pairs keep orchestration under about a
+#: sixth of a batch. A 6-tile stitch (11 pairs, 2 slots) then submits 2 batches a round instead
+#: of 8 (fresh process: 8.75-8.89 s against 9.05-10.03 s, three runs each alternated).
+MIN_PAIRS_PER_BATCH = 4
+
 
 # Ray's memory reservation is never below this (bytes): small tasks still allocate buffers.
 MIN_TASK_MEMORY = 64 * 1024**2
@@ -55,8 +64,13 @@ def reserved_memory(memory_bytes: float) -> int:
 
 
 def matching_batch_count(n_pairs: int, slots: int, batches_per_slot: int = BATCHES_PER_SLOT) -> int:
-    """Tasks one matching round submits for ``n_pairs`` pairs on ``slots`` worker slots (CPUs)."""
-    return min(int(n_pairs), max(1, int(slots) * int(batches_per_slot)))
+    """Tasks one matching round submits for ``n_pairs`` pairs on ``slots`` worker slots (CPUs): the
+    same number for every slot, at most ``batches_per_slot`` each, and no more than keep
+    :data:`MIN_PAIRS_PER_BATCH` pairs in a batch while there are that many for every slot (never
+    more batches than pairs)."""
+    n_pairs, slots = int(n_pairs), max(1, int(slots))
+    per_slot = min(int(batches_per_slot), max(1, n_pairs // (slots * MIN_PAIRS_PER_BATCH)))
+    return min(n_pairs, slots * per_slot)
 
 
 def batch_pairs(pairs: list, slots: int, batches_per_slot: int = BATCHES_PER_SLOT) -> list[list]:
