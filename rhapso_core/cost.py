@@ -47,9 +47,10 @@ BATCHES_PER_SLOT = 4
 
 #: Fewest pairs in a batch while there are enough for every slot. A task run costs about 27 ms of
 #: CPU in orchestration (Prefect's task run on the client, 15 ms, and the API recording it, 12 ms:
-#: a 6-tile stitch, 2026-12-07), a pair tens of milliseconds of matching (50 ms on the 1 GB
-#: benchmark's tiles) and more with more points: four pairs keep orchestration under about a
-#: sixth of a batch. A 6-tile stitch (11 pairs, 2 slots) then submits 2 batches a round instead
+#: a 6-tile stitch, 2026-12-07), a pair tens of milliseconds of matching (20-50 ms there, 50 ms on
+#: the 1 GB benchmark's tiles) and more with more points: with four pairs, orchestration is an
+#: eighth of a batch of 50 ms pairs and a quarter of one of 20 ms pairs, where one pair a task
+#: made it half or more. A 6-tile stitch (11 pairs, 2 slots) then submits 2 batches a round instead
 #: of 8 (fresh process: 8.75-8.89 s against 9.05-10.03 s, three runs each alternated).
 MIN_PAIRS_PER_BATCH = 4
 
