@@ -45,13 +45,14 @@ Box = Sequence[tuple[int, int]]
 # (one task per pair spends most of a small cluster on orchestration).
 BATCHES_PER_SLOT = 4
 
-#: Fewest pairs in a batch while there are enough for every slot. A task run costs about 27 ms of
-#: CPU in orchestration (Prefect's task run on the client, 15 ms, and the API recording it, 12 ms:
-#: a 6-tile stitch, 2026-12-07), a pair tens of milliseconds of matching (20-50 ms there, 50 ms on
-#: the 1 GB benchmark's tiles) and more with more points: with four pairs, orchestration is an
-#: eighth of a batch of 50 ms pairs and a quarter of one of 20 ms pairs, where one pair a task
-#: made it half or more. A 6-tile stitch (11 pairs, 2 slots) then submits 2 batches a round instead
-#: of 8 (fresh process: 8.75-8.89 s against 9.05-10.03 s, three runs each alternated).
+#: Fewest pairs in a batch while there are enough for every slot. A task run costs tens of
+#: milliseconds of CPU in orchestration (a 6-tile stitch, 2026-12-07: the command spent 1.9 s and
+#: the API server 2.5 s of CPU beside the stages' work, for 54 task runs, 5 flow runs and 29
+#: artifacts), about what a pair's matching costs (20-50 ms there, 50 ms on the 1 GB benchmark's
+#: tiles; more with more points), so a task of one or two pairs was half orchestration. A 6-tile
+#: stitch (11 pairs, 2 slots) now submits 2 batches a round instead of 8 (fresh process: 8.75-8.89 s
+#: against 9.05-10.03 s, three runs each alternated). Measured on that grid only; larger grids
+#: (16 pairs a slot or more) are batched as before.
 MIN_PAIRS_PER_BATCH = 4
 
 
