@@ -25,7 +25,7 @@ import os
 from importlib import metadata
 from pathlib import Path
 
-from flows import sqlite_busy_timeout
+from flows import server_gc, sqlite_busy_timeout
 from flows.locked_write_retry import RetryLockedWrites
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,8 @@ def create_app():
     application, its block registration skipped when :func:`installed_key` says it has nothing to do,
     a write refused by a locked database run again by the server first
     (:mod:`flows.locked_write_retry`), after a wait for SQLite's lock of seconds, not 60
-    (:mod:`flows.sqlite_busy_timeout`).
+    (:mod:`flows.sqlite_busy_timeout`), the process's cyclic garbage collected off the event loop
+    (:mod:`flows.server_gc`).
 
     uvicorn calls it with its own SIGTERM handler installed, which defers the signal until the
     application has started: a command that stops its server while Prefect is still being imported
@@ -53,7 +54,9 @@ def create_app():
         previous = None
     try:
         sqlite_busy_timeout.install()
-        return RetryLockedWrites(_create_app())
+        app = RetryLockedWrites(_create_app())
+        server_gc.install()
+        return app
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

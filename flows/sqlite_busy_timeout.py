@@ -12,7 +12,7 @@ write. In WAL mode the connection holding the write lock does not itself wait in
 so the holder was a connection with a write transaction open and no statement running; a dump
 of the server's tasks at a later wait found no live task using it, and the lock seemed to be released as
 the first waiter gave up (``docs/benchmarks.md``). Waiting longer served nothing. Which code
-leaves that transaction open is not known yet.
+leaves that transaction open: see the end of this note.
 
 A whole stitch makes a few hundred writes in about 7 s, so a write holds the lock for
 milliseconds (in the traces below a statement took 2 ms, median, and 10 ms at most outside the
@@ -32,8 +32,10 @@ written and its next statement started only as the stall ended; in the others no
 the engine held an unfinished write. Everything went on the moment the first waiter gave up. So
 each stall lasts exactly this timeout (60 s with Prefect's, 5 s with the first value here), and a
 shorter one makes it shorter: 1 s, still a hundred times the longest statement traced outside
-the stalls. Not yet known: what holds the lock, and what the loop waits for (a sample of its
-thread 1.5 s into the third stall was compiling an ORM bulk insert).
+the stalls. Found on 2026-12-08 (:mod:`flows.server_gc`): the loop's thread was inside the cyclic collector,
+finalizing a failed statement's cursor, which waited for its connection's mutex while that
+connection waited in SQLite for the lock, whose holder needed the loop. The collector now runs
+off the loop; this timeout stays as the bound on any other wait.
 """
 
 from __future__ import annotations
