@@ -185,7 +185,11 @@ class KeptAPI:
         return (f"Prefect API: the local server kept between commands ({how}; {self.api_url}, pid {self.pid}; "
                 f"it exits after {idle} without a command; RHAPSO_LOCAL_API_IDLE_S=0: a temporary one per command)")
 
-    def _gone(self) -> bool:
+    def label(self) -> str:
+        return f"the kept local Prefect API (pid {self.pid}; its log: {self.state / 'server.log'})"
+
+    def gone(self) -> bool:
+        """The server's process has ended (or its PID is now another process's)."""
         if self.process is not None:
             return self.process.poll() is not None
         return not is_server_process(self.pid, self.state)
@@ -195,7 +199,7 @@ class KeptAPI:
         stopped (when it is still the one recorded) so that the next command starts a fresh one."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._gone():
+            if self.gone():
                 self.stop()
                 raise KeptAPIError(f"the kept local Prefect API (pid {self.pid}) exited before answering; "
                                    f"its log: {self.state / 'server.log'}")

@@ -97,6 +97,7 @@ class LocalAPIServer:
 
     def __init__(self) -> None:
         self.process: subprocess.Popen | None = None
+        self.pid: int | None = None
         self.port: int | None = None
         self._atexit = False
         self.started_at = time.monotonic()
@@ -123,6 +124,7 @@ class LocalAPIServer:
              "--timeout-graceful-shutdown", str(GRACEFUL_SHUTDOWN_S)],
             env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
         )
+        self.pid = self.process.pid
         if not self._atexit:
             atexit.register(self.stop)  # a command ending by an exception or sys.exit still stops it
             self._atexit = True
@@ -149,6 +151,14 @@ class LocalAPIServer:
 
     def describe(self) -> str:
         return f"Prefect API: a temporary local server ({self.api_url}), stopped with this command"
+
+    def label(self) -> str:
+        return f"the temporary local Prefect API (pid {self.pid})"
+
+    def gone(self) -> bool:
+        """Its process has ended (after :meth:`stop` too)."""
+        proc = self.process
+        return proc is None or proc.poll() is not None
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """SIGTERM the server; SIGKILL it if it has not ended after ``grace_s`` seconds."""

@@ -17,7 +17,7 @@ import logging
 import os
 from collections.abc import Iterator
 
-from flows import artifact_writer
+from flows import api_watch, artifact_writer
 from rhapso_core.config import RuntimeParams
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,10 @@ ANNOUNCE_API = None
 #: The SIGTERM handler of the command running flows in this process (None: Prefect's and Ray's
 #: handlers apply, as under a deployment's worker).
 COMMAND_SIGTERM_HANDLER = None
+
+#: Called with one line naming the local API server once its process is found gone while the
+#: command uses it (:mod:`flows.api_watch`; the CLI stops the command), or None: an error is logged.
+COMMAND_API_LOST_HANDLER = None
 
 
 @contextlib.contextmanager
@@ -104,7 +108,9 @@ def prefect_api() -> Iterator[str | None]:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, **ca}):
             exported = _export({"PREFECT_API_URL": server.api_url, **{k.name: v for k, v in ca.items()}})
             try:
-                with artifact_writer.in_background(ours):
+                watch = (api_watch.watching(server.gone, lambda: _api_lost(server)) if hasattr(server, "gone")
+                         else contextlib.nullcontext())  # Prefect's own server (a fallback): not watched
+                with watch, artifact_writer.in_background(ours):
                     yield server.api_url
             finally:
                 # Ship buffered run logs before the server they go to stops (or, kept, is let go).
@@ -115,6 +121,15 @@ def prefect_api() -> Iterator[str | None]:
     finally:
         _LOCAL_SERVER = None
         server.stop()
+
+
+def _api_lost(server) -> None:
+    line = f"{server.label()} exited while this command used it"
+    handler = COMMAND_API_LOST_HANDLER
+    if handler is not None:
+        handler(line)
+    else:
+        log.error("%s; Prefect's client will retry each call for about a minute before failing", line)
 
 
 def _loopback_ca(api_url: str) -> dict:

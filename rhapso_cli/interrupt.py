@@ -13,6 +13,9 @@ prints a screen of connection errors. Here the first SIGINT or SIGTERM:
 Finished detection (Prefect's result cache), finished fusion blocks (markers
 written after their data) and the point store's completed views stay, so running
 the same command again resumes. A second signal exits at once.
+
+The same clean-up stops a command whose local Prefect API server's process ended under it
+(:mod:`flows.api_watch`): the line then says so, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ import sys
 import threading
 
 EXIT_INTERRUPTED = 130
+#: Exit status of a command stopped because its local Prefect API server's process ended
+#: (:mod:`flows.api_watch`): a failure, not the user's interruption.
+EXIT_API_LOST = 1
 
 #: Seconds the clean-up may take before the process exits regardless.
 DEADLINE_S = 8.0
@@ -32,7 +38,7 @@ DEADLINE_S = 8.0
 #: command's stdout and stderr; within the stop step's share of DEADLINE_S).
 SERVER_GRACE_S = 2.0
 
-_state = {"command": "rhapso", "kept": "", "fired": False}
+_state = {"command": "rhapso", "kept": "", "fired": False, "lost": ""}
 #: The early-started server the clean-up took to stop (for the last kill, should its stop not end in time).
 _stopping: list = []
 
@@ -46,7 +52,7 @@ def _mark_cancelled(held: dict[str, dict]) -> None:
             write_record(out_dir, RunRecord(rec.input_xml, rec.input_sha256, rec.params, "cancelled"))
     run_ids = [r.get("run_id") for r in held.values() if r.get("run_id")]
     api_url = os.environ.get("PREFECT_API_URL")
-    if not run_ids or not api_url:
+    if not run_ids or not api_url or _state["lost"]:  # no API left to tell
         return
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_ALLOW_EPHEMERAL_MODE, temporary_settings
 
@@ -138,10 +144,23 @@ def _cleanup_and_exit(signum: int, context: contextvars.Context) -> None:
     _quietly(_kill_temporary_servers)
     folders = ", ".join(held) or "the output"
     kept = _state["kept"] or "finished work"
+    if _state["lost"]:
+        print(f"{_state['command']}: stopped: {_state['lost']}; kept {kept} in {folders}; "
+              f"run the same command again to resume", file=sys.stderr, flush=True)
+        os._exit(EXIT_API_LOST)
     name = signal.Signals(signum).name
     print(f"{_state['command']}: interrupted ({name}): kept {kept} in {folders}; "
           f"run the same command again to resume", file=sys.stderr, flush=True)
     os._exit(EXIT_INTERRUPTED)
+
+
+def _api_lost(line: str) -> None:
+    """The command's local Prefect API has gone (:mod:`flows.api_watch`, from its thread): stop
+    as on a signal, which the API's absence makes no slower, and say why."""
+    if _state["fired"]:
+        return
+    _state["lost"] = line
+    _handler(signal.SIGTERM, None)
 
 
 def _handler(signum, frame) -> None:
@@ -185,18 +204,20 @@ def handling_signals(command: str, kept: str):
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    _state.update(command=f"rhapso {command}", kept=kept, fired=False)
+    _state.update(command=f"rhapso {command}", kept=kept, fired=False, lost="")
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     for s in previous:
         signal.signal(s, _handler)
     from flows import runtime
 
     runtime.COMMAND_SIGTERM_HANDLER = _handler
+    runtime.COMMAND_API_LOST_HANDLER = _api_lost
     engine, bridge = _suspend_prefect_sigterm_bridge()
     try:
         yield
     finally:
         runtime.COMMAND_SIGTERM_HANDLER = None
+        runtime.COMMAND_API_LOST_HANDLER = None
         if engine is not None:
             engine.capture_sigterm = bridge
         for s, h in previous.items():

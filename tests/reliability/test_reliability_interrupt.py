@@ -196,3 +196,68 @@ def test_interrupt_kills_a_temporary_server_that_does_not_stop(tmp_path):
     assert time.monotonic() - t0 < 25
     server_pid = int(re.search(r"server pid (\d+)", out)[1])
     assert not Path(f"/proc/{server_pid}").exists() or "Z" in Path(f"/proc/{server_pid}/stat").read_text().split()[2]
+
+
+@pytest.mark.slow
+def test_a_command_whose_local_api_dies_stops_in_seconds_and_resumes(rel_env, write_dataset_copy, tmp_path):
+    """The command's local Prefect API server killed under it (the OOM killer, a user's ``kill``):
+    Prefect's client retried each later call for about 70 s (seen: a stitch past its matching
+    stage wrote one artifact a minute). Tolerance: exit 1 within 20 s of the kill (the watch
+    looks once a second; the clean-up's deadline is 8 s) with one line naming the server and the
+    resume, the output lock released, the input folder unchanged, and the same command run
+    again completes."""
+    paths = write_dataset_copy("local-api-dies", **SMALL)
+    before = folder_hash(paths.root)
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), RHAPSO_LOCAL_API_IDLE_S="0",
+               RHAPSO_KEPT_PROCESS_IDLE_S="0", PREFECT_HOME=str(tmp_path / "prefect-home"))
+    cmd = [sys.executable, "-m", "rhapso_cli.main", "align", str(paths.xml), "--out", str(out / "aligned.xml"),
+           "--no-ray"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        lock = out / ".rhapso-run.lock"
+        deadline = time.time() + 240
+        while not lock.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.1)
+        assert proc.poll() is None, f"the run ended before its server could be killed: {proc.communicate()[1][-1500:]}"
+        time.sleep(1.0)  # inside the flow run
+        servers = [pid for pid, line in _session_processes(proc.pid) if "flows.local_api_app" in line]
+        assert len(servers) == 1, _session_processes(proc.pid)
+        os.kill(servers[0], signal.SIGKILL)
+        t0 = time.time()
+        _, err = proc.communicate(timeout=60)
+        took = time.time() - t0
+    finally:
+        for pid, _ in _session_processes(proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    lines = [ln for ln in err.strip().splitlines()
+             if ln.strip() and not ln.startswith("  ") and not _log_record_below_error(ln)]
+    assert proc.returncode == 1, f"rc {proc.returncode}: {err[-2000:]}"
+    assert took < 20, f"took {took:.1f} s to stop"
+    assert lines and lines[-1].startswith(
+        f"rhapso align: stopped: the temporary local Prefect API (pid {servers[0]}) exited while this command used it"
+    ) and lines[-1].endswith("run the same command again to resume"), err[-2000:]
+    assert len(lines) <= 2, err[-2000:]  # the line naming the API the command used, and this one
+    assert not lock.exists(), "the output lock was left behind"
+    assert folder_hash(paths.root) == before, "the input folder was modified"
+    FIGURES["local API killed under a command"] = f"exit 1 after {took:.1f} s, {len(lines)} stderr line(s)"
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode in (0, 3), f"the re-run: rc {again.returncode}: {again.stderr[-2000:]}"
+    assert (out / "aligned.xml").is_file()
+
+
+def _session_processes(sid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of the live processes of session ``sid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[-1].split()
+            if int(fields[3]) == sid and fields[0] != "Z":
+                line = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                found.append((int(stat.parent.name), line))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
