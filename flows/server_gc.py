@@ -1,11 +1,12 @@
 """The local Prefect API server collects cyclic garbage in a thread of its own, not on its event loop.
 
-Why (the local API's stalls, ``docs/benchmarks.md``): about one ``rhapso stitch`` in 25-40 waited
-exactly SQLite's busy timeout for nothing. Caught in the act (a watch on SQLite's lock in
-``/proc/locks``, native stacks of the server): the event loop's thread was inside the cyclic
-collector, finalizing a garbage ``sqlite3.Cursor`` whose statement had failed earlier ("database
-is locked": SQLAlchemy's aiosqlite adapter does not close the cursor of a statement that raised,
-and the exception's traceback holds it in a cycle). Finalizing it resets its statement, which
+Why (the local API's stalls, ``docs/benchmarks.md``, ninth measurement): about one ``rhapso
+stitch`` in 25-50 waited exactly SQLite's busy timeout for nothing. Caught in the act (a watch on
+SQLite's lock in ``/proc/locks``, native stacks of the server): the event loop's thread was inside
+the cyclic collector, finalizing a garbage ``sqlite3.Cursor``, most likely one whose statement had
+failed earlier ("database is locked": SQLAlchemy 2.0.59's aiosqlite adapter closes a failed
+statement's cursor only on cancellation, not on an error, and the exception's traceback holds it
+in a cycle). Finalizing it resets its statement, which
 takes its connection's mutex; that connection's thread was inside ``sqlite3_step``, holding the
 mutex while it waited in the busy handler for the write lock; and the lock's holder, another
 connection, was a coroutine that needed the event loop to go on to its commit. So nothing moved
