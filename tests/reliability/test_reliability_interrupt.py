@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,6 +35,43 @@ def _log_record_below_error(line: str) -> bool:
     return m is not None and m[1] in ("DEBUG", "INFO", "WARNING")
 
 
+class _Command:
+    """A command whose stderr is read as it comes, so that a test acts at a known point of its run
+    (a fixed sleep after the output lock appears raced the run: on a faster machine a small align
+    ended within it)."""
+
+    def __init__(self, cmd: list[str], env: dict):
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                                     start_new_session=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    def inside_detection(self, timeout_s: float = 240) -> bool:
+        """Wait until the command reports its detection stage started; whether it still runs then."""
+        deadline = time.time() + timeout_s
+        while time.time() < deadline and self.proc.poll() is None:
+            if any("views detected: 0/" in line for line in list(self.lines)):
+                return self.proc.poll() is None
+            time.sleep(0.01)
+        return False
+
+    def finish(self, timeout_s: float = 60) -> str:
+        """Wait for the end (SIGKILL to its session after ``timeout_s``); everything it wrote to stderr."""
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self._reader.join(timeout=10)
+        return "".join(self.lines)
+
+
 def _env() -> dict:
     from prefect.settings import PREFECT_API_URL
 
@@ -51,24 +89,16 @@ def test_interrupted_align_stops_quickly(rel_harness, write_dataset_copy, tmp_pa
     t_start = time.time()
     cmd = [sys.executable, "-m", "rhapso_cli.main", "align", str(paths.xml), "--out", str(out / "aligned.xml"),
            "--num-cpus", "2"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
-                            start_new_session=True)
+    run = _Command(cmd, _env())
+    proc = run.proc
     lock = out / ".rhapso-run.lock"
-    deadline = time.time() + 240
-    while not lock.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.1)
-    assert proc.poll() is None, f"the run ended before it could be interrupted: {proc.communicate()[1][-1500:]}"
-    time.sleep(2.0)  # inside the flow run: Ray started, detection under way
+    assert run.inside_detection(), f"the run ended before it could be interrupted: {run.finish()[-1500:]}"
     t0 = time.time()
     if how.startswith("SIGINT"):
         proc.send_signal(signal.SIGINT)
     else:
         os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        _, err = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, err = proc.communicate()
+    err = run.finish()
     took = time.time() - t0
     # The command's own display (indented: progress, where its tasks run) is not noise after the signal, nor
     # is a stage's own log record below ERROR (the run may be matching when the signal comes).
@@ -127,18 +157,13 @@ def test_interrupted_align_on_its_own_local_api_leaves_no_server(rel_env, write_
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.update(PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), RHAPSO_LOCAL_API_IDLE_S="0",
                RHAPSO_KEPT_PROCESS_IDLE_S="0", PREFECT_HOME=str(tmp_path / "prefect-home"))
-    proc = subprocess.Popen([sys.executable, "-m", "rhapso_cli.main", "align", str(paths.xml), "--out",
-                             str(out / "aligned.xml"), "--no-ray"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, start_new_session=True)
-    lock = out / ".rhapso-run.lock"
-    deadline = time.time() + 240
-    while not lock.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.1)
-    assert proc.poll() is None, f"the run ended before it could be interrupted: {proc.communicate()[1][-1500:]}"
-    time.sleep(1.0)  # inside the flow run
+    run = _Command([sys.executable, "-m", "rhapso_cli.main", "align", str(paths.xml), "--out",
+                    str(out / "aligned.xml"), "--no-ray"], env)
+    proc = run.proc
+    assert run.inside_detection(), f"the run ended before it could be interrupted: {run.finish()[-1500:]}"
     proc.send_signal(signal.SIGINT)
     try:
-        _, err = proc.communicate(timeout=60)
+        err = run.finish()
     finally:
         left: list[str] = []
         deadline = time.time() + 10
@@ -214,20 +239,16 @@ def test_a_command_whose_local_api_dies_stops_in_seconds_and_resumes(rel_env, wr
                RHAPSO_KEPT_PROCESS_IDLE_S="0", PREFECT_HOME=str(tmp_path / "prefect-home"))
     cmd = [sys.executable, "-m", "rhapso_cli.main", "align", str(paths.xml), "--out", str(out / "aligned.xml"),
            "--no-ray"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+    run = _Command(cmd, env)
+    proc = run.proc
+    lock = out / ".rhapso-run.lock"
     try:
-        lock = out / ".rhapso-run.lock"
-        deadline = time.time() + 240
-        while not lock.exists() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.1)
-        assert proc.poll() is None, f"the run ended before its server could be killed: {proc.communicate()[1][-1500:]}"
-        time.sleep(1.0)  # inside the flow run
+        assert run.inside_detection(), f"the run ended before its server could be killed: {run.finish()[-1500:]}"
         servers = [pid for pid, line in _session_processes(proc.pid) if "flows.local_api_app" in line]
         assert len(servers) == 1, _session_processes(proc.pid)
         os.kill(servers[0], signal.SIGKILL)
         t0 = time.time()
-        _, err = proc.communicate(timeout=60)
+        err = run.finish()
         took = time.time() - t0
     finally:
         for pid, _ in _session_processes(proc.pid):
