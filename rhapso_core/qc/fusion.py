@@ -28,7 +28,7 @@ from rhapso_core.qc._records import ViewId, name, vid
 from rhapso_core.qc.sampling import choose_level, sample_view
 
 __all__ = [
-    "ncc", "overlap_grid", "overlap_ncc", "overlap_ncc_table", "comparable_pairs", "level_to_world", "seam_visibility",
+    "ncc", "ncc_standard_error", "ncc_fell", "overlap_grid", "overlap_ncc", "overlap_ncc_table", "comparable_pairs", "level_to_world", "seam_visibility",
 ]
 
 
@@ -38,6 +38,57 @@ def ncc(a: np.ndarray, b: np.ndarray) -> float | None:
     b = np.asarray(b, dtype=np.float64) - np.mean(b)
     den = np.sqrt(np.sum(a * a) * np.sum(b * b))
     return float(np.sum(a * b) / den) if den > 0 else None
+
+
+#: Blocks per axis of the sampled overlap box for the NCC's jackknife standard error (27 in all).
+NCC_BLOCKS_PER_AXIS = 3
+
+
+def _ncc_from_sums(s: np.ndarray) -> float:
+    n, sa, sb, saa, sbb, sab = s
+    var_a, var_b = saa - sa * sa / n, sbb - sb * sb / n
+    return float((sab - sa * sb / n) / np.sqrt(var_a * var_b)) if var_a > 0 and var_b > 0 else float("nan")
+
+
+def ncc_standard_error(a: np.ndarray, b: np.ndarray, block: np.ndarray) -> float:
+    """Delete-one-block jackknife standard error of :func:`ncc` of ``a`` and ``b``, whose samples fall
+    in the spatial blocks ``block`` (ints). Inf with fewer than two blocks or a block whose removal
+    leaves a constant sample.
+
+    Why: the samples of an overlap are not independent (neighbouring points see the same structure),
+    so the NCC's uncertainty is set by how many structures the overlap holds, which blocks of space
+    measure and a sample count does not. An overlap whose correlation one blob in one corner carries
+    (a small diagonal overlap of a 3-D grid, the rest background and noise) moved its NCC from 0.56
+    at stage positions 3 voxels off to 0.43 at the true registration, with an error of 0.30-0.35 here;
+    a textured overlap's is under 0.015 (``docs/benchmarks.md``, ninth measurement).
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    a = a - a.mean()
+    b = b - b.mean()
+    terms = np.stack([np.ones_like(a), a, b, a * a, b * b, a * b], axis=1)
+    labels, inverse = np.unique(np.asarray(block), return_inverse=True)
+    per = np.zeros((len(labels), 6))
+    np.add.at(per, inverse.ravel(), terms)
+    k = len(per)
+    if k < 2:
+        return float("inf")
+    total = per.sum(axis=0)
+    loo = np.array([_ncc_from_sums(total - row) for row in per])
+    if not np.all(np.isfinite(loo)):
+        return float("inf")
+    return float(np.sqrt((k - 1) / k * np.sum((loo - loo.mean()) ** 2)))
+
+
+def ncc_fell(before: float | None, after: float | None, se_before: float | None, se_after: float | None,
+             max_drop: float, sigmas: float) -> bool:
+    """Whether an overlap's NCC fell from ``before`` to ``after``: by more than ``max_drop`` and by
+    more than ``sigmas`` standard errors of the difference (the two errors combined as independent).
+    An unknown error (None) counts as 0: the fixed bound alone, as before errors were measured."""
+    if before is None or after is None:
+        return False
+    se = float(np.hypot(se_before or 0.0, se_after or 0.0))
+    return bool(after < before - max(max_drop, sigmas * se))
 
 
 def overlap_grid(lo: np.ndarray, hi: np.ndarray, n_max: int) -> np.ndarray:
@@ -106,21 +157,28 @@ def overlap_ncc(
     Returns
     -------
     dict
-        ``ncc`` (None when there is no usable overlap), ``n_samples`` (points inside both views).
+        ``ncc`` (None when there is no usable overlap), ``ncc_se`` (its standard error:
+        :func:`ncc_standard_error` over a 3 x 3 x 3 split of the box; None with ``ncc``),
+        ``n_samples`` (points inside both views).
     """
     box = _sampled_overlap(affine_a, size_a, affine_b, size_b)
     if box is None:
-        return {"ncc": None, "n_samples": 0}
+        return {"ncc": None, "ncc_se": None, "n_samples": 0}
     world = overlap_grid(box[0], box[1], n_samples)
     pa = transforms.apply(transforms.invert(affine_a), world)
     pb = transforms.apply(transforms.invert(affine_b), world)
     keep = _inside(pa, size_a) & _inside(pb, size_b)
     n = int(keep.sum())
     if n < min_samples:
-        return {"ncc": None, "n_samples": n}
+        return {"ncc": None, "ncc_se": None, "n_samples": n}
     va = sample_view(src_a, pa[keep], choose_level(src_a, max_voxels))
     vb = sample_view(src_b, pb[keep], choose_level(src_b, max_voxels))
-    return {"ncc": ncc(va, vb), "n_samples": n}
+    r = ncc(va, vb)
+    k = NCC_BLOCKS_PER_AXIS
+    ext = np.maximum(box[1] - box[0], 1e-12)
+    cell = np.clip(np.floor((world[keep] - box[0]) / ext * k).astype(np.int64), 0, k - 1)
+    se = None if r is None else ncc_standard_error(va, vb, (cell[:, 0] * k + cell[:, 1]) * k + cell[:, 2])
+    return {"ncc": r, "ncc_se": se, "n_samples": n}
 
 
 def _boxes_overlap(ga, gb) -> bool:
@@ -175,6 +233,7 @@ def overlap_ncc_table(
                          n_samples=n_samples, max_voxels=max_voxels)
         rows.append({"a": vid(a), "b": vid(b), "name": f"{name(a)} - {name(b)}",
                      "ncc_before": r0["ncc"], "ncc_after": r1["ncc"],
+                     "ncc_se_before": r0["ncc_se"], "ncc_se_after": r1["ncc_se"],
                      "n_before": r0["n_samples"], "n_after": r1["n_samples"]})
     return rows
 

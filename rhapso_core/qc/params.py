@@ -64,7 +64,14 @@ class QCParams(StageParams):
     )
     max_ncc_drop: float = Field(
         0.05, ge=0.0, le=2.0,
-        description="Warn when an overlap's NCC after alignment is lower than before by more than this.",
+        description="Fail when an overlap's NCC after alignment is lower than before by more than this "
+        "(and by more than ncc_drop_sigmas standard errors).",
+    )
+    ncc_drop_sigmas: float = Field(
+        3.0, ge=0.0, le=100.0,
+        description="An NCC drop counts only beyond this many standard errors of the difference (each NCC's "
+        "error: a jackknife over 27 blocks of its overlap; unitless). A small overlap whose correlation one "
+        "structure carries has errors of 0.3 and more, where a textured one's are under 0.015.",
     )
     max_seam_ratio: float = Field(
         1.5, gt=0.0,

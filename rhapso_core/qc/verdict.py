@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from rhapso_core.qc.fusion import ncc_fell
 from rhapso_core.qc.params import QCParams
 
 __all__ = ["verdict"]
@@ -71,11 +74,12 @@ def verdict(metrics: dict, params: QCParams) -> dict:
                 continue
             if a < p.min_ncc_after:
                 reasons.append(_reason("warn", "fusion", f"{r['name']}: NCC after {a:.3f} < min_ncc_after {p.min_ncc_after}"))
-            if b is not None and a < b - p.max_ncc_drop:
+            if ncc_fell(b, a, r.get("ncc_se_before"), r.get("ncc_se_after"), p.max_ncc_drop, p.ncc_drop_sigmas):
                 # Worse than the stage positions: the alignment did harm there.
+                se = float(np.hypot(r.get("ncc_se_before") or 0.0, r.get("ncc_se_after") or 0.0))
                 reasons.append(_reason("fail", "fusion",
-                                       f"{r['name']}: NCC fell from {b:.3f} to {a:.3f} (more than max_ncc_drop {p.max_ncc_drop}): "
-                                       "worse than the input positions"))
+                                       f"{r['name']}: NCC fell from {b:.3f} to {a:.3f} (more than max_ncc_drop {p.max_ncc_drop} "
+                                       f"and {p.ncc_drop_sigmas:g} standard errors, {se:.3f} each): worse than the input positions"))
         seam = fus.get("seam")
         if seam and seam.get("ratio") is not None and seam["ratio"] > p.max_seam_ratio:
             reasons.append(_reason("warn", "fusion",

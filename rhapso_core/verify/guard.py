@@ -9,7 +9,9 @@ solved ones. Two figures per overlap:
   same figure as the QC report's "overlap correlation before / after");
 * the link residual: the mean world distance of the overlap's stored matches.
 
-An overlap is *worse* when its NCC fell by more than ``max_ncc_drop``; where no NCC
+An overlap is *worse* when its NCC fell by more than ``max_ncc_drop`` and by more than
+``ncc_drop_sigmas`` standard errors of the difference (:func:`rhapso_core.qc.fusion.ncc_fell`:
+a small overlap whose correlation one structure carries says little either way); where no NCC
 can be measured (too few samples inside both views, constant content, different
 channels) when its mean match distance grew by more than ``max_link_increase``.
 Link residuals alone cannot see a tile placed consistently wrong (a wrong but
@@ -27,7 +29,7 @@ got one correction and are reverted together, judged on the overlaps of all of
 them; reverting one channel alone would split a tile the microscope imaged at one
 position. The revert is kept only if it leaves that tile
 with fewer worse overlaps and lowers none of its overlaps' NCC (against the solved
-state) by more than ``max_ncc_drop``; otherwise the tile keeps its solved registration. This handles a revert that makes
+state) by more than that; otherwise the tile keeps its solved registration. This handles a revert that makes
 neighbours inconsistent: a tile is put back only where the images say that its
 old place agrees better with its (possibly moved) neighbours than its new one; a
 revert that merely moves the disagreement to other overlaps is undone. A tile
@@ -50,7 +52,7 @@ from rhapso_core.io import ImageIOError
 from rhapso_core.pipeline.dataset import DatasetError, open_view, view_geometry
 from rhapso_core.pipeline.in_threads import in_threads
 from rhapso_core.pointstore import PointStore
-from rhapso_core.qc.fusion import comparable_pairs, overlap_ncc
+from rhapso_core.qc.fusion import comparable_pairs, ncc_fell, overlap_ncc
 from rhapso_core.spimdata import ViewId, load_xml, save_xml
 from rhapso_core.verify.params import VerifyParams
 
@@ -81,6 +83,9 @@ class OverlapCheck:
     n_matches: int
     worse: bool
     why: str = ""
+    #: Standard errors of ``ncc_before`` and ``ncc_after`` (:func:`rhapso_core.qc.fusion.ncc_standard_error`; 0: unknown).
+    ncc_se_before: float = 0.0
+    ncc_se_after: float = 0.0
 
     @property
     def ncc_change(self) -> float | None:
@@ -95,6 +100,7 @@ class OverlapCheck:
     def to_dict(self) -> dict:
         return {"a": list(self.a), "b": list(self.b), "name": self.name,
                 "ncc_before": _num(self.ncc_before), "ncc_after": _num(self.ncc_after), "n_samples": self.n_samples,
+                "ncc_se_before": _num(self.ncc_se_before), "ncc_se_after": _num(self.ncc_se_after),
                 "link_before": _num(self.link_before), "link_after": _num(self.link_after),
                 "n_matches": self.n_matches, "worse": self.worse, "why": self.why}
 
@@ -168,7 +174,8 @@ class VerifyReport:
                 "summary": self.summary()}
 
 
-NccFn = Callable[[ViewId, ViewId, np.ndarray, np.ndarray], tuple[float | None, int]]
+#: ``(ncc or None, samples)`` or ``(ncc or None, samples, standard error)`` of one overlap.
+NccFn = Callable[[ViewId, ViewId, np.ndarray, np.ndarray], tuple]
 LinkFn = Callable[[ViewId, ViewId, np.ndarray, np.ndarray], tuple[float | None, int]]
 
 
@@ -182,17 +189,22 @@ def _check(pair: Pair, before, regs, ncc_fn: NccFn | None, link_fn: LinkFn | Non
             cache[key] = fn(a, b, regs_[a], regs_[b]) if fn is not None else (None, 0)
         return cache[key]
 
-    n0, ns = measured(ncc_fn, before)
-    n1, _ = measured(ncc_fn, regs)
+    n0, ns, se0 = _with_error(measured(ncc_fn, before))
+    n1, _, se1 = _with_error(measured(ncc_fn, regs))
     l0, nm = measured(link_fn, before)
     l1, _ = measured(link_fn, regs)
     worse, why = False, ""
     if n0 is not None and n1 is not None:
-        if n1 < n0 - p.max_ncc_drop:
+        if ncc_fell(n0, n1, se0, se1, p.max_ncc_drop, p.ncc_drop_sigmas):
             worse, why = True, f"NCC {n0:.3f} -> {n1:.3f}"
     elif l0 is not None and l1 is not None and l1 > l0 + p.max_link_increase:
         worse, why = True, f"mean match distance {l0:.2f} -> {l1:.2f}"
-    return OverlapCheck(a, b, n0, n1, ns, l0, l1, nm, worse, why)
+    return OverlapCheck(a, b, n0, n1, ns, l0, l1, nm, worse, why, se0, se1)
+
+
+def _with_error(result: tuple) -> tuple:
+    """``(ncc, samples, standard error)`` from an :data:`NccFn` result (an error it does not give: 0)."""
+    return (result[0], result[1], float(result[2]) if len(result) > 2 and result[2] is not None else 0.0)
 
 
 def choose_reverts(
@@ -252,8 +264,8 @@ def choose_reverts(
         n_new = sum(c.worse for c in new.values())
         # The revert must not spoil any overlap that the solve got right (Pareto, not a sum:
         # NCC saturates, so a sum would trade a good overlap for a bad one).
-        spoils = any(new[pr].ncc_after < checks[pr].ncc_after - p.max_ncc_drop for pr in own
-                     if new[pr].ncc_after is not None and checks[pr].ncc_after is not None)
+        spoils = any(ncc_fell(checks[pr].ncc_after, new[pr].ncc_after, checks[pr].ncc_se_after, new[pr].ncc_se_after,
+                              p.max_ncc_drop, p.ncc_drop_sigmas) for pr in own)
         if n_new < n_old and not spoils:
             why = "; ".join(f"{checks[pr].name}: {checks[pr].why}" for pr in own if checks[pr].worse)
             reverted.append(TileRevert(t, why, n_old, n_new, tuple(members[t])))
@@ -359,7 +371,7 @@ def verify_round(
             return None, 0
         r = overlap_ncc(sources[a], ma, sizes[a], sources[b], mb, sizes[b],
                         n_samples=p.ncc_samples, max_voxels=p.max_read_voxels)
-        return r["ncc"], int(r["n_samples"])
+        return r["ncc"], int(r["n_samples"]), r["ncc_se"]
 
     # Every overlap's correlation under the input's and the solved registrations, measured side by side
     # (reads, decodes and resampling release the GIL); the greedy reverts then look them up, and measure

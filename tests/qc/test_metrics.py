@@ -269,3 +269,24 @@ def test_params_refuse_bad_values_by_name():
         QCParams(min_coverage=2.0)
     with pytest.raises(ValidationError, match="max_link_errr"):
         QCParams(max_link_errr=1.0)
+
+
+def test_a_view_the_solve_linked_by_an_anchor_is_not_called_unconstrained():
+    """The solve may place a view by phase-correlation anchors or overlap-affine fits where points did not
+    match (a 3 x 3 x 2 grid of small tiles: three views so placed, 0.02 voxel from the truth, were called
+    unconstrained). The solver's report of used links, of any label, counts; a view in no used link,
+    here or there, is still unconstrained, and a removed anchor does not count."""
+    a, b, c, d = (0, 0), (0, 1), (0, 2), (0, 3)
+    pa = np.random.default_rng(5).uniform(0, 50, (20, 3))
+    rows = link_residuals({(a, b): (pa, pa)}, {v: np.eye(4) for v in (a, b)}, {v: np.eye(4) for v in (a, b)})
+
+    def link(u, v, status, label="phase-correlation", n=8):
+        return {"a": {"timepoint": u[0], "setup": u[1]}, "b": {"timepoint": v[0], "setup": v[1]}, "label": label,
+                "n_matches": n, "status": status}
+
+    report = {"report": {"links": [link(a, b, "used", "beads", 20), link(b, c, "used"),
+                                   link(c, d, "removed"), link(a, d, "used", n=0)]}}
+    sol = solver_metrics(rows, [a, b, c, d], report)
+    assert sol["unconnected_views"] == [{"timepoint": 0, "setup": 3}]
+    assert solver_metrics(rows, [a, b, c, d], None)["unconnected_views"] == [
+        {"timepoint": 0, "setup": 2}, {"timepoint": 0, "setup": 3}]
