@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rhapso_core.qc.fusion import ncc_fell
+from rhapso_core.qc.ncc_error import ncc_fell
 from rhapso_core.qc.params import QCParams
 
 __all__ = ["verdict"]
@@ -79,7 +79,7 @@ def verdict(metrics: dict, params: QCParams) -> dict:
                 se = float(np.hypot(r.get("ncc_se_before") or 0.0, r.get("ncc_se_after") or 0.0))
                 reasons.append(_reason("fail", "fusion",
                                        f"{r['name']}: NCC fell from {b:.3f} to {a:.3f} (more than max_ncc_drop {p.max_ncc_drop} "
-                                       f"and {p.ncc_drop_sigmas:g} standard errors, {se:.3f} each): worse than the input positions"))
+                                       f"and {p.ncc_drop_sigmas:g} standard errors of the difference, {se:.3f}): worse than the input positions"))
         seam = fus.get("seam")
         if seam and seam.get("ratio") is not None and seam["ratio"] > p.max_seam_ratio:
             reasons.append(_reason("warn", "fusion",

@@ -10,7 +10,7 @@ solved ones. Two figures per overlap:
 * the link residual: the mean world distance of the overlap's stored matches.
 
 An overlap is *worse* when its NCC fell by more than ``max_ncc_drop`` and by more than
-``ncc_drop_sigmas`` standard errors of the difference (:func:`rhapso_core.qc.fusion.ncc_fell`:
+``ncc_drop_sigmas`` standard errors of the difference (:func:`rhapso_core.qc.ncc_error.ncc_fell`:
 a small overlap whose correlation one structure carries says little either way); where no NCC
 can be measured (too few samples inside both views, constant content, different
 channels) when its mean match distance grew by more than ``max_link_increase``.
@@ -52,7 +52,8 @@ from rhapso_core.io import ImageIOError
 from rhapso_core.pipeline.dataset import DatasetError, open_view, view_geometry
 from rhapso_core.pipeline.in_threads import in_threads
 from rhapso_core.pointstore import PointStore
-from rhapso_core.qc.fusion import comparable_pairs, ncc_fell, overlap_ncc
+from rhapso_core.qc.fusion import comparable_pairs, overlap_ncc
+from rhapso_core.qc.ncc_error import ncc_fell
 from rhapso_core.spimdata import ViewId, load_xml, save_xml
 from rhapso_core.verify.params import VerifyParams
 
@@ -83,7 +84,7 @@ class OverlapCheck:
     n_matches: int
     worse: bool
     why: str = ""
-    #: Standard errors of ``ncc_before`` and ``ncc_after`` (:func:`rhapso_core.qc.fusion.ncc_standard_error`; 0: unknown).
+    #: Standard errors of ``ncc_before`` and ``ncc_after`` (:func:`rhapso_core.qc.ncc_error.ncc_standard_error`; 0: unknown).
     ncc_se_before: float = 0.0
     ncc_se_after: float = 0.0
 

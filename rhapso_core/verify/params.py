@@ -34,7 +34,7 @@ class VerifyParams(StageParams):
             "An NCC drop counts only beyond this many standard errors of the difference as well (unitless; the "
             "QC report's ncc_drop_sigmas): where one structure carries an overlap's correlation (a small "
             "diagonal overlap of a 3-D grid), the NCC at the true registration was seen 0.13 below the one at "
-            "stage positions 3 voxels off, with errors of 0.3 (rhapso_core.qc.fusion.ncc_standard_error)."
+            "stage positions 3 voxels off, with errors of 0.3 (rhapso_core.qc.ncc_error.ncc_standard_error)."
         ),
     )
     max_link_increase: float = Field(

@@ -3,7 +3,7 @@
 A 3 x 3 x 2 grid of small tiles (160 x 160 x 48, 12 % overlap, seed 1) aligned to 0.02 voxel from the
 truth was failed by the QC twice over: a diagonal overlap of 34 x 31 x 4 voxels whose correlation one
 blob carries had a lower NCC at the true registration than at the stage positions (0.43 against 0.56,
-each with a standard error of 0.3: rhapso_core.qc.fusion.ncc_fell), and three views placed by
+each with a standard error of 0.3: rhapso_core.qc.ncc_error.ncc_fell), and three views placed by
 phase-correlation anchors and overlap-affine fits, where points did not match, were called
 unconstrained (rhapso_core.qc.solver.solver_metrics). Tolerance: RMS against the truth under 0.1
 voxel, and no "fail" among the QC's reasons (warnings for the pairs points could not match stay).

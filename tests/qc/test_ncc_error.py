@@ -1,4 +1,4 @@
-"""The overlap NCC's standard error (rhapso_core.qc.fusion.ncc_standard_error) and the drop rule
+"""The overlap NCC's standard error (rhapso_core.qc.ncc_error.ncc_standard_error) and the drop rule
 (ncc_fell) that the QC verdict and the round check share.
 
 An overlap whose correlation one structure carries (a small diagonal overlap of a 3-D grid: one blob in
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from rhapso_core.qc.fusion import ncc, ncc_fell, ncc_standard_error, overlap_ncc
+from rhapso_core.qc.fusion import ncc, overlap_ncc
+from rhapso_core.qc.ncc_error import ncc_fell, ncc_standard_error
 from rhapso_core.image_source import ArraySource
 
 
