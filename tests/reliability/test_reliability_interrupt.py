@@ -133,15 +133,7 @@ def test_interrupted_align_stops_quickly(rel_harness, write_dataset_copy, tmp_pa
 
 def _session_members(sid: int) -> list[str]:
     """Command lines of the live processes of session ``sid``."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[-1].split()
-            if int(fields[3]) == sid and fields[0] != "Z":
-                out.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-        except (OSError, IndexError, ValueError):
-            continue
-    return out
+    return [line for _, line in _session_processes(sid)]
 
 
 @pytest.mark.slow
