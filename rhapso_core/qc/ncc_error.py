@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["NCC_BLOCKS_PER_AXIS", "ncc_standard_error", "ncc_fell"]
+__all__ = ["NCC_BLOCKS_PER_AXIS", "UNKNOWN_ERROR", "ncc_standard_error", "ncc_fell"]
 
 
 #: Blocks per axis of the sampled overlap box for the NCC's jackknife standard error (27 in all).
 NCC_BLOCKS_PER_AXIS = 3
+
+#: The error of an NCC that cannot be estimated: the width of the NCC's range, so that no drop counts.
+#: Finite, so that it survives the reports' JSON (where a non-finite number becomes null, read as 0).
+UNKNOWN_ERROR = 2.0
 
 
 def _ncc_from_sums(s: np.ndarray) -> float:
@@ -23,8 +27,8 @@ def _ncc_from_sums(s: np.ndarray) -> float:
 
 def ncc_standard_error(a: np.ndarray, b: np.ndarray, block: np.ndarray) -> float:
     """Delete-one-block jackknife standard error of the NCC (:func:`rhapso_core.qc.fusion.ncc`) of ``a`` and ``b``, whose samples fall
-    in the spatial blocks ``block`` (ints). Inf with fewer than two blocks or a block whose removal
-    leaves a constant sample.
+    in the spatial blocks ``block`` (ints). :data:`UNKNOWN_ERROR` with fewer than two blocks or a
+    block whose removal leaves a constant sample.
 
     Why: the samples of an overlap are not independent (neighbouring points see the same structure),
     so the NCC's uncertainty is set by how many structures the overlap holds, which blocks of space
@@ -43,11 +47,11 @@ def ncc_standard_error(a: np.ndarray, b: np.ndarray, block: np.ndarray) -> float
     np.add.at(per, inverse.ravel(), terms)
     k = len(per)
     if k < 2:
-        return float("inf")
+        return UNKNOWN_ERROR
     total = per.sum(axis=0)
     loo = np.array([_ncc_from_sums(total - row) for row in per])
     if not np.all(np.isfinite(loo)):
-        return float("inf")
+        return UNKNOWN_ERROR
     return float(np.sqrt((k - 1) / k * np.sum((loo - loo.mean()) ** 2)))
 
 

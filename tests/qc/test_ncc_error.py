@@ -14,7 +14,7 @@ import pytest
 from scipy import ndimage
 
 from rhapso_core.qc.fusion import ncc, overlap_ncc
-from rhapso_core.qc.ncc_error import ncc_fell, ncc_standard_error
+from rhapso_core.qc.ncc_error import UNKNOWN_ERROR, ncc_fell, ncc_standard_error
 from rhapso_core.image_source import ArraySource
 
 
@@ -48,6 +48,8 @@ def test_ncc_fell_needs_both_the_fixed_bound_and_the_error():
     assert ncc_fell(0.99, 0.90, None, None, 0.05, 3.0) is True  # no error known: the fixed bound alone
     assert ncc_fell(None, 0.5, 0.0, 0.0, 0.05, 3.0) is False
     assert ncc_fell(0.9, 0.5, float("inf"), 0.0, 0.05, 3.0) is False  # unknowable: never "worse"
+    one_block = ncc_standard_error(np.arange(10.0), np.arange(10.0) ** 2, np.zeros(10, dtype=int))
+    assert one_block == UNKNOWN_ERROR and ncc_fell(1.0, -1.0, one_block, 0.0, 0.05, 3.0) is False
 
 
 def test_overlap_ncc_reports_the_error_beside_the_value():
