@@ -43,7 +43,8 @@ FULL_MIN_INTERVAL_S = 10.0
 _thread: threading.Thread | None = None
 
 
-def due_generation(count: tuple[int, int, int], threshold: tuple[int, int, int], full_allowed: bool = True) -> int | None:
+def due_generation(count: tuple[int, int, int], threshold: tuple[int, int, int],
+                   full_allowed: bool = True) -> int | None:
     """The generation CPython's automatic collection would collect now (the oldest whose count is
     over its threshold), or None. A full collection only when ``full_allowed``; else the next one."""
     for gen in (2, 1, 0):

@@ -170,7 +170,7 @@ def _handler(signum, frame) -> None:
     # The clean-up runs beside the interrupted main thread; a watchdog ends the process
     # even if a step hangs (a Ray or HTTP call that ignores the deadline).
     threading.Thread(target=_cleanup_and_exit, args=(signum, contextvars.copy_context()), daemon=True).start()
-    watchdog = threading.Timer(DEADLINE_S + 4, lambda: os._exit(EXIT_INTERRUPTED))
+    watchdog = threading.Timer(DEADLINE_S + 4, lambda: os._exit(EXIT_API_LOST if _state["lost"] else EXIT_INTERRUPTED))
     watchdog.daemon = True
     watchdog.start()
 

@@ -26,9 +26,9 @@ def _ncc_from_sums(s: np.ndarray) -> float:
 
 
 def ncc_standard_error(a: np.ndarray, b: np.ndarray, block: np.ndarray) -> float:
-    """Delete-one-block jackknife standard error of the NCC (:func:`rhapso_core.qc.fusion.ncc`) of ``a`` and ``b``, whose samples fall
-    in the spatial blocks ``block`` (ints). :data:`UNKNOWN_ERROR` with fewer than two blocks or a
-    block whose removal leaves a constant sample.
+    """Delete-one-block jackknife standard error of the NCC (:func:`rhapso_core.qc.fusion.ncc`) of
+    ``a`` and ``b``, whose samples fall in the spatial blocks ``block`` (ints). :data:`UNKNOWN_ERROR`
+    with fewer than two blocks or a block whose removal leaves a constant sample.
 
     Why: the samples of an overlap are not independent (neighbouring points see the same structure),
     so the NCC's uncertainty is set by how many structures the overlap holds, which blocks of space

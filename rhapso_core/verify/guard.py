@@ -84,7 +84,8 @@ class OverlapCheck:
     n_matches: int
     worse: bool
     why: str = ""
-    #: Standard errors of ``ncc_before`` and ``ncc_after`` (:func:`rhapso_core.qc.ncc_error.ncc_standard_error`; 0: unknown).
+    #: Standard errors of ``ncc_before`` and ``ncc_after``
+    #: (:func:`rhapso_core.qc.ncc_error.ncc_standard_error`; 0: unknown).
     ncc_se_before: float = 0.0
     ncc_se_after: float = 0.0
 
