@@ -35,7 +35,7 @@ def ncc_standard_error(a: np.ndarray, b: np.ndarray, block: np.ndarray) -> float
     measure and a sample count does not. An overlap whose correlation one blob in one corner carries
     (a small diagonal overlap of a 3-D grid, the rest background and noise) moved its NCC from 0.56
     at stage positions 3 voxels off to 0.43 at the true registration, with an error of 0.30-0.35 here;
-    a textured overlap's is under 0.015 (``docs/benchmarks.md``, ninth measurement).
+    a textured overlap's is under 0.015 (``docs/robustness.md``).
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
