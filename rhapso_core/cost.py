@@ -51,8 +51,10 @@ BATCHES_PER_SLOT = 4
 #: artifacts), about what a pair's matching costs (20-50 ms there, 50 ms on the 1 GB benchmark's
 #: tiles; more with more points), so a task of one or two pairs was half orchestration. A 6-tile
 #: stitch (11 pairs, 2 slots) now submits 2 batches a round instead of 8 (fresh process: 8.75-8.89 s
-#: against 9.05-10.03 s, three runs each alternated). Measured on that grid only; larger grids
-#: (16 pairs a slot or more) are batched as before.
+#: against 9.05-10.03 s, three runs each alternated). On a 4 x 3 x 1 grid (6 batches a round
+#: against 8) and a 3 x 3 x 2 one (8 either way) the outputs were identical and the matching times
+#: equal (docs/benchmarks.md, ninth measurement); grids with 16 pairs a slot or more are batched
+#: as before.
 MIN_PAIRS_PER_BATCH = 4
 
 

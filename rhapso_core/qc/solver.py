@@ -99,8 +99,8 @@ def solver_metrics(links: Sequence[dict], views: Sequence[ViewId], report: Mappi
     solved_with: set[ViewId] = set()
     for r in rep.get("links", ()):
         a, b = parse_vid(r["a"]), parse_vid(r["b"])
-        status[_key(a, b)] = str(r.get("status", "used"))
-        if status[_key(a, b)] == "used" and (r.get("n_matches") is None or r["n_matches"] > 0):
+        st = status[_key(a, b)] = str(r.get("status", "used"))
+        if st == "used" and (r.get("n_matches") is None or r["n_matches"] > 0):
             solved_with.update((a, b))
     removed = {_key(parse_vid(r["a"]), parse_vid(r["b"])) for r in rep.get("removed_links", ())}
     reported = {parse_vid(r): num(r.get("error")) for r in rep.get("tile_errors", ())}
