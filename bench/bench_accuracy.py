@@ -75,6 +75,11 @@ CELLS = [
     Cell("sparse", "specimen density", dict(blob_density=60.0)),
     Cell("fibres", "specimen density", dict(blob_density=0.0, fibre_count=300)),
     Cell("dense", "specimen density", dict(blob_density=1000.0, margin_um=5.0)),
+    # The objective's vignetting: 1 - v (u^2 + w^2) across a tile (0.2: 20 % darker at the middle of an
+    # edge). A gain that changes across a blob moves its detected centre toward the brighter side,
+    # in opposite directions in the two views of an overlap (docs/robustness.md).
+    Cell("vignette20", "vignetting", dict(vignetting=0.2)),
+    Cell("vignette40", "vignetting", dict(vignetting=0.4)),
     Cell("real-ch0", "real texture", dict(REAL_SYNTH), volume="ch0"),
     Cell("real-ch1", "real texture", dict(REAL_SYNTH), volume="ch1"),
     Cell("rigid", "truth", truth="rigid"),
