@@ -15,7 +15,10 @@ chunks 128^3, the project's OME-Zarr writer and codec):
    kernel :func:`rhapso_core.fusion.kernels.accumulate_view`, blosc zstd 5, every read and
    write through zarr), whose outputs must be equal;
 2. **scipy**: ``scipy.ndimage.affine_transform(order=1)`` of each view onto an output box
-   inside it (every output voxel sampled, none blended): output voxels / s / core;
+   inside it (every output voxel sampled, none blended): output voxels / s / core; and the
+   **codecs alone**: every input chunk decoded once with the input's codec and every output
+   chunk encoded once with the output's, the least any fusion reads and writes, beside the
+   time 5x scipy allows;
 3. **pyramid**: the steps of :func:`rhapso_core.multiscale.build_pyramid` (5 levels of
    2 x 2 x 2) on the fused image: as today, with reads and writes through zarr instead of
    the direct chunk I/O, and on the previous codec: level-0 voxels / s / core of the
@@ -187,6 +190,40 @@ def scipy_rate(views, grid, reps: int = 1) -> float:
     return n / t
 
 
+def codec_floor(views, out_array) -> dict:
+    """CPU seconds of the codecs alone, one thread: every input chunk decoded once (the input's own
+    codec, as the direct chunk reader decodes it) and every output chunk encoded once (the output's
+    codec). No fusion reads or writes less than that, so these bound the whole fusion from below."""
+    import itertools
+
+    from rhapso_core.io.chunk_io import direct_chunks
+
+    def chunks(dc):
+        return itertools.product(*(range(-(-n // c)) for n, c in zip(dc.shape, dc.chunks)))
+
+    decode = encode = 0.0
+    for v in views:
+        dc = direct_chunks(v.source.levels[0].array)
+        buf = np.empty(dc.chunks, dc.dtype)
+        for idx in chunks(dc):
+            raw = dc.read_chunk_bytes(idx)
+            if raw is None:
+                continue
+            t0 = time.process_time()
+            dc.decode(raw, out=buf)
+            decode += time.process_time() - t0
+    dc = direct_chunks(out_array)
+    for idx in chunks(dc):
+        raw = dc.read_chunk_bytes(idx)
+        if raw is None:
+            continue
+        chunk = dc.decode(raw)
+        t0 = time.process_time()
+        dc.encode(chunk)
+        encode += time.process_time() - t0
+    return {"decode": decode, "encode": encode}
+
+
 def pyramid_timed(out_uri: Path, general: bool = False) -> dict:
     """build_pyramid's three steps timed apart: creating the level arrays (once per run),
     downsampling (per voxel: read + decode, mean, encode + write) and the metadata.
@@ -312,6 +349,16 @@ def main(argv=None):
               f"{sp / 1e6:.1f} Mvox/s per core; per covered voxel: fusion core / scipy = {core_cov / sp:.2f}x, "
               f"whole fusion / scipy = {covered / new['total'] / sp:.2f}x, sample phase / scipy = "
               f"{covered / new['sample'] / sp:.2f}x")
+        floor = min((codec_floor(views, new["array"]) for _ in range(a.repeat)),
+                    key=lambda f: f["decode"] + f["encode"])
+        codec_s = floor["decode"] + floor["encode"]
+        budget = nvox / (5 * sp)
+        print(f"codecs alone, one thread (each input chunk decoded once, each output chunk encoded once): "
+              f"decode {floor['decode']:.3f} s + encode {floor['encode']:.3f} s = {codec_s:.3f} s, "
+              f"{nvox / codec_s / 1e6:.0f} Mvox/s per output voxel; 5x scipy per output voxel allows {budget:.3f} s, "
+              f"of which the codecs alone take {codec_s / budget:.0%} (decoding alone {floor['decode'] / budget:.0%}; "
+              f"this fusion: whole {new['total']:.3f} s, core {new['read'] + new['sample'] + new['other']:.3f} s, "
+              f"sample phase {new['sample']:.3f} s)")
         peer_res = None
         if peers:
             peer_res = pf.compare(peers, tmp / "ds", views, grid, params, new["array"], new["total"], new["wall"],
@@ -340,7 +387,7 @@ def main(argv=None):
         if a.json:
             res = {k: {kk: vv for kk, vv in r.items() if kk != "array"} for k, r in (("new", new), ("ref", ref))}
             a.json.write_text(json.dumps({"nvox": nvox, "fusion": res, "scipy": sp, "pyramid": pyr, "pyramid_general_path": pyr_gen, "pyramid_zstd5": pyr_ref,
-                                          "identical": bool(same), "covered": covered, "codecs": codecs,
+                                          "identical": bool(same), "covered": covered, "codecs": codecs, "codec_floor": floor,
                                           "peers": peer_res,
                                           "peak_rss_mb": peak_rss_mb()}, indent=1))
 
