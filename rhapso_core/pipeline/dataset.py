@@ -78,6 +78,19 @@ class CroppedSource:
 
 
 def open_location(loc: ImageLocation, storage_options: dict | None = None, channel: int | None = None) -> ImageSource:
+    if loc.flatfield is not None:
+        from dataclasses import replace
+
+        from rhapso_core.io.flatfield_source import FlatFieldCorrectedSource, read_field_image
+
+        ff = loc.flatfield
+        inner = open_location(replace(loc, flatfield=None), storage_options, channel)
+        return FlatFieldCorrectedSource(
+            inner,
+            None if ff.bright is None else read_field_image(ff.bright, storage_options),
+            None if ff.dark is None else read_field_image(ff.dark, storage_options),
+            name=f"view (timepoint {ff.timepoint}, setup {ff.setup})",
+        )
     if loc.parent is not None:
         inner = open_location(loc.inner, storage_options, channel) if loc.inner is not None else None
         if inner is None:

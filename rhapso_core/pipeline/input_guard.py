@@ -82,9 +82,15 @@ def dataset_inputs(xml_uri: str, storage_options: dict | None = None, sd=None) -
             loc = sd.image_location(v)
         except Exception:  # an unlocatable view is reported by the preflight, not here
             continue
-        while loc.inner is not None:  # a split view reads its parent's container
-            loc = loc.inner
         what = f"the image of view (timepoint {v[0]}, setup {v[1]})"
+        while True:
+            if loc.flatfield is not None:  # a flat-field loader's bright and dark images are inputs too
+                for kind, f in (("bright", loc.flatfield.bright), ("dark", loc.flatfield.dark)):
+                    if f is not None:
+                        add(f, f"the flat-field {kind} image of view (timepoint {v[0]}, setup {v[1]})")
+            if loc.inner is None:
+                break
+            loc = loc.inner  # a split view reads its parent's container
         if loc.files:
             for f in loc.files:
                 add(f, what)

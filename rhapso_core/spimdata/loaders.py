@@ -11,6 +11,9 @@ One frozen dataclass per ``<ImageLoader format="...">`` seen in BigStitcher file
                                 Bio-Formats series and channel
 ``split.viewerimgloader``       :class:`SplitImageLoader`: new setups that are boxes of the
                                 setups of a wrapped loader
+``spimreconstruction.wrapped.   :class:`FlatFieldImageLoader`: a wrapped loader whose views are
+flatfield.default`` / ``...     corrected by bright and dark images (BigStitcher's flat-field
+.multiresolution``              correction)
 ==============================  ==========================================================
 
 :func:`locate` turns a loader and a view into an :class:`ImageLocation`, the small
@@ -40,6 +43,8 @@ __all__ = [
     "FileMapImageLoader",
     "SetupIdDefinition",
     "SplitImageLoader",
+    "FlatFieldFiles",
+    "FlatFieldImageLoader",
     "UnknownImageLoader",
     "ImageLoader",
     "LOADER_FORMATS",
@@ -78,6 +83,9 @@ class ImageLocation:
         x, y, z in BigStitcher's (x, y, z, c, t) order, i.e. ``(channel, timepoint)``
         of a 4D/5D OME-Zarr image; None or ``()`` when the image is 3D (or its extra
         axes have size 1).
+    flatfield : FlatFieldFiles or None
+        For an active flat-field loader: the bright and dark images (absolute) that
+        correct this view's pixels; the other fields describe the wrapped loader's view.
     """
 
     kind: str
@@ -91,6 +99,7 @@ class ImageLocation:
     size_xyz: tuple[int, int, int] | None = None
     inner: ImageLocation | None = None
     indices: tuple[int, ...] | None = None
+    flatfield: FlatFieldFiles | None = None
 
     @property
     def dataset_uri(self) -> str:
@@ -314,6 +323,53 @@ class SplitImageLoader:
 
 
 @dataclass(frozen=True)
+class FlatFieldFiles:
+    """One ``<FlatField timepoint= ViewSetup=>``: the bright and dark images of a view.
+
+    ``bright`` / ``dark`` are the paths as written (None where the element is absent), with
+    their ``type`` attribute; in an :class:`ImageLocation` they are resolved (absolute).
+    """
+
+    timepoint: int
+    setup: int
+    bright: str | None = None
+    bright_type: str = "relative"
+    dark: str | None = None
+    dark_type: str = "relative"
+    raw: Preserved = EMPTY
+
+
+@dataclass(frozen=True)
+class FlatFieldImageLoader:
+    """BigStitcher's flat-field correction: ``spimreconstruction.wrapped.flatfield.default``
+    (or ``.multiresolution``, the same XML) wrapping another loader.
+
+    A view with a ``<FlatField>`` entry is read as ``(x - dark) * mean(bright - dark) /
+    (bright - dark)`` (:mod:`rhapso_core.io.flatfield_source`) while ``active``; other views,
+    and every view when ``active`` is false, as the wrapped loader gives them.
+    """
+
+    inner: ImageLoader
+    format: str = "spimreconstruction.wrapped.flatfield.multiresolution"
+    active: bool = True
+    cached: str | None = "true"
+    flatfields: tuple[FlatFieldFiles, ...] = ()
+    raw: Preserved = EMPTY
+    flatfields_raw: Preserved = EMPTY
+
+    def files(self, view: ViewId) -> FlatFieldFiles | None:
+        t, s = int(view[0]), int(view[1])
+        for f in self.flatfields:
+            if f.timepoint == t and f.setup == s:
+                return f
+        return None
+
+
+FLATFIELD_FORMATS = ("spimreconstruction.wrapped.flatfield.default",
+                     "spimreconstruction.wrapped.flatfield.multiresolution")
+
+
+@dataclass(frozen=True)
 class UnknownImageLoader:
     """A loader format this package does not know (kept verbatim; only in non-strict loads)."""
 
@@ -322,11 +378,13 @@ class UnknownImageLoader:
 
 
 ImageLoader = Union[
-    ZarrImageLoader, N5ImageLoader, Hdf5ImageLoader, FileMapImageLoader, SplitImageLoader, UnknownImageLoader
+    ZarrImageLoader, N5ImageLoader, Hdf5ImageLoader, FileMapImageLoader, SplitImageLoader, FlatFieldImageLoader,
+    UnknownImageLoader,
 ]
 
 LOADER_FORMATS: dict[str, type] = {
-    c.format: c for c in (ZarrImageLoader, N5ImageLoader, Hdf5ImageLoader, FileMapImageLoader, SplitImageLoader)
+    **{c.format: c for c in (ZarrImageLoader, N5ImageLoader, Hdf5ImageLoader, FileMapImageLoader, SplitImageLoader)},
+    **{f: FlatFieldImageLoader for f in FLATFIELD_FORMATS},
 }
 
 
@@ -368,7 +426,23 @@ def locate(loader: ImageLoader, view: ViewId, base_path: str, source: str = "<ne
         inner = locate(loader.inner, parent_view, base_path, source)
         lo = tuple(int(v) for v in d.min[:3])
         size = tuple(int(b) - int(a) + 1 for a, b in zip(d.min[:3], d.max[:3]))
-        return replace(inner, parent=parent_view, offset_xyz=lo, size_xyz=size, inner=inner)  # type: ignore[arg-type]
+        # A flat field of the parent view stays with ``inner`` (applied before the crop).
+        return replace(inner, parent=parent_view, offset_xyz=lo, size_xyz=size, inner=inner,  # type: ignore[arg-type]
+                       flatfield=None)
+    if isinstance(loader, FlatFieldImageLoader):
+        inner = locate(loader.inner, view, base_path, source)
+        entry = loader.files(view)
+        if not loader.active or entry is None or (entry.bright is None and entry.dark is None):
+            return inner
+        files = replace(
+            entry,
+            bright=None if entry.bright is None else _resolve(entry.bright, entry.bright_type, base_path),
+            bright_type="absolute",
+            dark=None if entry.dark is None else _resolve(entry.dark, entry.dark_type, base_path),
+            dark_type="absolute",
+            raw=EMPTY,
+        )
+        return replace(inner, flatfield=files)
     fmt = getattr(loader, "format", type(loader).__name__)
     raise SpimDataError(
         f"{source}: <ImageLoader format=\"{fmt}\">: unsupported image loader format "

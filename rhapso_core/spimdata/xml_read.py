@@ -11,8 +11,11 @@ from lxml import etree
 from .. import transforms
 from .errors import SpimDataError
 from .loaders import (
+    FLATFIELD_FORMATS,
     LOADER_FORMATS,
     FileMapImageLoader,
+    FlatFieldFiles,
+    FlatFieldImageLoader,
     FileMapping,
     Hdf5ImageLoader,
     ImageLoader,
@@ -275,12 +278,60 @@ def _split_loader(ctx: _Ctx, elem: etree._Element) -> SplitImageLoader:
     return SplitImageLoader(inner=inner, setup_ids=tuple(defs), raw=pres, setup_ids_raw=ids_pres)
 
 
+def _bool_attr(ctx: _Ctx, elem: etree._Element, name: str, default: bool) -> bool:
+    text = elem.get(name)
+    if text is None:
+        return default
+    if text.strip().lower() not in ("true", "false"):
+        ctx.problem(elem, f"attribute {name!r} must be true or false, got {text!r}")
+        return default
+    return text.strip().lower() == "true"
+
+
+def _flatfield_loader(ctx: _Ctx, elem: etree._Element) -> FlatFieldImageLoader:
+    """BigStitcher's ``XmlIoFlatfieldCorrectedWrappedImgLoader``: ``Active`` / ``Cached``
+    attributes, ``<WrappedImgLoader><ImageLoader .../></WrappedImgLoader>``, and
+    ``<FlatFields>`` of ``<FlatField timepoint= ViewSetup=>`` with ``<BrightImg>`` and
+    ``<DarkImg>`` paths (either may be absent)."""
+    kids, pres, _ = split_children(elem, ("WrappedImgLoader", "FlatFields"), ("format", "Active", "Cached"),
+                                   ("WrappedImgLoader", "FlatFields"))
+    wrapped = _req(ctx, elem, "WrappedImgLoader")
+    inner = _loader(ctx, _req(ctx, wrapped, "ImageLoader"))
+    entries: list[FlatFieldFiles] = []
+    ff_pres = Preserved()
+    if "FlatFields" in kids:
+        fk, ff_pres, _ = split_children(kids["FlatFields"][0], ("FlatField",))
+        for f in fk.get("FlatField", []):
+            known = ("BrightImg", "DarkImg")
+            fkids, fp, _ = split_children(f, known, ("timepoint", "ViewSetup"), known)
+            hints: dict[str, str] = {}
+            paths = {}
+            for tag in known:
+                if tag in fkids:
+                    paths[tag] = _path_leaf(ctx, f, tag, hints)
+            bright, bright_type = paths.get("BrightImg", (None, "relative"))
+            dark, dark_type = paths.get("DarkImg", (None, "relative"))
+            entries.append(FlatFieldFiles(
+                timepoint=_int(ctx, f, f.get("timepoint"), "attribute 'timepoint'"),
+                setup=_int(ctx, f, f.get("ViewSetup"), "attribute 'ViewSetup'"),
+                bright=bright or None, bright_type=bright_type, dark=dark or None, dark_type=dark_type,
+                raw=Preserved(fp.attrib, fp.children, fp.order, hints),
+            ))
+    else:
+        ctx.problem(elem, "missing <FlatFields>")
+    return FlatFieldImageLoader(
+        inner=inner, format=str(elem.get("format")), active=_bool_attr(ctx, elem, "Active", True),
+        cached=elem.get("Cached"), flatfields=tuple(entries), raw=pres, flatfields_raw=ff_pres,
+    )
+
+
 _LOADER_READERS: dict[str, Callable[[_Ctx, etree._Element], ImageLoader]] = {
     ZarrImageLoader.format: _zarr_loader,
     N5ImageLoader.format: _n5_loader,
     Hdf5ImageLoader.format: _hdf5_loader,
     FileMapImageLoader.format: _filemap_loader,
     SplitImageLoader.format: _split_loader,
+    **{f: _flatfield_loader for f in FLATFIELD_FORMATS},
 }
 
 

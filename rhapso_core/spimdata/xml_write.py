@@ -17,6 +17,7 @@ from .loaders import (
     ImageLoader,
     N5ImageLoader,
     SplitImageLoader,
+    FlatFieldImageLoader,
     UnknownImageLoader,
     ZarrImageLoader,
 )
@@ -132,6 +133,19 @@ def _loader(loader: ImageLoader) -> etree._Element:
             _leaf(de, "max", _ints_text(d.max, dh.get("max")))
             finish(de, d.raw)
         finish(ids, loader.setup_ids_raw)
+    elif isinstance(loader, FlatFieldImageLoader):
+        e.set("Active", "true" if loader.active else "false")
+        if loader.cached is not None:
+            e.set("Cached", loader.cached)
+        etree.SubElement(e, "WrappedImgLoader").append(_loader(loader.inner))
+        ffs = etree.SubElement(e, "FlatFields")
+        for f in loader.flatfields:
+            fe = etree.SubElement(ffs, "FlatField", timepoint=str(int(f.timepoint)), ViewSetup=str(int(f.setup)))
+            for tag, path, ptype in (("BrightImg", f.bright, f.bright_type), ("DarkImg", f.dark, f.dark_type)):
+                if path is not None:
+                    _leaf(fe, tag, _str_text(path, f.raw.hints.get(tag)), type=ptype)
+            finish(fe, f.raw)
+        finish(ffs, loader.flatfields_raw)
     else:  # pragma: no cover - the union is closed
         raise TypeError(f"not an image loader: {type(loader).__name__}")
     return finish(e, loader.raw)
