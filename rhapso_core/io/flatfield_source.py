@@ -11,10 +11,11 @@ A missing bright image counts as 1 everywhere, a missing dark image as 0. At a p
 the two images are averaged over the level's in-plane blocks first, and the mean is taken
 over the averaged images, as BigStitcher's multiresolution loader does.
 
-Where this differs from BigStitcher, and why: the level images are block means over the
-level's voxels (this project's pyramid geometry: level voxel ``i`` covers level-0 voxels
-``[f i, f i + f)``), the last partial block taking the edge value as BigStitcher's border
-extension does; integers are rounded half up (imglib2's ``Util.round`` on non-negative values).
+The level images are block means over the level's voxels (this project's pyramid geometry:
+level voxel ``i`` covers level-0 voxels ``[f i, f i + f)``; BigStitcher's own downsampling of
+them may weigh its windows otherwise), whole blocks only, a level voxel beyond them taking the
+edge value as BigStitcher's border extension gives it; integers are rounded half up (imglib2's
+``Util.round`` on the non-negative values the clip leaves).
 
 Every stage reads through this, alignment and fusion alike: the objective's fall-off moves
 detected points toward each tile's centre (``docs/accuracy.md``, "Vignetting"), and is seen
@@ -85,12 +86,17 @@ def _read_field_image(uri: str, storage_options: dict[str, Any] | None) -> np.nd
     return img.astype(np.float64)
 
 
-def _block_means(img: np.ndarray, fy: int, fx: int, shape_yx: tuple[int, int]) -> np.ndarray:
-    """Means over whole ``fy x fx`` blocks, extended by the edge values to ``shape_yx``."""
-    if fy > 1 or fx > 1:
-        ny, nx = max(img.shape[0] // fy, 1), max(img.shape[1] // fx, 1)
-        cut = img[: ny * fy, : nx * fx]
-        img = cut.reshape(ny, min(fy, img.shape[0]), nx, min(fx, img.shape[1])).mean(axis=(1, 3))
+def _block_means(img: np.ndarray, fy: int, fx: int) -> np.ndarray:
+    """Means over the whole ``fy x fx`` blocks (BigStitcher's downsampled size, rounded down)."""
+    if fy <= 1 and fx <= 1:
+        return img
+    ny, nx = max(img.shape[0] // fy, 1), max(img.shape[1] // fx, 1)
+    by, bx = min(fy, img.shape[0]), min(fx, img.shape[1])
+    return img[: ny * by, : nx * bx].reshape(ny, by, nx, bx).mean(axis=(1, 3))
+
+
+def _to_shape(img: np.ndarray, shape_yx: tuple[int, ...]) -> np.ndarray:
+    """Extended by its edge values (BigStitcher's border extension) or cut to ``shape_yx``."""
     pad_y, pad_x = max(shape_yx[0] - img.shape[0], 0), max(shape_yx[1] - img.shape[1], 0)
     if pad_y or pad_x:
         img = np.pad(img, ((0, pad_y), (0, pad_x)), mode="edge")
@@ -163,9 +169,9 @@ class FlatFieldCorrectedSource:
             if got is None:
                 _, fy, fx = (int(f) for f in self.inner.level_factors(level))
                 shape_yx = tuple(int(n) for n in self.inner.level_shape(level)[1:])
-                bright = _block_means(self._bright, fy, fx, shape_yx)
-                dark = _block_means(self._dark, fy, fx, shape_yx)
-                got = self._levels[level] = (bright, dark, float(np.mean(bright - dark)))
+                bright, dark = _block_means(self._bright, fy, fx), _block_means(self._dark, fy, fx)
+                mean = float(np.mean(bright - dark))  # over the images themselves, as BigStitcher
+                got = self._levels[level] = (_to_shape(bright, shape_yx), _to_shape(dark, shape_yx), mean)
             return got
 
     def read(self, box: Box, level: int = 0) -> np.ndarray:

@@ -81,3 +81,16 @@ def test_field_images_from_tiff_and_zarr(tmp_path):
         read_field_image(str(tmp_path / "stack.tif"))
     with pytest.raises(ImageIOError, match="missing.tif"):
         read_field_image(str(tmp_path / "missing.tif"))
+
+
+def test_an_odd_sized_level_extends_the_last_whole_block():
+    # 3 x 7 in-plane at level 0, factor 2: the level is 2 x 4 (this project's pyramids round
+    # up); BigStitcher's downsampled images are 1 x 3 and read beyond by their border values.
+    raw = np.full((1, 2, 4), 500.0, np.float32)
+    bright = np.arange(21, dtype=np.float64).reshape(3, 7) + 200.0
+    src = FlatFieldCorrectedSource(ArraySource([np.zeros((1, 3, 7), np.float32), raw], [(1, 1, 1), (1, 2, 2)]),
+                                   bright, None)
+    b1 = bright[:2, :6].reshape(1, 2, 3, 2).mean(axis=(1, 3))
+    b1_ext = np.pad(b1, ((0, 1), (0, 1)), mode="edge")
+    want = (500.0 * np.mean(b1) / b1_ext).astype(np.float32)[None]
+    assert np.allclose(src.read(((0, 1), (0, 2), (0, 4)), 1), want, rtol=1e-6)
