@@ -324,10 +324,12 @@ class SplitImageLoader:
 
 @dataclass(frozen=True)
 class FlatFieldFiles:
-    """One ``<FlatField timepoint= ViewSetup=>``: the bright and dark images of a view.
+    """One ``<FlatField Timepoint= ViewSetup=>``: the bright and dark images of a view.
 
     ``bright`` / ``dark`` are the paths as written (None where the element is absent), with
     their ``type`` attribute; in an :class:`ImageLocation` they are resolved (absolute).
+    ``timepoint_attr`` / ``setup_attr``: the attribute names as read (BigStitcher writes
+    ``Timepoint`` and ``ViewSetup``; ``timepoint`` and ``setup`` are read too) and written back.
     """
 
     timepoint: int
@@ -336,6 +338,8 @@ class FlatFieldFiles:
     bright_type: str = "relative"
     dark: str | None = None
     dark_type: str = "relative"
+    timepoint_attr: str = "Timepoint"
+    setup_attr: str = "ViewSetup"
     raw: Preserved = EMPTY
 
 

@@ -291,8 +291,9 @@ def _bool_attr(ctx: _Ctx, elem: etree._Element, name: str, default: bool) -> boo
 def _flatfield_loader(ctx: _Ctx, elem: etree._Element) -> FlatFieldImageLoader:
     """BigStitcher's ``XmlIoFlatfieldCorrectedWrappedImgLoader``: ``Active`` / ``Cached``
     attributes, ``<WrappedImgLoader><ImageLoader .../></WrappedImgLoader>``, and
-    ``<FlatFields>`` of ``<FlatField timepoint= ViewSetup=>`` with ``<BrightImg>`` and
-    ``<DarkImg>`` paths (either may be absent)."""
+    ``<FlatFields>`` of ``<FlatField Timepoint= ViewSetup=>`` (mpicbg's ``XmlKeys``; the
+    lower-case ``timepoint`` / ``setup`` of hand-made files are read too) with ``<BrightImg>``
+    and ``<DarkImg>`` paths (either may be absent)."""
     kids, pres, _ = split_children(elem, ("WrappedImgLoader", "FlatFields"), ("format", "Active", "Cached"),
                                    ("WrappedImgLoader", "FlatFields"))
     wrapped = _req(ctx, elem, "WrappedImgLoader")
@@ -303,7 +304,9 @@ def _flatfield_loader(ctx: _Ctx, elem: etree._Element) -> FlatFieldImageLoader:
         fk, ff_pres, _ = split_children(kids["FlatFields"][0], ("FlatField",))
         for f in fk.get("FlatField", []):
             known = ("BrightImg", "DarkImg")
-            fkids, fp, _ = split_children(f, known, ("timepoint", "ViewSetup"), known)
+            t_attr = "Timepoint" if f.get("Timepoint") is not None else "timepoint"
+            s_attr = "ViewSetup" if f.get("ViewSetup") is not None else "setup"
+            fkids, fp, _ = split_children(f, known, (t_attr, s_attr), known)
             hints: dict[str, str] = {}
             paths = {}
             for tag in known:
@@ -312,9 +315,10 @@ def _flatfield_loader(ctx: _Ctx, elem: etree._Element) -> FlatFieldImageLoader:
             bright, bright_type = paths.get("BrightImg", (None, "relative"))
             dark, dark_type = paths.get("DarkImg", (None, "relative"))
             entries.append(FlatFieldFiles(
-                timepoint=_int(ctx, f, f.get("timepoint"), "attribute 'timepoint'"),
-                setup=_int(ctx, f, f.get("ViewSetup"), "attribute 'ViewSetup'"),
+                timepoint=_int(ctx, f, f.get(t_attr), f"attribute '{t_attr}'"),
+                setup=_int(ctx, f, f.get(s_attr), f"attribute '{s_attr}'"),
                 bright=bright or None, bright_type=bright_type, dark=dark or None, dark_type=dark_type,
+                timepoint_attr=t_attr, setup_attr=s_attr,
                 raw=Preserved(fp.attrib, fp.children, fp.order, hints),
             ))
     else:

@@ -140,7 +140,8 @@ def _loader(loader: ImageLoader) -> etree._Element:
         etree.SubElement(e, "WrappedImgLoader").append(_loader(loader.inner))
         ffs = etree.SubElement(e, "FlatFields")
         for f in loader.flatfields:
-            fe = etree.SubElement(ffs, "FlatField", timepoint=str(int(f.timepoint)), ViewSetup=str(int(f.setup)))
+            fe = etree.SubElement(ffs, "FlatField", {f.timepoint_attr: str(int(f.timepoint)),
+                                                      f.setup_attr: str(int(f.setup))})
             for tag, path, ptype in (("BrightImg", f.bright, f.bright_type), ("DarkImg", f.dark, f.dark_type)):
                 if path is not None:
                     _leaf(fe, tag, _str_text(path, f.raw.hints.get(tag)), type=ptype)

@@ -1,6 +1,7 @@
 """BigStitcher's flat-field loader (``spimreconstruction.wrapped.flatfield.*``) in the XML model:
 read, located per view, written back unchanged. The element layout is BigStitcher's
-``XmlIoFlatfieldCorrectedWrappedImgLoader``."""
+``XmlIoFlatfieldCorrectedWrappedImgLoader`` (attribute names from mpicbg's ``XmlKeys``:
+``Timepoint``, ``ViewSetup``)."""
 
 from __future__ import annotations
 
@@ -19,11 +20,11 @@ _XML = """<?xml version="1.0" encoding="UTF-8"?>
         </ImageLoader>
       </WrappedImgLoader>
       <FlatFields>
-        <FlatField timepoint="0" ViewSetup="0">
+        <FlatField Timepoint="0" ViewSetup="0">
           <BrightImg type="relative">ff/bright.tif</BrightImg>
           <DarkImg type="absolute">/calib/dark.tif</DarkImg>
         </FlatField>
-        <FlatField timepoint="0" ViewSetup="1">
+        <FlatField Timepoint="0" ViewSetup="1">
           <DarkImg type="relative">ff/dark1.tif</DarkImg>
         </FlatField>
       </FlatFields>
@@ -114,3 +115,12 @@ def test_the_bright_and_dark_images_are_inputs_no_output_may_replace(tmp_path):
     assert found[str(tmp_path / "ff" / "bright.tif")] == "the flat-field bright image of view (timepoint 0, setup 0)"
     assert found["/calib/dark.tif"] == "the flat-field dark image of view (timepoint 0, setup 0)"
     assert str(tmp_path / "ff" / "dark1.tif") in found
+
+
+def test_lower_case_attributes_of_hand_made_files_are_read_and_kept():
+    text = _XML.format(fmt=_FORMATS[0], active="true").replace(
+        '<FlatField Timepoint="0" ViewSetup="1">', '<FlatField timepoint="0" setup="1">')
+    sd = from_xml_bytes(text.encode(), source="/data/run/dataset.xml")
+    assert sd.image_location((0, 1)).flatfield.dark == "/data/run/ff/dark1.tif"
+    out = to_xml_bytes(sd)
+    assert b'<FlatField timepoint="0" setup="1">' in out and b'<FlatField Timepoint="0" ViewSetup="0">' in out
