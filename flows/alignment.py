@@ -207,6 +207,9 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
     layout = alignment_layout(out)
     runner = stage_runner(p.runtime)
     label = p.detection.label
+    if p.alignment.flatfield == "estimate":
+        # Every later read, the resolution's included, goes through the estimated flat field.
+        xml = intensity_tasks.flatfield_input(xml, p.intensity, layout["flatfield"])
     # Every `auto` parameter is derived from this dataset once, before any stage runs.
     resolution = autoparams_tasks.resolve_parameters(xml, p, layout["resolved_params"])
     p = resolution.params
@@ -260,7 +263,7 @@ def run_alignment(xml: str, out: str, p: PipelineParams, qc: bool = True, ground
         export_n5(PointStore(layout["store"]), layout["n5"], labels=[label], on_invalid="skip")
         summary.n5 = layout["n5"]
     if qc:
-        summary.qc = run_qc(xml, summary, label, ground_truth=ground_truth)
+        summary.qc = run_qc(summary.input, summary, label, ground_truth=ground_truth)
     artifacts.output_note("Alignment", [f"input: {xml}", f"solved XML: {out}",
                                         f"interest points: {layout['store']} (BigStitcher: {layout['n5']})"
                                         if points_needed else "interest points: none (phase rounds only)"],
@@ -318,7 +321,7 @@ def alignment(
         staged = staged_name(out)
         summary = run_alignment(xml, out, p, qc=False, final_xml=staged)
         summary.output = publish(staged, out)
-        summary.qc = run_qc(xml, summary, p.detection.label, ground_truth=ground_truth)
+        summary.qc = run_qc(summary.input, summary, p.detection.label, ground_truth=ground_truth)
     result = summary.to_dict()
     result["executor"] = executor.to_dict()
     # Outputs are written and the lock released; a failed verdict then fails the run (exit 3 in the CLI).

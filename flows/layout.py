@@ -32,6 +32,7 @@ def alignment_outputs(out_xml: str, what: str = "--out") -> list[tuple[str, str]
             (layout["store"], "the point store it writes"),
             (layout["n5"], "the BigStitcher interest-point export it writes"),
             (layout["work"], "the folder of per-round XMLs it writes"),
+            (layout["flatfield"], "the flat-field images it estimates (alignment.flatfield)"),
             (join(layout["folder"], REPORT_NAME), "the QC report it writes"),
             (lock_path(layout["folder"]), "its output lock")]
 
@@ -70,12 +71,12 @@ def guard_outputs(xml: str, outputs: list[tuple[str, str]], data_roots: list[str
 def clear_dead_run_temporaries(lock: dict, out_xml: str, fused: str | None = None) -> list[str]:
     """After taking over a killed run's lock, remove the temporaries its interrupted writes left.
 
-    Only the run's own outputs are searched: the point store, the work folder and
-    the fused image recursively, the XML's folder at its top level (it may hold the
-    input dataset).
+    Only the run's own outputs are searched: the point store, the work folder, the estimated
+    flat field's folder and the fused image recursively, the XML's folder at its top level (it
+    may hold the input dataset).
     """
     layout = alignment_layout(out_xml)
-    trees = [layout["store"], layout["work"]] + ([fused] if fused else [])
+    trees = [layout["store"], layout["work"], layout["flatfield"]] + ([fused] if fused else [])
     return _sweep_after_takeover(lock, trees, [layout["folder"]])
 
 

@@ -63,7 +63,8 @@ def stitch(
         f = run_fusion(staged, fused, p, overwrite)
         a.output = publish(staged, aligned)
         write_record(out, RunRecord(xml, sha, shaping, "complete"))
-        qc = run_qc(xml, a, p.detection.label, fused=fused, ground_truth=ground_truth)
+        # a.input: the XML the alignment read (with an estimated flat field, its wrapped copy).
+        qc = run_qc(a.input, a, p.detection.label, fused=fused, ground_truth=ground_truth)
     result = {"alignment": a.to_dict(), "fusion": f, "aligned_xml": aligned, "fused": fused, "qc": qc,
               "executor": executor.to_dict()}
     # A "fail" verdict fails the run after everything is written (exit 3 in the CLI).

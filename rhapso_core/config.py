@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from rhapso_core.detection import DetectionParams
 from rhapso_core.fusion import FusionParams
@@ -49,6 +49,15 @@ class AlignmentParams(StageParams):
         "or the shift measured by phase correlation of a few sampled overlaps) or overlaps too poor in interest "
         "points to match; on: always; off: never. The choice and its reason are in resolved_params.json / --explain.",
     )
+    flatfield: Literal["off", "estimate"] = Field(
+        "off",
+        description="off (default): read the tiles as the XML's loader gives them (with the flat fields it "
+        "records, if any). estimate: before anything else, estimate each channel's flat field (the objective's "
+        "fall-off) from the tiles above the camera offset `intensity.dark_level` (required), write it as "
+        "BigStitcher bright and dark images in the run's work folder and align through them; the solved XML "
+        "keeps them, so fusion reads the same corrected pixels. An XML with recorded flat fields uses its own. "
+        "The fall-off biases alignment toward tile centres (docs/accuracy.md, 'Vignetting').",
+    )
     pair_mode: Literal["overlapping", "all"] = Field(
         "overlapping", description="Match views whose boxes overlap under current registrations, or all pairs."
     )
@@ -63,7 +72,7 @@ class AlignmentParams(StageParams):
         "*_split_affine keys); names and units are those of `matching`, which gives every value not set here.",
     )
 
-    @field_validator("prealign", mode="before")
+    @field_validator("prealign", "flatfield", mode="before")
     @classmethod
     def _on_off_from_yaml(cls, v: Any) -> Any:
         # YAML 1.1 reads a bare on / off (in a parameter file or --set) as true / false.
@@ -180,6 +189,15 @@ class PipelineParams(StageParams):
     synthetic: SyntheticParams = Field(
         default_factory=SyntheticParams, description="The generated dataset of `rhapso demo` and `rhapso synth`."
     )
+
+    @model_validator(mode="after")
+    def _flatfield_needs_the_offset(self) -> "PipelineParams":
+        # Refused with the other parameter errors, before any flow or server starts.
+        if self.alignment.flatfield == "estimate" and self.intensity.dark_level is None:
+            raise ValueError(
+                "alignment.flatfield=estimate needs intensity.dark_level: the camera's offset in counts (its "
+                "documented value, often 100), under the signal that the fall-off scales")
+        return self
 
     def round_params(self, kind: RoundKind, round_name: MatchingRound | None = None) -> tuple[MatchingParams, SolverParams]:
         """Matching and solver parameters of one alignment round.

@@ -82,6 +82,8 @@ def alignment_layout(out_xml: str) -> dict[str, str]:
         "n5": join(folder, N5_NAME),
         "round_xml": join(work, ROUND_XML),
         "resolved_params": join(work, "resolved_params.json"),
+        # An estimated flat field (alignment.flatfield): beside the solved XML, which names its images.
+        "flatfield": join(folder, f"{xml_stem(out_xml)}.flatfield"),
     }
 
 

@@ -162,6 +162,8 @@ def build(model_cls: type[M], data: Mapping[str, Any], source: str = "parameters
             raise ParameterError(f"{source}: unknown parameter '{loc}'{hint}") from None
         value = err.get("input")
         shown = "" if isinstance(value, Mapping) else f" (got {value!r})"
+        if not loc:  # a rule across parameters (a model validator): its message names them
+            raise ParameterError(f"{source}: {err['msg'].removeprefix('Value error, ')}") from None
         raise ParameterError(f"{source}: parameter '{loc}': {err['msg']}{shown}") from None
 
 

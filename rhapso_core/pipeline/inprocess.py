@@ -52,6 +52,10 @@ def align_in_process(xml: str, work: str, params, rounds=None) -> InProcessAlign
 def _align(xml: str, work: str, params, rounds) -> InProcessAlignment:
     os.makedirs(work, exist_ok=True)
     t0 = time.perf_counter()
+    if params.alignment.flatfield == "estimate":  # as the flow: every read through the estimate
+        from rhapso_core.pipeline.flatfield_input import flatfield_input
+
+        xml = flatfield_input(xml, params.intensity, join(work, "flatfield"))
     res = resolve_parameters(xml, params)
     p = res.params
     t1 = time.perf_counter()

@@ -19,3 +19,13 @@ def test_prealign_on_off(raw, want):
 def test_other_values_are_still_refused():
     with pytest.raises(ValueError, match="prealign"):
         PipelineParams.model_validate({"alignment": {"prealign": "sometimes"}})
+
+
+def test_flatfield_off_from_yaml():
+    assert PipelineParams.model_validate(yaml.safe_load("alignment:\n  flatfield: off\n")).alignment.flatfield == "off"
+    est = ["alignment.flatfield=estimate", "intensity.dark_level=100"]
+    assert PipelineParams.model_validate(apply_overrides({}, est)).alignment.flatfield == "estimate"
+    with pytest.raises(ValueError, match="needs intensity.dark_level"):
+        PipelineParams.model_validate(apply_overrides({}, est[:1]))
+    with pytest.raises(ValueError, match="flatfield"):
+        PipelineParams.model_validate({"alignment": {"flatfield": "on"}})
