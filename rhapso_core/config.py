@@ -53,10 +53,11 @@ class AlignmentParams(StageParams):
         "off",
         description="off (default): read the tiles as the XML's loader gives them (with the flat fields it "
         "records, if any). estimate: before anything else, estimate each channel's flat field (the objective's "
-        "fall-off) from the tiles above the camera offset `intensity.dark_level` (required), write it as "
-        "BigStitcher bright and dark images in the run's work folder and align through them; the solved XML "
-        "keeps them, so fusion reads the same corrected pixels. An XML with recorded flat fields uses its own. "
-        "The fall-off biases alignment toward tile centres (docs/accuracy.md, 'Vignetting').",
+        "fall-off) from the tiles above the camera offset `intensity.dark_level` (required: the camera's "
+        "documented value; one 20 counts too high was worse than none), write it as BigStitcher bright and "
+        "dark images in `<solved XML stem>.flatfield/` beside the solved XML and align through them; the "
+        "solved XML keeps them, so fusion reads the same corrected pixels. An XML with recorded flat fields "
+        "uses its own. The fall-off biases alignment toward tile centres (docs/accuracy.md, 'Vignetting').",
     )
     pair_mode: Literal["overlapping", "all"] = Field(
         "overlapping", description="Match views whose boxes overlap under current registrations, or all pairs."
