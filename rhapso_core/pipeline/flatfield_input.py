@@ -20,6 +20,8 @@ BigStitcher read the same pixels.
 
 from __future__ import annotations
 
+import hashlib
+
 from rhapso_core.intensity.params import IntensityParams
 from rhapso_core.io import fs_for
 from rhapso_core.output_layout import join
@@ -81,8 +83,11 @@ def flatfield_input(xml_uri: str, params: IntensityParams, folder: str, storage_
                 u = normalised_position(np.arange(nx), nx)
                 w = normalised_position(np.arange(ny), ny)
                 bright = (dark + _SCALE * ff.evaluate(u[None, :], w[:, None])).astype(np.float32)
-                names = (join(folder, f"flatfield_ch{ch}_{nx}x{ny}_bright.tif"),
-                         join(folder, f"flatfield_ch{ch}_{nx}x{ny}_dark.tif"))
+                # Named by their content: another estimate (another offset, other tiles) gives other
+                # names, so the wrapped XML differs and no task result cached by it is reused.
+                digest = hashlib.sha256(repr((ff.to_dict(), nx, ny)).encode()).hexdigest()[:12]
+                names = (join(folder, f"flatfield_ch{ch}_{nx}x{ny}_{digest}_bright.tif"),
+                         join(folder, f"flatfield_ch{ch}_{nx}x{ny}_{digest}_dark.tif"))
                 for name, img in zip(names, (bright, np.full((ny, nx), dark, np.float32))):
                     _write_tiff(name, img, storage_options)
                 written[key] = names
@@ -92,6 +97,11 @@ def flatfield_input(xml_uri: str, params: IntensityParams, folder: str, storage_
     wrapped = sd.replace(image_loader=FlatFieldImageLoader(inner=sd.image_loader, flatfields=tuple(files)))
     out = join(folder, INPUT_NAME)
     save_xml(wrapped, out, storage_options=storage_options)
+    # An earlier estimate's images, which no XML of this run names any more.
+    keep = {fs_for(n, storage_options)[1] for pair in written.values() for n in pair}
+    for old in fs.glob(f"{root.rstrip('/')}/flatfield_ch*.tif"):
+        if old not in keep:
+            fs.rm(old)
     return out
 
 

@@ -5,6 +5,8 @@ BigStitcher flat-field images and a wrapped copy of the XML. The accuracy it buy
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from rhapso_core.intensity.params import IntensityParams
@@ -53,3 +55,16 @@ def test_recorded_flat_fields_are_used_as_they_are(tmp_path):
         inner=sd.image_loader, flatfields=(FlatFieldFiles(0, 0, dark="dark.tif"),))), own)
     assert flatfield_input(str(own), IntensityParams(), str(tmp_path / "ff")) == str(own)
     assert not (tmp_path / "ff").exists()
+
+
+def test_another_estimate_gets_other_names_and_replaces_the_first(tmp_path):
+    # Task results are cached by the XML's content: images rewritten under the same names would
+    # let a run with another offset reuse detections made through the first estimate.
+    paths = _dataset(tmp_path)
+    first = load_xml(flatfield_input(str(paths.xml), IntensityParams(dark_level=100.0), str(tmp_path / "ff")))
+    second = load_xml(flatfield_input(str(paths.xml), IntensityParams(dark_level=95.0), str(tmp_path / "ff")))
+    a = first.image_location(first.views()[0]).flatfield.bright
+    b = second.image_location(second.views()[0]).flatfield.bright
+    assert a != b
+    assert sorted(p.name for p in (tmp_path / "ff").glob("*.tif")) == sorted(
+        {Path(b).name, Path(second.image_location(second.views()[0]).flatfield.dark).name})
