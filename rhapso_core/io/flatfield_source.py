@@ -108,7 +108,9 @@ def corrected(raw: np.ndarray, bright: np.ndarray, dark: np.ndarray, mean: float
     mean of ``bright - dark``, in ``dtype`` (see the module docstring)."""
     denom = bright - dark
     with np.errstate(divide="ignore", invalid="ignore"):
-        v = (raw.astype(np.float64) - dark) * (mean / denom)
+        # BigStitcher's order of operations, (x - dark) * mean / (bright - dark), so that a value
+        # half-way between two integers rounds the same way.
+        v = (raw.astype(np.float64) - dark) * mean / denom
     v = np.where(denom == 0, 0.0, v)
     dt = np.dtype(dtype)
     if dt.kind in "iu":
